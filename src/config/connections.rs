@@ -1,0 +1,181 @@
+//! Stage two for `[[connections]]`: names, tenant and app ids, the site URL, the library and
+//! endpoints with their defaults, and the one credential each connection must have.
+
+use std::collections::HashSet;
+
+use super::types::{CertKey, Connection, Credential, Site};
+use super::validate::{Context, cert_key, choice, required, unique};
+use super::{Error, raw, values};
+
+const DRIVE: &str = "Documents";
+const AUTHORITY: &str = "https://login.microsoftonline.com";
+const GRAPH_URL: &str = "https://graph.microsoft.com";
+
+/// Validates every connection; names are unique.
+pub(super) fn connections(
+    raw: Vec<raw::Connection>,
+    cx: &Context<'_>,
+) -> Result<Vec<Connection>, Error> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, c) in raw.into_iter().enumerate() {
+        let at = |field: &str| format!("connections[{i}].{field}");
+        let name = values::name(&at("name"), &required(c.name, &at("name"))?)?;
+        unique(&mut seen, &at("name"), &name)?;
+        let tenant = values::non_empty(&at("tenant"), &required(c.tenant, &at("tenant"))?)?;
+        if !tenant
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '.' || ch == '-')
+        {
+            return Err(Error::invalid(
+                at("tenant"),
+                "expected a tenant id (GUID) or domain name",
+            ));
+        }
+        let client_id =
+            values::non_empty(&at("client_id"), &required(c.client_id, &at("client_id"))?)?;
+        let site = site(&at("site"), &required(c.site, &at("site"))?)?;
+        let drive = values::non_empty(&at("drive"), c.drive.as_deref().unwrap_or(DRIVE))?;
+        let authority = base_url(
+            &at("authority"),
+            c.authority.as_deref().unwrap_or(AUTHORITY),
+        )?;
+        let graph_url = base_url(
+            &at("graph_url"),
+            c.graph_url.as_deref().unwrap_or(GRAPH_URL),
+        )?;
+
+        let mut given = Vec::new();
+        if let Some(raw) = &c.client_secret {
+            given.push((
+                "client_secret",
+                Credential::ClientSecret(cx.secret(&at("client_secret"), raw)?),
+            ));
+        }
+        if let Some(raw) = c.certificate {
+            let CertKey { cert, key } = cert_key(&at("certificate"), raw, cx)?;
+            given.push(("certificate", Credential::Certificate { cert, key }));
+        }
+        if let Some(auth) = &c.auth {
+            choice(&at("auth"), auth, &[("device_code", ())])?;
+            given.push(("auth", Credential::DeviceCode));
+        }
+        let given_keys: Vec<&str> = given.iter().map(|(key, _)| *key).collect();
+        let credential = match given.pop() {
+            Some((_, credential)) if given.is_empty() => credential,
+            None => {
+                return Err(Error::invalid(
+                    format!("connections[{i}]"),
+                    format!(
+                        "connection {name:?} has no credential: set one of client_secret, certificate or auth = \"device_code\""
+                    ),
+                ));
+            }
+            Some(_) => {
+                return Err(Error::invalid(
+                    format!("connections[{i}]"),
+                    format!(
+                        "connection {name:?} has more than one credential ({}); keep exactly one",
+                        given_keys.join(", ")
+                    ),
+                ));
+            }
+        };
+        out.push(Connection {
+            name,
+            tenant,
+            client_id,
+            site,
+            drive,
+            authority,
+            graph_url,
+            credential,
+        });
+    }
+    Ok(out)
+}
+
+/// Splits `scheme://authority/path`, requiring an http(s) scheme, a host, and no user info,
+/// query or fragment. Returns the lower-cased scheme and authority, and the path.
+fn http_url<'a>(key: &str, text: &'a str) -> Result<(String, String, &'a str), Error> {
+    let bad = |why: &str| Error::invalid(key, format!("{text:?}: {why}"));
+    let (scheme, rest) = text
+        .split_once("://")
+        .ok_or_else(|| bad("not an http(s) URL"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "https" && scheme != "http" {
+        return Err(bad("the scheme must be https or http"));
+    }
+    if rest.contains(['?', '#']) {
+        return Err(bad("a query or fragment is not allowed"));
+    }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.is_empty() || authority.contains(['@', ' ']) {
+        return Err(bad("expected a host name after the scheme"));
+    }
+    Ok((scheme, authority.to_ascii_lowercase(), path))
+}
+
+/// A base URL such as `https://graph.microsoft.com`, returned without a trailing slash.
+fn base_url(key: &str, text: &str) -> Result<String, Error> {
+    let (scheme, host, path) = http_url(key, text.trim())?;
+    Ok(format!("{scheme}://{host}{}", path.trim_end_matches('/')))
+}
+
+/// A SharePoint site URL: `https://HOST/sites/NAME` or `https://HOST/teams/NAME`.
+fn site(key: &str, text: &str) -> Result<Site, Error> {
+    let (scheme, host, path) = http_url(key, text.trim())?;
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let path = match segments[..] {
+        [kind, name]
+            if !name.is_empty()
+                && ["sites", "teams"].contains(&kind.to_ascii_lowercase().as_str()) =>
+        {
+            format!("/{}/{name}", kind.to_ascii_lowercase())
+        }
+        _ => {
+            return Err(Error::invalid(
+                key,
+                format!("{text:?}: the path must be /sites/NAME or /teams/NAME"),
+            ));
+        }
+    };
+    Ok(Site {
+        url: format!("{scheme}://{host}{path}"),
+        host,
+        path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sites_and_urls() {
+        let s = site("k", "https://Contoso.SharePoint.com/sites/partners/").unwrap();
+        assert_eq!(s.host, "contoso.sharepoint.com");
+        assert_eq!(s.path, "/sites/partners");
+        assert_eq!(s.url, "https://contoso.sharepoint.com/sites/partners");
+        assert_eq!(
+            site("k", "http://127.0.0.1:9000/teams/x").unwrap().host,
+            "127.0.0.1:9000"
+        );
+        for bad in [
+            "ftp://h/sites/x",
+            "https:///sites/x",
+            "https://h/x/y",
+            "https://h/sites/",
+            "https://h/sites/x/y",
+            "https://h/sites/x?a=b",
+            "https://u@h/sites/x",
+        ] {
+            assert!(site("k", bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            base_url("k", "https://graph.microsoft.com/").unwrap(),
+            "https://graph.microsoft.com"
+        );
+        assert!(base_url("k", "graph.microsoft.com").is_err());
+    }
+}

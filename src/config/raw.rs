@@ -1,0 +1,188 @@
+//! Stage one: the configuration exactly as written, deserialised by the `config` crate.
+//!
+//! Every struct denies unknown fields, so a misspelt key fails loudly. Nearly every field is an
+//! `Option` (or an empty list): required keys and defaults are handled in stage two
+//! ([`super::validate`]) so that all "missing" errors read the same and defaults live in one
+//! place. These types hold unresolved secrets and therefore implement no `Debug`.
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+
+/// The whole file.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Config {
+    pub state: Option<State>,
+    pub sftp: Option<Sftp>,
+    pub ftp: Option<Ftp>,
+    pub admin: Option<Admin>,
+    #[serde(default)]
+    pub connections: Vec<Connection>,
+    #[serde(default)]
+    pub users: Vec<User>,
+    #[serde(default)]
+    pub syncs: Vec<SyncJob>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct State {
+    pub dir: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Sftp {
+    pub listen: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Ftp {
+    pub listen: Option<String>,
+    pub enabled: Option<bool>,
+    pub passive_ports: Option<PortRange>,
+    pub passive_host: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub greeting: Option<String>,
+    pub tls: Option<CertKey>,
+    pub tls_required: Option<String>,
+    pub proxy_protocol: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CertKey {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Admin {
+    pub listen: Option<String>,
+    pub token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Connection {
+    pub name: Option<String>,
+    pub tenant: Option<String>,
+    pub client_id: Option<String>,
+    pub site: Option<String>,
+    pub drive: Option<String>,
+    pub authority: Option<String>,
+    pub graph_url: Option<String>,
+    pub client_secret: Option<String>,
+    pub certificate: Option<CertKey>,
+    pub auth: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct User {
+    pub name: Option<String>,
+    pub password_hash: Option<String>,
+    #[serde(default)]
+    pub authorized_keys: Vec<String>,
+    #[serde(default)]
+    pub allow_from: Vec<String>,
+    pub enabled: Option<bool>,
+    pub ftp_tls_required: Option<bool>,
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Mount {
+    pub path: Option<String>,
+    pub connection: Option<String>,
+    pub remote: Option<String>,
+    pub local: Option<String>,
+    pub permissions: Option<Permissions>,
+}
+
+/// `permissions = "*"` or `permissions = ["list", ...]`.
+pub(super) enum Permissions {
+    Text(String),
+    List(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SyncJob {
+    pub name: Option<String>,
+    pub local: Option<String>,
+    pub connection: Option<String>,
+    pub remote: Option<String>,
+    pub direction: Option<String>,
+    pub after_copy: Option<String>,
+    pub interval: Option<String>,
+    pub conflict: Option<String>,
+    pub max_delete: Option<MaxDelete>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MaxDelete {
+    pub percent: Option<u8>,
+    pub count: Option<u64>,
+}
+
+/// `passive_ports = "50000-50100"` or `passive_ports = [50000, 50100]`, not yet checked.
+pub(super) enum PortRange {
+    Text(String),
+    Pair(Vec<u16>),
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PortRange;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"a port range like "50000-50100" or [50000, 50100]"#)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PortRange, E> {
+                Ok(PortRange::Text(v.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<PortRange, A::Error> {
+                Ok(PortRange::Pair(seq_of(seq)?))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Permissions {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Permissions;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#""*" or a list of permission names"#)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Permissions, E> {
+                Ok(Permissions::Text(v.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Permissions, A::Error> {
+                Ok(Permissions::List(seq_of(seq)?))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+fn seq_of<'de, T: Deserialize<'de>, A: SeqAccess<'de>>(mut seq: A) -> Result<Vec<T>, A::Error> {
+    let mut items = Vec::new();
+    while let Some(item) = seq.next_element()? {
+        items.push(item);
+    }
+    Ok(items)
+}

@@ -1,0 +1,284 @@
+//! The validated configuration: what the rest of spgate reads.
+//!
+//! Every value here has been checked and has its default applied; consumers never see an
+//! `Option` that merely means "not written in the file". Sections that switch a service on
+//! (`[sftp]`, `[ftp]`, `[admin]`) are `Option`s: `None` means the service is off.
+
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::{Permissions, Secret};
+
+/// The whole validated gateway configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[state]`: where the gateway keeps its own files.
+    pub state: State,
+    /// `[sftp]`: the SFTP listener, `None` when off.
+    pub sftp: Option<Sftp>,
+    /// `[ftp]`: the FTP/FTPS listener, `None` when off.
+    pub ftp: Option<Ftp>,
+    /// `[admin]`: the admin HTTP listener, `None` when off.
+    pub admin: Option<Admin>,
+    /// `[[connections]]`: SharePoint sites the gateway talks to, names unique.
+    pub connections: Vec<Connection>,
+    /// `[[users]]`: the accounts that may log in, names unique.
+    pub users: Vec<User>,
+    /// `[[syncs]]`: mirrored-folder jobs, names unique.
+    pub syncs: Vec<SyncJob>,
+}
+
+impl Config {
+    /// The connection called `name`.
+    pub fn connection(&self, name: &str) -> Option<&Connection> {
+        self.connections.iter().find(|c| c.name == name)
+    }
+
+    /// The user called `name` (exact match).
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name == name)
+    }
+}
+
+/// `[state]`.
+#[derive(Debug, Clone)]
+pub struct State {
+    /// Directory for host keys, tokens, alerts and the sync database.
+    pub dir: PathBuf,
+}
+
+/// `[sftp]`.
+#[derive(Debug, Clone)]
+pub struct Sftp {
+    /// Address the SSH/SFTP server binds.
+    pub listen: SocketAddr,
+}
+
+/// `[ftp]`.
+#[derive(Debug, Clone)]
+pub struct Ftp {
+    /// Address of the control connection listener.
+    pub listen: SocketAddr,
+    /// Ports used for passive-mode data connections.
+    pub passive_ports: RangeInclusive<u16>,
+    /// Host name or IP announced in PASV replies (for NAT); `None` = the local address.
+    pub passive_host: Option<String>,
+    /// Idle sessions are closed after this long.
+    pub idle_timeout: Duration,
+    /// Text of the 220 greeting.
+    pub greeting: String,
+    /// Certificate and key for explicit FTPS (`AUTH TLS`); `None` = no FTPS.
+    pub tls: Option<CertKey>,
+    /// Who must use FTPS.
+    pub tls_required: TlsRequired,
+    /// Expect a PROXY protocol header on each control connection.
+    pub proxy_protocol: bool,
+}
+
+/// A PEM certificate (chain) and its private key, as file paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertKey {
+    /// PEM certificate (chain) file.
+    pub cert: PathBuf,
+    /// PEM private key file.
+    pub key: PathBuf,
+}
+
+/// `ftp.tls_required`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsRequired {
+    /// FTPS is optional for everyone.
+    None,
+    /// Every user must use FTPS.
+    All,
+    /// Each user's `ftp_tls_required` decides (see [`User::ftp_tls_required`]).
+    PerUser,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// Address the admin HTTP server binds.
+    pub listen: SocketAddr,
+    /// Bearer token required by the admin API; `None` only on loopback addresses.
+    pub token: Option<Secret>,
+}
+
+/// One `[[connections]]` entry: a SharePoint document library and how to sign in to it.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// Unique name, `[A-Za-z0-9_-]+`; mounts and syncs refer to it.
+    pub name: String,
+    /// Entra ID tenant (GUID or domain).
+    pub tenant: String,
+    /// Application (client) id of the app registration.
+    pub client_id: String,
+    /// The SharePoint site.
+    pub site: Site,
+    /// Document library name (default `Documents`).
+    pub drive: String,
+    /// Identity platform base URL, no trailing slash.
+    pub authority: String,
+    /// Microsoft Graph base URL, no trailing slash.
+    pub graph_url: String,
+    /// How the gateway obtains tokens.
+    pub credential: Credential,
+}
+
+/// A SharePoint site URL split into what Graph's `/sites/{host}:{path}` addressing needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    /// The URL as written (trailing slash removed).
+    pub url: String,
+    /// Host name, lower-cased, with `:port` if the URL had one.
+    pub host: String,
+    /// Server-relative path: `/sites/NAME` or `/teams/NAME`.
+    pub path: String,
+}
+
+/// A connection's credential: exactly one per connection.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// OAuth client credentials with a client secret.
+    ClientSecret(Secret),
+    /// OAuth client credentials with a certificate (signed client assertion).
+    Certificate {
+        /// PEM certificate file.
+        cert: PathBuf,
+        /// PEM private key file.
+        key: PathBuf,
+    },
+    /// Delegated sign-in with the device code flow (token kept in the state dir).
+    DeviceCode,
+}
+
+/// One `[[users]]` entry.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// Unique login name.
+    pub name: String,
+    /// Argon2 PHC string (`$argon2id$...`); `None` = no password login.
+    pub password_hash: Option<String>,
+    /// Public keys accepted for SSH public-key login.
+    pub authorized_keys: Vec<AuthorizedKey>,
+    /// Networks the user may connect from; empty = anywhere.
+    pub allow_from: Vec<IpNet>,
+    /// A disabled user cannot log in.
+    pub enabled: bool,
+    /// Whether this user must use FTPS, after applying `ftp.tls_required`.
+    pub ftp_tls_required: bool,
+    /// The user's virtual file system, in file order.
+    pub mounts: Vec<Mount>,
+}
+
+/// One OpenSSH public key line: `<algorithm> <base64> [comment]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizedKey {
+    /// Key type token, e.g. `ssh-ed25519`.
+    pub algorithm: String,
+    /// The base64 key blob (its embedded type matches `algorithm`).
+    pub base64: String,
+    /// Trailing comment, possibly empty.
+    pub comment: String,
+}
+
+/// One `[[users.mounts]]` entry: a virtual directory backed by SharePoint or a local directory.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    /// Normalised absolute virtual path (`/`, `/inbox`, `/a/b`), unique per user.
+    pub path: String,
+    /// What backs the path.
+    pub target: MountTarget,
+    /// What the user may do below the path.
+    pub permissions: Permissions,
+}
+
+/// The storage behind a [`Mount`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountTarget {
+    /// A folder in a connection's document library.
+    SharePoint {
+        /// Name of a defined [`Connection`].
+        connection: String,
+        /// Normalised absolute folder path inside the library (`/` = library root).
+        remote: String,
+    },
+    /// A directory on the gateway host.
+    Local {
+        /// The directory.
+        dir: PathBuf,
+    },
+}
+
+/// One `[[syncs]]` entry: a local folder mirrored with a SharePoint folder.
+#[derive(Debug, Clone)]
+pub struct SyncJob {
+    /// Unique job name.
+    pub name: String,
+    /// Local directory.
+    pub local: PathBuf,
+    /// Name of a defined [`Connection`].
+    pub connection: String,
+    /// Normalised absolute folder path inside the connection's library.
+    pub remote: String,
+    /// Which way files flow.
+    pub direction: Direction,
+    /// What happens to a source file after a verified copy (push/pull only).
+    pub after_copy: AfterCopy,
+    /// Time between scheduled runs.
+    pub interval: Duration,
+    /// How two-way conflicts are resolved.
+    pub conflict: Conflict,
+    /// Per-run deletion guard.
+    pub max_delete: MaxDelete,
+    /// Glob patterns of paths (relative to the job root) never synced.
+    pub exclude: Vec<String>,
+    /// A disabled job is never run by the scheduler.
+    pub enabled: bool,
+}
+
+/// `syncs[].direction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Local -> SharePoint.
+    Push,
+    /// SharePoint -> local.
+    Pull,
+    /// Both ways.
+    TwoWay,
+}
+
+/// `syncs[].after_copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterCopy {
+    /// Leave the source file in place.
+    Keep,
+    /// Delete the source file once the copy is verified.
+    Delete,
+}
+
+/// `syncs[].conflict`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    /// Keep both versions; the older one gets a conflict suffix.
+    KeepBoth,
+    /// The local version wins.
+    PreferLocal,
+    /// The SharePoint version wins.
+    PreferRemote,
+    /// The version with the newer modification time wins.
+    Newer,
+}
+
+/// `syncs[].max_delete`: a run that would delete more than this aborts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxDelete {
+    /// Maximum share of the synced files deleted in one run, 0-100 (default 50).
+    pub percent: u8,
+    /// Maximum number of deletions in one run; `None` = no count limit.
+    pub count: Option<u64>,
+}

@@ -1,0 +1,193 @@
+//! Stage two: raw structs -> validated [`Config`]. Drives the per-section validators
+//! ([`super::connections`], [`super::users`], [`super::syncs`]), checks the service sections
+//! (`[state]`, `[sftp]`, `[ftp]`, `[admin]`) with their defaults, and holds the helpers they share.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::types::{Admin, CertKey, Config, Connection, Ftp, Sftp, State, TlsRequired};
+use super::{Error, Secret, connections, raw, secret, syncs, users, values};
+
+const SFTP_LISTEN: &str = "0.0.0.0:2222";
+const FTP_LISTEN: &str = "0.0.0.0:2121";
+const FTP_PASSIVE_PORTS: std::ops::RangeInclusive<u16> = 50000..=50100;
+const FTP_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+const FTP_GREETING: &str = "spgate FTP gateway ready";
+
+/// What validation needs from outside the file.
+pub(super) struct Context<'a> {
+    /// Looks up an environment variable for `env:` secrets.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// Directory that relative paths are joined to.
+    pub base: &'a Path,
+}
+
+impl Context<'_> {
+    /// A non-empty file system path, joined to the base directory when relative.
+    pub fn path(&self, key: &str, text: &str) -> Result<PathBuf, Error> {
+        Ok(self.base.join(values::non_empty(key, text)?))
+    }
+
+    /// Resolves a secret value (literal, `env:VAR` or `file:PATH`).
+    pub fn secret(&self, key: &str, raw: &str) -> Result<Secret, Error> {
+        secret::resolve(key, raw, self.env, self.base)
+    }
+}
+
+/// Unwraps a required value.
+pub(super) fn required<T>(value: Option<T>, key: &str) -> Result<T, Error> {
+    value.ok_or_else(|| Error::Missing {
+        key: key.to_owned(),
+    })
+}
+
+/// One of a fixed set of strings.
+pub(super) fn choice<T: Copy>(key: &str, text: &str, options: &[(&str, T)]) -> Result<T, Error> {
+    options
+        .iter()
+        .find(|(name, _)| *name == text)
+        .map(|(_, value)| *value)
+        .ok_or_else(|| {
+            let names: Vec<String> = options
+                .iter()
+                .map(|(name, _)| format!("{name:?}"))
+                .collect();
+            Error::invalid(key, format!("{text:?} is not one of {}", names.join(", ")))
+        })
+}
+
+/// Records `name` in `seen`, failing if it was already there.
+pub(super) fn unique(seen: &mut HashSet<String>, key: &str, name: &str) -> Result<(), Error> {
+    if seen.insert(name.to_owned()) {
+        Ok(())
+    } else {
+        Err(Error::Duplicate {
+            key: key.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+}
+
+/// Validates the whole file.
+pub(super) fn config(raw: raw::Config, cx: &Context<'_>) -> Result<Config, Error> {
+    let state = required(raw.state, "state")?;
+    let state = State {
+        dir: cx.path("state.dir", &required(state.dir, "state.dir")?)?,
+    };
+    let sftp = raw.sftp.map(sftp).transpose()?.flatten();
+    let ftp = raw.ftp.map(|f| ftp(f, cx)).transpose()?.flatten();
+    let admin = raw.admin.map(|a| admin(a, cx)).transpose()?.flatten();
+    let connections = connections::connections(raw.connections, cx)?;
+    let tls_required = ftp.as_ref().map(|f| f.tls_required);
+    let users = users::users(raw.users, &connections, tls_required, cx)?;
+    let syncs = syncs::syncs(raw.syncs, &connections, cx)?;
+    Ok(Config {
+        state,
+        sftp,
+        ftp,
+        admin,
+        connections,
+        users,
+        syncs,
+    })
+}
+
+fn sftp(raw: raw::Sftp) -> Result<Option<Sftp>, Error> {
+    let listen = values::socket_addr("sftp.listen", raw.listen.as_deref().unwrap_or(SFTP_LISTEN))?;
+    Ok(raw.enabled.unwrap_or(true).then_some(Sftp { listen }))
+}
+
+fn ftp(raw: raw::Ftp, cx: &Context<'_>) -> Result<Option<Ftp>, Error> {
+    let listen = values::socket_addr("ftp.listen", raw.listen.as_deref().unwrap_or(FTP_LISTEN))?;
+    let passive_ports = match &raw.passive_ports {
+        Some(range) => values::port_range("ftp.passive_ports", range)?,
+        None => FTP_PASSIVE_PORTS,
+    };
+    let passive_host = raw
+        .passive_host
+        .map(|h| values::non_empty("ftp.passive_host", &h))
+        .transpose()?;
+    let idle_timeout = match raw.idle_timeout {
+        Some(text) => values::duration("ftp.idle_timeout", &text)?,
+        None => FTP_IDLE_TIMEOUT,
+    };
+    let greeting = raw.greeting.unwrap_or_else(|| FTP_GREETING.to_owned());
+    if greeting.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "ftp.greeting",
+            "must be a single line of text",
+        ));
+    }
+    let tls = raw.tls.map(|t| cert_key("ftp.tls", t, cx)).transpose()?;
+    let tls_required = choice(
+        "ftp.tls_required",
+        raw.tls_required.as_deref().unwrap_or("none"),
+        &[
+            ("none", TlsRequired::None),
+            ("all", TlsRequired::All),
+            ("per-user", TlsRequired::PerUser),
+        ],
+    )?;
+    if tls_required != TlsRequired::None && tls.is_none() {
+        return Err(Error::invalid(
+            "ftp.tls_required",
+            "FTPS is required but ftp.tls is not set",
+        ));
+    }
+    let ftp = Ftp {
+        listen,
+        passive_ports,
+        passive_host,
+        idle_timeout,
+        greeting,
+        tls,
+        tls_required,
+        proxy_protocol: raw.proxy_protocol.unwrap_or(false),
+    };
+    Ok(raw.enabled.unwrap_or(true).then_some(ftp))
+}
+
+/// `{ cert = "...", key = "..." }`, both required.
+pub(super) fn cert_key(key: &str, raw: raw::CertKey, cx: &Context<'_>) -> Result<CertKey, Error> {
+    let cert_key = format!("{key}.cert");
+    let key_key = format!("{key}.key");
+    Ok(CertKey {
+        cert: cx.path(&cert_key, &required(raw.cert, &cert_key)?)?,
+        key: cx.path(&key_key, &required(raw.key, &key_key)?)?,
+    })
+}
+
+fn admin(raw: raw::Admin, cx: &Context<'_>) -> Result<Option<Admin>, Error> {
+    let token = raw
+        .token
+        .map(|t| cx.secret("admin.token", &t))
+        .transpose()?;
+    let Some(listen) = raw.listen else {
+        return Ok(None);
+    };
+    let listen = values::socket_addr("admin.listen", &listen)?;
+    if token.is_none() && !listen.ip().is_loopback() {
+        return Err(Error::invalid(
+            "admin.token",
+            "required when admin.listen is not a loopback address",
+        ));
+    }
+    Ok(Some(Admin { listen, token }))
+}
+
+/// `name` if it names one of `connections`.
+pub(super) fn known_connection(
+    key: &str,
+    name: String,
+    connections: &[Connection],
+) -> Result<String, Error> {
+    if connections.iter().any(|c| c.name == name) {
+        Ok(name)
+    } else {
+        Err(Error::UnknownConnection {
+            key: key.to_owned(),
+            name,
+        })
+    }
+}
