@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -38,16 +39,56 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
-    /// Check a gateway configuration file and print a summary.
+    /// Check a configuration, then sign in to each connection, resolve its library and list its root.
     Check {
-        /// The configuration file (TOML); SPGATE_... environment variables override it.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only validate the file; contact nothing.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Sign in a device-code connection (auth = "device_code") and save its refresh token.
+    Connect {
+        /// The connection's name.
+        name: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// List connections with their state, or enable a disabled one again.
+    Connections {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: Option<ConnectionsAction>,
+    },
+    /// List open alerts (connections disabled by failed sign-ins).
+    Alerts {
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// The configuration file (TOML); SPGATE_SECTION__KEY environment variables override keys.
+    #[arg(long, short, env = "SPGATE_CONFIG")]
+    config: PathBuf,
+}
+
+impl ConfigArg {
+    fn load(&self) -> anyhow::Result<spgate::config::Config> {
+        spgate::config::load(&self.config).with_context(|| format!("{}", self.config.display()))
+    }
+}
+
+#[derive(Subcommand)]
+enum ConnectionsAction {
+    /// Enable a disabled connection again and clear its alert.
+    Enable { name: String },
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Sim {
@@ -67,16 +108,40 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("spgate sim")?;
         }
-        Command::Check { config } => {
+        Command::Check { config, offline } => {
             logging::init(cli.log_format, "warn");
-            let config =
-                spgate::config::load(&config).with_context(|| format!("{}", config.display()))?;
-            println!("configuration OK\n{config:#?}");
+            let config = config.load()?;
+            println!("configuration OK\n{}", config.summary());
+            if !offline && !spgate::operate::check(&config, &mut std::io::stdout()).await? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Connect { name, config } => {
+            logging::init(cli.log_format, "warn");
+            if !spgate::operate::connect(&config.load()?, &name, &mut std::io::stdout()).await? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Connections { config, action } => {
+            logging::init(cli.log_format, "warn");
+            let config = config.load()?;
+            let mut out = std::io::stdout();
+            match action {
+                None => spgate::operate::connections(&config, &mut out)?,
+                Some(ConnectionsAction::Enable { name }) => {
+                    if !spgate::operate::enable(&config, &name, &mut out)? {
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+            }
+        }
+        Command::Alerts { config } => {
+            logging::init(cli.log_format, "warn");
+            spgate::operate::alerts(&config.load()?, &mut std::io::stdout())?;
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
-
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]

@@ -58,6 +58,10 @@ struct Fixture {
 }
 
 fn fixture(inline: bool) -> Fixture {
+    fixture_with(inline, &[])
+}
+
+fn fixture_with(inline: bool, extra: &[&str]) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let good = openssl_pair(dir.path(), "good");
     let other = openssl_pair(dir.path(), "other");
@@ -67,7 +71,7 @@ fn fixture(inline: bool) -> Fixture {
         format!("{:?}", dir.path().join("good.cert.pem").to_str().unwrap())
     };
     let apps = format!("[[tenants.apps]]\nclient_id = \"cert-app\"\ncertificate = {cert}\n");
-    let sim = Sim::with_seed(&seed(&apps, ""));
+    let sim = Sim::spawn(Some(&seed(&apps, "")), extra);
     Fixture {
         sim,
         good,
@@ -210,28 +214,37 @@ async fn unknown_thumbprint_is_refused() {
     expect_700027(&f.sim, &jwt).await;
 }
 
+/// RS256 + x5t signed with the registered certificate's own key.
+fn good_rs256(f: &Fixture, claims: &Value) -> String {
+    sign(
+        Algorithm::RS256,
+        Thumb::Sha1,
+        &f.good.cert_der,
+        &f.good.key_pem,
+        claims,
+    )
+}
+
 #[tokio::test]
-async fn expired_and_not_yet_valid_assertions_are_refused() {
+async fn expired_assertion_is_refused() {
     let f = fixture(false);
     let aud = f.sim.token_url("contoso");
-    let expired = claims(&aud, now() - 1200, now() - 600);
-    let jwt = sign(
-        Algorithm::RS256,
-        Thumb::Sha1,
-        &f.good.cert_der,
-        &f.good.key_pem,
-        &expired,
-    );
-    expect_700027(&f.sim, &jwt).await;
-    let future = claims(&aud, now() + 600, now() + 1200);
-    let jwt = sign(
-        Algorithm::RS256,
-        Thumb::Sha1,
-        &f.good.cert_der,
-        &f.good.key_pem,
-        &future,
-    );
-    expect_700027(&f.sim, &jwt).await;
+    expect_700027(
+        &f.sim,
+        &good_rs256(&f, &claims(&aud, now() - 1200, now() - 600)),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn not_yet_valid_assertion_is_refused() {
+    let f = fixture(false);
+    let aud = f.sim.token_url("contoso");
+    expect_700027(
+        &f.sim,
+        &good_rs256(&f, &claims(&aud, now() + 600, now() + 1200)),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -273,4 +286,63 @@ async fn tampered_and_garbage_assertions_are_refused() {
     expect_700027(&f.sim, &parts.join(".")).await;
     expect_700027(&f.sim, "not.a.jwt").await;
     f.sim.assert_alive();
+}
+
+const PUBLIC: &str = "http://sim.example:8443";
+
+#[tokio::test]
+async fn public_url_is_the_audience_and_the_base_of_links() {
+    let f = fixture_with(false, &["--public-url", PUBLIC]);
+    let public_aud = format!("{PUBLIC}/contoso/oauth2/v2.0/token");
+    let c = claims(&f.sim.token_url("contoso"), now() - 10, now() + 600);
+    expect_700027(&f.sim, &good_rs256(&f, &c)).await;
+    let c = claims(&public_aud, now() - 10, now() + 600);
+    let body = json_status(redeem(&f.sim, &good_rs256(&f, &c)).await, 200).await;
+    let token = body["access_token"].as_str().unwrap().to_string();
+    let (site, drive) = f.sim.site_drive(&token, "partners").await;
+    let ctx = Ctx {
+        sim: f.sim,
+        token,
+        site,
+        drive,
+    };
+    let item = ctx.put("p.txt", b"p").await;
+    let links = [
+        item["@microsoft.graph.downloadUrl"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        ctx.create_session(
+            "s.bin",
+            json!({"@microsoft.graph.conflictBehavior": "fail"}),
+        )
+        .await["uploadUrl"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        ctx.get_json(&ctx.d("/root/delta?token=latest")).await["@odata.deltaLink"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        ctx.get_json(&format!("{}?$top=1", ctx.d("/root/children")))
+            .await
+            .get("@odata.nextLink")
+            .and_then(Value::as_str)
+            .unwrap_or(PUBLIC)
+            .to_string(),
+    ];
+    for link in links {
+        assert!(
+            link.starts_with(PUBLIC),
+            "link not under --public-url: {link}"
+        );
+    }
+    let resp = ctx
+        .get(&ctx.d(&format!("/items/{}/content", item["id"].as_str().unwrap())))
+        .await;
+    let loc = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        loc.starts_with(PUBLIC),
+        "Location not under --public-url: {loc}"
+    );
 }

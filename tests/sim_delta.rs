@@ -199,3 +199,55 @@ async fn delta_only_at_root_and_bad_tokens() {
     );
     check_error_shape(&resp.json().await.unwrap());
 }
+
+#[tokio::test]
+async fn delta_pages_and_loses_no_change_made_while_paging() {
+    use futures_util::StreamExt;
+    let ctx = Ctx::new().await;
+    ctx.mkdirs("many").await;
+    let created: Vec<u16> = futures_util::stream::iter(0..600)
+        .map(|i| {
+            let ctx = &ctx;
+            async move {
+                let resp = ctx
+                    .put_raw(&format!("many/{i:03}.txt"), vec![b'x'], "")
+                    .await;
+                resp.status().as_u16()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(created.iter().all(|s| *s == 201));
+    // First page by hand, then change the drive, then the rest.
+    let first = ctx.get_json(&ctx.d("/root/delta")).await;
+    let next = first["@odata.nextLink"]
+        .as_str()
+        .expect("600 items take more than one page");
+    assert!(first.get("@odata.deltaLink").is_none());
+    let seen_first: Vec<Value> = first["value"].as_array().unwrap().clone();
+    let early = seen_first
+        .iter()
+        .find(|i| i.get("file").is_some())
+        .expect("a file on the first page")
+        .clone();
+    let early_name = early["name"].as_str().unwrap().to_string();
+    ctx.put(&format!("many/{early_name}"), b"changed while paging")
+        .await;
+    let late = ctx.put("many/late.txt", b"late").await;
+    let (rest, link) = delta(&ctx, next).await;
+    let mut all: HashMap<String, Value> = seen_first.into_iter().map(|i| (id(&i), i)).collect();
+    all.extend(rest);
+    let files = all.values().filter(|i| i.get("file").is_some()).count();
+    assert!(files >= 600, "every file enumerated: {files}");
+    // Whatever this round missed, the next round carries.
+    let (changes, _) = delta(&ctx, &link).await;
+    let merged_late = changes.get(&id(&late)).or(all.get(&id(&late)));
+    assert!(merged_late.is_some(), "late.txt reached the client");
+    let early_now = changes.get(&id(&early)).or(all.get(&id(&early))).unwrap();
+    let changed_seen = changes.contains_key(&id(&early)) || early_now["size"] == 20;
+    assert!(
+        changed_seen,
+        "the change to {early_name} reached the client: {early_now}"
+    );
+}

@@ -36,16 +36,6 @@ async fn enrich_office_changes_size_and_hash() {
         let item = ctx.put(name, &sent).await;
         check_enriched(&ctx, &item, &sent).await;
     }
-    // Other types are stored as sent.
-    for name in ["notes.txt", "data.bin", "docx", "archive.docx.zip"] {
-        let item = ctx.put(name, &sent).await;
-        assert_eq!(item["size"], sent.len(), "{name}");
-        assert_eq!(
-            item["file"]["hashes"]["quickXorHash"],
-            qxh(&sent).as_str(),
-            "{name}"
-        );
-    }
     // Upload sessions are enriched too.
     let total = 2 * FRAG + 10;
     let body = data(total, 8);
@@ -80,6 +70,23 @@ async fn enrich_office_changes_size_and_hash() {
     assert!(resp.status().is_success());
     let plain = ctx.put("after.docx", &sent).await;
     assert_eq!(plain["size"], sent.len());
+}
+
+#[tokio::test]
+async fn enrich_office_leaves_other_types_alone() {
+    let ctx = Ctx::new().await;
+    ctx.sim.faults(json!({"enrich_office": true})).await;
+    let sent = data(10_000, 4);
+    // Only the extensions .docx .xlsx .pptx .pdf .html .htm are rewritten.
+    for name in ["notes.txt", "data.bin", "docx", "archive.docx.zip"] {
+        let item = ctx.put(name, &sent).await;
+        assert_eq!(item["size"], sent.len(), "{name}");
+        assert_eq!(
+            item["file"]["hashes"]["quickXorHash"],
+            qxh(&sent).as_str(),
+            "{name}"
+        );
+    }
 }
 
 #[tokio::test]

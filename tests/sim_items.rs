@@ -274,3 +274,30 @@ async fn select_and_expand() {
     names.sort_by_key(|n| n.to_string());
     assert_eq!(names, vec![json!("one.txt"), json!("two.txt")]);
 }
+
+#[tokio::test]
+async fn file_system_info_is_client_settable_to_the_second() {
+    let ctx = Ctx::new().await;
+    let file = ctx.put("fsi.txt", b"x").await;
+    let url = ctx.d(&format!("/items/{}", file["id"].as_str().unwrap()));
+    let body = json!({"fileSystemInfo": {"lastModifiedDateTime": "2021-06-07T08:09:10.789Z"}});
+    let resp = ctx
+        .req(Method::PATCH, &url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let patched = json_status(resp, 200).await;
+    check_item(&patched);
+    assert_eq!(patched["cTag"], file["cTag"], "metadata only");
+    let want = chrono::DateTime::parse_from_rfc3339("2021-06-07T08:09:10Z").unwrap();
+    for item in [&patched, &ctx.item("fsi.txt").await] {
+        let got = item["fileSystemInfo"]["lastModifiedDateTime"]
+            .as_str()
+            .unwrap();
+        let got = chrono::DateTime::parse_from_rfc3339(got).unwrap();
+        let diff = (got - want).num_milliseconds();
+        assert!(diff == 0 || diff == 1000, "1 s precision: {got} for {want}");
+        assert_eq!(got.timestamp_subsec_nanos(), 0, "1 s precision: {got}");
+    }
+}

@@ -161,7 +161,9 @@ async fn read_only_app_cannot_change_anything() {
         "session",
     )
     .await;
-    let copy = json!({"name": "copy.txt"});
+    let parent = ctx.item("Outbound").await;
+    let copy =
+        json!({"parentReference": {"driveId": ctx.drive, "id": parent["id"]}, "name": "copy.txt"});
     let url = format!("{item}/copy");
     expect_denied(
         req(Method::POST, &url).json(&copy).send().await.unwrap(),

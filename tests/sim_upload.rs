@@ -213,7 +213,15 @@ async fn fragment_of_60_mib_is_refused() {
         .await,
     );
     let http = &ctx.sim.http;
-    let resp = put_fragment(http, &up, 0, &body[..60 * MIB], total).await;
+    // The client must be able to read the 400: a reply that closes the connection before the
+    // body is read surfaces as a broken pipe instead.
+    let resp = http
+        .put(&up)
+        .header("Content-Range", format!("bytes 0-{}/{total}", 60 * MIB - 1))
+        .body(body[..60 * MIB].to_vec())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("no readable 400 for a 60 MiB fragment: {e:?}"));
     graph_error(resp, 400, "invalidRequest").await;
     let cut = 60 * MIB - FRAG;
     assert_eq!(

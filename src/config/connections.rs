@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::types::{CertKey, Connection, Credential, Site};
+use super::types::{CertKey, Connection, Credential, Limits, Site};
 use super::validate::{Context, cert_key, choice, required, unique};
 use super::{Error, raw, values};
 
@@ -20,6 +20,7 @@ pub(super) fn connections(
     let mut out = Vec::with_capacity(raw.len());
     for (i, c) in raw.into_iter().enumerate() {
         let at = |field: &str| format!("connections[{i}].{field}");
+        let limits = limits(i, &c)?;
         let name = values::name(&at("name"), &required(c.name, &at("name"))?)?;
         unique(&mut seen, &at("name"), &name)?;
         let tenant = values::non_empty(&at("tenant"), &required(c.tenant, &at("tenant"))?)?;
@@ -90,9 +91,52 @@ pub(super) fn connections(
             authority,
             graph_url,
             credential,
+            limits,
         });
     }
     Ok(out)
+}
+
+/// 320 KiB: upload fragments must be multiples of this.
+const FRAGMENT_UNIT: u64 = 327_680;
+
+fn limits(i: usize, c: &raw::Connection) -> Result<Limits, Error> {
+    let at = |field: &str| format!("connections[{i}].{field}");
+    let mut limits = Limits::default();
+    if let Some(n) = c.max_concurrent_requests {
+        if !(1..=256).contains(&n) {
+            return Err(Error::invalid(
+                at("max_concurrent_requests"),
+                "must be between 1 and 256",
+            ));
+        }
+        limits.max_concurrent_requests = n;
+    }
+    if let Some(rps) = c.requests_per_second {
+        if !(rps.is_finite() && rps > 0.0) {
+            return Err(Error::invalid(
+                at("requests_per_second"),
+                "must be a positive number",
+            ));
+        }
+        limits.requests_per_second = Some(rps);
+    }
+    if let Some(mib) = c.upload_chunk_mib {
+        if !(1..=59).contains(&mib) {
+            return Err(Error::invalid(
+                at("upload_chunk_mib"),
+                "must be between 1 and 59 (MiB)",
+            ));
+        }
+        limits.upload_chunk_bytes = (mib * 1024 * 1024 / FRAGMENT_UNIT).max(1) * FRAGMENT_UNIT;
+    }
+    if let Some(n) = c.max_retries {
+        limits.max_retries = n.min(20);
+    }
+    if let Some(text) = &c.request_timeout {
+        limits.request_timeout = values::duration(&at("request_timeout"), text)?;
+    }
+    Ok(limits)
 }
 
 /// Splits `scheme://authority/path`, requiring an http(s) scheme, a host, and no user info,

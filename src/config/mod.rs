@@ -48,7 +48,7 @@ pub use permissions::{Permission, Permissions};
 pub use secret::Secret;
 pub use types::{
     Admin, AfterCopy, AuthorizedKey, CertKey, Config, Conflict, Connection, Credential, Direction,
-    Ftp, MaxDelete, Mount, MountTarget, Sftp, Site, State, SyncJob, TlsRequired, User,
+    Ftp, Limits, MaxDelete, Mount, MountTarget, Sftp, Site, State, SyncJob, TlsRequired, User,
 };
 
 /// Prefix of the environment variables that override file values.

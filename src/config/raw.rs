@@ -78,6 +78,11 @@ pub(super) struct Connection {
     pub client_secret: Option<String>,
     pub certificate: Option<CertKey>,
     pub auth: Option<String>,
+    pub max_concurrent_requests: Option<usize>,
+    pub requests_per_second: Option<f64>,
+    pub upload_chunk_mib: Option<u64>,
+    pub max_retries: Option<u32>,
+    pub request_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]

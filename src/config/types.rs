@@ -42,6 +42,46 @@ impl Config {
     pub fn user(&self, name: &str) -> Option<&User> {
         self.users.iter().find(|u| u.name == name)
     }
+
+    /// A few lines saying what this configuration serves; no secrets.
+    pub fn summary(&self) -> String {
+        let listener = |name: &str, addr: Option<String>| match addr {
+            Some(addr) => format!("{name}: {addr}"),
+            None => format!("{name}: off"),
+        };
+        let mut lines = vec![
+            format!("state dir: {}", self.state.dir.display()),
+            listener("sftp", self.sftp.as_ref().map(|s| s.listen.to_string())),
+            listener("ftp", self.ftp.as_ref().map(|f| f.listen.to_string())),
+            listener("admin", self.admin.as_ref().map(|a| a.listen.to_string())),
+        ];
+        for c in &self.connections {
+            let credential = match &c.credential {
+                Credential::ClientSecret(_) => "client secret",
+                Credential::Certificate { .. } => "certificate",
+                Credential::DeviceCode => "device code",
+            };
+            lines.push(format!(
+                "connection {}: {} drive {:?} ({credential})",
+                c.name, c.site.url, c.drive
+            ));
+        }
+        for u in &self.users {
+            let state = if u.enabled { "" } else { " (disabled)" };
+            lines.push(format!(
+                "user {}{state}: {} mount(s)",
+                u.name,
+                u.mounts.len()
+            ));
+        }
+        for s in &self.syncs {
+            lines.push(format!(
+                "sync {}: {:?} every {:?}",
+                s.name, s.direction, s.interval
+            ));
+        }
+        lines.join("\n")
+    }
 }
 
 /// `[state]`.
@@ -127,6 +167,35 @@ pub struct Connection {
     pub graph_url: String,
     /// How the gateway obtains tokens.
     pub credential: Credential,
+    /// How hard the gateway may drive this connection.
+    pub limits: Limits,
+}
+
+/// Per-connection request limits and transfer sizes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Requests in flight at once (default 8).
+    pub max_concurrent_requests: usize,
+    /// Optional cap on requests started per second.
+    pub requests_per_second: Option<f64>,
+    /// Upload-session fragment size in bytes: a multiple of 320 KiB (default 10 MiB).
+    pub upload_chunk_bytes: u64,
+    /// Attempts after a transient failure (5xx, network) before giving up (default 6).
+    pub max_retries: u32,
+    /// Longest wait for a response or the next piece of a body (default 60 s).
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_concurrent_requests: 8,
+            requests_per_second: None,
+            upload_chunk_bytes: 10 * 1024 * 1024,
+            max_retries: 6,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// A SharePoint site URL split into what Graph's `/sites/{host}:{path}` addressing needs.

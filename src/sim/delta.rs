@@ -127,9 +127,14 @@ pub fn delta(r: Request, address: Address) -> GraphResult<Response> {
             },
         })
         .collect();
+    let top_param = r
+        .query
+        .get("$top")
+        .map(|t| format!("&$top={t}"))
+        .unwrap_or_default();
     let link = |p: Position| {
         format!(
-            "{}/v1.0/drives/{}/root/delta?token={}",
+            "{}/v1.0/drives/{}/root/delta?token={}{top_param}",
             r.sim.public_url,
             utf8_percent_encode(&drive.id, SEGMENT),
             p.encode()

@@ -72,10 +72,15 @@ pub enum SiteSuffix {
 fn decode(segment: &str) -> GraphResult<String> {
     let bytes = segment.as_bytes();
     let malformed = bytes.iter().enumerate().any(|(i, b)| {
-        *b == b'%' && !(bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)))
+        *b == b'%'
+            && !(bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)))
     });
     if malformed {
-        return Err(GraphError::invalid("The path contains a malformed percent-encoding."));
+        return Err(GraphError::invalid(
+            "The path contains a malformed percent-encoding.",
+        ));
     }
     percent_decode_str(segment)
         .decode_utf8()

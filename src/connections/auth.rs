@@ -1,0 +1,536 @@
+//! Access tokens for one connection: app-only with a client secret or a certificate assertion
+//! (RS256 + `x5t`), or delegated through a saved, rotating refresh token (device-code sign-in).
+//!
+//! Tokens are cached and refreshed ahead of expiry, single-flight: however many callers need a
+//! token at once, one request goes out. A rotated refresh token is saved durably before the new
+//! access token is used. Failures are classified here: transient (retry) or needing a human
+//! (the connection is disabled and an alert raised).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oauth2::basic::{BasicClient, BasicErrorResponse};
+use oauth2::{
+    AuthType, ClientId, ClientSecret, DeviceAuthorizationUrl, HttpClientError, RefreshToken,
+    RequestTokenError, Scope, StandardDeviceAuthorizationResponse, TokenResponse, TokenUrl,
+};
+use parking_lot::RwLock;
+use sha1::Digest;
+
+use super::health::Health;
+use super::store::{self, Paths, SavedGrant};
+use crate::config::{Connection as ConnectionConfig, Credential};
+
+const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
+const DELEGATED_SCOPES: [&str; 3] = [
+    "https://graph.microsoft.com/Files.ReadWrite.All",
+    "https://graph.microsoft.com/Sites.ReadWrite.All",
+    "offline_access",
+];
+
+/// A bearer token; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(Arc<str>);
+
+impl AccessToken {
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken(***)")
+    }
+}
+
+/// Why no token could be had.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TokenError {
+    /// Worth retrying later (network, 5xx, `temporarily_unavailable`).
+    #[error("token request failed, will retry: {0}")]
+    Transient(String),
+    /// The connection is (now) disabled; the alert says what to do.
+    #[error("{message} ({code}). {action}")]
+    Disabled {
+        code: String,
+        message: String,
+        action: String,
+    },
+}
+
+struct Cached {
+    token: AccessToken,
+    refresh_at: Instant,
+}
+
+/// The token source of one connection.
+pub struct Tokens {
+    name: String,
+    config: ConnectionConfig,
+    http: reqwest::Client,
+    paths: Paths,
+    health: Arc<Health>,
+    cached: RwLock<Option<Cached>>,
+    single_flight: tokio::sync::Mutex<()>,
+}
+
+impl Tokens {
+    pub fn new(
+        config: &ConnectionConfig,
+        http: reqwest::Client,
+        paths: Paths,
+        health: Arc<Health>,
+    ) -> Self {
+        Tokens {
+            name: config.name.clone(),
+            config: config.clone(),
+            http,
+            paths,
+            health,
+            cached: RwLock::new(None),
+            single_flight: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn token_url(&self) -> String {
+        format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.config.authority, self.config.tenant
+        )
+    }
+
+    fn fresh(&self) -> Option<AccessToken> {
+        self.cached
+            .read()
+            .as_ref()
+            .filter(|c| c.refresh_at > Instant::now())
+            .map(|c| c.token.clone())
+    }
+
+    /// A valid access token, fetched if the cached one is missing or about to expire.
+    pub async fn get(&self) -> Result<AccessToken, TokenError> {
+        if let Some(token) = self.fresh() {
+            return Ok(token);
+        }
+        let _flight = self.single_flight.lock().await;
+        if let Some(token) = self.fresh() {
+            return Ok(token);
+        }
+        if let Some(alert) = self.health.alert() {
+            return Err(TokenError::Disabled {
+                code: alert.code,
+                message: alert.message,
+                action: alert.action,
+            });
+        }
+        match self.fetch().await {
+            Ok((token, lifetime)) => {
+                let margin = (lifetime / 5).min(Duration::from_secs(300));
+                *self.cached.write() = Some(Cached {
+                    token: token.clone(),
+                    refresh_at: Instant::now() + lifetime - margin,
+                });
+                tracing::debug!(connection = %self.name, lifetime_s = lifetime.as_secs(), "access token obtained");
+                Ok(token)
+            }
+            Err(Failure::Transient(why)) => {
+                tracing::warn!(connection = %self.name, %why, "token request failed; will retry");
+                Err(TokenError::Transient(why))
+            }
+            Err(Failure::Human {
+                code,
+                message,
+                action,
+            }) => {
+                if let Err(e) = self.health.disable(&code, &message, &action) {
+                    tracing::error!(connection = %self.name, error = %e, "could not record the alert");
+                }
+                Err(TokenError::Disabled {
+                    code,
+                    message,
+                    action,
+                })
+            }
+        }
+    }
+
+    /// Forgets `used` after Graph refused it (401), so the next `get` fetches a new one.
+    pub fn invalidate(&self, used: &AccessToken) {
+        let mut cached = self.cached.write();
+        if cached.as_ref().is_some_and(|c| &c.token == used) {
+            *cached = None;
+        }
+    }
+
+    fn client(
+        &self,
+    ) -> Result<
+        BasicClient<
+            oauth2::EndpointNotSet,
+            oauth2::EndpointNotSet,
+            oauth2::EndpointNotSet,
+            oauth2::EndpointNotSet,
+            oauth2::EndpointSet,
+        >,
+        Failure,
+    > {
+        let token_url = TokenUrl::new(self.token_url()).map_err(|e| {
+            Failure::human(
+                "invalid_authority",
+                &format!("the token URL is not valid: {e}"),
+                "Fix `authority` and `tenant` in the connection's configuration.",
+            )
+        })?;
+        Ok(
+            BasicClient::new(ClientId::new(self.config.client_id.clone()))
+                .set_token_uri(token_url)
+                .set_auth_type(AuthType::RequestBody),
+        )
+    }
+
+    async fn fetch(&self) -> Result<(AccessToken, Duration), Failure> {
+        let client = self.client()?;
+        let response = match &self.config.credential {
+            Credential::ClientSecret(secret) => client
+                .set_client_secret(ClientSecret::new(secret.expose().to_string()))
+                .exchange_client_credentials()
+                .add_scope(Scope::new(GRAPH_SCOPE.into()))
+                .request_async(&self.http)
+                .await
+                .map_err(classify)?,
+            Credential::Certificate { cert, key } => {
+                let assertion = assertion(&self.config.client_id, &self.token_url(), cert, key)?;
+                client
+                    .exchange_client_credentials()
+                    .add_scope(Scope::new(GRAPH_SCOPE.into()))
+                    .add_extra_param(
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    )
+                    .add_extra_param("client_assertion", assertion)
+                    .request_async(&self.http)
+                    .await
+                    .map_err(classify)?
+            }
+            Credential::DeviceCode => {
+                let path = self.paths.grant(&self.name);
+                let saved: Option<SavedGrant> = store::read_json(&path)
+                    .map_err(|e| Failure::Transient(format!("reading the saved sign-in: {e}")))?;
+                let Some(saved) = saved else {
+                    return Err(Failure::human(
+                        "not_signed_in",
+                        "no saved sign-in for this device-code connection",
+                        &format!(
+                            "Run `spgate connect {} --config FILE` and sign in.",
+                            self.name
+                        ),
+                    ));
+                };
+                let response = client
+                    .exchange_refresh_token(&RefreshToken::new(saved.refresh_token.clone()))
+                    .add_scopes(DELEGATED_SCOPES.iter().map(|s| Scope::new(s.to_string())))
+                    .request_async(&self.http)
+                    .await
+                    .map_err(classify)?;
+                // Rotation: the old refresh token is now spent; save the new one before use.
+                if let Some(rotated) = response.refresh_token() {
+                    let grant = SavedGrant {
+                        refresh_token: rotated.secret().clone(),
+                        updated: chrono::Utc::now(),
+                        ..saved
+                    };
+                    store::write_json(&path, &grant).map_err(|e| {
+                        Failure::human(
+                            "state_write_failed",
+                            &format!("could not save the rotated refresh token: {e}"),
+                            "Make `[state] dir` writable, then run `spgate connect` again.",
+                        )
+                    })?;
+                }
+                response
+            }
+        };
+        let lifetime = response.expires_in().unwrap_or(Duration::from_secs(3599));
+        Ok((
+            AccessToken(Arc::from(response.access_token().secret().as_str())),
+            lifetime,
+        ))
+    }
+
+    /// Runs the device-code sign-in: `show` gets the message for the user (URL and code); waits
+    /// until the sign-in is approved, then saves the refresh token.
+    pub async fn sign_in(&self, show: impl FnOnce(&str)) -> Result<(), TokenError> {
+        let failed = |f: Failure| match f {
+            Failure::Transient(why) => TokenError::Transient(why),
+            Failure::Human {
+                code,
+                message,
+                action,
+            } => TokenError::Disabled {
+                code,
+                message,
+                action,
+            },
+        };
+        let device_url = DeviceAuthorizationUrl::new(format!(
+            "{}/{}/oauth2/v2.0/devicecode",
+            self.config.authority, self.config.tenant
+        ))
+        .map_err(|e| TokenError::Transient(e.to_string()))?;
+        let client = self
+            .client()
+            .map_err(failed)?
+            .set_device_authorization_url(device_url);
+        let details: StandardDeviceAuthorizationResponse = client
+            .exchange_device_code()
+            .add_scopes(DELEGATED_SCOPES.iter().map(|s| Scope::new(s.to_string())))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| failed(classify(e)))?;
+        show(&format!(
+            "To sign in, open {} and enter the code {}",
+            details.verification_uri().as_str(),
+            details.user_code().secret()
+        ));
+        let response = client
+            .exchange_device_access_token(&details)
+            .request_async(&self.http, tokio::time::sleep, None)
+            .await
+            .map_err(|e| match e {
+                RequestTokenError::ServerResponse(r) => TokenError::Disabled {
+                    code: r.error().to_string(),
+                    message: r.error_description().cloned().unwrap_or_default(),
+                    action: "Run `spgate connect` again and approve the sign-in in time.".into(),
+                },
+                other => TokenError::Transient(other.to_string()),
+            })?;
+        let refresh = response.refresh_token().ok_or_else(|| {
+            TokenError::Transient(
+                "the sign-in answered no refresh token (is offline_access allowed?)".into(),
+            )
+        })?;
+        let grant = SavedGrant {
+            refresh_token: refresh.secret().clone(),
+            client_id: self.config.client_id.clone(),
+            tenant: self.config.tenant.clone(),
+            user: None,
+            updated: chrono::Utc::now(),
+        };
+        store::write_json(&self.paths.grant(&self.name), &grant)
+            .map_err(|e| TokenError::Transient(format!("saving the sign-in: {e}")))?;
+        Ok(())
+    }
+}
+
+/// A token failure, classified.
+#[derive(Debug)]
+enum Failure {
+    Transient(String),
+    Human {
+        code: String,
+        message: String,
+        action: String,
+    },
+}
+
+impl Failure {
+    fn human(code: &str, message: &str, action: &str) -> Failure {
+        Failure::Human {
+            code: code.into(),
+            message: message.into(),
+            action: action.into(),
+        }
+    }
+}
+
+fn classify(e: RequestTokenError<HttpClientError<reqwest::Error>, BasicErrorResponse>) -> Failure {
+    match e {
+        RequestTokenError::ServerResponse(response) => {
+            let error = response.error().to_string();
+            let description = response.error_description().cloned().unwrap_or_default();
+            classify_server(&error, &description)
+        }
+        RequestTokenError::Request(e) => Failure::Transient(format!("network: {e}")),
+        RequestTokenError::Parse(_, body) => Failure::Transient(format!(
+            "unexpected answer from the token endpoint ({} bytes)",
+            body.len()
+        )),
+        RequestTokenError::Other(why) => Failure::Transient(why),
+    }
+}
+
+/// The `AADSTSnnnn` code at the start of an error description.
+pub fn aadsts_code(description: &str) -> Option<u64> {
+    let rest = description.trim_start().strip_prefix("AADSTS")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Transient or needing a human, with the action an administrator should take.
+fn classify_server(error: &str, description: &str) -> Failure {
+    if matches!(error, "temporarily_unavailable" | "server_error") {
+        return Failure::Transient(format!("{error}: {}", first_sentence(description)));
+    }
+    let code = aadsts_code(description);
+    let action = match (error, code) {
+        (_, Some(7000215)) => {
+            "The client secret is wrong: copy the secret's Value (not its ID) from Entra ID > App registrations > Certificates & secrets into the connection's client_secret, then save the configuration."
+        }
+        (_, Some(7000222)) => {
+            "The client secret has expired or was removed: create a new client secret for the app registration, put it in the connection's client_secret, then save the configuration."
+        }
+        (_, Some(700027 | 700024)) => {
+            "The certificate assertion was refused: upload this certificate to the app registration (Certificates & secrets), check that cert and key belong together and that the gateway's clock is right, then save the configuration."
+        }
+        (_, Some(700016)) => {
+            "No application with this client_id exists in the tenant: check client_id and tenant, and that an administrator consented to the app, then save the configuration."
+        }
+        (_, Some(90002)) => {
+            "The tenant was not found: check the connection's tenant (GUID or domain) and authority (national clouds), then save the configuration."
+        }
+        (_, Some(65001)) => {
+            "The app lacks consent: an administrator must grant consent to its Graph permissions (Sites.Selected or Sites.ReadWrite.All), then save the configuration."
+        }
+        (_, Some(50076 | 50079)) => {
+            "The account needs multi-factor authentication: run `spgate connect NAME` and sign in again."
+        }
+        (_, Some(53003)) => {
+            "Conditional Access blocked the sign-in: ask the tenant administrator to allow the gateway, then save the configuration."
+        }
+        ("invalid_grant", _) => {
+            "The saved sign-in is no longer valid (expired, revoked or already used): run `spgate connect NAME` and sign in again."
+        }
+        ("interaction_required", _) => {
+            "The account must sign in interactively: run `spgate connect NAME`."
+        }
+        _ => {
+            "Check the connection's settings against its app registration in Entra ID, then save the configuration again."
+        }
+    };
+    let code_text = match code {
+        Some(n) => format!("{error} AADSTS{n}"),
+        None => error.to_string(),
+    };
+    Failure::Human {
+        code: code_text,
+        message: first_sentence(description),
+        action: action.to_string(),
+    }
+}
+
+/// The part of an AADSTS description before its trace ids.
+fn first_sentence(description: &str) -> String {
+    description
+        .split(" Trace ID:")
+        .next()
+        .unwrap_or(description)
+        .trim()
+        .to_string()
+}
+
+/// A client assertion: a JWT signed with the certificate's key, RS256 with `x5t`.
+fn assertion(
+    client_id: &str,
+    token_url: &str,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<String, Failure> {
+    let unreadable = |what: &str, e: &dyn std::fmt::Display| {
+        Failure::human(
+            "certificate_unreadable",
+            &format!("cannot use the {what}: {e}"),
+            "Check the certificate and key files named in the connection's configuration (PEM), then save the configuration.",
+        )
+    };
+    let cert_pem = std::fs::read(cert).map_err(|e| unreadable("certificate", &e))?;
+    let key_pem = std::fs::read(key).map_err(|e| unreadable("private key", &e))?;
+    let (_, pem) =
+        x509_parser::pem::parse_x509_pem(&cert_pem).map_err(|e| unreadable("certificate", &e))?;
+    let x5t = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        sha1::Sha1::digest(&pem.contents),
+    );
+    let signing_key = jsonwebtoken::EncodingKey::from_rsa_pem(&key_pem)
+        .map_err(|e| unreadable("private key", &e))?;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.x5t = Some(x5t);
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({
+        "aud": token_url,
+        "iss": client_id,
+        "sub": client_id,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "nbf": now,
+        "iat": now,
+        "exp": now + 600,
+    });
+    jsonwebtoken::encode(&header, &claims, &signing_key).map_err(|e| unreadable("private key", &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn human_code(error: &str, description: &str) -> Option<String> {
+        match classify_server(error, description) {
+            Failure::Human { code, .. } => Some(code),
+            Failure::Transient(_) => None,
+        }
+    }
+
+    #[test]
+    fn every_documented_aadsts_code_needs_a_human() {
+        let cases = [
+            ("invalid_grant", 700082),
+            ("invalid_grant", 50173),
+            ("invalid_grant", 70008),
+            ("invalid_grant", 70000),
+            ("interaction_required", 50076),
+            ("interaction_required", 50079),
+            ("interaction_required", 65001),
+            ("interaction_required", 53003),
+            ("invalid_client", 7000215),
+            ("invalid_client", 7000222),
+            ("invalid_client", 700027),
+            ("invalid_client", 700024),
+            ("unauthorized_client", 700016),
+            ("invalid_request", 90002),
+        ];
+        for (error, code) in cases {
+            let description = format!("AADSTS{code}: something. Trace ID: abc Timestamp: now");
+            assert_eq!(
+                human_code(error, &description),
+                Some(format!("{error} AADSTS{code}")),
+                "{error} {code}"
+            );
+        }
+    }
+
+    #[test]
+    fn transient_token_errors_are_retried() {
+        for error in ["temporarily_unavailable", "server_error"] {
+            assert_eq!(human_code(error, "AADSTS50196: busy"), None);
+        }
+    }
+
+    #[test]
+    fn actions_name_what_to_do_and_no_trace_ids() {
+        let Failure::Human {
+            message, action, ..
+        } = classify_server(
+            "invalid_client",
+            "AADSTS7000222: The provided client secret keys are expired. Trace ID: 123 Timestamp: x",
+        )
+        else {
+            panic!("should need a human");
+        };
+        assert_eq!(
+            message,
+            "AADSTS7000222: The provided client secret keys are expired."
+        );
+        assert!(action.contains("new client secret"));
+        assert_eq!(aadsts_code("AADSTS700016: x"), Some(700016));
+        assert_eq!(aadsts_code("nothing"), None);
+    }
+}

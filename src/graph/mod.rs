@@ -1,0 +1,18 @@
+//! spgate's Microsoft Graph client for SharePoint document libraries.
+//!
+//! - [`client`]: requests with limits, throttling pauses, token refresh and retries;
+//! - [`drive`]: one library's operations by path; [`upload`]: simple and session uploads;
+//! - [`names`]: SharePoint's naming rules and path encoding; [`error`]: the error kinds.
+//!
+//! It shares only the plain types of [`crate::wire`] with the simulator.
+
+pub mod client;
+pub mod drive;
+pub mod error;
+pub mod names;
+pub mod upload;
+
+pub use client::Client;
+pub use drive::{Drive, Entry};
+pub use error::{Error, Kind, Result};
+pub use upload::Upload;

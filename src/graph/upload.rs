@@ -1,0 +1,304 @@
+//! Uploads: one simple `PUT` for small files (and the only way to create an empty file), upload
+//! sessions for the rest. A session is fed like a writer: bytes are buffered into fragments of
+//! the connection's chunk size (a multiple of 320 KiB) and sent in order; a fragment that fails
+//! is resumed from the session's `nextExpectedRanges`; the file appears in SharePoint only when
+//! the last fragment is accepted. A session that is not finished is cancelled.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Utc};
+use reqwest::{Method, StatusCode, header};
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::client::{Client, backoff};
+use super::drive::{Drive, Entry, decode, send_json, split_parent};
+use super::error::{Error, Kind, Result};
+use crate::wire::{DriveItem, UploadSession};
+
+/// Files up to this size go in one simple upload (when no modification time must be set).
+pub const SIMPLE_UPLOAD_MAX: u64 = 4 * 1024 * 1024;
+
+/// An upload session being filled.
+pub struct Upload {
+    client: Arc<Client>,
+    url: String,
+    total: u64,
+    chunk: usize,
+    /// Bytes the service has acknowledged.
+    acked: u64,
+    /// Bytes from `acked` on, not yet acknowledged.
+    pending: BytesMut,
+    finished: bool,
+}
+
+impl Drive {
+    /// Uploads `len` bytes read from `source` to `path`, replacing an existing file.
+    pub async fn upload(
+        &self,
+        path: &str,
+        mut source: impl AsyncRead + Unpin,
+        len: u64,
+        modified: Option<DateTime<Utc>>,
+    ) -> Result<Entry> {
+        if len == 0 || (len <= SIMPLE_UPLOAD_MAX && modified.is_none()) {
+            let mut bytes = Vec::with_capacity(len as usize);
+            (&mut source).take(len).read_to_end(&mut bytes).await?;
+            if bytes.len() as u64 != len {
+                return Err(Error::new(
+                    Kind::Io,
+                    format!("the source ended after {} of {len} bytes", bytes.len()),
+                ));
+            }
+            let entry = self.upload_small(path, Bytes::from(bytes)).await?;
+            return match modified {
+                Some(at) => self.set_modified(path, at).await,
+                None => Ok(entry),
+            };
+        }
+        let mut upload = self.upload_session(path, len, modified).await?;
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let n = source.read(&mut buffer).await?;
+            if n == 0 {
+                break;
+            }
+            upload.write(&buffer[..n]).await?;
+        }
+        upload.finish().await
+    }
+
+    /// One `PUT .../content` (replace).
+    pub async fn upload_small(&self, path: &str, bytes: Bytes) -> Result<Entry> {
+        self.check_new_path(path, false)?;
+        let url = format!(
+            "{}?@microsoft.graph.conflictBehavior=replace",
+            self.item_url(path, "/content")
+        );
+        let response = self
+            .client
+            .send(
+                |http| {
+                    http.put(&url)
+                        .header(header::CONTENT_TYPE, "application/octet-stream")
+                        .body(bytes.clone())
+                },
+                true,
+            )
+            .await?;
+        let item: DriveItem = decode(response).await?;
+        Ok(item.into())
+    }
+
+    /// Opens an upload session for `total` bytes at `path` (replace), with the modification time.
+    pub async fn upload_session(
+        &self,
+        path: &str,
+        total: u64,
+        modified: Option<DateTime<Utc>>,
+    ) -> Result<Upload> {
+        self.check_new_path(path, false)?;
+        if total == 0 {
+            return Err(Error::new(
+                Kind::Invalid,
+                "an upload session cannot create an empty file",
+            ));
+        }
+        split_parent(path)?;
+        let mut item = json!({ "@microsoft.graph.conflictBehavior": "replace" });
+        if let Some(at) = modified {
+            item["fileSystemInfo"] = json!({ "lastModifiedDateTime": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true) });
+        }
+        let url = self.item_url(path, "/createUploadSession");
+        let session: UploadSession =
+            send_json(&self.client, Method::POST, &url, &json!({ "item": item })).await?;
+        let upload_url = session
+            .upload_url
+            .ok_or_else(|| Error::new(Kind::Invalid, "the upload session has no uploadUrl"))?;
+        Ok(Upload {
+            client: self.client.clone(),
+            url: upload_url,
+            total,
+            chunk: self.client.upload_chunk() as usize,
+            acked: 0,
+            pending: BytesMut::new(),
+            finished: false,
+        })
+    }
+}
+
+fn next_expected(session: &UploadSession) -> Option<u64> {
+    session
+        .next_expected_ranges
+        .first()
+        .and_then(|r| r.split('-').next())
+        .and_then(|s| s.parse().ok())
+}
+
+impl Upload {
+    /// Bytes accepted so far by this upload (acknowledged or buffered).
+    pub fn written(&self) -> u64 {
+        self.acked + self.pending.len() as u64
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Adds bytes; full fragments are sent as they fill.
+    pub async fn write(&mut self, data: &[u8]) -> Result<()> {
+        if self.written() + data.len() as u64 > self.total {
+            return Err(Error::new(
+                Kind::Invalid,
+                format!("more data than the {} bytes announced", self.total),
+            ));
+        }
+        self.pending.extend_from_slice(data);
+        while self.pending.len() >= self.chunk && self.acked + (self.chunk as u64) < self.total {
+            self.send_fragment(self.chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is left; answers the new item once SharePoint has committed it.
+    pub async fn finish(mut self) -> Result<Entry> {
+        if self.written() != self.total {
+            let message = format!(
+                "the upload ended after {} of {} bytes",
+                self.written(),
+                self.total
+            );
+            return Err(Error::new(Kind::Io, message));
+        }
+        loop {
+            let len = self.pending.len().min(self.chunk);
+            let last = self.acked + len as u64 == self.total;
+            let item = self.send_fragment(len).await?;
+            if last || self.acked == self.total {
+                if let Some(item) = item {
+                    self.finished = true;
+                    return Ok(item.into());
+                }
+                // The service had everything already (a resumed last fragment): ask for the item.
+                return Err(Error::new(
+                    Kind::Unavailable,
+                    "the upload completed but SharePoint returned no item",
+                ));
+            }
+        }
+    }
+
+    /// Sends the first `len` pending bytes at `acked`, resuming after failures; answers the
+    /// item when this completed the file.
+    async fn send_fragment(&mut self, len: usize) -> Result<Option<DriveItem>> {
+        let mut attempts = 0u32;
+        loop {
+            let start = self.acked;
+            let fragment = Bytes::copy_from_slice(&self.pending[..len.min(self.pending.len())]);
+            let end = start + fragment.len() as u64 - 1;
+            let range = format!("bytes {start}-{end}/{}", self.total);
+            let url = self.url.clone();
+            let sent = self
+                .client
+                .send(
+                    |http| {
+                        http.put(&url)
+                            .header(header::CONTENT_RANGE, &range)
+                            .body(fragment.clone())
+                    },
+                    false,
+                )
+                .await;
+            match sent {
+                Ok(response) if response.status() == StatusCode::ACCEPTED => {
+                    let session: UploadSession = decode(response).await?;
+                    self.advance(next_expected(&session).unwrap_or(end + 1));
+                    return Ok(None);
+                }
+                Ok(response) => {
+                    let item: DriveItem = decode(response).await?;
+                    self.advance(self.total);
+                    return Ok(Some(item));
+                }
+                Err(e)
+                    if e.kind == Kind::NotFound
+                        || e.kind == Kind::PermissionDenied
+                        || e.kind == Kind::Disabled
+                        || e.kind == Kind::QuotaExceeded
+                        || e.kind == Kind::AlreadyExists
+                        || e.kind == Kind::Locked =>
+                {
+                    return Err(e);
+                }
+                Err(e) => {
+                    attempts += 1;
+                    if attempts > 5 {
+                        return Err(e);
+                    }
+                    tracing::warn!(connection = %self.client.name, error = %e, "upload fragment failed; resuming from the session's status");
+                    self.client
+                        .counters
+                        .fragment_retries
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(backoff(
+                        attempts - 1,
+                        std::time::Duration::from_millis(200),
+                        std::time::Duration::from_secs(10),
+                    ))
+                    .await;
+                    let url = self.url.clone();
+                    let status: UploadSession =
+                        decode(self.client.send(|http| http.get(&url), false).await?).await?;
+                    match next_expected(&status) {
+                        Some(next) => self.advance(next),
+                        None => {
+                            return Err(Error::new(
+                                Kind::Unavailable,
+                                "the upload session lost its place",
+                            ));
+                        }
+                    }
+                    if self.acked == self.total {
+                        return Err(Error::new(
+                            Kind::Unavailable,
+                            "the upload session holds every byte but did not commit",
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    fn advance(&mut self, next: u64) {
+        if next > self.acked {
+            let done = ((next - self.acked) as usize).min(self.pending.len());
+            let _ = self.pending.split_to(done);
+            self.acked += done as u64;
+        }
+    }
+
+    /// Abandons the session (the partial content is discarded by SharePoint).
+    pub async fn cancel(mut self) {
+        self.finished = true;
+        let url = self.url.clone();
+        if let Err(e) = self.client.send(|http| http.delete(&url), false).await {
+            tracing::warn!(connection = %self.client.name, error = %e, "could not cancel an upload session");
+        }
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let client = self.client.clone();
+        let url = std::mem::take(&mut self.url);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = client.send(|http| http.delete(&url), false).await;
+            });
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The operator's commands about connections: `check`, `connect`, `connections [enable]`,
+//! `alerts`. Each writes human-readable lines to `out` and answers whether all went well.
+
+use std::io::Write;
+
+use futures_util::TryStreamExt;
+
+use crate::config::{Config, Credential};
+use crate::connections::health::open_alerts;
+use crate::connections::store::Paths;
+use crate::connections::{Connection, auth::TokenError};
+
+fn paths(config: &Config) -> Paths {
+    Paths {
+        state_dir: config.state.dir.clone(),
+    }
+}
+
+/// Gets a token, resolves site and library, and lists the root of each connection.
+pub async fn check(config: &Config, out: &mut impl Write) -> std::io::Result<bool> {
+    let mut all_ok = true;
+    for c in &config.connections {
+        let connection = Connection::open(c, &paths(config))?;
+        let outcome = async {
+            let drive = connection.drive().await?;
+            let first_page = std::pin::pin!(drive.list("/"))
+                .try_next()
+                .await?
+                .unwrap_or_default();
+            Ok::<_, crate::graph::Error>((drive.id.clone(), first_page.len()))
+        }
+        .await;
+        match outcome {
+            Ok((id, n)) => writeln!(
+                out,
+                "ok      {}: library '{}' ({id}), {n} item(s) at its root",
+                c.name, c.drive
+            )?,
+            Err(e) => {
+                all_ok = false;
+                writeln!(out, "FAILED  {}: {e}", c.name)?;
+            }
+        }
+    }
+    Ok(all_ok)
+}
+
+/// Runs the device-code sign-in of connection `name` and saves its refresh token.
+pub async fn connect(config: &Config, name: &str, out: &mut impl Write) -> std::io::Result<bool> {
+    let Some(c) = config.connection(name) else {
+        writeln!(out, "no connection named '{name}' in the configuration")?;
+        return Ok(false);
+    };
+    if !matches!(c.credential, Credential::DeviceCode) {
+        writeln!(
+            out,
+            "connection '{name}' signs in as an app (client secret or certificate); `connect` is for auth = \"device_code\""
+        )?;
+        return Ok(false);
+    }
+    let connection = Connection::open(c, &paths(config))?;
+    let result = connection
+        .tokens
+        .sign_in(|message| {
+            let _ = writeln!(out, "{message}\nwaiting for the sign-in to be approved...");
+            let _ = out.flush();
+        })
+        .await;
+    match result {
+        Ok(()) => {
+            connection
+                .health
+                .enable("signed in again with `spgate connect`")?;
+            writeln!(
+                out,
+                "signed in; the refresh token is saved under {}",
+                config.state.dir.display()
+            )?;
+            Ok(true)
+        }
+        Err(TokenError::Disabled {
+            code,
+            message,
+            action,
+        }) => {
+            writeln!(out, "sign-in failed: {message} ({code}). {action}")?;
+            Ok(false)
+        }
+        Err(TokenError::Transient(why)) => {
+            writeln!(out, "sign-in failed: {why}")?;
+            Ok(false)
+        }
+    }
+}
+
+/// One line per connection: its state and, when disabled, why and what to do.
+pub fn connections(config: &Config, out: &mut impl Write) -> std::io::Result<()> {
+    for c in &config.connections {
+        let connection = Connection::open(c, &paths(config))?;
+        match connection.health.alert() {
+            None => writeln!(out, "{}\tenabled", c.name)?,
+            Some(a) => writeln!(
+                out,
+                "{}\tdisabled since {}: {} ({}). {}",
+                c.name,
+                a.time.format("%Y-%m-%d %H:%M:%SZ"),
+                a.message,
+                a.code,
+                a.action
+            )?,
+        }
+    }
+    Ok(())
+}
+
+/// Enables connection `name` again and clears its alert.
+pub fn enable(config: &Config, name: &str, out: &mut impl Write) -> std::io::Result<bool> {
+    let Some(c) = config.connection(name) else {
+        writeln!(out, "no connection named '{name}' in the configuration")?;
+        return Ok(false);
+    };
+    let connection = Connection::open(c, &paths(config))?;
+    if connection
+        .health
+        .enable("enabled by `spgate connections enable`")?
+    {
+        writeln!(out, "{name}: enabled; its alert is cleared")?;
+    } else {
+        writeln!(out, "{name}: already enabled")?;
+    }
+    Ok(true)
+}
+
+/// The open alerts.
+pub fn alerts(config: &Config, out: &mut impl Write) -> std::io::Result<usize> {
+    let open = open_alerts(&paths(config))?;
+    if open.is_empty() {
+        writeln!(out, "no open alerts")?;
+    }
+    for a in &open {
+        writeln!(
+            out,
+            "{}\t{}\t{}: {}\n\twhat to do: {}",
+            a.time.format("%Y-%m-%d %H:%M:%SZ"),
+            a.connection,
+            a.code,
+            a.message,
+            a.action
+        )?;
+    }
+    Ok(open.len())
+}
