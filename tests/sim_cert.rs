@@ -131,12 +131,21 @@ async fn expect_token_works(sim: &Sim, assertion: &str) {
 }
 
 async fn expect_700027(sim: &Sim, assertion: &str) {
+    expect_invalid_client(sim, assertion, 700027).await;
+}
+
+/// An assertion outside its `nbf`..`exp` window: AADSTS700024, as the real service answers.
+async fn expect_700024(sim: &Sim, assertion: &str) {
+    expect_invalid_client(sim, assertion, 700024).await;
+}
+
+async fn expect_invalid_client(sim: &Sim, assertion: &str, code: u64) {
     let body = json_status(redeem(sim, assertion).await, 401).await;
     assert_eq!(body["error"], "invalid_client", "{body}");
     let codes = body["error_codes"].as_array().expect("error_codes");
-    assert!(codes.iter().any(|c| c == 700027), "{body}");
+    assert!(codes.iter().any(|c| c == code), "{body}");
     let desc = body["error_description"].as_str().unwrap_or_default();
-    assert!(desc.starts_with("AADSTS700027:"), "{body}");
+    assert!(desc.starts_with(&format!("AADSTS{code}:")), "{body}");
 }
 
 #[tokio::test]
@@ -229,7 +238,7 @@ fn good_rs256(f: &Fixture, claims: &Value) -> String {
 async fn expired_assertion_is_refused() {
     let f = fixture(false);
     let aud = f.sim.token_url("contoso");
-    expect_700027(
+    expect_700024(
         &f.sim,
         &good_rs256(&f, &claims(&aud, now() - 1200, now() - 600)),
     )
@@ -240,7 +249,7 @@ async fn expired_assertion_is_refused() {
 async fn not_yet_valid_assertion_is_refused() {
     let f = fixture(false);
     let aud = f.sim.token_url("contoso");
-    expect_700027(
+    expect_700024(
         &f.sim,
         &good_rs256(&f, &claims(&aud, now() + 600, now() + 1200)),
     )

@@ -76,7 +76,7 @@ impl Error {
     /// The error for a failed Graph response, from its status and body.
     pub fn from_response(status: StatusCode, body: &[u8]) -> Self {
         let parsed: Option<ErrorResponse> = serde_json::from_slice(body).ok();
-        let code = parsed.as_ref().map(|p| most_specific_code(p));
+        let code = parsed.as_ref().map(most_specific_code);
         let service_message = parsed
             .as_ref()
             .map(|p| p.error.message.clone())

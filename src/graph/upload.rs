@@ -5,6 +5,7 @@
 //! the last fragment is accepted. A session that is not finished is cancelled.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
@@ -20,6 +21,9 @@ use crate::wire::{DriveItem, UploadSession};
 /// Files up to this size go in one simple upload (when no modification time must be set).
 pub const SIMPLE_UPLOAD_MAX: u64 = 4 * 1024 * 1024;
 
+/// Failed fragment attempts in a row before an upload gives up.
+const MAX_FRAGMENT_FAILURES: u32 = 6;
+
 /// An upload session being filled.
 pub struct Upload {
     client: Arc<Client>,
@@ -30,6 +34,8 @@ pub struct Upload {
     acked: u64,
     /// Bytes from `acked` on, not yet acknowledged.
     pending: BytesMut,
+    /// Failed fragment attempts in a row.
+    failures: u32,
     finished: bool,
 }
 
@@ -123,6 +129,7 @@ impl Drive {
             chunk: self.client.upload_chunk() as usize,
             acked: 0,
             pending: BytesMut::new(),
+            failures: 0,
             finished: false,
         })
     }
@@ -173,101 +180,88 @@ impl Upload {
         }
         loop {
             let len = self.pending.len().min(self.chunk);
-            let last = self.acked + len as u64 == self.total;
-            let item = self.send_fragment(len).await?;
-            if last || self.acked == self.total {
-                if let Some(item) = item {
-                    self.finished = true;
-                    return Ok(item.into());
-                }
-                // The service had everything already (a resumed last fragment): ask for the item.
-                return Err(Error::new(
-                    Kind::Unavailable,
-                    "the upload completed but SharePoint returned no item",
-                ));
+            if let Some(item) = self.send_fragment(len).await? {
+                self.finished = true;
+                return Ok(item.into());
             }
         }
     }
 
-    /// Sends the first `len` pending bytes at `acked`, resuming after failures; answers the
-    /// item when this completed the file.
+    /// Sends the first `len` pending bytes at `acked` once. On a failure it asks the session
+    /// where to go on (`nextExpectedRanges`) and returns, so that the caller cuts the next
+    /// fragment from there with the 320 KiB rule intact. Answers the item when the file is done.
     async fn send_fragment(&mut self, len: usize) -> Result<Option<DriveItem>> {
-        let mut attempts = 0u32;
-        loop {
-            let start = self.acked;
-            let fragment = Bytes::copy_from_slice(&self.pending[..len.min(self.pending.len())]);
-            let end = start + fragment.len() as u64 - 1;
-            let range = format!("bytes {start}-{end}/{}", self.total);
-            let url = self.url.clone();
-            let sent = self
-                .client
-                .send(
-                    |http| {
-                        http.put(&url)
-                            .header(header::CONTENT_RANGE, &range)
-                            .body(fragment.clone())
-                    },
-                    false,
-                )
-                .await;
-            match sent {
-                Ok(response) if response.status() == StatusCode::ACCEPTED => {
-                    let session: UploadSession = decode(response).await?;
-                    self.advance(next_expected(&session).unwrap_or(end + 1));
-                    return Ok(None);
-                }
-                Ok(response) => {
-                    let item: DriveItem = decode(response).await?;
-                    self.advance(self.total);
-                    return Ok(Some(item));
-                }
-                Err(e)
-                    if e.kind == Kind::NotFound
-                        || e.kind == Kind::PermissionDenied
-                        || e.kind == Kind::Disabled
-                        || e.kind == Kind::QuotaExceeded
-                        || e.kind == Kind::AlreadyExists
-                        || e.kind == Kind::Locked =>
-                {
-                    return Err(e);
-                }
-                Err(e) => {
-                    attempts += 1;
-                    if attempts > 5 {
-                        return Err(e);
-                    }
-                    tracing::warn!(connection = %self.client.name, error = %e, "upload fragment failed; resuming from the session's status");
-                    self.client
-                        .counters
-                        .fragment_retries
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tokio::time::sleep(backoff(
-                        attempts - 1,
-                        std::time::Duration::from_millis(200),
-                        std::time::Duration::from_secs(10),
-                    ))
-                    .await;
-                    let url = self.url.clone();
-                    let status: UploadSession =
-                        decode(self.client.send(|http| http.get(&url), false).await?).await?;
-                    match next_expected(&status) {
-                        Some(next) => self.advance(next),
-                        None => {
-                            return Err(Error::new(
-                                Kind::Unavailable,
-                                "the upload session lost its place",
-                            ));
-                        }
-                    }
-                    if self.acked == self.total {
-                        return Err(Error::new(
-                            Kind::Unavailable,
-                            "the upload session holds every byte but did not commit",
-                        ));
-                    }
-                }
+        let start = self.acked;
+        let fragment = Bytes::copy_from_slice(&self.pending[..len.min(self.pending.len())]);
+        let end = start + fragment.len() as u64 - 1;
+        let range = format!("bytes {start}-{end}/{}", self.total);
+        let url = self.url.clone();
+        let sent = self
+            .client
+            .send(
+                |http| {
+                    http.put(&url)
+                        .header(header::CONTENT_RANGE, &range)
+                        .body(fragment.clone())
+                },
+                false,
+            )
+            .await;
+        let e = match sent {
+            Ok(response) if response.status() == StatusCode::ACCEPTED => {
+                let session: UploadSession = decode(response).await?;
+                self.advance(next_expected(&session).unwrap_or(end + 1));
+                self.failures = 0;
+                return Ok(None);
             }
+            Ok(response) => {
+                let item: DriveItem = decode(response).await?;
+                self.advance(self.total);
+                return Ok(Some(item));
+            }
+            Err(e)
+                if matches!(
+                    e.kind,
+                    Kind::NotFound
+                        | Kind::PermissionDenied
+                        | Kind::Disabled
+                        | Kind::QuotaExceeded
+                        | Kind::AlreadyExists
+                        | Kind::Locked
+                ) =>
+            {
+                return Err(e);
+            }
+            Err(e) => e,
+        };
+        self.failures += 1;
+        if self.failures > MAX_FRAGMENT_FAILURES {
+            return Err(e);
         }
+        tracing::warn!(connection = %self.client.name, error = %e, "upload fragment failed; resuming from the session's status");
+        self.client
+            .counters
+            .fragment_retries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(backoff(
+            self.failures - 1,
+            Duration::from_millis(200),
+            Duration::from_secs(10),
+        ))
+        .await;
+        let url = self.url.clone();
+        let status: UploadSession =
+            decode(self.client.send(|http| http.get(&url), false).await?).await?;
+        let next = next_expected(&status)
+            .ok_or_else(|| Error::new(Kind::Unavailable, "the upload session lost its place"))?;
+        self.advance(next);
+        if self.acked == self.total {
+            return Err(Error::new(
+                Kind::Unavailable,
+                "the upload session holds every byte but did not commit",
+            ));
+        }
+        Ok(None)
     }
 
     fn advance(&mut self, next: u64) {

@@ -188,6 +188,19 @@ fn parse_range(value: &str, total: u64) -> Option<Result<(u64, u64), ()>> {
     Some(Ok(range))
 }
 
+/// Reads and discards a refused body of up to 64 MiB; false when it was larger or broke.
+pub async fn drain(body: Body) -> bool {
+    let mut stream = body.into_data_stream();
+    let mut left: u64 = 64 * 1024 * 1024;
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        match chunk {
+            Ok(chunk) if (chunk.len() as u64) <= left => left -= chunk.len() as u64,
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// What a body stream delivered before it ended or broke.
 pub struct Received {
     pub bytes: u64,
@@ -256,7 +269,11 @@ pub async fn enrich(
     len: &mut u64,
 ) -> GraphResult<()> {
     let enrich = sim.faults.lock().enrich_office.unwrap_or(false);
-    let ext = name.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    let ext = FsPath::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if !enrich || !["docx", "xlsx", "pptx", "pdf", "html", "htm"].contains(&ext.as_str()) {
         return Ok(());
     }

@@ -53,6 +53,8 @@ pub enum Target {
         key: String,
         suffix: SiteSuffix,
     },
+    /// `sites?search=`: refused to apps limited by Sites.Selected.
+    SiteSearch,
     Drive(String),
     Item {
         drive: String,
@@ -101,6 +103,9 @@ pub fn parse(raw: &str) -> GraphResult<Target> {
     let rest = raw
         .strip_prefix("/v1.0")
         .ok_or_else(|| unknown_segment(raw))?;
+    if rest == "/sites" || rest == "/sites/" {
+        return Ok(Target::SiteSearch);
+    }
     if let Some(site) = rest.strip_prefix("/sites/") {
         return parse_site(site);
     }
@@ -246,6 +251,7 @@ async fn route(path: &str, r: Request) -> GraphResult<Response> {
         Target::Site { host, key, suffix } if method == Method::GET => {
             sites::site(r, host, key, suffix)
         }
+        Target::SiteSearch if method == Method::GET => sites::search(r),
         Target::Drive(drive) if method == Method::GET => sites::drive(r, &drive),
         Target::Item {
             drive,

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -215,7 +215,13 @@ async fn observe(
             if kind != "token"
                 && let Some(fault) = injected_fault(&sim)
             {
-                return fault.into_response();
+                let mut response = fault.into_response();
+                if !content::drain(request.into_body()).await {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                return response;
             }
             next.run(request).await
         })

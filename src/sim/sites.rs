@@ -76,6 +76,28 @@ pub fn site(
     Ok(Json(body).into_response())
 }
 
+/// `GET /sites?search=TEXT`: sites of the caller's tenant whose name contains TEXT (`*` for
+/// all). Apps limited by Sites.Selected may not search (403), as on SharePoint.
+pub fn search(r: Request) -> GraphResult<Response> {
+    if r.caller.sites.is_some() {
+        return Err(GraphError::access_denied());
+    }
+    let wanted = r
+        .query
+        .get("search")
+        .map(|s| s.trim().to_lowercase())
+        .unwrap_or_default();
+    let world = r.sim.world.lock();
+    let found: Vec<Value> = world
+        .sites
+        .iter()
+        .filter(|s| s.tenant_id == r.caller.tenant_id)
+        .filter(|s| wanted.is_empty() || wanted == "*" || s.name.to_lowercase().contains(&wanted))
+        .map(site_json)
+        .collect();
+    Ok(Json(json!({ "value": found })).into_response())
+}
+
 /// `GET /drives/{id}`.
 pub fn drive(r: Request, drive_id: &str) -> GraphResult<Response> {
     let world = r.sim.world.lock();

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::io::{AsyncSeekExt, BufWriter};
 
-use super::content::{enrich, receive, storage_error};
+use super::content::{drain, enrich, receive, storage_error};
 use super::drive::{Blob, Conflict};
 use super::error::{GraphError, GraphResult};
 use super::graph::Request;
@@ -62,8 +62,14 @@ impl Drop for UploadState {
 }
 
 impl UploadState {
-    pub fn expired(&self, sim: &Sim) -> bool {
+    /// Expired by `POST /_sim/uploads/expire`: gone, as if cleaned up long ago (404).
+    pub fn cancelled(&self, sim: &Sim) -> bool {
         self.generation < sim.upload_generation.load(Ordering::Relaxed)
+    }
+
+    /// Expired by time (15 minutes idle, 24 hours in all), or cancelled.
+    pub fn expired(&self, sim: &Sim) -> bool {
+        self.cancelled(sim)
             || self.last_activity.elapsed() > IDLE_EXPIRY
             || self.created.elapsed() > HARD_EXPIRY
     }
@@ -216,9 +222,22 @@ pub async fn session(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match handle(&sim, &id, method, &headers, body).await {
+    let mut body = Some(body);
+    match handle(&sim, &id, method, &headers, &mut body).await {
         Ok(response) => response,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            let mut response = e.into_response();
+            // Read what the client is still sending, so that it sees this answer rather than a
+            // reset connection; past a bound, close the connection instead.
+            if let Some(body) = body
+                && !drain(body).await
+            {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
+        }
     }
 }
 
@@ -227,7 +246,7 @@ async fn handle(
     id: &str,
     method: Method,
     headers: &HeaderMap,
-    body: Body,
+    body: &mut Option<Body>,
 ) -> GraphResult<Response> {
     if headers.contains_key(header::AUTHORIZATION) {
         return Err(GraphError::new(
@@ -242,6 +261,11 @@ async fn handle(
         .map(|s| s.clone())
         .ok_or_else(session_gone)?;
     let mut state = session.lock().await;
+    if state.cancelled(sim) {
+        drop(state);
+        sim.sessions.remove(id);
+        return Err(session_gone());
+    }
     if state.expired(sim) {
         drop(state);
         sim.sessions.remove(id);
@@ -310,7 +334,7 @@ async fn fragment(
     sim: &Arc<Sim>,
     state: &mut UploadState,
     headers: &HeaderMap,
-    body: Body,
+    body: &mut Option<Body>,
 ) -> GraphResult<Response> {
     let (start, end, total) = content_range(headers)?;
     let len = end - start + 1;
@@ -387,6 +411,7 @@ async fn fragment(
     out.seek(std::io::SeekFrom::Start(start))
         .await
         .map_err(storage_error)?;
+    let body = body.take().unwrap_or_default();
     let received = receive(body, &mut out, &mut state.hash, len, stop_after).await?;
     state.received += received.bytes;
     state.last_activity = Instant::now();

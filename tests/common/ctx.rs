@@ -154,7 +154,7 @@ impl Ctx {
     }
 }
 
-/// PUT one fragment to an upload URL (no Authorization header).
+/// PUT one fragment to an upload URL (no Authorization header); panics on transport errors.
 pub async fn put_fragment(
     http: &Client,
     url: &str,
@@ -162,11 +162,40 @@ pub async fn put_fragment(
     data: &[u8],
     total: usize,
 ) -> Response {
+    try_put_fragment(http, url, start, data, total)
+        .await
+        .unwrap_or_else(|e| panic!("fragment at {start}: {e:?}"))
+}
+
+/// PUT one fragment to an upload URL (no Authorization header).
+pub async fn try_put_fragment(
+    http: &Client,
+    url: &str,
+    start: usize,
+    data: &[u8],
+    total: usize,
+) -> reqwest::Result<Response> {
     let end = start + data.len() - 1;
     http.put(url)
         .header("Content-Range", format!("bytes {start}-{end}/{total}"))
         .body(data.to_vec())
         .send()
         .await
-        .expect("fragment")
+}
+
+/// Checks a createUploadSession answer and returns its uploadUrl.
+pub fn check_session(s: &Value) -> String {
+    assert!(
+        super::is_time(&s["expirationDateTime"]),
+        "expirationDateTime: {s}"
+    );
+    assert_eq!(s["nextExpectedRanges"], json!(["0-"]), "{s}");
+    let url = s["uploadUrl"].as_str().expect("uploadUrl").to_string();
+    assert!(url.starts_with("http://"), "absolute uploadUrl: {url}");
+    url
+}
+
+/// `GET {uploadUrl}` (no Authorization); expects 200.
+pub async fn session_status(http: &Client, url: &str) -> Value {
+    json_status(http.get(url).send().await.unwrap(), 200).await
 }

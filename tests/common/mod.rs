@@ -52,6 +52,18 @@ pub fn seed(apps: &str, more: &str) -> String {
     format!("{BASE_SEED}{apps}{PARTNERS}{more}")
 }
 
+/// A client without connection reuse, for requests the simulator may refuse before reading
+/// their bodies: a refused upload then cannot break the next request on a pooled connection
+/// (`refused_fragments_leave_the_connection_usable` tests that separately).
+pub fn oneshot_client() -> Client {
+    Client::builder()
+        .redirect(Policy::none())
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("reqwest client")
+}
+
 /// A running simulator; killed on drop (its log is printed when the test failed).
 pub struct Sim {
     child: Mutex<Child>,

@@ -1,0 +1,244 @@
+//! Each credential kind gets a token and lists the library root (client secret, certificate,
+//! device code through `spgate connect`); a rotated refresh token survives a restart; and
+//! `spgate check` tells a good connection from a bad secret.
+
+mod common;
+mod graph_support;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use graph_support::*;
+use serde_json::json;
+use spgate::connections::Connection;
+
+/// Uploads a marker through the simulator's own API and checks that `connection` lists it.
+async fn lists_root(world: &World, connection: &Connection, marker: &str) {
+    world.ctx.put(marker, b"x").await;
+    let tokens_before = world.count("token").await;
+    let drive = connection.drive().await.expect("resolve the library");
+    let names: Vec<String> = drive
+        .list_all("/")
+        .await
+        .expect("list the root")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert!(names.contains(&marker.to_string()), "{names:?}");
+    assert_eq!(
+        world.count("token").await,
+        tokens_before + 1,
+        "one token request"
+    );
+}
+
+#[tokio::test]
+async fn client_secret_gets_a_token_and_lists_the_root() {
+    let world = World::new().await;
+    let connection = world.open(&world.config(""));
+    let token = connection.tokens.get().await.expect("token");
+    assert!(!token.secret().is_empty());
+    // The token is one the simulator accepts on its own Graph API.
+    let resp = world
+        .ctx
+        .sim
+        .http
+        .get(world.ctx.d("/root"))
+        .bearer_auth(token.secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let connection = world.open(&world.config(""));
+    lists_root(&world, &connection, "secret-marker.txt").await;
+}
+
+#[tokio::test]
+async fn certificate_gets_a_token_and_lists_the_root() {
+    let keys = tempfile::tempdir().unwrap();
+    let (cert, key) = (keys.path().join("c.pem"), keys.path().join("k.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-days", "1", "-subj", "/CN=spgate-graph-test"])
+        .output()
+        .expect("the openssl command-line tool is needed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The demo app keeps its secret and also trusts this certificate.
+    let app = format!(
+        "certificate = '''\n{}'''\n",
+        std::fs::read_to_string(&cert).unwrap()
+    );
+    let world = World::with_seed(&seed(&app, "")).await;
+    let credential = format!("certificate = {{ cert = {cert:?}, key = {key:?} }}");
+    let config = parse(&world.toml_for("contoso", &credential, ""));
+    let connection = world.open(&config);
+    lists_root(&world, &connection, "cert-marker.txt").await;
+    assert!(!connection.health.is_disabled());
+}
+
+/// Runs `spgate connect` as a child, approves the code it prints, and waits for exit 0.
+async fn device_sign_in(world: &World, config: &Path) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spgate"))
+        .args(["connect", NAME, "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn spgate connect");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let code = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("spgate connect printed no code");
+        if let Some((_, code)) = line.split_once("enter the code ") {
+            break code.trim().to_string();
+        }
+    };
+    world
+        .ctx
+        .sim
+        .control("/devicecode/approve", json!({ "user_code": code }))
+        .await;
+    let status = tokio::task::spawn_blocking(move || {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("spgate connect did not exit")
+            .expect("wait")
+    })
+    .await
+    .unwrap();
+    // The child has exited: its stdout is at EOF, so the reader thread ends and this returns.
+    let rest: Vec<String> = rx.iter().collect();
+    assert!(
+        status.status.success(),
+        "connect failed: {rest:?} {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(rest.iter().any(|l| l.starts_with("signed in")), "{rest:?}");
+}
+
+fn device_seed() -> String {
+    format!("device_code_interval_secs = 1\n{}", seed("", ""))
+}
+
+fn saved_refresh_token(path: &Path) -> String {
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).expect("saved grant")).unwrap();
+    saved["refresh_token"]
+        .as_str()
+        .expect("refresh_token")
+        .to_string()
+}
+
+#[tokio::test]
+async fn device_code_sign_in_then_the_connection_lists_the_root() {
+    let world = World::with_seed(&device_seed()).await;
+    let toml = world.toml_for("contoso", "auth = \"device_code\"", "");
+    device_sign_in(&world, &world.write_config("spgate.toml", &toml)).await;
+    let connection = world.open(&parse(&toml));
+    lists_root(&world, &connection, "device-marker.txt").await;
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_survives_a_restart() {
+    let mut world = World::with_seed(&device_seed()).await;
+    let toml = world.toml_for("contoso", "auth = \"device_code\"", "");
+    device_sign_in(&world, &world.write_config("spgate.toml", &toml)).await;
+    let grant = world.paths().grant(NAME);
+    let first = saved_refresh_token(&grant);
+
+    // A: one token; the refresh token rotates and the new one is saved.
+    let a = world.open(&parse(&toml));
+    let access = a.tokens.get().await.expect("token from the saved sign-in");
+    drop(a);
+    let second = saved_refresh_token(&grant);
+    assert_ne!(first, second, "the refresh token rotated");
+    let text = std::fs::read_to_string(&grant).unwrap();
+    assert!(!text.contains(access.secret()), "no access token on disk");
+    assert!(!text.contains("access_token"), "{text}");
+    let mode = std::fs::metadata(&grant).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "grant file mode");
+
+    // The spent refresh token is refused by the simulator itself.
+    let resp = world
+        .ctx
+        .sim
+        .token_request(
+            "contoso",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", APP),
+                ("refresh_token", &first),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 400, "the old refresh token is spent");
+
+    // B, after a "restart" with every access token expired, works from the rotated token.
+    world.expire_tokens().await;
+    let b = world.open(&parse(&toml));
+    lists_root(&world, &b, "restart-marker.txt").await;
+    assert_ne!(saved_refresh_token(&grant), second, "rotated again");
+    assert!(!b.health.is_disabled());
+}
+
+#[tokio::test]
+async fn check_command_reports_ok_and_failed() {
+    let world = World::new().await;
+    let good = world.write_config("good.toml", &world.toml(""));
+    let out = spgate(&["check"], &good);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ok") && l.contains(NAME) && l.contains(&world.ctx.drive)),
+        "{text}"
+    );
+
+    let bad_state = tempfile::tempdir().unwrap();
+    let bad = world
+        .toml_for("contoso", "client_secret = \"wrong-secret\"", "")
+        .replace(
+            world.state.path().to_str().unwrap(),
+            bad_state.path().to_str().unwrap(),
+        );
+    let bad = world.write_config("bad.toml", &bad);
+    let out = spgate(&["check"], &bad);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let failed = text
+        .lines()
+        .find(|l| l.starts_with("FAILED"))
+        .unwrap_or_else(|| panic!("no FAILED line: {text}"));
+    assert!(
+        failed.contains(NAME) && failed.contains("7000215"),
+        "{failed}"
+    );
+    assert!(
+        !text.contains("wrong-secret"),
+        "the secret is never printed"
+    );
+    // The good connection's state was not touched by the bad one.
+    assert!(stdout(&spgate(&["alerts"], &good)).contains("no open alerts"));
+}
