@@ -7,8 +7,14 @@
 //! - [`connections`]: SharePoint connections: tokens (secret, certificate, device code),
 //!   health with durable alerts, and each connection's Graph client and library.
 //! - [`graph`]: spgate's Microsoft Graph client: limits, throttling, retries, paths, uploads.
+//! - [`storage`]: object-safe storage backends (`local`, `sharepoint`) behind mounts.
+//! - [`users`]: accounts, password and public-key authentication.
+//! - [`vfs`]: a user's virtual tree of mounts, with permissions and path containment.
 //! - [`wire`]: plain Microsoft Graph data types and the quickXorHash; the only code that the
 //!   Graph client and the simulator share, so that each checks the other.
+//! - [`serve`], [`demo`]: `spgate serve` and `spgate demo`.
+//! - [`gateway`]: the protocol-neutral layer `serve` runs: users, connections, mounts.
+//! - [`sftp`]: the SFTP front-end (russh + russh-sftp).
 //! - [`sim`]: `spgate sim`, an offline Microsoft Graph / Microsoft identity platform simulator
 //!   serving the subset of Graph that spgate speaks (see `shared/GRAPH.md`).
 //! - [`operate`]: the operator's commands about connections (`check`, `connect`, `alerts`...).
@@ -19,8 +25,15 @@
 
 pub mod config;
 pub mod connections;
+pub mod demo;
+pub mod gateway;
 pub mod graph;
 pub mod logging;
 pub mod operate;
+pub mod serve;
+pub mod sftp;
 pub mod sim;
+pub mod storage;
+pub mod users;
+pub mod vfs;
 pub mod wire;

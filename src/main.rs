@@ -24,6 +24,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the gateway: SFTP (and later FTP) over the configured users, mounts and connections.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Try spgate at once: a simulated SharePoint site, user demo/demo, SFTP on 127.0.0.1:2222.
+    Demo {
+        /// Where the demo's SFTP server listens.
+        #[arg(long, default_value = "127.0.0.1:2222")]
+        sftp: SocketAddr,
+    },
+    /// Read a password (twice, without echo) and print its argon2id hash for `password_hash`.
+    Passwd,
     /// Run the offline Microsoft Graph (SharePoint) simulator.
     Sim {
         /// Address to listen on (port 0 picks a free port; the bound address is printed).
@@ -71,7 +84,7 @@ enum Command {
 #[derive(clap::Args)]
 struct ConfigArg {
     /// The configuration file (TOML); SPGATE_SECTION__KEY environment variables override keys.
-    #[arg(long, short, env = "SPGATE_CONFIG")]
+    #[arg(long, short, env = "SPGATE_CONFIG", global = true)]
     config: PathBuf,
 }
 
@@ -91,6 +104,21 @@ enum ConnectionsAction {
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve { config } => {
+            logging::init(cli.log_format, "info");
+            spgate::serve::run(config.load()?, shutdown_token())
+                .await
+                .context("spgate serve")?;
+        }
+        Command::Demo { sftp } => {
+            logging::init(cli.log_format, "info");
+            spgate::demo::run(sftp, shutdown_token())
+                .await
+                .context("spgate demo")?;
+        }
+        Command::Passwd => {
+            println!("{}", spgate::users::prompt_and_hash()?);
+        }
         Command::Sim {
             listen,
             public_url,
@@ -142,6 +170,18 @@ async fn main() -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+/// A token cancelled on SIGINT or SIGTERM.
+fn shutdown_token() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down; letting transfers finish");
+        cancel.cancel();
+    });
+    token
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]

@@ -159,6 +159,25 @@ impl Client {
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
         authorized: bool,
     ) -> Result<Response> {
+        self.send_with(build, authorized, self.limits.max_retries)
+            .await
+    }
+
+    /// Like [`Client::send`] but without retrying transient failures (throttling pauses still
+    /// apply): for upload fragments, whose retry must resume from the session's status.
+    pub async fn send_once(
+        &self,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response> {
+        self.send_with(build, false, 0).await
+    }
+
+    async fn send_with(
+        &self,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+        authorized: bool,
+        max_retries: u32,
+    ) -> Result<Response> {
         let mut attempts = 0u32;
         let mut refreshed = false;
         let mut throttled_for = Duration::ZERO;
@@ -195,7 +214,7 @@ impl Client {
                     }
                     Err(TokenError::Transient(why)) => {
                         drop(permit);
-                        self.retry_later(&mut attempts, &why).await?;
+                        self.retry_later(&mut attempts, max_retries, &why).await?;
                         continue;
                     }
                 }
@@ -211,7 +230,7 @@ impl Client {
             let response = match outcome {
                 Ok(response) => response,
                 Err(e) => {
-                    self.retry_later(&mut attempts, &format!("network: {e}"))
+                    self.retry_later(&mut attempts, max_retries, &format!("network: {e}"))
                         .await?;
                     continue;
                 }
@@ -254,7 +273,8 @@ impl Client {
                 Some(Retry::Backoff) => {
                     let body = response.bytes().await.unwrap_or_default();
                     let error = Error::from_response(status, &body);
-                    self.retry_later(&mut attempts, &error.message).await?;
+                    self.retry_later(&mut attempts, max_retries, &error.message)
+                        .await?;
                 }
                 None => {
                     let body = response.bytes().await.unwrap_or_default();
@@ -265,9 +285,9 @@ impl Client {
     }
 
     /// Counts an attempt and sleeps its backoff; fails once the attempts are used up.
-    async fn retry_later(&self, attempts: &mut u32, why: &str) -> Result<()> {
+    async fn retry_later(&self, attempts: &mut u32, max_retries: u32, why: &str) -> Result<()> {
         *attempts += 1;
-        if *attempts > self.limits.max_retries {
+        if *attempts > max_retries {
             return Err(Error::new(
                 Kind::Unavailable,
                 format!(

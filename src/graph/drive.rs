@@ -218,15 +218,25 @@ impl Drive {
 
     /// The children of the folder at `path`, page by page (1,000 per request).
     pub fn list<'a>(&'a self, path: &str) -> impl Stream<Item = Result<Vec<Entry>>> + Send + 'a {
-        let first = format!("{}?$top=1000", self.item_url(path, "/children"));
+        let first = self.children_url(path);
         futures_util::stream::try_unfold(Some(first), move |next| async move {
             let Some(url) = next else { return Ok(None) };
-            let page: Collection<DriveItem> = get_json(&self.client, &url).await?;
-            Ok(Some((
-                page.value.into_iter().map(Entry::from).collect(),
-                page.next_link,
-            )))
+            Ok(Some(self.children_page(&url).await?))
         })
+    }
+
+    /// The URL of the first page of a folder's children.
+    pub fn children_url(&self, path: &str) -> String {
+        format!("{}?$top=1000", self.item_url(path, "/children"))
+    }
+
+    /// One page of children and the URL of the next page.
+    pub async fn children_page(&self, url: &str) -> Result<(Vec<Entry>, Option<String>)> {
+        let page: Collection<DriveItem> = get_json(&self.client, url).await?;
+        Ok((
+            page.value.into_iter().map(Entry::from).collect(),
+            page.next_link,
+        ))
     }
 
     pub async fn list_all(&self, path: &str) -> Result<Vec<Entry>> {

@@ -198,14 +198,11 @@ impl Upload {
         let url = self.url.clone();
         let sent = self
             .client
-            .send(
-                |http| {
-                    http.put(&url)
-                        .header(header::CONTENT_RANGE, &range)
-                        .body(fragment.clone())
-                },
-                false,
-            )
+            .send_once(|http| {
+                http.put(&url)
+                    .header(header::CONTENT_RANGE, &range)
+                    .body(fragment.clone())
+            })
             .await;
         let e = match sent {
             Ok(response) if response.status() == StatusCode::ACCEPTED => {

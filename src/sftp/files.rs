@@ -1,0 +1,438 @@
+//! The SFTP requests of one session (russh-sftp, protocol version 3 with OpenSSH extensions),
+//! served over the user's virtual file system. russh-sftp handles one request at a time, so no
+//! request here makes a Graph call per read or write: reads come from a streaming download and
+//! writes go to a spool that is uploaded when the handle closes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use russh_sftp::protocol::{
+    Attrs, Data, ExtendedReply, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status,
+    StatusCode, Version,
+};
+use russh_sftp::server::StatusReply;
+
+use super::reply::{self, code, status};
+use crate::storage::{self, Entry, ReadHandle, WriteHandle, WriteMode};
+use crate::vfs::{Vfs, normalize};
+
+/// Largest read and write a client is told to use (`limits@openssh.com`); kept moderate (see
+/// shared/CRATES.md on russh's flow-control deadlock with large reads).
+const MAX_IO: u64 = 128 * 1024;
+const MAX_PACKET: u64 = 256 * 1024;
+const MAX_HANDLES: u64 = 256;
+
+enum Open {
+    Read {
+        path: String,
+        reader: Box<dyn ReadHandle>,
+    },
+    Write {
+        path: String,
+        writer: Box<dyn WriteHandle>,
+    },
+    Dir {
+        pages: BoxStream<'static, storage::Result<Vec<Entry>>>,
+        started: bool,
+    },
+}
+
+pub struct Files {
+    vfs: Arc<Vfs>,
+    user: String,
+    handles: HashMap<String, Open>,
+    next_handle: u64,
+}
+
+type Reply<T> = Result<T, StatusReply>;
+
+fn ok(id: u32) -> Status {
+    Status {
+        id,
+        status_code: StatusCode::Ok,
+        error_message: "Ok".into(),
+        language_tag: "en-US".into(),
+    }
+}
+
+/// Reads one SSH string from `data` at `*at`.
+fn ssh_string(data: &[u8], at: &mut usize) -> Option<String> {
+    let len = u32::from_be_bytes(data.get(*at..*at + 4)?.try_into().ok()?) as usize;
+    let bytes = data.get(*at + 4..*at + 4 + len)?;
+    *at += 4 + len;
+    String::from_utf8(bytes.to_vec()).ok()
+}
+
+impl Files {
+    pub fn new(vfs: Arc<Vfs>, user: String) -> Self {
+        Files {
+            vfs,
+            user,
+            handles: HashMap::new(),
+            next_handle: 0,
+        }
+    }
+
+    fn path(&self, raw: &str) -> Reply<String> {
+        normalize("/", raw).map_err(|e| status(&e))
+    }
+
+    fn add(&mut self, open: Open) -> Reply<String> {
+        if self.handles.len() as u64 >= MAX_HANDLES {
+            return Err(code(StatusCode::Failure, "too many open handles"));
+        }
+        self.next_handle += 1;
+        let handle = self.next_handle.to_string();
+        self.handles.insert(handle.clone(), open);
+        Ok(handle)
+    }
+
+    fn bad_handle() -> StatusReply {
+        code(StatusCode::Failure, "invalid handle")
+    }
+
+    async fn rename_to(&mut self, id: u32, from: &str, to: &str, replace: bool) -> Reply<Status> {
+        let (from, to) = (self.path(from)?, self.path(to)?);
+        let case_only = from.to_lowercase() == to.to_lowercase();
+        if !replace && !case_only && self.vfs.stat(&to).await.is_ok() {
+            return Err(code(StatusCode::Failure, &format!("{to}: already exists")));
+        }
+        self.vfs.rename(&from, &to).await.map_err(|e| status(&e))?;
+        Ok(ok(id))
+    }
+
+    fn statvfs(&self, space: Option<storage::Space>) -> Vec<u8> {
+        const BLOCK: u64 = 4096;
+        let (total, free) = space.map_or((u64::MAX / 2, u64::MAX / 4), |s| (s.total, s.free));
+        let fields = [
+            BLOCK,
+            BLOCK,
+            total / BLOCK,
+            free / BLOCK,
+            free / BLOCK,
+            0,
+            0,
+            0,
+            0,
+            2,
+            255,
+        ];
+        fields.iter().flat_map(|f| f.to_be_bytes()).collect()
+    }
+}
+
+impl russh_sftp::server::Handler for Files {
+    type Error = StatusReply;
+
+    fn unimplemented(&self) -> Self::Error {
+        code(StatusCode::OpUnsupported, "not supported")
+    }
+
+    async fn init(&mut self, version: u32, _extensions: HashMap<String, String>) -> Reply<Version> {
+        tracing::debug!(version, "sftp session started");
+        let mut v = Version::new();
+        for (name, revision) in [
+            ("posix-rename@openssh.com", "1"),
+            ("statvfs@openssh.com", "2"),
+            ("limits@openssh.com", "1"),
+            ("fsync@openssh.com", "1"),
+        ] {
+            v.extensions.insert(name.into(), revision.into());
+        }
+        Ok(v)
+    }
+
+    async fn open(
+        &mut self,
+        id: u32,
+        filename: String,
+        pflags: OpenFlags,
+        attrs: FileAttributes,
+    ) -> Reply<Handle> {
+        let path = self.path(&filename)?;
+        let open = if pflags.intersects(
+            OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE,
+        ) {
+            let mode = if pflags.contains(OpenFlags::EXCLUDE) {
+                WriteMode::CreateNew
+            } else if pflags.contains(OpenFlags::TRUNCATE) {
+                WriteMode::Truncate
+            } else {
+                WriteMode::Keep
+            };
+            let mut writer = self
+                .vfs
+                .open_write(&path, mode)
+                .await
+                .map_err(|e| status(&e))?;
+            if let Some(at) = reply::mtime(&attrs) {
+                writer.set_modified(at);
+            }
+            tracing::info!(path, ?mode, "upload started");
+            Open::Write { path, writer }
+        } else {
+            let reader = self.vfs.open_read(&path).await.map_err(|e| status(&e))?;
+            Open::Read { path, reader }
+        };
+        Ok(Handle {
+            id,
+            handle: self.add(open)?,
+        })
+    }
+
+    async fn close(&mut self, id: u32, handle: String) -> Reply<Status> {
+        match self.handles.remove(&handle) {
+            Some(Open::Write { path, writer }) => {
+                let size = writer.size();
+                match writer.close().await {
+                    Ok(_) => {
+                        tracing::info!(path, size, "upload completed");
+                        Ok(ok(id))
+                    }
+                    Err(e) => {
+                        tracing::warn!(path, size, error = %e, "upload failed");
+                        Err(status(&e))
+                    }
+                }
+            }
+            Some(Open::Read { path, reader }) => {
+                tracing::debug!(path, size = reader.size(), "download closed");
+                Ok(ok(id))
+            }
+            Some(Open::Dir { .. }) => Ok(ok(id)),
+            None => Err(Self::bad_handle()),
+        }
+    }
+
+    async fn read(&mut self, id: u32, handle: String, offset: u64, len: u32) -> Reply<Data> {
+        let Some(Open::Read { reader, .. }) = self.handles.get_mut(&handle) else {
+            return Err(Self::bad_handle());
+        };
+        let data = reader
+            .read_at(offset, (len as u64).min(MAX_IO) as usize)
+            .await
+            .map_err(|e| status(&e))?;
+        if data.is_empty() {
+            return Err(code(StatusCode::Eof, "end of file"));
+        }
+        Ok(Data {
+            id,
+            data: data.to_vec(),
+        })
+    }
+
+    async fn write(
+        &mut self,
+        id: u32,
+        handle: String,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Reply<Status> {
+        let Some(Open::Write { writer, .. }) = self.handles.get_mut(&handle) else {
+            return Err(Self::bad_handle());
+        };
+        writer
+            .write_at(offset, &data)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(ok(id))
+    }
+
+    async fn lstat(&mut self, id: u32, path: String) -> Reply<Attrs> {
+        self.stat(id, path).await
+    }
+
+    async fn stat(&mut self, id: u32, path: String) -> Reply<Attrs> {
+        let path = self.path(&path)?;
+        let entry = self.vfs.stat(&path).await.map_err(|e| status(&e))?;
+        Ok(Attrs {
+            id,
+            attrs: reply::attrs(&entry),
+        })
+    }
+
+    async fn fstat(&mut self, id: u32, handle: String) -> Reply<Attrs> {
+        let now = chrono::Utc::now();
+        let entry = match self.handles.get(&handle) {
+            Some(Open::Write { path, writer }) => Entry {
+                name: path.clone(),
+                size: writer.size(),
+                is_dir: false,
+                modified: now,
+            },
+            Some(Open::Read { path, reader }) => {
+                let (path, size) = (path.clone(), reader.size());
+                let mut entry = self.vfs.stat(&path).await.map_err(|e| status(&e))?;
+                entry.size = size;
+                entry
+            }
+            Some(Open::Dir { .. }) => Entry {
+                name: String::new(),
+                size: 0,
+                is_dir: true,
+                modified: now,
+            },
+            None => return Err(Self::bad_handle()),
+        };
+        Ok(Attrs {
+            id,
+            attrs: reply::attrs(&entry),
+        })
+    }
+
+    /// Times go to SharePoint; permissions and owners are accepted and ignored, as clients
+    /// such as WinSCP expect.
+    async fn setstat(&mut self, id: u32, path: String, attrs: FileAttributes) -> Reply<Status> {
+        let path = self.path(&path)?;
+        if let Some(at) = reply::mtime(&attrs) {
+            self.vfs
+                .set_modified(&path, at)
+                .await
+                .map_err(|e| status(&e))?;
+        }
+        if let Some(size) = attrs.size {
+            let entry = self.vfs.stat(&path).await.map_err(|e| status(&e))?;
+            if entry.size != size {
+                return Err(code(
+                    StatusCode::OpUnsupported,
+                    "changing a file's size is not supported; upload it again",
+                ));
+            }
+        }
+        Ok(ok(id))
+    }
+
+    async fn fsetstat(&mut self, id: u32, handle: String, attrs: FileAttributes) -> Reply<Status> {
+        let path = match self.handles.get_mut(&handle) {
+            Some(Open::Write { writer, .. }) => {
+                if let Some(at) = reply::mtime(&attrs) {
+                    writer.set_modified(at);
+                }
+                return Ok(ok(id));
+            }
+            Some(Open::Read { path, .. }) => path.clone(),
+            Some(Open::Dir { .. }) => return Ok(ok(id)),
+            None => return Err(Self::bad_handle()),
+        };
+        self.setstat(id, path, attrs).await
+    }
+
+    async fn opendir(&mut self, id: u32, path: String) -> Reply<Handle> {
+        let path = self.path(&path)?;
+        let pages = self.vfs.list(&path).await.map_err(|e| status(&e))?;
+        Ok(Handle {
+            id,
+            handle: self.add(Open::Dir {
+                pages,
+                started: false,
+            })?,
+        })
+    }
+
+    async fn readdir(&mut self, id: u32, handle: String) -> Reply<Name> {
+        let user = self.user.clone();
+        let Some(Open::Dir { pages, started }) = self.handles.get_mut(&handle) else {
+            return Err(Self::bad_handle());
+        };
+        let mut files: Vec<File> = Vec::new();
+        if !*started {
+            *started = true;
+            for dot in [".", ".."] {
+                let entry = Entry {
+                    name: dot.into(),
+                    size: 0,
+                    is_dir: true,
+                    modified: chrono::Utc::now(),
+                };
+                files.push(reply::file(&entry, &user));
+            }
+        }
+        while files.len() < 3 {
+            match pages.next().await {
+                Some(Ok(page)) => files.extend(page.iter().map(|e| reply::file(e, &user))),
+                Some(Err(e)) => return Err(status(&e)),
+                None if files.is_empty() => return Err(code(StatusCode::Eof, "end of directory")),
+                None => break,
+            }
+        }
+        Ok(Name { id, files })
+    }
+
+    async fn remove(&mut self, id: u32, filename: String) -> Reply<Status> {
+        let path = self.path(&filename)?;
+        self.vfs.remove_file(&path).await.map_err(|e| status(&e))?;
+        tracing::info!(path, "deleted");
+        Ok(ok(id))
+    }
+
+    async fn mkdir(&mut self, id: u32, path: String, _attrs: FileAttributes) -> Reply<Status> {
+        let path = self.path(&path)?;
+        self.vfs.mkdir(&path).await.map_err(|e| status(&e))?;
+        Ok(ok(id))
+    }
+
+    async fn rmdir(&mut self, id: u32, path: String) -> Reply<Status> {
+        let path = self.path(&path)?;
+        self.vfs.remove_dir(&path).await.map_err(|e| status(&e))?;
+        Ok(ok(id))
+    }
+
+    async fn realpath(&mut self, id: u32, path: String) -> Reply<Name> {
+        let path = self.path(&path)?;
+        let attrs = FileAttributes {
+            permissions: Some(0o40755),
+            ..FileAttributes::empty()
+        };
+        Ok(Name {
+            id,
+            files: vec![File {
+                filename: path.clone(),
+                longname: path,
+                attrs,
+            }],
+        })
+    }
+
+    /// SFTP v3 rename: refuses to replace an existing file (use posix-rename for that).
+    async fn rename(&mut self, id: u32, oldpath: String, newpath: String) -> Reply<Status> {
+        self.rename_to(id, &oldpath, &newpath, false).await
+    }
+
+    async fn extended(&mut self, id: u32, request: String, data: Vec<u8>) -> Reply<Packet> {
+        let mut at = 0;
+        match request.as_str() {
+            "posix-rename@openssh.com" => {
+                let (Some(from), Some(to)) =
+                    (ssh_string(&data, &mut at), ssh_string(&data, &mut at))
+                else {
+                    return Err(code(
+                        StatusCode::BadMessage,
+                        "malformed posix-rename request",
+                    ));
+                };
+                Ok(Packet::Status(self.rename_to(id, &from, &to, true).await?))
+            }
+            "statvfs@openssh.com" => {
+                let path = ssh_string(&data, &mut at)
+                    .ok_or_else(|| code(StatusCode::BadMessage, "malformed statvfs request"))?;
+                let path = self.path(&path)?;
+                let space = self.vfs.space(&path).await.map_err(|e| status(&e))?;
+                Ok(Packet::ExtendedReply(ExtendedReply {
+                    id,
+                    data: self.statvfs(space),
+                }))
+            }
+            "limits@openssh.com" => {
+                let data = [MAX_PACKET, MAX_IO, MAX_IO, MAX_HANDLES]
+                    .iter()
+                    .flat_map(|f| f.to_be_bytes())
+                    .collect();
+                Ok(Packet::ExtendedReply(ExtendedReply { id, data }))
+            }
+            "fsync@openssh.com" => Ok(Packet::Status(ok(id))),
+            _ => Err(self.unimplemented()),
+        }
+    }
+}

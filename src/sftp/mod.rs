@@ -1,0 +1,107 @@
+//! The SFTP front-end: an SSH server (russh) whose only service is the `sftp` subsystem
+//! (russh-sftp), over the protocol-neutral gateway.
+//!
+//! - [`keys`]: host keys; [`session`]: one SSH connection (authentication, channels);
+//! - [`files`]: the SFTP requests; [`reply`]: error and attribute mapping.
+
+pub mod files;
+pub mod keys;
+pub mod reply;
+pub mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::server::Config;
+use russh::{MethodKind, MethodSet, Preferred, cipher};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::gateway::Gateway;
+
+const CIPHERS: &[cipher::Name] = &[
+    cipher::AES_128_GCM,
+    cipher::AES_256_GCM,
+    cipher::CHACHA20_POLY1305,
+    cipher::AES_128_CTR,
+    cipher::AES_256_CTR,
+];
+
+/// The russh configuration: tuned windows and buffers (see shared/CRATES.md).
+pub fn ssh_config(gateway: &Gateway) -> std::io::Result<Config> {
+    Ok(Config {
+        keys: keys::load_or_create(&gateway.config.state.dir)?,
+        methods: MethodSet::from(
+            &[
+                MethodKind::PublicKey,
+                MethodKind::Password,
+                MethodKind::KeyboardInteractive,
+            ][..],
+        ),
+        auth_rejection_time: Duration::from_secs(1),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        inactivity_timeout: Some(Duration::from_secs(3600)),
+        keepalive_interval: Some(Duration::from_secs(60)),
+        window_size: 16 * 1024 * 1024,
+        maximum_packet_size: 65535,
+        channel_buffer_size: 4096,
+        event_buffer_size: 4096,
+        nodelay: true,
+        preferred: Preferred {
+            cipher: std::borrow::Cow::Borrowed(CIPHERS),
+            ..Preferred::default()
+        },
+        ..Config::default()
+    })
+}
+
+/// Serves SFTP on `listener` until `shutdown` is cancelled, then waits for sessions to end.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let config = Arc::new(ssh_config(&gateway)?);
+    let tracker = TaskTracker::new();
+    tracing::info!(address = %listener.local_addr()?, "SFTP listening");
+    loop {
+        let (socket, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let handler = session::Connection::new(gateway.clone(), peer, tracker.clone());
+        let config = config.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let _ = socket.set_nodelay(true);
+            let session = match russh::server::run_stream(config, socket, handler).await {
+                Ok(session) => session,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "SSH handshake failed");
+                    return;
+                }
+            };
+            let handle = session.handle();
+            tokio::select! {
+                result = session => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "SSH connection ended with an error");
+                    }
+                }
+                _ = shutdown.cancelled() => {
+                    let _ = handle.disconnect(russh::Disconnect::ByApplication, "the server is shutting down".into(), "en".into()).await;
+                }
+            }
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}

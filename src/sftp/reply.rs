@@ -1,0 +1,121 @@
+//! What SFTP clients see: storage errors mapped to status replies (the one place), and entries
+//! as SFTP attributes and `ls -l` long names.
+
+use chrono::{DateTime, Utc};
+use russh_sftp::protocol::{File, FileAttributes, StatusCode};
+use russh_sftp::server::StatusReply;
+
+use crate::storage::{Entry, Error, ErrorKind};
+
+/// The status reply for a storage error; details beyond the message go to the log only.
+pub fn status(e: &Error) -> StatusReply {
+    let code = match e.kind {
+        ErrorKind::NotFound => StatusCode::NoSuchFile,
+        ErrorKind::PermissionDenied | ErrorKind::Disabled | ErrorKind::Locked => {
+            StatusCode::PermissionDenied
+        }
+        ErrorKind::Unsupported => StatusCode::OpUnsupported,
+        ErrorKind::AlreadyExists
+        | ErrorKind::InvalidName
+        | ErrorKind::NotADirectory
+        | ErrorKind::IsADirectory
+        | ErrorKind::DirectoryNotEmpty
+        | ErrorKind::QuotaExceeded
+        | ErrorKind::Unavailable
+        | ErrorKind::Failed => StatusCode::Failure,
+    };
+    let message = match e.kind {
+        ErrorKind::Failed => "the operation failed on the server".to_string(),
+        ErrorKind::Unavailable => {
+            format!("{} (temporarily unavailable; try again later)", e.message)
+        }
+        _ => e.message.clone(),
+    };
+    if matches!(
+        e.kind,
+        ErrorKind::Failed | ErrorKind::Unavailable | ErrorKind::Disabled
+    ) {
+        tracing::warn!(error = %e, source = ?e.source, "sftp request failed");
+    } else {
+        tracing::debug!(error = %e, "sftp request refused");
+    }
+    StatusReply::new(code).with_message(message)
+}
+
+pub fn code(code: StatusCode, message: &str) -> StatusReply {
+    StatusReply::new(code).with_message(message)
+}
+
+/// Permissions shown to clients: folders 0755, files 0644.
+pub fn attrs(entry: &Entry) -> FileAttributes {
+    let mut attrs = FileAttributes::empty();
+    attrs.size = Some(entry.size);
+    attrs.uid = Some(0);
+    attrs.gid = Some(0);
+    attrs.permissions = Some(if entry.is_dir { 0o40755 } else { 0o100644 });
+    let mtime = entry.modified.timestamp().clamp(0, u32::MAX as i64) as u32;
+    attrs.mtime = Some(mtime);
+    attrs.atime = Some(mtime);
+    attrs
+}
+
+/// An `ls -l` line, as OpenSSH's sftp-server writes it.
+pub fn long_name(entry: &Entry, owner: &str) -> String {
+    let kind = if entry.is_dir {
+        "drwxr-xr-x"
+    } else {
+        "-rw-r--r--"
+    };
+    let when = if (Utc::now() - entry.modified).num_days().abs() < 180 {
+        entry.modified.format("%b %e %H:%M").to_string()
+    } else {
+        entry.modified.format("%b %e  %Y").to_string()
+    };
+    format!(
+        "{kind}    1 {owner:<8} {owner:<8} {:>8} {when} {}",
+        entry.size, entry.name
+    )
+}
+
+pub fn file(entry: &Entry, owner: &str) -> File {
+    File {
+        filename: entry.name.clone(),
+        longname: long_name(entry, owner),
+        attrs: attrs(entry),
+    }
+}
+
+/// A modification time from SFTP attributes.
+pub fn mtime(attrs: &FileAttributes) -> Option<DateTime<Utc>> {
+    attrs
+        .mtime
+        .and_then(|t| DateTime::from_timestamp(t as i64, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_names_look_like_ls() {
+        let entry = Entry {
+            name: "a b.txt".into(),
+            size: 42,
+            is_dir: false,
+            modified: DateTime::from_timestamp(0, 0).unwrap(),
+        };
+        assert_eq!(
+            long_name(&entry, "demo"),
+            "-rw-r--r--    1 demo     demo           42 Jan  1  1970 a b.txt"
+        );
+        let e = Error::new(ErrorKind::InvalidName, "'a:b' is not allowed");
+        assert_eq!(
+            status(&e).error_message.as_deref(),
+            Some("'a:b' is not allowed")
+        );
+        assert_eq!(
+            status(&Error::not_found("/x")).status_code,
+            StatusCode::NoSuchFile
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! One SSH connection: authentication (password, public key, keyboard-interactive with a
+//! password prompt) through the protocol-neutral users layer, then the `sftp` subsystem on a
+//! session channel, served by [`super::files::Files`] over the user's virtual file system.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use russh::server::{
+    Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey,
+};
+use russh::{Channel, ChannelId, MethodKind, MethodSet};
+use tracing::Instrument;
+
+use super::files::Files;
+use crate::gateway::Gateway;
+use crate::users::Account;
+
+pub struct Connection {
+    gateway: Arc<Gateway>,
+    peer: SocketAddr,
+    account: Option<Arc<Account>>,
+    channels: HashMap<ChannelId, Channel<Msg>>,
+    tracker: tokio_util::task::TaskTracker,
+}
+
+impl Connection {
+    pub fn new(
+        gateway: Arc<Gateway>,
+        peer: SocketAddr,
+        tracker: tokio_util::task::TaskTracker,
+    ) -> Self {
+        Connection {
+            gateway,
+            peer,
+            account: None,
+            channels: HashMap::new(),
+            tracker,
+        }
+    }
+
+    fn methods() -> MethodSet {
+        MethodSet::from(
+            &[
+                MethodKind::PublicKey,
+                MethodKind::Password,
+                MethodKind::KeyboardInteractive,
+            ][..],
+        )
+    }
+
+    fn reject() -> Auth {
+        Auth::Reject {
+            proceed_with_methods: Some(Self::methods()),
+            partial_success: false,
+        }
+    }
+
+    async fn login_password(&mut self, user: &str, password: &str) -> Auth {
+        match self
+            .gateway
+            .users
+            .password(user, password, self.peer.ip())
+            .await
+        {
+            Ok(account) => {
+                self.account = Some(account);
+                Auth::Accept
+            }
+            Err(_) => Self::reject(),
+        }
+    }
+}
+
+impl russh::server::Handler for Connection {
+    type Error = russh::Error;
+
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(Self::reject())
+    }
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        Ok(self.login_password(user, password).await)
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        Ok(
+            if self
+                .gateway
+                .users
+                .accepts_key(user, offer.public_key, self.peer.ip())
+            {
+                Auth::Accept
+            } else {
+                Self::reject()
+            },
+        )
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        match self
+            .gateway
+            .users
+            .public_key(user, key.public_key, self.peer.ip())
+        {
+            Ok(account) => {
+                self.account = Some(account);
+                Ok(Auth::Accept)
+            }
+            Err(_) => Ok(Self::reject()),
+        }
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        let Some(mut response) = response else {
+            return Ok(Auth::Partial {
+                name: Cow::Borrowed(""),
+                instructions: Cow::Borrowed(""),
+                prompts: Cow::Owned(vec![(Cow::Borrowed("Password: "), false)]),
+            });
+        };
+        let answer = response
+            .next()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        Ok(self.login_password(user, &answer).await)
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.account.is_some() {
+            self.channels.insert(channel.id(), channel);
+            reply.accept().await;
+        }
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        id: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let (Some(account), Some(channel)) = (self.account.clone(), self.channels.remove(&id))
+        else {
+            return session.channel_failure(id);
+        };
+        if name != "sftp" {
+            tracing::debug!(subsystem = name, "refused a subsystem other than sftp");
+            return session.channel_failure(id);
+        }
+        let vfs = match self.gateway.vfs(&account) {
+            Ok(vfs) => vfs,
+            Err(e) => {
+                tracing::error!(user = %account.name, error = %e, "cannot set up the user's mounts");
+                return session.channel_failure(id);
+            }
+        };
+        session.channel_success(id)?;
+        let span = tracing::info_span!("sftp", user = %account.name, peer = %self.peer);
+        let files = Files::new(Arc::new(vfs), account.name.clone());
+        let stream = channel.into_stream();
+        self.tracker
+            .spawn(async move { russh_sftp::server::run(stream, files).await }.instrument(span));
+        Ok(())
+    }
+}

@@ -1,0 +1,104 @@
+//! The storage layer's error: a kind each front-end maps to its protocol's reply in exactly one
+//! place, a message safe to show a client, and the source for the logs.
+
+use crate::graph;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    AlreadyExists,
+    PermissionDenied,
+    /// A name SharePoint does not accept; the message names the rule.
+    InvalidName,
+    NotADirectory,
+    IsADirectory,
+    DirectoryNotEmpty,
+    /// Locked by someone else (a file open in Office).
+    Locked,
+    QuotaExceeded,
+    /// The connection is disabled until an administrator acts.
+    Disabled,
+    /// Throttled or unavailable beyond the retry budget; a later try may work.
+    Unavailable,
+    /// The operation is not possible on this backend.
+    Unsupported,
+    /// Anything else (I/O errors, unexpected answers).
+    Failed,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn not_found(path: &str) -> Self {
+        Self::new(
+            ErrorKind::NotFound,
+            format!("{path}: no such file or folder"),
+        )
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        use std::io::ErrorKind as Io;
+        let kind = match e.kind() {
+            Io::NotFound => ErrorKind::NotFound,
+            Io::AlreadyExists => ErrorKind::AlreadyExists,
+            Io::PermissionDenied => ErrorKind::PermissionDenied,
+            Io::NotADirectory => ErrorKind::NotADirectory,
+            Io::IsADirectory => ErrorKind::IsADirectory,
+            Io::DirectoryNotEmpty => ErrorKind::DirectoryNotEmpty,
+            Io::StorageFull | Io::QuotaExceeded => ErrorKind::QuotaExceeded,
+            _ => ErrorKind::Failed,
+        };
+        let message = match kind {
+            ErrorKind::Failed => "local storage failed".to_string(),
+            _ => e.to_string(),
+        };
+        Self {
+            kind,
+            message,
+            source: Some(Box::new(e)),
+        }
+    }
+}
+
+impl From<graph::Error> for Error {
+    fn from(e: graph::Error) -> Self {
+        let kind = match e.kind {
+            graph::Kind::NotFound => ErrorKind::NotFound,
+            graph::Kind::AlreadyExists => ErrorKind::AlreadyExists,
+            graph::Kind::PermissionDenied => ErrorKind::PermissionDenied,
+            graph::Kind::InvalidName => ErrorKind::InvalidName,
+            graph::Kind::Locked => ErrorKind::Locked,
+            graph::Kind::QuotaExceeded => ErrorKind::QuotaExceeded,
+            graph::Kind::Disabled => ErrorKind::Disabled,
+            graph::Kind::Unavailable => ErrorKind::Unavailable,
+            graph::Kind::Modified
+            | graph::Kind::ResyncRequired
+            | graph::Kind::Invalid
+            | graph::Kind::Io => ErrorKind::Failed,
+        };
+        Self {
+            kind,
+            message: e.message.clone(),
+            source: Some(Box::new(e)),
+        }
+    }
+}

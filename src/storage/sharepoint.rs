@@ -1,0 +1,415 @@
+//! A folder of a SharePoint library as a storage backend, passing every operation through to
+//! Graph in real time.
+//!
+//! - Reads stream: one ranged GET serves consecutive reads; a read elsewhere restarts the stream
+//!   at that offset. Never a Graph request per SFTP/FTP read.
+//! - Writes spool to an unlinked temporary file and are uploaded when the handle closes (Graph
+//!   upload sessions need the total size in every fragment, and SFTP/FTP clients do not announce
+//!   it). The file appears in SharePoint only when the upload completes; a failed upload is an
+//!   error at close and its session is cancelled.
+//! - A short-lived metadata cache (a few seconds; cleared by this gateway's own changes) saves
+//!   the stat that clients send after listing a folder.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use super::{
+    Backend, Capabilities, Entry, Error, ErrorKind, ReadHandle, Result, Space, WriteHandle,
+    WriteMode,
+};
+use crate::connections::Connection;
+use crate::graph::{self, Drive};
+
+const CACHE_TTL: Duration = Duration::from_secs(5);
+
+pub struct SharePoint {
+    connection: Arc<Connection>,
+    /// The mounted folder inside the library (`/` or `/Partners/Acme`).
+    root: String,
+    spool_dir: PathBuf,
+    cache: Arc<DashMap<String, (Entry, Instant)>>,
+}
+
+fn entry(e: graph::Entry) -> Entry {
+    Entry {
+        name: e.name,
+        size: e.size,
+        is_dir: e.is_dir,
+        modified: e.modified,
+    }
+}
+
+impl SharePoint {
+    pub fn new(connection: Arc<Connection>, root: &str, spool_dir: PathBuf) -> Self {
+        SharePoint {
+            connection,
+            root: root.trim_end_matches('/').to_string(),
+            spool_dir,
+            cache: Arc::new(DashMap::new()),
+        }
+    }
+
+    /// The library path of a backend path.
+    fn full(&self, path: &str) -> String {
+        let path = path.trim_start_matches('/');
+        if path.is_empty() {
+            format!("{}/", self.root)
+        } else {
+            format!("{}/{path}", self.root)
+        }
+    }
+
+    async fn drive(&self) -> Result<Arc<Drive>> {
+        Ok(self.connection.drive().await?)
+    }
+
+    fn forget(&self, full: &str) {
+        self.cache.remove(full);
+        if let Ok((parent, _)) = graph::drive::split_parent(full) {
+            self.cache.remove(&format!("{parent}/"));
+        }
+    }
+
+    async fn stat_full(&self, full: &str) -> Result<Entry> {
+        if let Some(hit) = self.cache.get(full).filter(|h| h.1.elapsed() < CACHE_TTL) {
+            return Ok(hit.0.clone());
+        }
+        let found = entry(self.drive().await?.stat(full).await?);
+        self.cache
+            .insert(full.to_string(), (found.clone(), Instant::now()));
+        Ok(found)
+    }
+}
+
+#[async_trait]
+impl Backend for SharePoint {
+    fn describe(&self) -> String {
+        format!(
+            "SharePoint connection '{}' folder '{}/'",
+            self.connection.name(),
+            self.root
+        )
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            random_write: false,
+            set_modified: true,
+        }
+    }
+
+    async fn stat(&self, path: &str) -> Result<Entry> {
+        self.stat_full(&self.full(path)).await
+    }
+
+    async fn list(&self, path: &str) -> Result<BoxStream<'static, Result<Vec<Entry>>>> {
+        let drive = self.drive().await?;
+        let folder = self.full(path);
+        if !self.stat_full(&folder).await?.is_dir {
+            return Err(Error::new(
+                ErrorKind::NotADirectory,
+                format!("{path}: not a folder"),
+            ));
+        }
+        let cache = self.cache.clone();
+        let first = drive.children_url(&folder);
+        let pages = futures_util::stream::try_unfold(Some(first), move |next| {
+            let (drive, cache, folder) = (drive.clone(), cache.clone(), folder.clone());
+            async move {
+                let Some(url) = next else { return Ok(None) };
+                let (items, next) = drive.children_page(&url).await?;
+                let entries: Vec<Entry> = items.into_iter().map(entry).collect();
+                for e in &entries {
+                    cache.insert(
+                        format!("{}/{}", folder.trim_end_matches('/'), e.name),
+                        (e.clone(), Instant::now()),
+                    );
+                }
+                Ok::<_, Error>(Some((entries, next)))
+            }
+        });
+        Ok(pages.boxed())
+    }
+
+    async fn open_read(&self, path: &str) -> Result<Box<dyn ReadHandle>> {
+        let full = self.full(path);
+        let found = self.stat_full(&full).await?;
+        if found.is_dir {
+            return Err(Error::new(
+                ErrorKind::IsADirectory,
+                format!("{path}: is a folder"),
+            ));
+        }
+        Ok(Box::new(Reader {
+            drive: self.drive().await?,
+            path: full,
+            size: found.size,
+            position: 0,
+            body: None,
+            buffer: BytesMut::new(),
+        }))
+    }
+
+    async fn open_write(&self, path: &str, mode: WriteMode) -> Result<Box<dyn WriteHandle>> {
+        let full = self.full(path);
+        let drive = self.drive().await?;
+        drive.check_new_path(&full, false)?;
+        let existing = match drive.stat(&full).await {
+            Ok(e) => Some(entry(e)),
+            Err(e) if e.kind == graph::Kind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        match (&existing, mode) {
+            (Some(e), _) if e.is_dir => {
+                return Err(Error::new(
+                    ErrorKind::IsADirectory,
+                    format!("{path}: is a folder"),
+                ));
+            }
+            (Some(_), WriteMode::CreateNew) => {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("{path}: already exists"),
+                ));
+            }
+            _ => {}
+        }
+        let spool = tokio::fs::File::from_std(tempfile::tempfile_in(&self.spool_dir)?);
+        let mut writer = Writer {
+            drive,
+            path: full.clone(),
+            spool,
+            size: 0,
+            modified: None,
+            create_new: mode == WriteMode::CreateNew,
+            cache: self.cache.clone(),
+        };
+        if let (Some(e), WriteMode::Keep) = (existing, mode) {
+            // Resume/append on SharePoint: the existing content is re-uploaded with the new data.
+            writer.fetch_existing(e.size).await?;
+        }
+        self.forget(&full);
+        Ok(Box::new(writer))
+    }
+
+    async fn mkdir(&self, path: &str) -> Result<()> {
+        let full = self.full(path);
+        self.drive().await?.mkdir(&full).await?;
+        self.forget(&full);
+        Ok(())
+    }
+
+    async fn remove_file(&self, path: &str) -> Result<()> {
+        let full = self.full(path);
+        if self.stat_full(&full).await?.is_dir {
+            return Err(Error::new(
+                ErrorKind::IsADirectory,
+                format!("{path}: is a folder"),
+            ));
+        }
+        self.forget(&full);
+        self.drive().await?.delete(&full).await?;
+        Ok(())
+    }
+
+    async fn remove_dir(&self, path: &str) -> Result<()> {
+        let full = self.full(path);
+        if segments_empty(&full) {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                "the mounted folder itself cannot be removed",
+            ));
+        }
+        let drive = self.drive().await?;
+        let found = entry(drive.stat(&full).await?);
+        if !found.is_dir {
+            return Err(Error::new(
+                ErrorKind::NotADirectory,
+                format!("{path}: not a folder"),
+            ));
+        }
+        let first = drive.children_page(&drive.children_url(&full)).await?;
+        if !first.0.is_empty() {
+            return Err(Error::new(
+                ErrorKind::DirectoryNotEmpty,
+                format!("{path}: folder not empty"),
+            ));
+        }
+        self.forget(&full);
+        drive.delete(&full).await?;
+        Ok(())
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let (from, to) = (self.full(from), self.full(to));
+        self.forget(&from);
+        self.forget(&to);
+        self.drive().await?.rename(&from, &to, true).await?;
+        Ok(())
+    }
+
+    async fn set_modified(&self, path: &str, at: DateTime<Utc>) -> Result<()> {
+        let full = self.full(path);
+        self.forget(&full);
+        self.drive().await?.set_modified(&full, at).await?;
+        Ok(())
+    }
+
+    async fn space(&self) -> Result<Option<Space>> {
+        Ok(self.drive().await?.quota.map(|q| Space {
+            total: q.total,
+            free: q.remaining,
+        }))
+    }
+}
+
+fn segments_empty(full: &str) -> bool {
+    graph::names::segments(full).is_empty()
+}
+
+/// Reads served from one streaming ranged download, restarted when a read jumps.
+struct Reader {
+    drive: Arc<Drive>,
+    path: String,
+    size: u64,
+    /// The offset the stream's next byte (after `buffer`) belongs to... minus the buffer:
+    /// `position` is the offset of `buffer[0]`.
+    position: u64,
+    body: Option<BoxStream<'static, std::io::Result<Bytes>>>,
+    buffer: BytesMut,
+}
+
+#[async_trait]
+impl ReadHandle for Reader {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    async fn read_at(&mut self, offset: u64, len: usize) -> Result<Bytes> {
+        if offset >= self.size || len == 0 {
+            return Ok(Bytes::new());
+        }
+        let buffered_end = self.position + self.buffer.len() as u64;
+        if self.body.is_none() || offset < self.position || offset > buffered_end + (4 << 20) {
+            let download = self.drive.download(&self.path, offset, None).await?;
+            self.body = Some(download.body);
+            self.position = offset;
+            self.buffer.clear();
+        }
+        let want = (len as u64).min(self.size - offset) as usize;
+        while self.position + (self.buffer.len() as u64) < offset + want as u64 {
+            let next = self.body.as_mut().expect("opened above").next().await;
+            match next {
+                Some(Ok(chunk)) => self.buffer.extend_from_slice(&chunk),
+                Some(Err(e)) => {
+                    self.body = None;
+                    return Err(Error::new(
+                        ErrorKind::Unavailable,
+                        format!("{}: the download broke off", self.path),
+                    )
+                    .with_source(e));
+                }
+                None => break,
+            }
+        }
+        let skip = (offset - self.position) as usize;
+        let _ = self.buffer.split_to(skip.min(self.buffer.len()));
+        self.position = offset;
+        let take = want.min(self.buffer.len());
+        let out = self.buffer.split_to(take).freeze();
+        self.position += take as u64;
+        Ok(out)
+    }
+}
+
+/// Writes spooled to an unlinked temporary file, uploaded at close.
+struct Writer {
+    drive: Arc<Drive>,
+    path: String,
+    spool: tokio::fs::File,
+    size: u64,
+    modified: Option<DateTime<Utc>>,
+    create_new: bool,
+    cache: Arc<DashMap<String, (Entry, Instant)>>,
+}
+
+impl Writer {
+    async fn fetch_existing(&mut self, size: u64) -> Result<()> {
+        let mut download = self.drive.download(&self.path, 0, None).await?;
+        while let Some(chunk) = download.body.next().await {
+            let chunk = chunk.map_err(|e| {
+                Error::new(ErrorKind::Unavailable, "reading the existing file failed")
+                    .with_source(e)
+            })?;
+            self.spool.write_all(&chunk).await?;
+        }
+        self.size = size;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl WriteHandle for Writer {
+    async fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        self.spool.seek(std::io::SeekFrom::Start(offset)).await?;
+        self.spool.write_all(data).await?;
+        self.size = self.size.max(offset + data.len() as u64);
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn set_modified(&mut self, at: DateTime<Utc>) {
+        self.modified = Some(at);
+    }
+
+    async fn close(mut self: Box<Self>) -> Result<Entry> {
+        if self.create_new {
+            match self.drive.stat(&self.path).await {
+                Ok(_) => {
+                    return Err(Error::new(
+                        ErrorKind::AlreadyExists,
+                        format!("{}: created by someone else meanwhile", self.path),
+                    ));
+                }
+                Err(e) if e.kind == graph::Kind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.spool.flush().await?;
+        self.spool.seek(std::io::SeekFrom::Start(0)).await?;
+        let source = (&mut self.spool).take(self.size);
+        let stored = self
+            .drive
+            .upload(
+                &self.path,
+                tokio::io::BufReader::with_capacity(1 << 20, source),
+                self.size,
+                self.modified,
+            )
+            .await;
+        self.cache.remove(&self.path);
+        let stored = stored?;
+        Ok(entry(stored))
+    }
+
+    async fn abort(self: Box<Self>) {}
+}
+
+impl Error {
+    fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+}

@@ -1,0 +1,235 @@
+//! Who may log in, and what they get: the protocol-neutral account and authentication layer
+//! that the SFTP and FTP front-ends call.
+//!
+//! [`Users`] is built from the validated `[[users]]` and answers two questions, each with an
+//! [`Account`] or [`Denied`]: [`Users::password`] (argon2id, run off the async runtime, bounded
+//! to one check per CPU) and [`Users::public_key`] (SSH keys compared by key data). Every refusal
+//! is the same [`Denied`] and, for passwords, costs the same argon2 check: an unknown user, a
+//! disabled user, a user without a password, a source address outside `allow_from` and a wrong
+//! password cannot be told apart from outside. The reason goes to the log, never the password.
+//!
+//! `Users` is a plain value; on a configuration reload the caller builds a new one and swaps it
+//! in whole. Sessions keep the `Arc<Account>` they logged in with.
+//!
+//! [`hash_password`] and [`prompt_and_hash`] make the hashes that `password_hash` takes
+//! (`spgate passwd`).
+
+mod password;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::num::NonZero;
+use std::sync::Arc;
+
+use argon2::password_hash::PasswordHashString;
+use ipnet::IpNet;
+use russh::keys::ssh_key::PublicKey;
+use russh::keys::ssh_key::public::KeyData;
+use tokio::sync::Semaphore;
+
+use crate::config::{Mount, User};
+
+pub use password::{hash_password, prompt_and_hash};
+
+/// A logged-in user as the front-ends see it: name and virtual file system, no credentials.
+#[derive(Debug)]
+pub struct Account {
+    /// Login name.
+    pub name: String,
+    /// The user's mounts, in configuration order.
+    pub mounts: Vec<Mount>,
+    /// Whether the user must use FTPS (already combined with `ftp.tls_required`).
+    pub ftp_tls_required: bool,
+}
+
+/// A refused login. It deliberately carries no reason: clients must not learn whether the user
+/// exists, is disabled or typed a wrong password. The reason is logged where it is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("authentication failed")]
+pub struct Denied;
+
+/// The accounts that may log in, by exact name.
+pub struct Users {
+    by_name: HashMap<String, Credentials>,
+    /// Bounds concurrent argon2 checks (each takes ~19 MiB and a CPU for tens of ms).
+    verifiers: Arc<Semaphore>,
+}
+
+/// One user's credentials and login conditions, and the account a login yields.
+struct Credentials {
+    account: Arc<Account>,
+    password_hash: Option<PasswordHashString>,
+    keys: Vec<KeyData>,
+    allow_from: Vec<IpNet>,
+    enabled: bool,
+}
+
+/// Why a login was refused; logged, never shown to the client.
+type Reason = &'static str;
+
+impl Users {
+    /// The accounts of `users`. A `password_hash` that is not a PHC string, or an authorized
+    /// key that does not parse, is logged and left out; the user's other credentials still work.
+    pub fn new(users: &[User]) -> Users {
+        let by_name = users
+            .iter()
+            .map(|user| (user.name.clone(), Credentials::new(user)))
+            .collect();
+        let cpus = std::thread::available_parallelism().map_or(4, NonZero::get);
+        Users {
+            by_name,
+            verifiers: Arc::new(Semaphore::new(cpus)),
+        }
+    }
+
+    /// Password login for `name` from `peer`. Always runs one argon2 check (against a dummy hash
+    /// when the user has no real one) before deciding, so every refusal takes as long.
+    pub async fn password(
+        &self,
+        name: &str,
+        password: &str,
+        peer: IpAddr,
+    ) -> Result<Arc<Account>, Denied> {
+        let credentials = self.by_name.get(name);
+        let hash = credentials.and_then(|c| c.password_hash.clone());
+        let matched = self.verify(hash, password).await;
+        let verdict = match credentials {
+            None => Err("unknown user"),
+            Some(c) => c
+                .admits(peer)
+                .and_then(|()| match (&c.password_hash, matched) {
+                    (None, _) => Err("no password set"),
+                    (Some(_), false) => Err("wrong password"),
+                    (Some(_), true) => Ok(c),
+                }),
+        };
+        conclude("password", name, peer, verdict)
+    }
+
+    /// Public-key login for `name` from `peer`, once the SSH layer has checked the client's
+    /// signature: accepted iff `key` is one of the user's authorized keys. Logs the outcome.
+    pub fn public_key(
+        &self,
+        name: &str,
+        key: &PublicKey,
+        peer: IpAddr,
+    ) -> Result<Arc<Account>, Denied> {
+        conclude("publickey", name, peer, self.key_verdict(name, key, peer))
+    }
+
+    /// Whether [`Users::public_key`] would accept `key`, without logging: for the SSH "is this
+    /// key acceptable?" query that clients send for each key they hold, before signing.
+    pub fn accepts_key(&self, name: &str, key: &PublicKey, peer: IpAddr) -> bool {
+        self.key_verdict(name, key, peer).is_ok()
+    }
+
+    fn key_verdict(
+        &self,
+        name: &str,
+        key: &PublicKey,
+        peer: IpAddr,
+    ) -> Result<&Credentials, Reason> {
+        let credentials = self.by_name.get(name).ok_or("unknown user")?;
+        credentials.admits(peer)?;
+        if !credentials.keys.contains(key.key_data()) {
+            return Err("key not authorized");
+        }
+        Ok(credentials)
+    }
+
+    /// Runs [`password::verify`] on the blocking pool, at most one per CPU at a time.
+    async fn verify(&self, hash: Option<PasswordHashString>, password: &str) -> bool {
+        let Ok(permit) = Arc::clone(&self.verifiers).acquire_owned().await else {
+            return false; // the semaphore is never closed
+        };
+        let password = password.to_owned();
+        let check = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            password::verify(hash.as_ref(), &password)
+        });
+        check.await.unwrap_or_else(|error| {
+            tracing::error!(%error, "password check did not finish");
+            false
+        })
+    }
+}
+
+impl fmt::Debug for Users {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<_> = self.by_name.keys().collect();
+        names.sort();
+        f.debug_struct("Users").field("names", &names).finish()
+    }
+}
+
+impl Credentials {
+    fn new(user: &User) -> Credentials {
+        let password_hash = user.password_hash.as_deref().and_then(|hash| {
+            PasswordHashString::new(hash)
+                .inspect_err(|error| {
+                    tracing::warn!(user = %user.name, %error, "password_hash unusable; password login off");
+                })
+                .ok()
+        });
+        let keys = user
+            .authorized_keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, key)| {
+                PublicKey::from_openssh(&format!("{} {}", key.algorithm, key.base64))
+                    .inspect_err(|error| {
+                        tracing::warn!(user = %user.name, key = i, %error, "authorized key unusable; ignored");
+                    })
+                    .ok()
+            })
+            .map(|key| key.key_data().clone())
+            .collect();
+        Credentials {
+            account: Arc::new(Account {
+                name: user.name.clone(),
+                mounts: user.mounts.clone(),
+                ftp_tls_required: user.ftp_tls_required,
+            }),
+            password_hash,
+            keys,
+            allow_from: user.allow_from.clone(),
+            enabled: user.enabled,
+        }
+    }
+
+    /// The conditions every login method shares: the user is enabled and `peer` is allowed.
+    fn admits(&self, peer: IpAddr) -> Result<(), Reason> {
+        if !self.enabled {
+            return Err("account disabled");
+        }
+        // A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d.
+        let peer = peer.to_canonical();
+        if !self.allow_from.is_empty() && !self.allow_from.iter().any(|net| net.contains(&peer)) {
+            return Err("source address not allowed");
+        }
+        Ok(())
+    }
+}
+
+/// Logs the outcome of a login attempt and turns it into the caller's answer.
+fn conclude(
+    method: &str,
+    name: &str,
+    peer: IpAddr,
+    verdict: Result<&Credentials, Reason>,
+) -> Result<Arc<Account>, Denied> {
+    match verdict {
+        Ok(credentials) => {
+            tracing::info!(user = %name, %peer, method, "login accepted");
+            Ok(Arc::clone(&credentials.account))
+        }
+        Err(reason) => {
+            // Debug-format the name: it is whatever the client sent.
+            tracing::warn!(user = ?name, %peer, method, reason, "login refused");
+            Err(Denied)
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! A user's virtual file system: the mounts of one login, resolved by longest prefix, with the
+//! mount's permissions checked on every operation and every path contained.
+//!
+//! Client paths are normalised here (relative to a working directory; `.`, `..` and repeated
+//! slashes resolved; `..` at the top stays at the top; NUL refused), so a user can never name
+//! anything outside the virtual tree, and a backend only ever sees clean paths below its root.
+//! The parents of mounts are listable, read-only virtual folders.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+
+use crate::config::{Permission, Permissions};
+use crate::storage::{
+    Backend, Entry, Error, ErrorKind, ReadHandle, Result, Space, WriteHandle, WriteMode,
+};
+
+/// One mount of a user's tree.
+pub struct MountPoint {
+    /// Normalised virtual path (`/`, `/inbox`).
+    pub path: String,
+    pub backend: Arc<dyn Backend>,
+    pub permissions: Permissions,
+}
+
+pub struct Vfs {
+    /// Longest path first, so the first match is the longest prefix.
+    mounts: Vec<MountPoint>,
+}
+
+/// Where a virtual path lands.
+enum Place<'a> {
+    Mounted {
+        mount: &'a MountPoint,
+        path: String,
+    },
+    /// A folder that only exists because mounts lie below it.
+    Virtual,
+}
+
+/// Resolves `path` against the working directory `cwd` into a clean absolute virtual path.
+pub fn normalize(cwd: &str, path: &str) -> Result<String> {
+    if path.contains('\0') {
+        return Err(Error::new(
+            ErrorKind::InvalidName,
+            "a path cannot contain a NUL byte",
+        ));
+    }
+    let joined = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{cwd}/{path}")
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for part in joined.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
+fn denied(what: Permission, path: &str) -> Error {
+    Error::new(
+        ErrorKind::PermissionDenied,
+        format!(
+            "{path}: permission denied ({} not allowed here)",
+            what.name()
+        ),
+    )
+}
+
+fn read_only_virtual(path: &str) -> Error {
+    Error::new(
+        ErrorKind::PermissionDenied,
+        format!("{path}: permission denied (a virtual folder holding mounts is read-only)"),
+    )
+}
+
+fn folder(name: &str) -> Entry {
+    Entry {
+        name: name.to_string(),
+        size: 0,
+        is_dir: true,
+        modified: DateTime::<Utc>::UNIX_EPOCH,
+    }
+}
+
+impl Vfs {
+    pub fn new(mut mounts: Vec<MountPoint>) -> Vfs {
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.path.len()));
+        Vfs { mounts }
+    }
+
+    fn place(&self, vpath: &str) -> Result<Place<'_>> {
+        for mount in &self.mounts {
+            let rest = if mount.path == "/" {
+                Some(vpath)
+            } else if vpath == mount.path {
+                Some("/")
+            } else {
+                vpath
+                    .strip_prefix(&mount.path)
+                    .filter(|r| r.starts_with('/'))
+            };
+            if let Some(rest) = rest {
+                return Ok(Place::Mounted {
+                    mount,
+                    path: rest.to_string(),
+                });
+            }
+        }
+        if self.children_of(vpath).is_empty() {
+            return Err(Error::not_found(vpath));
+        }
+        Ok(Place::Virtual)
+    }
+
+    /// Names of mounts (or their virtual parents) directly below `vpath`.
+    fn children_of(&self, vpath: &str) -> BTreeSet<String> {
+        let prefix = if vpath == "/" {
+            "/".to_string()
+        } else {
+            format!("{vpath}/")
+        };
+        self.mounts
+            .iter()
+            .filter_map(|m| m.path.strip_prefix(&prefix))
+            .filter_map(|rest| {
+                rest.split('/')
+                    .next()
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string)
+            })
+            .collect()
+    }
+
+    fn mounted(&self, vpath: &str, need: Permission) -> Result<(&MountPoint, String)> {
+        match self.place(vpath)? {
+            Place::Mounted { mount, path } if mount.permissions.allows(need) => Ok((mount, path)),
+            Place::Mounted { .. } => Err(denied(need, vpath)),
+            Place::Virtual => Err(read_only_virtual(vpath)),
+        }
+    }
+
+    fn is_mount_point(&self, vpath: &str) -> bool {
+        self.mounts.iter().any(|m| m.path == vpath) || !self.children_of(vpath).is_empty()
+    }
+
+    pub async fn stat(&self, vpath: &str) -> Result<Entry> {
+        match self.place(vpath)? {
+            Place::Virtual => Ok(folder(vpath.rsplit('/').next().unwrap_or(""))),
+            Place::Mounted { mount, path } => {
+                let perms = mount.permissions;
+                if !perms.allows(Permission::List) && !perms.allows(Permission::Read) {
+                    return Err(denied(Permission::Read, vpath));
+                }
+                let mut entry = mount.backend.stat(&path).await?;
+                if path == "/" {
+                    entry.name = vpath.rsplit('/').next().unwrap_or("").to_string();
+                }
+                Ok(entry)
+            }
+        }
+    }
+
+    /// The entries of a folder, in pages, with the mounts below it shown as folders.
+    pub async fn list(&self, vpath: &str) -> Result<BoxStream<'static, Result<Vec<Entry>>>> {
+        let nested: Vec<Entry> = self.children_of(vpath).iter().map(|n| folder(n)).collect();
+        match self.place(vpath)? {
+            Place::Virtual => Ok(futures_util::stream::iter([Ok(nested)]).boxed()),
+            Place::Mounted { mount, path } => {
+                if !mount.permissions.allows(Permission::List) {
+                    return Err(denied(Permission::List, vpath));
+                }
+                let hide: BTreeSet<String> = nested.iter().map(|e| e.name.to_lowercase()).collect();
+                let pages = mount.backend.list(&path).await?.map(move |page| {
+                    page.map(|entries| {
+                        entries
+                            .into_iter()
+                            .filter(|e| !hide.contains(&e.name.to_lowercase()))
+                            .collect()
+                    })
+                });
+                Ok(futures_util::stream::iter([Ok(nested)])
+                    .chain(pages)
+                    .boxed())
+            }
+        }
+    }
+
+    pub async fn open_read(&self, vpath: &str) -> Result<Box<dyn ReadHandle>> {
+        let (mount, path) = self.mounted(vpath, Permission::Read)?;
+        mount.backend.open_read(&path).await
+    }
+
+    /// Opens for writing: creating a file needs `write`, replacing or changing one `overwrite`.
+    pub async fn open_write(&self, vpath: &str, mode: WriteMode) -> Result<Box<dyn WriteHandle>> {
+        let (mount, path) =
+            self.mounted(vpath, Permission::Write)
+                .or_else(|e| match self.place(vpath) {
+                    Ok(Place::Mounted { mount, path })
+                        if mount.permissions.allows(Permission::Overwrite) =>
+                    {
+                        Ok((mount, path))
+                    }
+                    _ => Err(e),
+                })?;
+        let exists = match mount.backend.stat(&path).await {
+            Ok(_) => true,
+            Err(e) if e.kind == ErrorKind::NotFound => false,
+            Err(e) => return Err(e),
+        };
+        let need = if exists && mode != WriteMode::CreateNew {
+            Permission::Overwrite
+        } else {
+            Permission::Write
+        };
+        if !mount.permissions.allows(need) {
+            return Err(denied(need, vpath));
+        }
+        mount.backend.open_write(&path, mode).await
+    }
+
+    pub async fn mkdir(&self, vpath: &str) -> Result<()> {
+        if self.is_mount_point(vpath) {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{vpath}: already exists"),
+            ));
+        }
+        let (mount, path) = self.mounted(vpath, Permission::Mkdir)?;
+        mount.backend.mkdir(&path).await
+    }
+
+    pub async fn remove_file(&self, vpath: &str) -> Result<()> {
+        let (mount, path) = self.mounted(vpath, Permission::Delete)?;
+        mount.backend.remove_file(&path).await
+    }
+
+    pub async fn remove_dir(&self, vpath: &str) -> Result<()> {
+        if self.is_mount_point(vpath) {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!("{vpath}: permission denied (a mount point cannot be removed)"),
+            ));
+        }
+        let (mount, path) = self.mounted(vpath, Permission::Delete)?;
+        mount.backend.remove_dir(&path).await
+    }
+
+    /// Renames within one mount; replacing an existing file also needs `overwrite`.
+    pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        if self.is_mount_point(from) || self.is_mount_point(to) {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!("{from}: permission denied (mount points cannot be renamed)"),
+            ));
+        }
+        let (source, from_path) = self.mounted(from, Permission::Rename)?;
+        let (target, to_path) = self.mounted(to, Permission::Rename)?;
+        if !std::ptr::eq(source, target) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("{from}: cannot move between mounts; copy and delete instead"),
+            ));
+        }
+        let case_only = from_path.to_lowercase() == to_path.to_lowercase();
+        if !case_only
+            && target.backend.stat(&to_path).await.is_ok()
+            && !target.permissions.allows(Permission::Overwrite)
+        {
+            return Err(denied(Permission::Overwrite, to));
+        }
+        source.backend.rename(&from_path, &to_path).await
+    }
+
+    pub async fn set_modified(&self, vpath: &str, at: DateTime<Utc>) -> Result<()> {
+        let (mount, path) = self
+            .mounted(vpath, Permission::Overwrite)
+            .or_else(|_| self.mounted(vpath, Permission::Write))?;
+        mount.backend.set_modified(&path, at).await
+    }
+
+    pub async fn space(&self, vpath: &str) -> Result<Option<Space>> {
+        match self.place(vpath)? {
+            Place::Mounted { mount, .. } => mount.backend.space().await,
+            Place::Virtual => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn paths_stay_inside_the_tree() {
+        let cases = [
+            ("/", "a/b", "/a/b"),
+            ("/x", "../../../etc/passwd", "/etc/passwd"),
+            ("/x", "/a/./b//c/", "/a/b/c"),
+            ("/x/y", "..", "/x"),
+            ("/", "..", "/"),
+            ("/", "", "/"),
+            ("/in", "a%2Fb", "/in/a%2Fb"),
+        ];
+        for (cwd, path, want) in cases {
+            assert_eq!(normalize(cwd, path).unwrap(), want, "{cwd} + {path}");
+        }
+        assert!(normalize("/", "a\0b").is_err());
+    }
+}
