@@ -96,16 +96,14 @@ impl Users {
         let credentials = self.by_name.get(name);
         let hash = credentials.and_then(|c| c.password_hash.clone());
         let matched = self.verify(hash, password).await;
-        let verdict = match credentials {
-            None => Err("unknown user"),
-            Some(c) => c
-                .admits(peer)
-                .and_then(|()| match (&c.password_hash, matched) {
-                    (None, _) => Err("no password set"),
-                    (Some(_), false) => Err("wrong password"),
-                    (Some(_), true) => Ok(c),
-                }),
-        };
+        let verdict = credentials.ok_or("unknown user").and_then(|c| {
+            c.admits(peer)?;
+            match (c.password_hash.is_some(), matched) {
+                (false, _) => Err("no password set"),
+                (true, false) => Err("wrong password"),
+                (true, true) => Ok(c),
+            }
+        });
         conclude("password", name, peer, verdict)
     }
 

@@ -1,0 +1,104 @@
+//! Uploads when SharePoint misbehaves: a failed upload must reach the client as an error and
+//! leave no file (nor a partial one) in the library, and must not damage the file it was
+//! replacing; transient trouble (a dropped fragment, throttling) must not fail the transfer.
+
+mod common;
+mod sftp_support;
+
+use serde_json::json;
+use sftp_support::{Gateway, User, random, replies};
+
+use common::{BASE_SEED, Ctx};
+
+const ALL: &[&str] = &["*"];
+
+fn alice() -> User {
+    User::new("alice").sharepoint("/", "/", ALL)
+}
+
+#[tokio::test]
+async fn an_upload_failing_with_server_errors_leaves_no_file() {
+    let gw = Gateway::start_with(Ctx::new().await, &[alice()], "max_retries = 1").await;
+    let old = random(1000);
+    gw.sim_put("existing.bin", &old).await;
+    let bytes = random(5 * 1024 * 1024 + 17);
+    gw.write_local("big.bin", &bytes);
+    // A first session, so that the connection has its token and library before the faults.
+    gw.sftp_ok("alice", "ls\n").await;
+
+    gw.faults(json!({"fail_5xx_every": 1})).await;
+    let new = gw.sftp("alice", "put big.bin new.bin\n").await;
+    let replace = gw.sftp("alice", "put big.bin existing.bin\n").await;
+    gw.clear_faults().await;
+    assert!(!new.success, "the put should fail: {new}");
+    assert!(!replace.success, "the put should fail: {replace}");
+
+    gw.assert_absent("new.bin").await;
+    assert_eq!(gw.sim_names("").await, ["existing.bin"]);
+    gw.assert_stored("existing.bin", &old).await;
+
+    // Once SharePoint answers again, the same upload goes through.
+    gw.sftp_ok("alice", "put big.bin new.bin\n").await;
+    gw.assert_stored("new.bin", &bytes).await;
+}
+
+#[tokio::test]
+async fn an_upload_refused_at_close_reaches_the_client() {
+    // A library with 4 MiB of space: opening the file and writing it succeed, the upload
+    // when the handle closes is refused (507 quotaLimitReached).
+    let seed = format!(
+        "{BASE_SEED}\n[[tenants.sites]]\nhostname = \"contoso.sharepoint.com\"\nname = \"partners\"\n\
+         [[tenants.sites.drives]]\nname = \"Documents\"\nquota_bytes = 4194304\n"
+    );
+    let gw = Gateway::start_with(Ctx::with_seed(&seed).await, &[alice()], "").await;
+    let old = random(1_500_000);
+    gw.sim_put("existing.bin", &old).await;
+    let session = random(6 * 1024 * 1024); // upload session
+    let simple = random(3 * 1024 * 1024 + 5); // simple upload
+    gw.write_local("session.bin", &session);
+    gw.write_local("simple.bin", &simple);
+
+    for (local, remote) in [
+        ("session.bin", "session.bin"),
+        ("simple.bin", "simple.bin"),
+        ("session.bin", "existing.bin"),
+    ] {
+        let out = gw
+            .sftp_fails("alice", &format!("put {local} {remote}\n"))
+            .await;
+        let errors = replies(&out).join("\n");
+        // OpenSSH reports the failure of the CLOSE request: `close remote: Failure`.
+        assert!(errors.contains("close remote"), "refused at close:\n{out}");
+    }
+    assert_eq!(gw.sim_names("").await, ["existing.bin"]);
+    gw.assert_stored("existing.bin", &old).await;
+    let log = gw.log_tail();
+    assert!(log.contains("upload failed"), "{log}");
+}
+
+#[tokio::test]
+async fn a_dropped_fragment_is_resumed() {
+    let gw = Gateway::start_with(Ctx::new().await, &[alice()], "upload_chunk_mib = 2").await;
+    let bytes = random(9 * 1024 * 1024 + 3);
+    gw.write_local("big.bin", &bytes);
+    gw.faults(json!({"drop_fragment_every": 2})).await;
+    let run = gw.sftp("alice", "put big.bin big.bin\n").await;
+    gw.clear_faults().await;
+    assert!(run.success, "{run}\n{}", gw.log_tail());
+    gw.assert_stored("big.bin", &bytes).await;
+}
+
+#[tokio::test]
+async fn throttling_slows_an_upload_down_without_failing_it() {
+    let gw = Gateway::start(&[alice()]).await;
+    let bytes = random(5 * 1024 * 1024);
+    gw.write_local("big.bin", &bytes);
+    gw.faults(json!({"throttle_every": 4, "retry_after_s": 1}))
+        .await;
+    let run = gw.sftp("alice", "put big.bin big.bin\nls -l\n").await;
+    gw.clear_faults().await;
+    assert!(run.success, "{run}\n{}", gw.log_tail());
+    gw.assert_stored("big.bin", &bytes).await;
+    let stats = gw.ctx.sim.stats().await;
+    assert!(stats["throttled"].as_u64() > Some(0), "{stats}");
+}
