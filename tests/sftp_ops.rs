@@ -34,6 +34,10 @@ async fn ls_shows_names_and_sizes() {
     assert!(long_line(&out, "deep").starts_with('d'), "{out}");
     let line = long_line(&out, "empty.txt");
     assert!(line.split_whitespace().any(|f| f == "0"), "{line}");
+
+    // statvfs@openssh.com answers the library's quota (the simulator's default: 1 TiB).
+    let out = gw.sftp_ok("alice", "df -h\n").await;
+    assert!(out.contains("1.0TB"), "{out}");
 }
 
 #[tokio::test]

@@ -20,6 +20,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::gateway::Gateway;
 
+/// How long open sessions may go on after a shutdown starts, so transfers can finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
 const CIPHERS: &[cipher::Name] = &[
     cipher::AES_128_GCM,
     cipher::AES_256_GCM,
@@ -56,7 +59,8 @@ pub fn ssh_config(gateway: &Gateway) -> std::io::Result<Config> {
     })
 }
 
-/// Serves SFTP on `listener` until `shutdown` is cancelled, then waits for sessions to end.
+/// Serves SFTP on `listener` until `shutdown` is cancelled; sessions then have
+/// [`SHUTDOWN_GRACE`] to finish before they are disconnected.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
@@ -95,7 +99,7 @@ pub async fn serve(
                         tracing::debug!(%peer, error = %e, "SSH connection ended with an error");
                     }
                 }
-                _ = shutdown.cancelled() => {
+                _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
                     let _ = handle.disconnect(russh::Disconnect::ByApplication, "the server is shutting down".into(), "en".into()).await;
                 }
             }

@@ -83,21 +83,26 @@ impl User {
 
     fn toml(&self, key: &str) -> String {
         let mut out = format!(
-            "[[users]]\nname = {:?}\nauthorized_keys = [{key:?}]\n",
-            self.name
+            "[[users]]\nname = {}\nauthorized_keys = [{}]\n",
+            quote(&self.name),
+            quote(key)
         );
         if let Some(pw) = &self.password {
-            out += &format!("password_hash = {:?}\n", spgate::users::hash_password(pw));
+            let hash = spgate::users::hash_password(pw);
+            out += &format!("password_hash = {}\n", quote(&hash));
         }
         for m in &self.mounts {
-            out += &format!("[[users.mounts]]\npath = {:?}\n", m.path);
+            out += &format!("[[users.mounts]]\npath = {}\n", quote(&m.path));
             match &m.target {
                 Target::SharePoint { remote } => {
-                    out += &format!("connection = \"sp\"\nremote = {remote:?}\n")
+                    out += &format!("connection = \"sp\"\nremote = {}\n", quote(remote))
                 }
-                Target::Local { dir } => out += &format!("local = {:?}\n", dir.to_str().unwrap()),
+                Target::Local { dir } => {
+                    out += &format!("local = {}\n", quote(dir.to_str().expect("utf-8 path")))
+                }
             }
-            out += &format!("permissions = {:?}\n", m.permissions);
+            let permissions: Vec<String> = m.permissions.iter().map(|p| quote(p)).collect();
+            out += &format!("permissions = [{}]\n", permissions.join(", "));
         }
         out
     }
@@ -177,12 +182,12 @@ impl Gateway {
         std::fs::create_dir(&client).expect("client dir");
         let key = client_key(&client);
         let mut config = format!(
-            "[state]\ndir = {state:?}\n\n[sftp]\nlisten = \"127.0.0.1:0\"\n\n\
+            "[state]\ndir = {state}\n\n[sftp]\nlisten = \"127.0.0.1:0\"\n\n\
              [[connections]]\nname = \"sp\"\ntenant = \"contoso\"\nclient_id = \"spgate-demo\"\n\
              client_secret = \"demo-secret\"\nsite = \"https://contoso.sharepoint.com/sites/partners\"\n\
-             authority = {base:?}\ngraph_url = {base:?}\n{connection}\n\n",
-            state = dir.path().join("state").to_str().expect("utf-8 temp path"),
-            base = ctx.sim.base,
+             authority = {base}\ngraph_url = {base}\n{connection}\n\n",
+            state = quote(dir.path().join("state").to_str().expect("utf-8 temp path")),
+            base = quote(&ctx.sim.base),
         );
         for user in users {
             config += &user.toml(&key);
@@ -196,6 +201,7 @@ impl Gateway {
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -327,22 +333,14 @@ impl Gateway {
     /// Runs a batch that must succeed; answers its output.
     pub async fn sftp_ok(&self, user: &str, batch: &str) -> String {
         let run = self.sftp(user, batch).await;
-        assert!(
-            run.success,
-            "sftp failed: {run}\n---- spgate log tail ----\n{}",
-            self.log_tail()
-        );
+        assert!(run.success, "sftp failed: {run}");
         run.output
     }
 
     /// Runs a batch that must fail (sftp exits non-zero); answers its output.
     pub async fn sftp_fails(&self, user: &str, batch: &str) -> String {
         let run = self.sftp(user, batch).await;
-        assert!(
-            !run.success,
-            "sftp should have failed: {run}\n---- spgate log tail ----\n{}",
-            self.log_tail()
-        );
+        assert!(!run.success, "sftp should have failed: {run}");
         run.output
     }
 
@@ -362,10 +360,7 @@ impl Gateway {
             Err(_) => {
                 let _ = child.kill().await;
                 let output = std::fs::read_to_string(&out_path).unwrap_or_default();
-                panic!(
-                    "{label} still running after {CLIENT_TIMEOUT:?}:\n{output}\n---- spgate log tail ----\n{}",
-                    self.log_tail()
-                );
+                panic!("{label} still running after {CLIENT_TIMEOUT:?}:\n{output}");
             }
         };
         let output =
@@ -454,9 +449,8 @@ impl Gateway {
     pub async fn assert_stored(&self, path: &str, bytes: &[u8]) -> Value {
         let Some(item) = self.sim_item(path).await else {
             panic!(
-                "{path}: not in the simulator; its folder holds {:?}\n{}",
-                self.sim_names(parent(path)).await,
-                self.log_tail()
+                "{path}: not in the simulator; its folder holds {:?}",
+                self.sim_names(parent(path)).await
             );
         };
         assert!(item.get("file").is_some(), "{path} is not a file: {item}");
@@ -529,6 +523,11 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `s` as a TOML string.
+fn quote(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
 }
 
 /// Generates the client key `id` in `dir` and answers its public line.
