@@ -85,12 +85,16 @@ enum Command {
 struct ConfigArg {
     /// The configuration file (TOML); SPGATE_SECTION__KEY environment variables override keys.
     #[arg(long, short, env = "SPGATE_CONFIG", global = true)]
-    config: PathBuf,
+    config: Option<PathBuf>,
 }
 
 impl ConfigArg {
     fn load(&self) -> anyhow::Result<spgate::config::Config> {
-        spgate::config::load(&self.config).with_context(|| format!("{}", self.config.display()))
+        let path = self
+            .config
+            .as_ref()
+            .context("give the configuration with --config FILE (or SPGATE_CONFIG)")?;
+        spgate::config::load(path).with_context(|| format!("{}", path.display()))
     }
 }
 

@@ -1,5 +1,5 @@
 //! Other SFTP clients than OpenSSH: curl (libssh2) uploading and downloading one file, and
-//! paramiko (when python3 can import it; CI installs it) with password login, prefetching
+//! paramiko (when python3 can import it; skipped otherwise) with password login, prefetching
 //! reads, SETSTAT of times, the server's error messages, stat while a file is being written,
 //! reads past the end, and an upload that fails when its handle closes.
 
