@@ -13,10 +13,20 @@ use crate::gateway::Gateway;
 /// Runs the gateway until `shutdown` is cancelled. Prints `sftp listening on ADDR` on stdout
 /// for each listener once bound (tests start it on port 0 and read the line).
 pub async fn run(config: Config, shutdown: CancellationToken) -> std::io::Result<()> {
+    run_reporting(config, shutdown, |_, _| {}).await
+}
+
+/// [`run`], calling `bound(protocol, address)` after each listener is bound and announced.
+pub async fn run_reporting(
+    config: Config,
+    shutdown: CancellationToken,
+    bound: impl Fn(&str, SocketAddr),
+) -> std::io::Result<()> {
     let gateway = Arc::new(Gateway::new(config)?);
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(sftp) = &gateway.config.sftp {
         let listener = bind(sftp.listen, "sftp").await?;
+        bound("sftp", listener.local_addr()?);
         tasks.spawn(crate::sftp::serve(
             listener,
             gateway.clone(),

@@ -244,8 +244,26 @@ impl russh_sftp::server::Handler for Files {
         self.stat(id, path).await
     }
 
+    /// A file being written is answered from its open handle (clients stat while uploading).
     async fn stat(&mut self, id: u32, path: String) -> Reply<Attrs> {
         let path = self.path(&path)?;
+        let writing = self.handles.values().find_map(|open| match open {
+            Open::Write { path: p, writer } if *p == path => Some(writer.size()),
+            _ => None,
+        });
+        if let Some(size) = writing {
+            let name = path.rsplit('/').next().unwrap_or_default().to_string();
+            let entry = Entry {
+                name,
+                size,
+                is_dir: false,
+                modified: chrono::Utc::now(),
+            };
+            return Ok(Attrs {
+                id,
+                attrs: reply::attrs(&entry),
+            });
+        }
         let entry = self.vfs.stat(&path).await.map_err(|e| status(&e))?;
         Ok(Attrs {
             id,

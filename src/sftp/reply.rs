@@ -26,9 +26,6 @@ pub fn status(e: &Error) -> StatusReply {
     };
     let message = match e.kind {
         ErrorKind::Failed => "the operation failed on the server".to_string(),
-        ErrorKind::Unavailable => {
-            format!("{} (temporarily unavailable; try again later)", e.message)
-        }
         _ => e.message.clone(),
     };
     if matches!(

@@ -17,6 +17,9 @@ use super::files::Files;
 use crate::gateway::Gateway;
 use crate::users::Account;
 
+/// Bytes buffered between the SSH channel and the SFTP engine, each way.
+const PIPE_BYTES: usize = 16 * 1024 * 1024;
+
 pub struct Connection {
     gateway: Arc<Gateway>,
     peer: SocketAddr,
@@ -177,9 +180,35 @@ impl russh::server::Handler for Connection {
         session.channel_success(id)?;
         let span = tracing::info_span!("sftp", user = %account.name, peer = %self.peer);
         let files = Files::new(Arc::new(vfs), account.name.clone());
-        let stream = channel.into_stream();
+        // Drain the channel in our own tasks, through a pipe: russh's session loop must never
+        // block on a full channel queue, or it stops reading window adjustments and a client
+        // that prefetches thousands of reads (paramiko) deadlocks the session (shared/CRATES.md).
+        let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
+        let (mut pipe_rx, mut pipe_tx) = tokio::io::split(ours);
+        let (mut channel_rx, channel_tx) = channel.split();
+        let mut writer = channel_tx.make_writer();
+        self.tracker.spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Some(message) = channel_rx.wait().await {
+                match message {
+                    russh::ChannelMsg::Data { data } => {
+                        if pipe_tx.write_all(&data).await.is_err() {
+                            break;
+                        }
+                    }
+                    russh::ChannelMsg::Eof | russh::ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+            let _ = pipe_tx.shutdown().await;
+        });
+        self.tracker.spawn(async move {
+            let _ = tokio::io::copy(&mut pipe_rx, &mut writer).await;
+            let _ = channel_tx.eof().await;
+            let _ = channel_tx.close().await;
+        });
         self.tracker
-            .spawn(async move { russh_sftp::server::run(stream, files).await }.instrument(span));
+            .spawn(async move { russh_sftp::server::run(theirs, files).await }.instrument(span));
         Ok(())
     }
 }

@@ -95,9 +95,34 @@ impl From<graph::Error> for Error {
             | graph::Kind::Invalid
             | graph::Kind::Io => ErrorKind::Failed,
         };
+        // What a client may see: never SharePoint's own wording or status lines (those go to
+        // the log through `source`), except the naming rule a name broke.
+        let message = match kind {
+            ErrorKind::NotFound => "no such file or folder".to_string(),
+            ErrorKind::AlreadyExists => {
+                "a file or folder with that name already exists".to_string()
+            }
+            ErrorKind::PermissionDenied => "SharePoint refused access".to_string(),
+            ErrorKind::InvalidName if e.code.is_none() => e.message.clone(),
+            ErrorKind::InvalidName => "SharePoint refused the name or path".to_string(),
+            ErrorKind::Locked => {
+                "the file is locked in SharePoint (open in Office or checked out)".to_string()
+            }
+            ErrorKind::QuotaExceeded => "the SharePoint library is full".to_string(),
+            ErrorKind::Disabled => match e.message.split_once(" is disabled") {
+                Some((connection, _)) => {
+                    format!("{connection} is disabled; the administrator has been alerted")
+                }
+                None => "the SharePoint connection is disabled".to_string(),
+            },
+            ErrorKind::Unavailable => {
+                "SharePoint is busy or unavailable; try again later".to_string()
+            }
+            _ => "the SharePoint operation failed".to_string(),
+        };
         Self {
             kind,
-            message: e.message.clone(),
+            message,
             source: Some(Box::new(e)),
         }
     }
