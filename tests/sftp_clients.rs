@@ -142,7 +142,7 @@ async fn paramiko_works_with_password_login() {
 /// CLIENTS.md: clients STAT a file by path while uploading it; the answer must come from the
 /// open handle (SFTPGo #2010). spgate answers "no such file" (src/sftp/files.rs `stat`).
 #[tokio::test]
-#[ignore = "src bug: STAT by path of a file open for writing answers NoSuchFile"]
+
 async fn paramiko_stat_by_path_while_writing() {
     paramiko_session(true).await;
 }

@@ -191,10 +191,8 @@ impl russh::server::Handler for Connection {
             use tokio::io::AsyncWriteExt;
             while let Some(message) = channel_rx.wait().await {
                 match message {
-                    russh::ChannelMsg::Data { data } => {
-                        if pipe_tx.write_all(&data).await.is_err() {
-                            break;
-                        }
+                    russh::ChannelMsg::Data { data } if pipe_tx.write_all(&data).await.is_err() => {
+                        break;
                     }
                     russh::ChannelMsg::Eof | russh::ChannelMsg::Close => break,
                     _ => {}
