@@ -19,10 +19,16 @@ const MAX_READ: usize = 4 << 20;
 /// How much of a file name goes into its temp name (names may be up to 255 bytes).
 const TEMP_NAME_PART: usize = 100;
 
+/// Sequential reads are served from one larger read ahead, to spare the blocking pool.
+const READ_AHEAD: usize = 1 << 20;
+
 pub(super) struct Reader {
     file: Arc<File>,
     size: u64,
     path: String,
+    /// Bytes read ahead, starting at `ahead_at`.
+    ahead: Bytes,
+    ahead_at: u64,
 }
 
 impl Reader {
@@ -31,6 +37,8 @@ impl Reader {
             file: Arc::new(file),
             size,
             path: path.to_string(),
+            ahead: Bytes::new(),
+            ahead_at: 0,
         }
     }
 }
@@ -46,6 +54,20 @@ impl ReadHandle for Reader {
         if len == 0 || offset >= i64::MAX as u64 - len as u64 {
             return Ok(Bytes::new());
         }
+        let buffered = offset >= self.ahead_at
+            && offset + len as u64 <= self.ahead_at + self.ahead.len() as u64;
+        if !buffered {
+            self.ahead = self.read_direct(offset, len.max(READ_AHEAD)).await?;
+            self.ahead_at = offset;
+        }
+        let start = (offset - self.ahead_at) as usize;
+        let end = (start + len).min(self.ahead.len());
+        Ok(self.ahead.slice(start.min(end)..end))
+    }
+}
+
+impl Reader {
+    async fn read_direct(&self, offset: u64, len: usize) -> Result<Bytes> {
         let file = self.file.clone();
         blocking(&self.path, move || {
             let mut buf = vec![0; len];
