@@ -18,7 +18,7 @@ use crate::gateway::Gateway;
 use crate::users::Account;
 
 /// Bytes buffered between the SSH channel and the SFTP engine, each way.
-const PIPE_BYTES: usize = 16 * 1024 * 1024;
+const PIPE_BYTES: usize = 4 * 1024 * 1024;
 
 pub struct Connection {
     gateway: Arc<Gateway>,
