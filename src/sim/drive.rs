@@ -429,6 +429,23 @@ impl Drive {
         id
     }
 
+    /// Applies `conflict` when `name` is taken in `folder`: answers the name to create, after
+    /// deleting what a replace removes.
+    fn make_room(&mut self, folder: &str, name: &str, conflict: Conflict) -> GraphResult<String> {
+        let Some(existing) = self.child(folder, name) else {
+            return Ok(name.to_string());
+        };
+        match conflict {
+            Conflict::Fail => Err(GraphError::name_exists()),
+            Conflict::Rename => Ok(self.free_name(folder, name)),
+            Conflict::Replace => {
+                let id = existing.id.clone();
+                self.delete(&id, None)?;
+                Ok(name.to_string())
+            }
+        }
+    }
+
     pub fn create_folder(
         &mut self,
         folder: &str,
@@ -436,17 +453,7 @@ impl Drive {
         conflict: Conflict,
     ) -> GraphResult<String> {
         self.folder_id(folder)?;
-        let mut name = name.to_string();
-        if let Some(existing) = self.child(folder, &name) {
-            match conflict {
-                Conflict::Fail => return Err(GraphError::name_exists()),
-                Conflict::Rename => name = self.free_name(folder, &name),
-                Conflict::Replace => {
-                    let id = existing.id.clone();
-                    self.delete(&id, None)?;
-                }
-            }
-        }
+        let name = self.make_room(folder, name, conflict)?;
         self.check_name(folder, &name, true, 0)?;
         let at = now();
         Ok(self.insert(folder, &name, Kind::Folder(BTreeMap::new()), (at, at)))
@@ -651,17 +658,7 @@ impl Drive {
         conflict: Conflict,
     ) -> GraphResult<String> {
         self.folder_id(folder)?;
-        let mut name = snapshot.name.clone();
-        if let Some(existing) = self.child(folder, &name) {
-            match conflict {
-                Conflict::Fail => return Err(GraphError::name_exists()),
-                Conflict::Rename => name = self.free_name(folder, &name),
-                Conflict::Replace => {
-                    let id = existing.id.clone();
-                    self.delete(&id, None)?;
-                }
-            }
-        }
+        let name = self.make_room(folder, &snapshot.name, conflict)?;
         self.check_name(folder, &name, snapshot.blob.is_none(), 0)?;
         let fs = (snapshot.fs_created, snapshot.fs_modified);
         let id = match &snapshot.blob {
