@@ -21,6 +21,10 @@ use crate::wire::{DriveItem, UploadSession};
 /// Files up to this size go in one simple upload (when no modification time must be set).
 pub const SIMPLE_UPLOAD_MAX: u64 = 4 * 1024 * 1024;
 
+/// The source is read in pieces of this size, up to this many ahead of the upload.
+const READ_PIECE: usize = 1 << 20;
+const READ_AHEAD_PIECES: usize = 12;
+
 /// Failed fragment attempts in a row before an upload gives up.
 const MAX_FRAGMENT_FAILURES: u32 = 6;
 
@@ -64,14 +68,35 @@ impl Drive {
             };
         }
         let mut upload = self.upload_session(path, len, modified).await?;
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let n = source.read(&mut buffer).await?;
-            if n == 0 {
-                break;
+        // Read ahead while fragments are in flight: a reader task fills a small bounded queue.
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD_PIECES);
+        let reader = async move {
+            loop {
+                let mut piece = BytesMut::zeroed(READ_PIECE);
+                let n = match source.read(&mut piece).await {
+                    Ok(0) => return,
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                piece.truncate(n);
+                if tx.send(Ok(piece.freeze())).await.is_err() {
+                    return;
+                }
             }
-            upload.write(&buffer[..n]).await?;
-        }
+        };
+        let writer = async {
+            // Owning the receiver here drops it when the writer stops, which stops the reader.
+            let mut rx = rx;
+            while let Some(piece) = rx.recv().await {
+                upload.write(&piece?).await?;
+            }
+            Ok::<_, Error>(())
+        };
+        let ((), written) = tokio::join!(reader, writer);
+        written?;
         upload.finish().await
     }
 
