@@ -15,6 +15,7 @@
 //! - [`serve`], [`demo`]: `spgate serve` and `spgate demo`.
 //! - [`gateway`]: the protocol-neutral layer `serve` runs: users, connections, mounts.
 //! - [`sftp`]: the SFTP front-end (russh + russh-sftp).
+//! - [`ftp`]: the FTP/FTPS front-end (libunftp).
 //! - [`sim`]: `spgate sim`, an offline Microsoft Graph / Microsoft identity platform simulator
 //!   serving the subset of Graph that spgate speaks (see `shared/GRAPH.md`).
 //! - [`operate`]: the operator's commands about connections (`check`, `connect`, `alerts`...).
@@ -26,6 +27,7 @@
 pub mod config;
 pub mod connections;
 pub mod demo;
+pub mod ftp;
 pub mod gateway;
 pub mod graph;
 pub mod logging;

@@ -109,13 +109,13 @@ async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => {
-            logging::init(cli.log_format, "info");
+            logging::init(cli.log_format, "info,libunftp=warn");
             spgate::serve::run(config.load()?, shutdown_token())
                 .await
                 .context("spgate serve")?;
         }
         Command::Demo { sftp } => {
-            logging::init(cli.log_format, "info");
+            logging::init(cli.log_format, "info,libunftp=warn");
             spgate::demo::run(sftp, shutdown_token())
                 .await
                 .context("spgate demo")?;

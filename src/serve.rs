@@ -10,8 +10,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::gateway::Gateway;
 
-/// Runs the gateway until `shutdown` is cancelled. Prints `sftp listening on ADDR` on stdout
-/// for each listener once bound (tests start it on port 0 and read the line).
+/// Runs the gateway until `shutdown` is cancelled. Prints `sftp listening on ADDR` and
+/// `ftp listening on ADDR` on stdout for each listener once bound (tests start it on port 0 and
+/// read the line).
 pub async fn run(config: Config, shutdown: CancellationToken) -> std::io::Result<()> {
     run_reporting(config, shutdown, |_, _| {}).await
 }
@@ -33,8 +34,26 @@ pub async fn run_reporting(
             shutdown.clone(),
         ));
     }
+    if let Some(ftp) = &gateway.config.ftp {
+        if crate::ftp::plaintext_passwords(ftp) {
+            tracing::warn!(
+                "FTP accepts passwords in plain text: configure [ftp] tls and tls_required = \"all\" to refuse them"
+            );
+        }
+        let address = reserve(ftp.listen, "ftp")?;
+        let server = tokio::spawn(crate::ftp::serve(
+            address,
+            gateway.clone(),
+            shutdown.clone(),
+        ));
+        if wait_accepting(address, &server).await {
+            announce("ftp", address);
+            bound("ftp", address);
+        }
+        tasks.spawn(async move { server.await.map_err(std::io::Error::other)? });
+    }
     if tasks.is_empty() {
-        tracing::warn!("no listener is configured ([sftp] is absent); nothing to serve");
+        tracing::warn!("no listener is configured ([sftp] and [ftp] are absent); nothing to serve");
     }
     while let Some(done) = tasks.join_next().await {
         match done {
@@ -53,8 +72,51 @@ async fn bind(address: SocketAddr, protocol: &str) -> std::io::Result<TcpListene
     let listener = TcpListener::bind(address).await.map_err(|e| {
         std::io::Error::new(e.kind(), format!("binding {protocol} on {address}: {e}"))
     })?;
-    println!("{protocol} listening on {}", listener.local_addr()?);
+    announce(protocol, listener.local_addr()?);
+    Ok(listener)
+}
+
+/// Prints `PROTOCOL listening on ADDR` on stdout (tests read it).
+fn announce(protocol: &str, address: SocketAddr) {
+    println!("{protocol} listening on {address}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    Ok(listener)
+}
+
+/// A concrete address for a listener that binds by itself (libunftp takes an address, not a
+/// socket): port 0 becomes a port the system just gave out. It is free again when this returns;
+/// the listener binds it right after.
+fn reserve(address: SocketAddr, protocol: &str) -> std::io::Result<SocketAddr> {
+    if address.port() != 0 {
+        return Ok(address);
+    }
+    let probe = std::net::TcpListener::bind(address).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("binding {protocol} on {address}: {e}"))
+    })?;
+    probe.local_addr()
+}
+
+/// Waits (up to 10 s) until something accepts connections on `address`, so that the
+/// announcement is true when printed; false if `server` ended first (its result says why).
+async fn wait_accepting<T>(address: SocketAddr, server: &tokio::task::JoinHandle<T>) -> bool {
+    let target = match address.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, address.port()))
+        }
+        ip if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, address.port()))
+        }
+        _ => address,
+    };
+    for _ in 0..200 {
+        if server.is_finished() {
+            return false;
+        }
+        if tokio::net::TcpStream::connect(target).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tracing::warn!(%address, "the FTP listener did not accept connections within 10 s");
+    false
 }

@@ -1,0 +1,117 @@
+//! The FTP/FTPS front-end: libunftp over the protocol-neutral gateway.
+//!
+//! - [`auth`]: logins (spgate's users and passwords) and the session's user type;
+//! - [`storage`]: the one `StorageBackend` adapter, over the user's virtual file system;
+//! - [`reply`]: storage errors as FTP replies (the one mapping);
+//! - [`site`]: `SITE MFMT` / `SITE UTIME` (modification times).
+//!
+//! Explicit FTPS only (`AUTH TLS`), passive mode only (PASV/EPSV) on `[ftp] passive_ports`.
+//! Repeated failed logins block the user from that address for a while (libunftp's policy).
+//!
+//! What libunftp 0.24 decides, not spgate:
+//! - reply texts are fixed per error kind (see [`reply`]); the storage message goes to the log;
+//! - `MFMT` is not a command (500); `SITE MFMT` / `SITE UTIME` stand in (see [`site`]), with
+//!   paths relative to `/`, since SITE handlers do not see the working directory;
+//! - `OPTS MLST ...` is a parse error that closes the control connection (MLSD/MLST still
+//!   answer their default facts: type, size, modify);
+//! - `ABOR` does not cancel a transfer in flight: an upload ends at the data connection's end
+//!   of file (a reset or an idle data connection aborts it, and nothing is stored).
+
+pub mod auth;
+pub mod reply;
+pub mod site;
+pub mod storage;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use libunftp::ServerBuilder;
+use libunftp::options::{FailedLoginsBlock, FailedLoginsPolicy, FtpsRequired, Shutdown};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Ftp, TlsRequired};
+use crate::gateway::Gateway;
+
+/// How long open sessions may go on after a shutdown starts, so transfers can finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Failed logins before a user is blocked from an address, and for how long.
+const FAILED_LOGINS: u32 = 5;
+const FAILED_LOGINS_BLOCK: Duration = Duration::from_secs(300);
+
+/// Whether the configuration lets passwords cross the network in plain text.
+pub fn plaintext_passwords(ftp: &Ftp) -> bool {
+    ftp.tls.is_none() || ftp.tls_required != TlsRequired::All
+}
+
+/// The libunftp server for `ftp`, stopping (with [`SHUTDOWN_GRACE`]) when `shutdown` is
+/// cancelled.
+pub fn server(
+    ftp: &Ftp,
+    gateway: Arc<Gateway>,
+    shutdown: CancellationToken,
+) -> std::io::Result<libunftp::Server<storage::Files, auth::Session>> {
+    // libunftp 0.24 takes only a `&'static str`; the greeting is leaked once per server.
+    let greeting: &'static str = Box::leak(ftp.greeting.clone().into_boxed_str());
+    let logins = Arc::new(auth::Logins::new(gateway));
+    let idle = ftp.idle_timeout;
+    let files = Box::new(move || storage::Files::new(idle));
+    let mut builder = ServerBuilder::with_user_detail_provider(files, logins.clone())
+        .authenticator(logins)
+        .greeting(greeting)
+        .passive_ports(ftp.passive_ports.clone())
+        .idle_session_timeout(ftp.idle_timeout.as_secs().max(1))
+        .failed_logins_policy(FailedLoginsPolicy::new(
+            FAILED_LOGINS,
+            FAILED_LOGINS_BLOCK,
+            FailedLoginsBlock::UserAndIP,
+        ))
+        .site_command("MFMT", site::SetModified)
+        .site_command("UTIME", site::SetModified)
+        .shutdown_indicator(async move {
+            shutdown.cancelled_owned().await;
+            Shutdown::new().grace_period(SHUTDOWN_GRACE)
+        });
+    if let Some(host) = &ftp.passive_host {
+        builder = builder.passive_host(host.as_str());
+    }
+    if let Some(tls) = &ftp.tls {
+        // With ring compiled in beside aws-lc-rs, rustls needs a process default provider.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let required = match ftp.tls_required {
+            TlsRequired::All => FtpsRequired::All,
+            // Per-user requirements are checked at login (see `auth`).
+            TlsRequired::None | TlsRequired::PerUser => FtpsRequired::None,
+        };
+        builder = builder
+            .ftps(tls.cert.clone(), tls.key.clone())
+            .ftps_required(required, required);
+    }
+    if ftp.proxy_protocol {
+        builder = builder.proxy_protocol_mode(ftp.listen.port());
+    }
+    builder.build().map_err(std::io::Error::other)
+}
+
+/// Serves FTP on `address` (already probed free; see `serve`) until `shutdown` is cancelled.
+pub async fn serve(
+    address: SocketAddr,
+    gateway: Arc<Gateway>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let Some(ftp) = gateway.config.ftp.clone() else {
+        return Ok(());
+    };
+    let server = server(&ftp, gateway, shutdown.clone())?;
+    tracing::info!(%address, passive_ports = ?ftp.passive_ports, "FTP listening");
+    match server.listen(address.to_string()).await {
+        Ok(()) => Ok(()),
+        // After a shutdown, the only error is sessions outliving the grace period.
+        Err(error) if shutdown.is_cancelled() => {
+            tracing::warn!(%error, "FTP sessions were cut off at shutdown");
+            Ok(())
+        }
+        Err(e) => Err(std::io::Error::other(format!("ftp on {address}: {e}"))),
+    }
+}

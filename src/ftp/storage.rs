@@ -1,0 +1,309 @@
+//! libunftp's `StorageBackend` over spgate's virtual file system: the one adapter (the session's
+//! [`Session`] carries its `Vfs`, so the adapter itself holds nothing).
+//!
+//! libunftp keeps each session's working directory and passes absolute virtual paths; they are
+//! normalised again with [`vfs::normalize`] before use. Downloads stream through a small bounded
+//! channel fed by `read_at`; uploads are written chunk by chunk into the `WriteHandle` as they
+//! arrive (never buffered whole) and aborted on any failure, so a failed STOR leaves nothing.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use unftp_core::storage::{
+    self as ftp, FEATURE_RESTART, Fileinfo, Metadata, Permissions, StorageBackend,
+};
+
+use super::auth::Session;
+use super::reply;
+use crate::storage::{Entry, Error, ErrorKind, WriteHandle, WriteMode};
+use crate::vfs;
+
+/// Bytes per `read_at` / `write_at` call.
+const CHUNK: usize = 256 * 1024;
+/// Chunks read ahead of the client during a download.
+const READ_AHEAD: usize = 4;
+
+/// The storage adapter libunftp creates for each session.
+pub struct Files {
+    /// How long an upload may wait for the client's next bytes before it is aborted (libunftp
+    /// has no timeout on data connections).
+    idle: Duration,
+}
+
+impl Files {
+    pub fn new(idle: Duration) -> Files {
+        Files { idle }
+    }
+}
+
+impl fmt::Debug for Files {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Files")
+    }
+}
+
+/// An entry as libunftp's metadata.
+#[derive(Debug, Clone)]
+pub struct Meta(pub Entry);
+
+impl Metadata for Meta {
+    fn len(&self) -> u64 {
+        self.0.size
+    }
+    fn is_dir(&self) -> bool {
+        self.0.is_dir
+    }
+    fn is_file(&self) -> bool {
+        !self.0.is_dir
+    }
+    fn is_symlink(&self) -> bool {
+        false
+    }
+    fn modified(&self) -> ftp::Result<SystemTime> {
+        Ok(SystemTime::from(self.0.modified))
+    }
+    fn gid(&self) -> u32 {
+        0
+    }
+    fn uid(&self) -> u32 {
+        0
+    }
+    /// Folders 0755, files 0644 (as the SFTP front-end shows them).
+    fn permissions(&self) -> Permissions {
+        Permissions(if self.0.is_dir { 0o755 } else { 0o644 })
+    }
+}
+
+/// The clean virtual path of a path libunftp passes.
+fn vpath(path: &Path) -> ftp::Result<String> {
+    vfs::normalize("/", &path.to_string_lossy()).map_err(reply::error)
+}
+
+/// Aborts the upload if it is dropped before `close` (the client aborted, the session ended).
+struct Upload(Option<Box<dyn WriteHandle>>);
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(handle.abort());
+        }
+    }
+}
+
+/// Reads all of `input` into the upload from `offset` on, chunk by chunk; fails if the client
+/// sends nothing for `idle`.
+async fn copy_in<R: AsyncRead + Unpin>(
+    input: &mut R,
+    handle: &mut dyn WriteHandle,
+    mut offset: u64,
+    idle: Duration,
+) -> Result<u64, Error> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let read = tokio::time::timeout(idle, input.read(&mut buf[filled..]))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no data from the client",
+                    ))
+                });
+            let n = read.map_err(|e| Error {
+                kind: ErrorKind::Failed,
+                message: "the data connection failed during the upload".to_string(),
+                source: Some(Box::new(e)),
+            })?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            return Ok(total);
+        }
+        handle.write_at(offset, &buf[..filled]).await?;
+        offset += filled as u64;
+        total += filled as u64;
+        if filled < buf.len() {
+            return Ok(total);
+        }
+    }
+}
+
+#[async_trait]
+impl StorageBackend<Session> for Files {
+    type Metadata = Meta;
+
+    fn name(&self) -> &str {
+        "spgate"
+    }
+
+    fn supported_features(&self) -> u32 {
+        FEATURE_RESTART
+    }
+
+    async fn metadata<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &Session,
+        path: P,
+    ) -> ftp::Result<Meta> {
+        let path = vpath(path.as_ref())?;
+        user.vfs.stat(&path).await.map(Meta).map_err(reply::error)
+    }
+
+    async fn list<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &Session,
+        path: P,
+    ) -> ftp::Result<Vec<Fileinfo<PathBuf, Meta>>> {
+        let path = vpath(path.as_ref())?;
+        let mut pages = user.vfs.list(&path).await.map_err(reply::error)?;
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            for entry in page.map_err(reply::error)? {
+                out.push(Fileinfo {
+                    path: PathBuf::from(crate::storage::join(&path, &entry.name)),
+                    metadata: Meta(entry),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &Session,
+        path: P,
+        start_pos: u64,
+    ) -> ftp::Result<Box<dyn AsyncRead + Send + Sync + Unpin>> {
+        let path = vpath(path.as_ref())?;
+        let mut handle = user.vfs.open_read(&path).await.map_err(reply::error)?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
+        tokio::spawn(async move {
+            let mut offset = start_pos;
+            loop {
+                let chunk = match handle.read_at(offset, CHUNK).await {
+                    Ok(chunk) if chunk.is_empty() => return,
+                    Ok(chunk) => chunk,
+                    Err(e) => {
+                        tracing::warn!(path, error = %e, source = ?e.source, "ftp download failed");
+                        let _ = tx.send(Err(std::io::Error::other(e.message))).await;
+                        return;
+                    }
+                };
+                offset += chunk.len() as u64;
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return; // the client went away
+                }
+            }
+        });
+        let chunks = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        Ok(Box::new(tokio_util::io::StreamReader::new(chunks)))
+    }
+
+    async fn put<
+        P: AsRef<Path> + Send + fmt::Debug,
+        R: AsyncRead + Send + Sync + Unpin + 'static,
+    >(
+        &self,
+        user: &Session,
+        mut input: R,
+        path: P,
+        start_pos: u64,
+    ) -> ftp::Result<u64> {
+        let path = vpath(path.as_ref())?;
+        // APPE and REST+STOR keep what is there and write from the offset.
+        let mode = if start_pos > 0 {
+            WriteMode::Keep
+        } else {
+            WriteMode::Truncate
+        };
+        let handle = user
+            .vfs
+            .open_write(&path, mode)
+            .await
+            .map_err(reply::error)?;
+        let mut upload = Upload(Some(handle));
+        let Some(handle) = upload.0.as_deref_mut() else {
+            unreachable!("the upload was just opened");
+        };
+        let written = match copy_in(&mut input, handle, start_pos, self.idle).await {
+            Ok(n) => n,
+            Err(e) => {
+                if let Some(handle) = upload.0.take() {
+                    handle.abort().await;
+                }
+                return Err(reply::error(e));
+            }
+        };
+        let Some(handle) = upload.0.take() else {
+            unreachable!("the upload is still open");
+        };
+        handle.close().await.map_err(reply::error)?;
+        Ok(written)
+    }
+
+    async fn del<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &Session,
+        path: P,
+    ) -> ftp::Result<()> {
+        let path = vpath(path.as_ref())?;
+        user.vfs.remove_file(&path).await.map_err(reply::error)
+    }
+
+    async fn mkd<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &Session,
+        path: P,
+    ) -> ftp::Result<()> {
+        let path = vpath(path.as_ref())?;
+        user.vfs.mkdir(&path).await.map_err(reply::error)
+    }
+
+    async fn rename<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &Session,
+        from: P,
+        to: P,
+    ) -> ftp::Result<()> {
+        let from = vpath(from.as_ref())?;
+        let to = vpath(to.as_ref())?;
+        user.vfs.rename(&from, &to).await.map_err(reply::error)
+    }
+
+    async fn rmd<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &Session,
+        path: P,
+    ) -> ftp::Result<()> {
+        let path = vpath(path.as_ref())?;
+        user.vfs.remove_dir(&path).await.map_err(reply::error)
+    }
+
+    async fn cwd<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &Session,
+        path: P,
+    ) -> ftp::Result<()> {
+        let path = vpath(path.as_ref())?;
+        let entry = user.vfs.stat(&path).await.map_err(reply::error)?;
+        if !entry.is_dir {
+            return Err(reply::error(Error::new(
+                ErrorKind::NotADirectory,
+                format!("{path}: not a folder"),
+            )));
+        }
+        Ok(())
+    }
+}
