@@ -217,7 +217,9 @@ impl Upload {
     /// fragment from there with the 320 KiB rule intact. Answers the item when the file is done.
     async fn send_fragment(&mut self, len: usize) -> Result<Option<DriveItem>> {
         let start = self.acked;
-        let fragment = Bytes::copy_from_slice(&self.pending[..len.min(self.pending.len())]);
+        // Taken out of `pending` without a copy; put back (copied) only when not all of it was
+        // accepted, which is rare.
+        let fragment = self.pending.split_to(len.min(self.pending.len())).freeze();
         let end = start + fragment.len() as u64 - 1;
         let range = format!("bytes {start}-{end}/{}", self.total);
         let url = self.url.clone();
@@ -231,14 +233,25 @@ impl Upload {
             .await;
         let e = match sent {
             Ok(response) if response.status() == StatusCode::ACCEPTED => {
-                let session: UploadSession = decode(response).await?;
-                self.advance(next_expected(&session).unwrap_or(end + 1));
+                let decoded: Result<UploadSession> = decode(response).await;
+                let next = decoded
+                    .as_ref()
+                    .ok()
+                    .and_then(next_expected)
+                    .unwrap_or(end + 1);
+                if next == end + 1 {
+                    self.acked = next;
+                } else {
+                    self.unsend(&fragment);
+                    self.advance(next);
+                }
+                decoded?;
                 self.failures = 0;
                 return Ok(None);
             }
             Ok(response) => {
+                self.acked = end + 1;
                 let item: DriveItem = decode(response).await?;
-                self.advance(self.total);
                 return Ok(Some(item));
             }
             Err(e)
@@ -252,9 +265,13 @@ impl Upload {
                         | Kind::Locked
                 ) =>
             {
+                self.unsend(&fragment);
                 return Err(e);
             }
-            Err(e) => e,
+            Err(e) => {
+                self.unsend(&fragment);
+                e
+            }
         };
         self.failures += 1;
         if self.failures > MAX_FRAGMENT_FAILURES {
@@ -284,6 +301,14 @@ impl Upload {
             ));
         }
         Ok(None)
+    }
+
+    /// Puts a fragment that was not (wholly) accepted back in front of the pending bytes.
+    fn unsend(&mut self, fragment: &Bytes) {
+        let mut restored = BytesMut::with_capacity(fragment.len() + self.pending.len());
+        restored.extend_from_slice(fragment);
+        restored.extend_from_slice(&self.pending);
+        self.pending = restored;
     }
 
     fn advance(&mut self, next: u64) {
