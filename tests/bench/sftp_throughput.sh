@@ -7,12 +7,15 @@
 # requests each (c) transfer made (from /_sim/stats), and spgate's peak RSS.
 #   usage: tests/bench/sftp_throughput.sh [SIZE_MIB]
 # Needs openssh-server (sshd) for (a); (a) is skipped without it. Figures depend on the machine.
+# Environment: SPGATE_BENCH_TMP (see below), SPGATE_BENCH_DATA (the simulator's content folder).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 size_mib=${1:-256}
 cargo build --release --quiet
 bin=$PWD/target/release/spgate
-work=$(mktemp -d)
+# SPGATE_BENCH_TMP=/dev/shm puts every folder (sshd's, the local mount, spgate's spool, the
+# simulator's content) on tmpfs, so that disk writeback does not blur the comparison.
+work=$(mktemp -d -p "${SPGATE_BENCH_TMP:-${TMPDIR:-/tmp}}")
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
