@@ -141,6 +141,38 @@ impl Ctx {
         out
     }
 
+    /// The children of library folder `path` ("" or "/" for the root), every page.
+    pub async fn children(&self, path: &str) -> Vec<Value> {
+        let path = path.trim_matches('/');
+        let url = if path.is_empty() {
+            self.d("/root/children")
+        } else {
+            self.p(path, "/children")
+        };
+        self.list_all(&url).await
+    }
+
+    /// The child names of library folder `path`, sorted.
+    pub async fn child_names(&self, path: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .children(path)
+            .await
+            .iter()
+            .map(|i| i["name"].as_str().expect("name").to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The item at library path `path`, or `None` when the simulator answers 404.
+    pub async fn item_at(&self, path: &str) -> Option<Value> {
+        let resp = self.get(&self.p(path.trim_matches('/'), "")).await;
+        match resp.status().as_u16() {
+            404 => None,
+            _ => Some(json_status(resp, 200).await),
+        }
+    }
+
     pub async fn create_session(&self, path: &str, item: Value) -> Value {
         let url = self.p(path, "/createUploadSession");
         let body = json!({"item": item, "deferCommit": false});

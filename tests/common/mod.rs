@@ -10,9 +10,11 @@
 
 pub mod check;
 pub mod ctx;
+pub mod serve;
 
 pub use check::*;
 pub use ctx::*;
+pub use serve::*;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;

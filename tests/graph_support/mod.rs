@@ -122,21 +122,7 @@ impl World {
 
     /// The child names of folder `path` ("" for the root) as the simulator lists them.
     pub async fn names(&self, path: &str) -> Vec<String> {
-        let path = path.trim_matches('/');
-        let url = if path.is_empty() {
-            self.ctx.d("/root/children")
-        } else {
-            self.ctx.p(path, "/children")
-        };
-        let mut names: Vec<String> = self
-            .ctx
-            .list_all(&url)
-            .await
-            .iter()
-            .map(|i| i["name"].as_str().expect("name").to_string())
-            .collect();
-        names.sort();
-        names
+        self.ctx.child_names(path).await
     }
 }
 

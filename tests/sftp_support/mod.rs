@@ -9,7 +9,6 @@
 //! - [`Run`]: what one client process did (exit status and its interleaved stdout/stderr).
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +17,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::common::{Ctx, data, enc_path, json_status, qxh};
+use crate::common::{Ctx, data, enc_path, file_tail, qxh, spawn_serve};
 
 /// Longest any one client process may run before the test fails.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -196,36 +195,11 @@ impl Gateway {
         let config_path = dir.path().join("spgate.toml");
         std::fs::write(&config_path, &config).expect("write config");
 
-        let log = std::fs::File::create(dir.path().join("spgate.log")).expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_spgate"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn spgate serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            loop {
-                line.clear();
-                match reader.read_line(&mut line) {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {
-                        if let Some(addr) = line.trim_end().strip_prefix("sftp listening on ") {
-                            let _ = tx.send(addr.to_string());
-                            break;
-                        }
-                    }
-                }
-            }
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
+        let (child, announced) = spawn_serve(
+            &config_path,
+            &dir.path().join("spgate.log"),
+            "sftp listening on",
+        );
         let mut gateway = Gateway {
             ctx,
             dir,
@@ -233,7 +207,7 @@ impl Gateway {
             child,
             runs: AtomicUsize::new(0),
         };
-        let Ok(addr) = rx.recv_timeout(Duration::from_secs(60)) else {
+        let Some(addr) = announced else {
             panic!(
                 "spgate serve did not announce its SFTP address\nconfig:\n{config}\nlog:\n{}",
                 gateway.log_tail()
@@ -248,15 +222,7 @@ impl Gateway {
     }
 
     pub fn log_tail(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut f) = std::fs::File::open(self.dir.path().join("spgate.log")) {
-            let _ = f.read_to_string(&mut text);
-        }
-        let start = text.len().saturating_sub(8000);
-        let start = (start..text.len())
-            .find(|i| text.is_char_boundary(*i))
-            .unwrap_or(0);
-        text[start..].to_string()
+        file_tail(&self.dir.path().join("spgate.log"), 8000)
     }
 
     /// The folder client processes run in (relative local paths land here).
@@ -377,35 +343,17 @@ impl Gateway {
 
     /// The simulator's driveItem at `path` (library path, no leading slash), or `None` (404).
     pub async fn sim_item(&self, path: &str) -> Option<Value> {
-        let url = self.ctx.p(path.trim_matches('/'), "");
-        let resp = self.ctx.get(&url).await;
-        match resp.status().as_u16() {
-            404 => None,
-            _ => Some(json_status(resp, 200).await),
-        }
+        self.ctx.item_at(path).await
     }
 
     /// The child names of library folder `path` ("" for the root), sorted.
     pub async fn sim_names(&self, path: &str) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .sim_children(path)
-            .await
-            .iter()
-            .map(|i| i["name"].as_str().expect("name").to_string())
-            .collect();
-        names.sort();
-        names
+        self.ctx.child_names(path).await
     }
 
     /// The children of library folder `path` ("" for the root), as driveItems.
     pub async fn sim_children(&self, path: &str) -> Vec<Value> {
-        let path = path.trim_matches('/');
-        let url = if path.is_empty() {
-            self.ctx.d("/root/children")
-        } else {
-            self.ctx.p(path, "/children")
-        };
-        self.ctx.list_all(&url).await
+        self.ctx.children(path).await
     }
 
     /// Every name below library folder `path`, recursively, as `a/b/c` paths (sorted); for
