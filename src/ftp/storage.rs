@@ -118,10 +118,12 @@ async fn copy_in<R: AsyncRead + Unpin>(
                         "no data from the client",
                     ))
                 });
-            let n = read.map_err(|e| Error {
-                kind: ErrorKind::Failed,
-                message: "the data connection failed during the upload".to_string(),
-                source: Some(Box::new(e)),
+            let n = read.map_err(|e| {
+                Error::new(
+                    ErrorKind::Failed,
+                    "the data connection failed during the upload",
+                )
+                .with_source(e)
             })?;
             if n == 0 {
                 break;

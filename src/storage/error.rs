@@ -46,6 +46,12 @@ impl Error {
         }
     }
 
+    /// Keeps `source` for the logs; clients see only the message.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
     pub fn not_found(path: &str) -> Self {
         Self::new(
             ErrorKind::NotFound,

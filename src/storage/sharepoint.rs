@@ -406,10 +406,3 @@ impl WriteHandle for Writer {
 
     async fn abort(self: Box<Self>) {}
 }
-
-impl Error {
-    fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
-        self
-    }
-}
