@@ -105,6 +105,23 @@ pub(crate) fn io_error(path: &str, e: io::Error) -> Error {
     err
 }
 
+/// How much of a file name goes into its temp name (names may be up to 255 bytes).
+const TEMP_NAME_PART: usize = 100;
+
+/// `.spgate.<name>.<random>.partial`, with the name shortened to stay within name limits.
+/// Uploads here and the sync worker's downloads (`sync::local::temp_path`) use it.
+pub(crate) fn temp_name(name: &str) -> String {
+    let mut end = name.len().min(TEMP_NAME_PART);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        ".spgate.{}.{:016x}.partial",
+        &name[..end],
+        rand::random::<u64>()
+    )
+}
+
 /// Whether `name` is one of the gateway's upload temp files.
 pub(crate) fn is_partial(name: &str) -> bool {
     name.starts_with(".spgate.") && name.ends_with(".partial")

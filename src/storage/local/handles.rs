@@ -11,13 +11,11 @@ use bytes::Bytes;
 use cap_std::fs::{Dir, OpenOptions};
 use chrono::{DateTime, Utc};
 
-use super::{blocking, regular_file, to_entry};
+use super::{blocking, regular_file, temp_name, to_entry};
 use crate::storage::{Entry, Error, ErrorKind, ReadHandle, Result, WriteHandle, WriteMode};
 
 /// The most one read returns, whatever the caller asks for.
 const MAX_READ: usize = 4 << 20;
-/// How much of a file name goes into its temp name (names may be up to 255 bytes).
-const TEMP_NAME_PART: usize = 100;
 
 /// Sequential reads are served from one larger read ahead, to spare the blocking pool.
 const READ_AHEAD: usize = 1 << 20;
@@ -155,19 +153,6 @@ impl Writer {
             done: false,
         })
     }
-}
-
-/// `.spgate.<name>.<random>.partial`, with the name shortened to stay within name limits.
-fn temp_name(name: &str) -> String {
-    let mut end = name.len().min(TEMP_NAME_PART);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!(
-        ".spgate.{}.{:016x}.partial",
-        &name[..end],
-        rand::random::<u64>()
-    )
 }
 
 /// Renames `from` to `to` in `dir` unless `to` exists, atomically: `renameat2(NOREPLACE)`, or
