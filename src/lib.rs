@@ -8,6 +8,7 @@
 //!   health with durable alerts, and each connection's Graph client and library.
 //! - [`graph`]: spgate's Microsoft Graph client: limits, throttling, retries, paths, uploads.
 //! - [`storage`]: object-safe storage backends (`local`, `sharepoint`) behind mounts.
+//! - [`sync`]: the sync worker for mirrored folders (push, pull, two-way) and its SQLite state.
 //! - [`users`]: accounts, password and public-key authentication.
 //! - [`vfs`]: a user's virtual tree of mounts, with permissions and path containment.
 //! - [`wire`]: plain Microsoft Graph data types and the quickXorHash; the only code that the
@@ -36,6 +37,7 @@ pub mod serve;
 pub mod sftp;
 pub mod sim;
 pub mod storage;
+pub mod sync;
 pub mod users;
 pub mod vfs;
 pub mod wire;

@@ -74,11 +74,38 @@ enum Command {
         #[command(subcommand)]
         action: Option<ConnectionsAction>,
     },
-    /// List open alerts (connections disabled by failed sign-ins).
+    /// List open alerts (connections disabled by failed sign-ins, sync jobs that need help).
     Alerts {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Mirrored folders: run a sync job now, or show every job's state.
+    Sync {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: SyncAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SyncAction {
+    /// Run one job in the foreground, with progress and a summary.
+    Run {
+        /// The job's name.
+        job: String,
+        /// Print the plan; change nothing, not even the sync state.
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow this run past the max-delete and empty-folder guards.
+        #[arg(long)]
+        force: bool,
+        /// Forget the job's baseline and rebuild it copy-only (deletes nothing).
+        #[arg(long)]
+        resync: bool,
+    },
+    /// Each job's last run, next run and open problems.
+    Status,
 }
 
 #[derive(clap::Args)]
@@ -165,6 +192,32 @@ async fn main() -> anyhow::Result<ExitCode> {
                         return Ok(ExitCode::FAILURE);
                     }
                 }
+            }
+        }
+        Command::Sync { config, action } => {
+            logging::init(cli.log_format, "warn");
+            let config = config.load()?;
+            let mut out = std::io::stdout();
+            match action {
+                SyncAction::Run {
+                    job,
+                    dry_run,
+                    force,
+                    resync,
+                } => {
+                    let options = spgate::sync::run::Options {
+                        dry_run,
+                        force,
+                        resync,
+                    };
+                    let stop = shutdown_token();
+                    if !spgate::sync::command::run_job(&config, &job, options, &stop, &mut out)
+                        .await?
+                    {
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+                SyncAction::Status => spgate::sync::command::status(&config, &mut out)?,
             }
         }
         Command::Alerts { config } => {

@@ -150,6 +150,50 @@ fn append(log: &Path, event: EventKind, alert: &Alert) -> std::io::Result<()> {
     file.sync_data()
 }
 
+/// Raises an alert for `source` (a connection name, or `sync:JOB`) unless the same alert is
+/// already open.
+pub fn raise(
+    paths: &Paths,
+    source: &str,
+    code: &str,
+    message: &str,
+    action: &str,
+) -> std::io::Result<()> {
+    let open = open_alerts(paths)?;
+    if open
+        .iter()
+        .any(|a| a.connection == source && a.code == code && a.message == message)
+    {
+        return Ok(());
+    }
+    tracing::error!(source, code, message, action, "alert raised");
+    let alert = Alert {
+        time: Utc::now(),
+        connection: source.to_string(),
+        code: code.to_string(),
+        message: message.to_string(),
+        action: action.to_string(),
+    };
+    append(&paths.alerts(), EventKind::Raised, &alert)
+}
+
+/// Clears the open alert of `source`, if there is one.
+pub fn clear(paths: &Paths, source: &str, reason: &str) -> std::io::Result<()> {
+    let Some(open) = open_alerts(paths)?
+        .into_iter()
+        .find(|a| a.connection == source)
+    else {
+        return Ok(());
+    };
+    tracing::info!(source, reason, "alert cleared");
+    let cleared = Alert {
+        time: Utc::now(),
+        message: format!("cleared: {reason}"),
+        ..open
+    };
+    append(&paths.alerts(), EventKind::Cleared, &cleared)
+}
+
 /// The alerts still open: the last event of each connection, where it is `raised`.
 pub fn open_alerts(paths: &Paths) -> std::io::Result<Vec<Alert>> {
     let text = match std::fs::read_to_string(paths.alerts()) {

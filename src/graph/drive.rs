@@ -352,6 +352,24 @@ impl Drive {
         Ok(())
     }
 
+    /// Deletes the item `id` (to the recycle bin), only if its eTag is still `if_match`.
+    pub async fn delete_item(&self, id: &str, if_match: Option<&str>) -> Result<()> {
+        let url = self.id_url(id, "");
+        self.client
+            .send(
+                |http| {
+                    let request = http.delete(&url);
+                    match if_match {
+                        Some(tag) => request.header(header::IF_MATCH, tag),
+                        None => request,
+                    }
+                },
+                true,
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Renames and/or moves `from` to `to`; with `replace` an existing file at `to` is replaced.
     pub async fn rename(&self, from: &str, to: &str, replace: bool) -> Result<Entry> {
         self.check_new_path(to, false)?;

@@ -1,0 +1,545 @@
+//! One run of a sync job: lock, scan both sides, plan, check the guards, apply, record.
+//!
+//! Guards, in the order they are checked (SYNC.md "First run", "Safety"): one run per job
+//! (lock with owner and heartbeat); a missing or unreadable root, or a root that lists as empty
+//! while the state says it held files, aborts; the max-delete guard (percent and count, per
+//! side) is checked after the whole plan is known and before anything changes. Every abort
+//! raises an alert. A dry run works on an in-memory copy of the state, so it writes nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::apply::{Context, Effect};
+use super::local::{self, Filter, ScanError};
+use super::plan::{self, Action, Policy, Sides};
+use super::remote::{self, Refresh};
+use super::store::Store;
+use super::{Counts, Error, Outcome, Problem, Result, key};
+use crate::config::{AfterCopy, SyncJob};
+use crate::connections::Connection;
+use crate::connections::health;
+use crate::connections::store::Paths;
+
+/// A lock whose heartbeat is older than this belongs to a dead run and is taken over.
+pub const LOCK_STALE: Duration = Duration::from_secs(120);
+/// Transfers in flight at once per job.
+pub const PARALLEL: usize = 4;
+
+/// How a run was asked for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Plan only: change nothing, write nothing to the state store.
+    pub dry_run: bool,
+    /// Override the max-delete and empty-root guards for this run.
+    pub force: bool,
+    /// Forget the baseline and rebuild it copy-only (never deletes).
+    pub resync: bool,
+}
+
+/// What a run did (or, dry, would do).
+#[derive(Debug)]
+pub struct Report {
+    pub counts: Counts,
+    pub outcome: Outcome,
+    pub message: Option<String>,
+    pub actions: Vec<Action>,
+    pub problems: Vec<Problem>,
+    pub errors: Vec<String>,
+}
+
+/// Receives progress while a run applies its plan.
+pub trait Progress: Send + Sync {
+    /// The plan is known: `files` transfers of `bytes` in all.
+    fn planned(&self, files: u64, bytes: u64);
+    /// One action ended.
+    fn done(&self, action: &Action, effect: &Effect, error: Option<&Error>);
+}
+
+/// Progress that goes nowhere (the scheduler logs through `tracing` instead).
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn planned(&self, _: u64, _: u64) {}
+    fn done(&self, _: &Action, _: &Effect, _: Option<&Error>) {}
+}
+
+/// The alert source name of a job in the alert log.
+pub fn alert_source(job: &str) -> String {
+    format!("sync:{job}")
+}
+
+fn host() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Runs `job` once. `stop` lets the files in flight finish, then ends the run as interrupted.
+pub async fn run(
+    job: &SyncJob,
+    connection: &Connection,
+    store: &Store,
+    paths: &Paths,
+    options: Options,
+    progress: &dyn Progress,
+    stop: &CancellationToken,
+) -> Result<Report> {
+    let store = if options.dry_run {
+        store.copy_in_memory()?
+    } else {
+        store.clone()
+    };
+    let owner = format!("pid {} on {}", std::process::id(), host());
+    if let Some(holder) = store.try_lock(&job.name, &owner, LOCK_STALE)? {
+        return Err(Error::Busy(holder.owner));
+    }
+    let beat = {
+        let (store, name, owner) = (store.clone(), job.name.clone(), owner.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LOCK_STALE / 4).await;
+                if let Err(e) = store.heartbeat(&name, &owner) {
+                    tracing::warn!(job = %name, error = %e, "sync lock heartbeat failed");
+                }
+            }
+        })
+    };
+    let run_id = if options.dry_run {
+        None
+    } else {
+        Some(store.start_run(&job.name)?)
+    };
+    let result = execute(job, connection, &store, options, progress, stop).await;
+    beat.abort();
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => Report {
+            counts: Counts::default(),
+            outcome: Outcome::Aborted,
+            message: Some(e.to_string()),
+            actions: Vec::new(),
+            problems: Vec::new(),
+            errors: vec![e.to_string()],
+        },
+    };
+    if let Some(id) = run_id {
+        store.finish_run(
+            id,
+            &report.counts,
+            report.outcome,
+            report.message.as_deref(),
+        )?;
+        alert(job, paths, &report);
+    }
+    store.unlock(&job.name, &owner)?;
+    Ok(report)
+}
+
+/// Raises or clears the job's alert after a real run.
+fn alert(job: &SyncJob, paths: &Paths, report: &Report) {
+    let source = alert_source(&job.name);
+    let result = match (report.outcome, report.problems.first()) {
+        (Outcome::Aborted, _) => health::raise(
+            paths,
+            &source,
+            "sync_aborted",
+            report.message.as_deref().unwrap_or("the run was aborted"),
+            "check the job's folders, then run `spgate sync run` (with --force if the deletions are intended)",
+        ),
+        (_, Some(first)) => health::raise(
+            paths,
+            &source,
+            "sync_skipped",
+            &format!(
+                "{} path(s) cannot be synced, e.g. {}: {}",
+                report.problems.len(),
+                first.path,
+                first.reason
+            ),
+            "rename or remove the paths listed by `spgate sync status`",
+        ),
+        (Outcome::Success, None) => health::clear(paths, &source, "the last run succeeded"),
+        _ => Ok(()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(job = %job.name, error = %e, "cannot write the alert log");
+    }
+}
+
+fn abort(message: String) -> Error {
+    Error::Aborted(message)
+}
+
+async fn execute(
+    job: &SyncJob,
+    connection: &Connection,
+    store: &Store,
+    options: Options,
+    progress: &dyn Progress,
+    stop: &CancellationToken,
+) -> Result<Report> {
+    let filter = Filter::new(&job.exclude)
+        .map_err(|e| abort(format!("an exclude pattern is invalid: {e}")))?;
+    let drive = connection.drive().await?;
+    if options.resync {
+        store.clear_baseline(&job.name)?;
+    }
+    let mut baseline = store.baseline(&job.name)?;
+    baseline.retain(|b| !filter.excludes(&b.path, b.is_dir));
+    let baseline_files = baseline.iter().filter(|b| !b.is_dir).count();
+    let first_run = baseline.is_empty();
+
+    // The local side.
+    let scan = {
+        let known: HashSet<String> = baseline.iter().map(|b| key(&b.path)).collect();
+        let (root, filter, drive, remote_root) = (
+            job.local.clone(),
+            filter.clone(),
+            drive.clone(),
+            job.remote.clone(),
+        );
+        let scanned = tokio::task::spawn_blocking(move || {
+            let check = |path: &str, is_dir: bool| {
+                drive
+                    .check_new_path(
+                        &format!("{}/{path}", remote_root.trim_end_matches('/')),
+                        is_dir,
+                    )
+                    .map_err(|e| e.to_string())
+            };
+            let known = |path: &str| known.contains(&key(path));
+            match local::scan(&root, &filter, &known, &check) {
+                Err(ScanError::RootMissing(_)) if first_run => {
+                    std::fs::create_dir_all(&root)
+                        .map_err(|e| ScanError::RootUnreadable(root.clone(), e))?;
+                    local::scan(&root, &filter, &known, &check)
+                }
+                other => other,
+            }
+        })
+        .await
+        .map_err(|e| abort(format!("the local scan failed: {e}")))?;
+        scanned.map_err(|e| abort(e.to_string()))?
+    };
+    let local_files = scan.entries.iter().filter(|e| !e.is_dir).count();
+    if local_files == 0 && baseline_files > 0 && !options.force && job.after_copy == AfterCopy::Keep
+    {
+        return Err(abort(format!(
+            "the local folder {} is empty, but {baseline_files} file(s) were synced from it; \
+             a vanished or unmounted folder must not look like deletions",
+            job.local.display()
+        )));
+    }
+
+    // The remote side.
+    let view = match remote::refresh(&drive, store, &job.name, &job.remote, first_run).await? {
+        Refresh::Ready(view) => view,
+        Refresh::RootMissing => {
+            return Err(abort(format!(
+                "the SharePoint folder {} is missing (deleted, moved or renamed)",
+                job.remote
+            )));
+        }
+    };
+    let mut remote_entries = view.entries;
+    remote_entries.retain(|e| !filter.excludes(&e.path, e.item.is_dir));
+    let remote_files = remote_entries.iter().filter(|e| !e.item.is_dir).count();
+    if remote_files == 0
+        && baseline_files > 0
+        && !options.force
+        && job.after_copy == AfterCopy::Keep
+    {
+        return Err(abort(format!(
+            "the SharePoint folder {} is empty, but {baseline_files} file(s) were synced to it",
+            job.remote
+        )));
+    }
+
+    // The plan.
+    let mut unknown = scan.incomplete.clone();
+    unknown.extend(scan.problems.iter().map(|p| p.path.clone()));
+    let no_hashes = HashMap::new();
+    let needed = plan::hashes_needed(&Sides {
+        local: &scan.entries,
+        remote: &remote_entries,
+        baseline: &baseline,
+        unknown: &unknown,
+        hashes: &no_hashes,
+    });
+    let hashes = hash_all(job, needed).await?;
+    let sides = Sides {
+        local: &scan.entries,
+        remote: &remote_entries,
+        baseline: &baseline,
+        unknown: &unknown,
+        hashes: &hashes,
+    };
+    let policy = Policy {
+        direction: job.direction,
+        after_copy: job.after_copy,
+        conflict: job.conflict,
+        copy_only: first_run,
+    };
+    let plan = plan::plan(&policy, &sides);
+    for problem in &scan.problems {
+        tracing::warn!(job = %job.name, path = %problem.path, reason = %problem.reason, "skipped");
+    }
+    store.set_problems(&job.name, &scan.problems)?;
+    guard(job, &plan, options)?;
+    let mut report = Report {
+        counts: Counts {
+            skipped: scan.problems.len() as u64,
+            ..Counts::default()
+        },
+        outcome: Outcome::Success,
+        message: None,
+        actions: plan.actions.clone(),
+        problems: scan.problems.clone(),
+        errors: Vec::new(),
+    };
+    if options.dry_run {
+        return Ok(report);
+    }
+
+    // Apply: folders first, then files in parallel, then folder removals.
+    let context = Context {
+        job,
+        drive: &drive,
+        store,
+        root_id: view.root_id.clone(),
+        local: scan
+            .entries
+            .iter()
+            .map(|e| (key(&e.path), e.clone()))
+            .collect(),
+        hashes,
+        baseline: baseline.iter().map(|b| (key(&b.path), b.clone())).collect(),
+        remote: remote_entries
+            .iter()
+            .map(|e| (key(&e.path), e.clone()))
+            .collect(),
+        remote_dirs: tokio::sync::Mutex::new(
+            remote_entries
+                .iter()
+                .filter(|e| e.item.is_dir)
+                .map(|e| key(&e.path))
+                .collect(),
+        ),
+        host: host(),
+    };
+    let (transfers, bytes) = plan.actions.iter().fold((0, 0), |(n, b), a| match a {
+        Action::Upload { path, .. } => (
+            n + 1,
+            b + context.local.get(&key(path)).map_or(0, |l| l.size),
+        ),
+        Action::Download { remote, .. } | Action::Conflict { remote, .. } => {
+            (n + 1, b + remote.item.size)
+        }
+        _ => (n, b),
+    });
+    progress.planned(transfers, bytes);
+    let is_folder_step =
+        |a: &Action| matches!(a, Action::MkdirLocal { .. } | Action::MkdirRemote { .. });
+    let is_removal = |a: &Action| {
+        matches!(
+            a,
+            Action::RemoveDirLocal { .. } | Action::RemoveDirRemote { .. }
+        )
+    };
+    let mut changed_remote = false;
+    let mut emptied: HashSet<String> = HashSet::new();
+    let mut tally = |report: &mut Report, action: &Action, outcome: Result<Effect>| {
+        match &outcome {
+            Ok(effect) => {
+                add(&mut report.counts, effect);
+                progress.done(action, effect, None);
+                if let Some(parent) = source_deleted(job, action) {
+                    emptied.insert(parent);
+                }
+            }
+            Err(e) => {
+                report.counts.errors += 1;
+                tracing::warn!(job = %job.name, path = action.path(), error = %e, "sync action failed");
+                report.errors.push(format!("{}: {e}", action.path()));
+                progress.done(action, &Effect::default(), Some(e));
+            }
+        }
+        changed_remote |= touches_remote(action);
+    };
+    for action in plan.actions.iter().filter(|a| is_folder_step(a)) {
+        if stop.is_cancelled() {
+            break;
+        }
+        let outcome = context.apply(action).await;
+        tally(&mut report, action, outcome);
+    }
+    let files: Vec<&Action> = plan
+        .actions
+        .iter()
+        .filter(|a| !is_folder_step(a) && !is_removal(a))
+        .collect();
+    let context_ref = &context;
+    let mut running = futures_util::stream::iter(files)
+        .take_while(|_| futures_util::future::ready(!stop.is_cancelled()))
+        .map(|action| async move { (action, context_ref.apply(action).await) })
+        .buffer_unordered(PARALLEL);
+    while let Some((action, outcome)) = running.next().await {
+        tally(&mut report, action, outcome);
+    }
+    drop(running);
+    if !stop.is_cancelled() {
+        for action in plan.actions.iter().filter(|a| is_removal(a)) {
+            let outcome = context.apply(action).await;
+            tally(&mut report, action, outcome);
+        }
+        remove_emptied(&context, emptied).await;
+    }
+    if changed_remote {
+        // Take in the changes this run made, so that the next run's delta starts after them.
+        if let Err(e) = remote::refresh(&drive, store, &job.name, &job.remote, false).await {
+            tracing::warn!(job = %job.name, error = %e, "could not read back this run's changes");
+        }
+    }
+    report.outcome = if stop.is_cancelled() {
+        Outcome::Interrupted
+    } else if report.counts.errors > 0 {
+        Outcome::Partial
+    } else {
+        Outcome::Success
+    };
+    if report.counts.errors > 0 {
+        report.message = Some(format!(
+            "{} action(s) failed, e.g. {}",
+            report.counts.errors,
+            report
+                .errors
+                .first()
+                .map(String::as_str)
+                .unwrap_or_default()
+        ));
+    }
+    Ok(report)
+}
+
+/// The max-delete guard, per side.
+fn guard(job: &SyncJob, plan: &plan::Plan, options: Options) -> Result<()> {
+    if options.force {
+        return Ok(());
+    }
+    let limit = job.max_delete;
+    let base = plan.baseline_files;
+    for (n, side) in [
+        (plan.deletes_remote, "on SharePoint"),
+        (plan.deletes_local, "locally"),
+    ] {
+        let over_percent = n * 100 > u64::from(limit.percent) * base;
+        let over_count = limit.count.is_some_and(|c| n > c);
+        if n > 0 && (over_percent || over_count) {
+            return Err(abort(format!(
+                "the run would delete {n} of {base} synced file(s) {side}, over the max_delete \
+                 limit ({}%{}); nothing was changed. Run with --force to allow it once",
+                limit.percent,
+                limit
+                    .count
+                    .map(|c| format!(", {c} files"))
+                    .unwrap_or_default()
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn hash_all(job: &SyncJob, paths: Vec<String>) -> Result<HashMap<String, String>> {
+    let root = job.local.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = HashMap::new();
+        for path in paths {
+            let file = path.split('/').fold(root.clone(), |p, s| p.join(s));
+            match local::hash_file(&file) {
+                Ok((hash, _)) => {
+                    out.insert(path, hash);
+                }
+                // Gone or unreadable since the scan: the plan treats it as changed.
+                Err(e) => tracing::warn!(path, error = %e, "cannot hash"),
+            }
+        }
+        out
+    })
+    .await
+    .map_err(|e| abort(format!("hashing failed: {e}")))
+}
+
+fn add(counts: &mut Counts, e: &Effect) {
+    counts.uploaded += e.uploaded;
+    counts.downloaded += e.downloaded;
+    counts.deleted_local += e.deleted_local;
+    counts.deleted_remote += e.deleted_remote;
+    counts.conflicts += e.conflicts;
+    counts.bytes_up += e.bytes_up;
+    counts.bytes_down += e.bytes_down;
+}
+
+fn touches_remote(action: &Action) -> bool {
+    !matches!(
+        action,
+        Action::Download {
+            delete_source: false,
+            ..
+        } | Action::DeleteLocal { .. }
+            | Action::Forget { .. }
+            | Action::MkdirLocal { .. }
+            | Action::RemoveDirLocal { .. }
+            | Action::Record {
+                delete_source: false,
+                ..
+            }
+    )
+}
+
+/// The parent folder of a source deleted after copy (for the emptied-folder clean-up).
+fn source_deleted(job: &SyncJob, action: &Action) -> Option<String> {
+    let deletes = match action {
+        Action::Upload { delete_source, .. }
+        | Action::Download { delete_source, .. }
+        | Action::Record { delete_source, .. } => *delete_source,
+        _ => false,
+    };
+    (deletes && job.after_copy == AfterCopy::Delete)
+        .then(|| action.path().rsplit_once('/').map(|(p, _)| p.to_string()))
+        .flatten()
+}
+
+/// Removes, deepest first, the source folders this run emptied (never the job root).
+async fn remove_emptied(context: &Context<'_>, emptied: HashSet<String>) {
+    let mut folders: HashSet<String> = HashSet::new();
+    for dir in emptied {
+        let mut at = dir.as_str();
+        loop {
+            folders.insert(at.to_string());
+            match at.rsplit_once('/') {
+                Some((parent, _)) => at = parent,
+                None => break,
+            }
+        }
+    }
+    let mut folders: Vec<String> = folders.into_iter().collect();
+    folders.sort_by_key(|f| std::cmp::Reverse(f.matches('/').count()));
+    let pull = context.job.direction == crate::config::Direction::Pull;
+    for folder in folders {
+        if pull {
+            let path = context.remote_path(&folder);
+            let empty =
+                matches!(context.drive.list_all(&path).await, Ok(children) if children.is_empty());
+            if empty && let Some(remote) = context.remote.get(&key(&folder)) {
+                let _ = context.drive.delete_item(&remote.item.id, None).await;
+            }
+        } else {
+            // remove_dir refuses a folder that is not empty.
+            let _ = tokio::fs::remove_dir(context.local_path(&folder)).await;
+        }
+    }
+}
