@@ -9,22 +9,15 @@ mod common;
 mod ftp_support;
 
 use common::Ctx;
-use ftp_support::{Gateway, User, assert_same, random};
+use ftp_support::{Gateway, User, assert_same, random, value};
 use serde_json::json;
 
 const ALL: &[&str] = &["*"];
 
 fn alice() -> User {
-    User::new("alice", "wonderland").sharepoint("/", "/", ALL)
-}
-
-/// The value printed after `label ` on its own line of `output`.
-fn value<'a>(output: &'a str, label: &str) -> &'a str {
-    let prefix = format!("{label} ");
-    output
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {label:?} line in:\n{output}"))
+    User::new("alice")
+        .password("wonderland")
+        .sharepoint("/", "/", ALL)
 }
 
 #[tokio::test]
@@ -49,7 +42,10 @@ async fn uploads_and_downloads_reach_sharepoint() {
     // curl: upload (STOR) and download (RETR) over passive mode.
     let small = random(5000);
     gw.write_local("small.bin", &small);
-    let url = format!("ftp://alice:wonderland@127.0.0.1:{}/In/small.bin", gw.port);
+    let url = format!(
+        "ftp://alice:wonderland@127.0.0.1:{}/In/small.bin",
+        gw.ftp_port
+    );
     let mut put = tokio::process::Command::new("curl");
     put.args(["-sS", "--ftp-pasv", "-T", "small.bin", &url]);
     let run = gw.run(put, "curl-put").await;
@@ -169,7 +165,9 @@ async fn listings_errors_and_file_operations() {
 async fn append_and_resume_on_a_local_mount() {
     let local = tempfile::tempdir().expect("tempdir");
     std::fs::write(local.path().join("log.txt"), b"first\n").expect("seed file");
-    let user = User::new("bob", "builder").local("/", local.path(), ALL);
+    let user = User::new("bob")
+        .password("builder")
+        .local("/", local.path(), ALL);
     let gw = Gateway::start(&[user]).await;
     gw.python_ok(
         "bob",
@@ -237,7 +235,7 @@ async fn ftps_is_required_when_configured() {
     let gw = Gateway::start_tls(&[alice()], "all").await;
     let bytes = random(100_000);
     gw.write_local("tls.bin", &bytes);
-    let url = format!("ftp://alice:wonderland@127.0.0.1:{}/tls.bin", gw.port);
+    let url = format!("ftp://alice:wonderland@127.0.0.1:{}/tls.bin", gw.ftp_port);
     let mut put = tokio::process::Command::new("curl");
     put.args(["-sS", "--ssl-reqd", "-k", "-T", "tls.bin", &url]);
     let run = gw.run(put, "curl-ftps-put").await;
@@ -279,7 +277,8 @@ async fn an_upload_cut_by_a_reset_leaves_nothing() {
 
 #[tokio::test]
 async fn per_user_ftps_requirements_hold_at_login() {
-    let carol = User::new("carol", "secure")
+    let carol = User::new("carol")
+        .password("secure")
         .sharepoint("/", "/", ALL)
         .tls_required();
     let gw = Gateway::start_tls(&[alice(), carol], "per-user").await;
@@ -287,7 +286,7 @@ async fn per_user_ftps_requirements_hold_at_login() {
         .await;
     let run = gw.python("carol", "secure", "print(ftp.pwd())").await;
     assert!(!run.success && run.output.contains("530"), "{run}");
-    let url = format!("ftp://carol:secure@127.0.0.1:{}/", gw.port);
+    let url = format!("ftp://carol:secure@127.0.0.1:{}/", gw.ftp_port);
     let mut list = tokio::process::Command::new("curl");
     list.args(["-sS", "--ssl-reqd", "-k", &url]);
     let run = gw.run(list, "curl-ftps-list").await;

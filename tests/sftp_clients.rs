@@ -30,7 +30,7 @@ async fn curl_uploads_and_downloads_a_file() {
         ])
         .args(["-u", "alice:"])
         .args(args)
-        .arg(format!("sftp://127.0.0.1:{}/{remote}", gw.port));
+        .arg(format!("sftp://127.0.0.1:{}/{remote}", gw.sftp_port));
         cmd
     };
 
@@ -167,7 +167,7 @@ async fn paramiko_session(stat_by_path: bool) {
 
     let mut cmd = tokio::process::Command::new("python3");
     cmd.arg("session.py")
-        .arg(gw.port.to_string())
+        .arg(gw.sftp_port.to_string())
         .args(["bob", "s3cret pw"])
         .arg(&gw.ctx.sim.base);
     if stat_by_path {

@@ -1,19 +1,24 @@
-//! Harness for the simulator conformance suite: starts `spgate sim` on port 0 in a temp dir,
-//! talks to it over plain HTTP with reqwest, and checks Graph JSON shapes. Independent of the
-//! spgate library on purpose: the suite checks the simulator against shared/GRAPH.md, not
-//! against spgate's own Graph client.
+//! Harness shared by the suites: starts `spgate sim` on port 0 in a temp dir, talks to it over
+//! plain HTTP with reqwest, and checks Graph JSON shapes. Independent of spgate's Graph client
+//! on purpose: the suites check the simulator against shared/GRAPH.md, and spgate against the
+//! simulator's own view.
 //!
 //! - this file: [`Sim`], the simulator process (spawn, address, log, VmHWM, tokens, control API);
 //! - [`ctx`]: [`Ctx`], a simulator with a token and a drive, and request helpers;
-//! - [`check`]: JSON shape assertions, error assertions, hashing, encoding, test data.
+//! - [`check`]: JSON shape assertions, error assertions, hashing, encoding, test data;
+//! - [`serve`]: spawning `spgate serve` and reading its announced addresses;
+//! - [`gateway`]: [`Gateway`], `spgate serve` with SFTP and FTP for [`User`]s, the client runner
+//!   and the simulator-side checks of the front-end suites.
 #![allow(dead_code, unused_imports)]
 
 pub mod check;
 pub mod ctx;
+pub mod gateway;
 pub mod serve;
 
 pub use check::*;
 pub use ctx::*;
+pub use gateway::*;
 pub use serve::*;
 
 use std::io::{BufRead, BufReader, Read};

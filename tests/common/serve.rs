@@ -1,14 +1,19 @@
 //! Starting `spgate serve` for the front-end suites: spawn it with a config file, send its log
-//! to a file, and wait for the line announcing a listener's address.
+//! to a file, and wait for the lines announcing its listeners' addresses.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Spawns `spgate serve --config CONFIG` (stderr to `log`) and waits up to a minute for the
-/// stdout line `ANNOUNCE ADDR` (e.g. `sftp listening on`); `None` if it never came.
-pub fn spawn_serve(config: &Path, log: &Path, announce: &'static str) -> (Child, Option<String>) {
+/// Spawns `spgate serve --config CONFIG` (stderr to `log`) and waits up to a minute for one
+/// stdout line `PROTOCOL listening on ADDR` per entry of `protocols` (e.g. `["sftp", "ftp"]`);
+/// answers the addresses in that order, `None` for a listener never announced.
+pub fn spawn_serve(
+    config: &Path,
+    log: &Path,
+    protocols: &[&'static str],
+) -> (Child, Vec<Option<String>>) {
     let log = std::fs::File::create(log).expect("log file");
     let mut child = Command::new(env!("CARGO_BIN_EXE_spgate"))
         .arg("serve")
@@ -30,8 +35,11 @@ pub fn spawn_serve(config: &Path, log: &Path, announce: &'static str) -> (Child,
             match reader.read_line(&mut line) {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {
-                    if let Some(addr) = line.trim_end().strip_prefix(announce) {
-                        let _ = tx.send(addr.trim().to_string());
+                    if let Some((protocol, addr)) = line.trim_end().split_once(" listening on ")
+                        && tx
+                            .send((protocol.to_string(), addr.trim().to_string()))
+                            .is_err()
+                    {
                         break;
                     }
                 }
@@ -39,8 +47,18 @@ pub fn spawn_serve(config: &Path, log: &Path, announce: &'static str) -> (Child,
         }
         let _ = std::io::copy(&mut reader, &mut std::io::sink());
     });
-    let addr = rx.recv_timeout(Duration::from_secs(60)).ok();
-    (child, addr)
+    let mut found: Vec<Option<String>> = vec![None; protocols.len()];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while found.iter().any(Option::is_none) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok((protocol, addr)) = rx.recv_timeout(left) else {
+            break;
+        };
+        if let Some(i) = protocols.iter().position(|p| *p == protocol) {
+            found[i] = Some(addr);
+        }
+    }
+    (child, found)
 }
 
 /// The last `bytes` (about) of a text file, cut at a character boundary; empty if unreadable.

@@ -1,0 +1,483 @@
+//! [`Gateway`]: `spgate serve` as a child process in front of a simulator ([`Ctx`]), serving
+//! SFTP and FTP on port 0 to the [`User`]s written into its configuration; the client runner
+//! ([`Gateway::run`], [`Run`]) and the checks made through the SIMULATOR's own Graph API, never
+//! only through spgate. The protocol suites add their clients: `tests/sftp_support` (OpenSSH
+//! `sftp`) and `tests/ftp_support` (ftplib, lftp, curl).
+//!
+//! Every user accepts the harness's client key (`client/id`); a password is optional. FTP's
+//! passive ports: libunftp needs a fixed range (`passive_ports` refuses 0) and picks random
+//! ports in it, retrying on a busy one. Each gateway gets 200 ports at a random base in
+//! 20000-39800, so that parallel tests rarely share a range, and a shared one still works.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use super::{Ctx, data, enc_path, file_tail, qxh, spawn_serve};
+
+/// Longest any one client process may run before the test fails.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// A mount of a [`User`].
+enum Target {
+    SharePoint { remote: String },
+    Local { dir: PathBuf },
+}
+
+struct Mount {
+    path: String,
+    target: Target,
+    permissions: Vec<String>,
+}
+
+/// A login of the gateway: the harness's client key, and a password if one is given.
+pub struct User {
+    pub name: String,
+    password: Option<String>,
+    ftp_tls_required: bool,
+    mounts: Vec<Mount>,
+}
+
+impl User {
+    pub fn new(name: &str) -> User {
+        User {
+            name: name.to_string(),
+            password: None,
+            ftp_tls_required: false,
+            mounts: Vec::new(),
+        }
+    }
+
+    /// Also allows password login (SFTP; FTP needs one) with `password`.
+    pub fn password(mut self, password: &str) -> User {
+        self.password = Some(password.to_string());
+        self
+    }
+
+    /// Sets `ftp_tls_required = true` (effective with `tls_required = "per-user"`).
+    pub fn tls_required(mut self) -> User {
+        self.ftp_tls_required = true;
+        self
+    }
+
+    /// Mounts the library folder `remote` of connection `sp` at `path`.
+    pub fn sharepoint(self, path: &str, remote: &str, permissions: &[&str]) -> User {
+        let target = Target::SharePoint {
+            remote: remote.to_string(),
+        };
+        self.mount(path, target, permissions)
+    }
+
+    /// Mounts the host folder `dir` at `path`.
+    pub fn local(self, path: &str, dir: &Path, permissions: &[&str]) -> User {
+        let target = Target::Local {
+            dir: dir.to_path_buf(),
+        };
+        self.mount(path, target, permissions)
+    }
+
+    fn mount(mut self, path: &str, target: Target, permissions: &[&str]) -> User {
+        self.mounts.push(Mount {
+            path: path.to_string(),
+            target,
+            permissions: permissions.iter().map(|p| p.to_string()).collect(),
+        });
+        self
+    }
+
+    /// The `[[users]]` table, accepting the public key `key`.
+    fn toml(&self, key: &str) -> String {
+        let mut out = format!(
+            "[[users]]\nname = {}\nauthorized_keys = [{}]\n",
+            quote(&self.name),
+            quote(key)
+        );
+        if let Some(pw) = &self.password {
+            let hash = spgate::users::hash_password(pw);
+            out += &format!("password_hash = {}\n", quote(&hash));
+        }
+        if self.ftp_tls_required {
+            out += "ftp_tls_required = true\n";
+        }
+        for m in &self.mounts {
+            out += &format!("[[users.mounts]]\npath = {}\n", quote(&m.path));
+            match &m.target {
+                Target::SharePoint { remote } => {
+                    out += &format!("connection = \"sp\"\nremote = {}\n", quote(remote))
+                }
+                Target::Local { dir } => {
+                    out += &format!("local = {}\n", quote(dir.to_str().expect("utf-8 path")))
+                }
+            }
+            let permissions: Vec<String> = m.permissions.iter().map(|p| quote(p)).collect();
+            out += &format!("permissions = [{}]\n", permissions.join(", "));
+        }
+        out
+    }
+}
+
+/// What one client process did.
+#[derive(Debug)]
+pub struct Run {
+    pub success: bool,
+    pub code: Option<i32>,
+    /// stdout and stderr, interleaved as written.
+    pub output: String,
+    /// What was asked (the batch file or script), for failure messages.
+    pub asked: String,
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "asked:\n{}\nexit {:?}, output:\n{}",
+            self.asked, self.code, self.output
+        )
+    }
+}
+
+/// A running `spgate serve` (SFTP on `sftp_port`, FTP on `ftp_port`) in front of a simulator;
+/// killed on drop (its log tail is printed when the test failed).
+pub struct Gateway {
+    pub ctx: Ctx,
+    pub dir: tempfile::TempDir,
+    pub sftp_port: u16,
+    pub ftp_port: u16,
+    child: Child,
+    runs: AtomicUsize,
+}
+
+impl Gateway {
+    /// A default simulator (tenant contoso, site partners) and `users`.
+    pub async fn start(users: &[User]) -> Gateway {
+        Gateway::start_with(Ctx::new().await, users, "").await
+    }
+
+    /// `ctx`'s simulator and `users`; `connection` holds extra lines for `[[connections]]`
+    /// (e.g. `max_retries = 1`).
+    pub async fn start_with(ctx: Ctx, users: &[User], connection: &str) -> Gateway {
+        Gateway::start_full(ctx, users, connection, |_| String::new()).await
+    }
+
+    /// Explicit FTPS with a fresh self-signed certificate for 127.0.0.1, and `tls_required`.
+    pub async fn start_tls(users: &[User], tls_required: &str) -> Gateway {
+        Gateway::start_full(Ctx::new().await, users, "", |dir| {
+            let (cert, key) = (dir.join("ftp.crt"), dir.join("ftp.key"));
+            let out = Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "ec"])
+                .args(["-pkeyopt", "ec_paramgen_curve:P-256"])
+                .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-keyout"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .output()
+                .expect("run openssl");
+            assert!(out.status.success(), "openssl: {out:?}");
+            format!(
+                "tls = {{ cert = {}, key = {} }}\ntls_required = {}\n",
+                quote(cert.to_str().expect("utf-8 path")),
+                quote(key.to_str().expect("utf-8 path")),
+                quote(tls_required)
+            )
+        })
+        .await
+    }
+
+    /// `ftp(dir)` answers extra lines for `[ftp]`, given the gateway's temp directory.
+    pub async fn start_full(
+        ctx: Ctx,
+        users: &[User],
+        connection: &str,
+        ftp: impl FnOnce(&Path) -> String,
+    ) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let client = dir.path().join("client");
+        std::fs::create_dir(&client).expect("client dir");
+        let key = client_key(&client);
+        let ftp = ftp(dir.path());
+        let base = 20000 + rand::random::<u16>() % 19800;
+        let mut config = format!(
+            "[state]\ndir = {state}\n\n[sftp]\nlisten = \"127.0.0.1:0\"\n\n\
+             [ftp]\nlisten = \"127.0.0.1:0\"\npassive_ports = \"{base}-{end}\"\n{ftp}\n\
+             [[connections]]\nname = \"sp\"\ntenant = \"contoso\"\nclient_id = \"spgate-demo\"\n\
+             client_secret = \"demo-secret\"\nsite = \"https://contoso.sharepoint.com/sites/partners\"\n\
+             authority = {sim}\ngraph_url = {sim}\n{connection}\n\n",
+            state = quote(dir.path().join("state").to_str().expect("utf-8 temp path")),
+            end = base + 199,
+            sim = quote(&ctx.sim.base),
+        );
+        for user in users {
+            config += &user.toml(&key);
+            config += "\n";
+        }
+        let config_path = dir.path().join("spgate.toml");
+        std::fs::write(&config_path, &config).expect("write config");
+        let (child, announced) = spawn_serve(
+            &config_path,
+            &dir.path().join("spgate.log"),
+            &["sftp", "ftp"],
+        );
+        let mut gateway = Gateway {
+            ctx,
+            dir,
+            sftp_port: 0,
+            ftp_port: 0,
+            child,
+            runs: AtomicUsize::new(0),
+        };
+        let mut ports = announced.iter().map(|addr| {
+            addr.as_deref()
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse::<u16>().ok())
+        });
+        let (Some(Some(sftp)), Some(Some(ftp))) = (ports.next(), ports.next()) else {
+            panic!(
+                "spgate serve did not announce its addresses ({announced:?})\nconfig:\n{config}\nlog:\n{}",
+                gateway.log_tail()
+            );
+        };
+        gateway.sftp_port = sftp;
+        gateway.ftp_port = ftp;
+        gateway
+    }
+
+    pub fn log_tail(&self) -> String {
+        file_tail(&self.dir.path().join("spgate.log"), 8000)
+    }
+
+    /// The folder client processes run in (relative local paths land here).
+    pub fn client_dir(&self) -> PathBuf {
+        self.dir.path().join("client")
+    }
+
+    /// The client's private key (`id`; `id.pub` beside it).
+    pub fn key(&self) -> PathBuf {
+        self.client_dir().join("id")
+    }
+
+    /// A number not handed out before by this gateway (for names of batch and output files).
+    pub fn next_run(&self) -> usize {
+        self.runs.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Writes `bytes` to `name` in the client folder and answers its path.
+    pub fn write_local(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.client_dir().join(name);
+        std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path
+    }
+
+    pub fn read_local(&self, name: &str) -> Vec<u8> {
+        let path = self.client_dir().join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    }
+
+    /// Runs any client command in the client folder with stdout and stderr captured together.
+    pub async fn run(&self, mut cmd: tokio::process::Command, label: &str) -> Run {
+        let out_path = self
+            .dir
+            .path()
+            .join(format!("{label}-{}.out", self.next_run()));
+        let out = std::fs::File::create(&out_path).expect("output file");
+        let err = out.try_clone().expect("clone output file");
+        cmd.current_dir(self.client_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {label}: {e}"));
+        let status = match tokio::time::timeout(CLIENT_TIMEOUT, child.wait()).await {
+            Ok(status) => status.expect("wait for client"),
+            Err(_) => {
+                let _ = child.kill().await;
+                let output = std::fs::read_to_string(&out_path).unwrap_or_default();
+                panic!("{label} still running after {CLIENT_TIMEOUT:?}:\n{output}");
+            }
+        };
+        let output =
+            String::from_utf8_lossy(&std::fs::read(&out_path).unwrap_or_default()).into_owned();
+        Run {
+            success: status.success(),
+            code: status.code(),
+            output,
+            asked: label.to_string(),
+        }
+    }
+
+    // ---- the simulator's view -------------------------------------------------------------
+
+    /// The simulator's driveItem at `path` (library path, no leading slash), or `None` (404).
+    pub async fn sim_item(&self, path: &str) -> Option<Value> {
+        self.ctx.item_at(path).await
+    }
+
+    /// The child names of library folder `path` ("" for the root), sorted.
+    pub async fn sim_names(&self, path: &str) -> Vec<String> {
+        self.ctx.child_names(path).await
+    }
+
+    /// The children of library folder `path` ("" for the root), as driveItems.
+    pub async fn sim_children(&self, path: &str) -> Vec<Value> {
+        self.ctx.children(path).await
+    }
+
+    /// Every name below library folder `path`, recursively, as `a/b/c SIZE ETAG` lines
+    /// (sorted); for "nothing changed" checks.
+    pub async fn sim_tree(&self, path: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut todo = vec![path.trim_matches('/').to_string()];
+        while let Some(folder) = todo.pop() {
+            for item in self.sim_children(&folder).await {
+                let name = item["name"].as_str().expect("name");
+                let full = if folder.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{folder}/{name}")
+                };
+                out.push(format!(
+                    "{full} {} {}",
+                    item["size"],
+                    item["eTag"].as_str().unwrap_or("")
+                ));
+                if item.get("folder").is_some() {
+                    todo.push(full);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The content of the file at library path `path`, downloaded from the simulator.
+    pub async fn sim_content(&self, path: &str) -> Vec<u8> {
+        let item = self
+            .sim_item(path)
+            .await
+            .unwrap_or_else(|| panic!("{path}: not in the simulator"));
+        self.ctx.download(item["id"].as_str().expect("id")).await
+    }
+
+    /// Asserts that the simulator holds exactly `bytes` at `path`: size, quickXorHash
+    /// (recomputed here) and the downloaded content. Answers the driveItem.
+    pub async fn assert_stored(&self, path: &str, bytes: &[u8]) -> Value {
+        let Some(item) = self.sim_item(path).await else {
+            panic!(
+                "{path}: not in the simulator; its folder holds {:?}",
+                self.sim_names(parent(path)).await
+            );
+        };
+        assert!(item.get("file").is_some(), "{path} is not a file: {item}");
+        assert_eq!(item["size"], bytes.len() as u64, "{path}: size in {item}");
+        assert_eq!(
+            item["file"]["hashes"]["quickXorHash"].as_str(),
+            Some(qxh(bytes).as_str()),
+            "{path}: quickXorHash"
+        );
+        let got = self.ctx.download(item["id"].as_str().expect("id")).await;
+        assert_same(&got, bytes, path);
+        item
+    }
+
+    /// Asserts that nothing exists at library path `path`.
+    pub async fn assert_absent(&self, path: &str) {
+        if let Some(item) = self.sim_item(path).await {
+            panic!("{path} should not exist in the simulator: {item}");
+        }
+    }
+
+    /// Creates library folders (missing ones only) through the simulator.
+    pub async fn sim_mkdirs(&self, path: &str) {
+        self.ctx.mkdirs(path.trim_matches('/')).await;
+    }
+
+    /// Uploads `bytes` to library path `path` through the simulator (parents created).
+    pub async fn sim_put(&self, path: &str, bytes: &[u8]) -> Value {
+        let folder = parent(path);
+        if !folder.is_empty() {
+            self.sim_mkdirs(folder).await;
+        }
+        self.ctx.put(path.trim_matches('/'), bytes).await
+    }
+
+    /// Sets (merges) simulator faults.
+    pub async fn faults(&self, body: Value) {
+        self.ctx.sim.faults(body).await;
+    }
+
+    /// Clears every simulator fault.
+    pub async fn clear_faults(&self) {
+        let resp = self
+            .ctx
+            .sim
+            .http
+            .request(Method::DELETE, self.ctx.sim.ctl("/faults"))
+            .send()
+            .await
+            .expect("clear faults");
+        assert!(
+            resp.status().is_success(),
+            "clear faults: {}",
+            resp.status()
+        );
+    }
+
+    /// The URL of library path `path` by path (for direct requests).
+    pub fn sim_url(&self, path: &str) -> String {
+        self.ctx
+            .d(&format!("/root:/{}", enc_path(path.trim_matches('/'))))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- spgate serve log tail ----\n{}", self.log_tail());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `s` as a TOML string.
+fn quote(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// Generates the client key `id` in `dir` and answers its public line.
+fn client_key(dir: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "spgate-test", "-f"])
+        .arg(dir.join("id"))
+        .output()
+        .expect("run ssh-keygen");
+    assert!(out.status.success(), "ssh-keygen: {out:?}");
+    std::fs::read_to_string(dir.join("id.pub"))
+        .expect("id.pub")
+        .trim()
+        .to_string()
+}
+
+/// The parent of a library path ("" for the root).
+pub fn parent(path: &str) -> &str {
+    path.trim_matches('/')
+        .rsplit_once('/')
+        .map_or("", |(parent, _)| parent)
+}
+
+/// `len` random bytes (a fresh seed each call).
+pub fn random(len: usize) -> Vec<u8> {
+    data(len, rand::random())
+}
+
+/// Asserts equal bytes without printing megabytes: length, then the first differing offset.
+pub fn assert_same(got: &[u8], want: &[u8], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(at) = got.iter().zip(want).position(|(a, b)| a != b) {
+        panic!("{what}: content differs first at byte {at}");
+    }
+}
