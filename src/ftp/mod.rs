@@ -3,15 +3,22 @@
 //! - [`auth`]: logins (spgate's users and passwords) and the session's user type;
 //! - [`storage`]: the one `StorageBackend` adapter, over the user's virtual file system;
 //! - [`reply`]: storage errors as FTP replies (the one mapping);
-//! - [`site`]: `SITE MFMT` / `SITE UTIME` (modification times).
+//! - [`site`]: `SITE MFMT` / `SITE UTIME` (modification times), `SITE CHMOD` (ignored).
 //!
 //! Explicit FTPS only (`AUTH TLS`), passive mode only (PASV/EPSV) on `[ftp] passive_ports`.
 //! Repeated failed logins block the user from that address for a while (libunftp's policy).
 //!
 //! What libunftp 0.24 decides, not spgate:
 //! - reply texts are fixed per error kind (see [`reply`]); the storage message goes to the log;
-//! - `MFMT` is not a command (500); `SITE MFMT` / `SITE UTIME` stand in (see [`site`]), with
-//!   paths relative to `/`, since SITE handlers do not see the working directory;
+//! - `MFMT` is not a command (500); `SITE MFMT` / `SITE UTIME` stand in (see [`site`]); SITE
+//!   handlers do not see the working directory, so the storage adapter remembers the last `CWD`
+//!   (a `CDUP` is not seen);
+//! - `PWD` shows the working directory as the client named it (`CWD ..` at the top answers
+//!   `"/.."`); every path is normalised before use, so it still names the top;
+//! - FEAT lists `MLST` without its facts, so lftp lists with `LIST` instead of `MLSD`;
+//! - after an FTPS upload the data connection is closed without a TLS `close_notify`: clients
+//!   that wait for one (Python's `FTP_TLS.storbinary`) report an error although the file was
+//!   stored and the reply is 226;
 //! - `OPTS MLST ...` is a parse error that closes the control connection (MLSD/MLST still
 //!   answer their default facts: type, size, modify);
 //! - `ABOR` does not cancel a transfer in flight: an upload ends at the data connection's end
@@ -69,6 +76,7 @@ pub fn server(
         ))
         .site_command("MFMT", site::SetModified)
         .site_command("UTIME", site::SetModified)
+        .site_command("CHMOD", site::Chmod)
         .shutdown_indicator(async move {
             shutdown.cancelled_owned().await;
             Shutdown::new().grace_period(SHUTDOWN_GRACE)

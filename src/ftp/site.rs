@@ -1,7 +1,12 @@
-//! Setting modification times. libunftp 0.24 has no `MFMT` command (it answers "500 Command
-//! not implemented"), but it dispatches custom `SITE` commands, so the same operation is offered
-//! as `SITE MFMT YYYYMMDDHHMMSS path` and as `SITE UTIME` (lftp's fallback when MFMT fails):
-//! `SITE UTIME YYYYMMDDHHMMSS path` or ProFTPD's `SITE UTIME path atime mtime ctime UTC`.
+//! spgate's `SITE` commands. Setting modification times: libunftp 0.24 has no `MFMT` command
+//! (it answers "500 Command not implemented"), but it dispatches custom `SITE` commands, so the
+//! same operation is offered as `SITE MFMT YYYYMMDDHHMMSS path` and as `SITE UTIME` (what lftp
+//! sends after each upload): `SITE UTIME YYYYMMDDHHMMSS path` or ProFTPD's
+//! `SITE UTIME path atime mtime ctime UTC`. `SITE CHMOD mode path` is accepted and ignored (as
+//! SFTP's chmod), since lftp, FileZilla and WinSCP send it after uploads.
+//!
+//! Relative paths are resolved against the folder of the session's last `CWD`
+//! ([`Files::working_dir`]): libunftp does not tell `SITE` handlers the working directory.
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -56,7 +61,7 @@ impl SiteCommandHandler<Files, Session> for SetModified {
                 "Usage: SITE MFMT YYYYMMDDHHMMSS path",
             );
         };
-        let vpath = match vfs::normalize("/", path) {
+        let vpath = match vfs::normalize(&context.storage.working_dir(), path) {
             Ok(p) => p,
             Err(e) => return reply::reply(&e),
         };
@@ -64,6 +69,40 @@ impl SiteCommandHandler<Files, Session> for SetModified {
             Ok(()) => Reply::new_with_string(
                 ReplyCode::FileStatus,
                 format!("Modify={}; {path}", at.format("%Y%m%d%H%M%S")),
+            ),
+            Err(e) => reply::reply(&e),
+        }
+    }
+}
+
+/// The `SITE CHMOD` handler: permissions are not kept (SharePoint has none per file), so a mode
+/// change of an existing path is accepted and ignored.
+#[derive(Debug)]
+pub struct Chmod;
+
+#[async_trait]
+impl SiteCommandHandler<Files, Session> for Chmod {
+    async fn handle(&self, context: &SiteCommandContext<Files, Session>) -> Reply {
+        let Some(user) = context.user.as_ref() else {
+            return Reply::new(ReplyCode::NotLoggedIn, "Please log in first");
+        };
+        let parsed = context.arguments.trim().split_once(' ');
+        let Some((_, path)) = parsed.filter(|(mode, _)| {
+            !mode.is_empty() && mode.bytes().all(|b| (b'0'..=b'7').contains(&b))
+        }) else {
+            return Reply::new(
+                ReplyCode::ParameterSyntaxError,
+                "Usage: SITE CHMOD mode path",
+            );
+        };
+        let stat = match vfs::normalize(&context.storage.working_dir(), path) {
+            Ok(vpath) => user.vfs.stat(&vpath).await,
+            Err(e) => Err(e),
+        };
+        match stat {
+            Ok(_) => Reply::new(
+                ReplyCode::CommandOkay,
+                "SITE CHMOD accepted; permissions are not kept",
             ),
             Err(e) => reply::reply(&e),
         }

@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -33,11 +34,26 @@ pub struct Files {
     /// How long an upload may wait for the client's next bytes before it is aborted (libunftp
     /// has no timeout on data connections).
     idle: Duration,
+    /// The session's working directory as of its last successful `CWD`, for the `SITE`
+    /// commands (libunftp 0.24 does not pass the working directory to their handlers).
+    working_dir: Mutex<String>,
 }
 
 impl Files {
     pub fn new(idle: Duration) -> Files {
-        Files { idle }
+        Files {
+            idle,
+            working_dir: Mutex::new("/".to_string()),
+        }
+    }
+
+    /// The folder of the session's last successful `CWD` ("/" before the first). A `CDUP`
+    /// since then is not seen here: libunftp handles it without calling the storage.
+    pub fn working_dir(&self) -> String {
+        self.working_dir
+            .lock()
+            .map(|dir| dir.clone())
+            .unwrap_or_else(|_| "/".to_string())
     }
 }
 
@@ -305,6 +321,9 @@ impl StorageBackend<Session> for Files {
                 ErrorKind::NotADirectory,
                 format!("{path}: not a folder"),
             )));
+        }
+        if let Ok(mut dir) = self.working_dir.lock() {
+            *dir = path;
         }
         Ok(())
     }
