@@ -10,8 +10,10 @@ use crate::config::{Config, MountTarget};
 use crate::connections::Connection;
 use crate::connections::store::{Paths, ensure_private_dir};
 use crate::storage::local::Local;
+use crate::storage::notify::Notify;
 use crate::storage::sharepoint::SharePoint;
 use crate::storage::{self, Backend};
+use crate::sync::schedule::Triggers;
 use crate::users::{Account, Users};
 use crate::vfs::{MountPoint, Vfs};
 
@@ -21,6 +23,8 @@ pub struct Gateway {
     pub connections: HashMap<String, Arc<Connection>>,
     /// Where SharePoint uploads are spooled before they are sent.
     pub spool_dir: PathBuf,
+    /// Wakes the sync jobs whose local folders receive uploads.
+    pub triggers: Arc<Triggers>,
 }
 
 impl Gateway {
@@ -38,6 +42,7 @@ impl Gateway {
         }
         Ok(Gateway {
             users: Users::new(&config.users),
+            triggers: Arc::new(Triggers::new(&config)),
             config,
             connections,
             spool_dir,
@@ -49,7 +54,20 @@ impl Gateway {
         let mut mounts = Vec::new();
         for mount in &account.mounts {
             let backend: Arc<dyn Backend> = match &mount.target {
-                MountTarget::Local { dir } => Arc::new(Local::new(dir.clone())?),
+                MountTarget::Local { dir } => {
+                    let local: Arc<dyn Backend> = Arc::new(Local::new(dir.clone())?);
+                    if self.triggers.watching(dir) {
+                        let (triggers, dir) = (self.triggers.clone(), dir.clone());
+                        Arc::new(Notify::new(
+                            local,
+                            Arc::new(move |path: &str| {
+                                triggers.stored(&dir.join(path.trim_start_matches('/')))
+                            }),
+                        ))
+                    } else {
+                        local
+                    }
+                }
                 MountTarget::SharePoint { connection, remote } => {
                     let connection = self.connections.get(connection).ok_or_else(|| {
                         storage::Error::new(

@@ -52,8 +52,17 @@ pub async fn run_reporting(
         }
         tasks.spawn(async move { server.await.map_err(std::io::Error::other)? });
     }
+    crate::sync::schedule::start(
+        &gateway.config,
+        &gateway.connections,
+        &gateway.triggers,
+        &shutdown,
+        &mut tasks,
+    )?;
     if tasks.is_empty() {
-        tracing::warn!("no listener is configured ([sftp] and [ftp] are absent); nothing to serve");
+        tracing::warn!(
+            "no listener and no sync job is configured ([sftp], [ftp] and [[syncs]] are absent); nothing to serve"
+        );
     }
     while let Some(done) = tasks.join_next().await {
         match done {

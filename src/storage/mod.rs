@@ -5,10 +5,12 @@
 //! virtual file system (`/`, `/a`, `/a/b.txt`; never `..`, never empty segments).
 //!
 //! - [`local`]: a folder on the gateway host; [`sharepoint`]: a SharePoint library folder;
+//! - [`notify`]: a decorator reporting stored files (it starts sync jobs early);
 //! - [`error`]: the one error type whose kinds each front-end maps in exactly one place.
 
 pub mod error;
 pub mod local;
+pub mod notify;
 pub mod sharepoint;
 
 use async_trait::async_trait;

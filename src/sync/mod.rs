@@ -10,7 +10,8 @@
 //!
 //! [`plan`] turns the three into actions (the decision table, pure and unit-tested);
 //! [`run`] checks the safety guards and has [`apply`] carry the actions out with verification,
-//! recording each path's row as soon as it is done. [`command`] is `spgate sync run|status`.
+//! recording each path's row as soon as it is done. [`command`] is `spgate sync run|status`;
+//! [`schedule`] runs the jobs inside `spgate serve`.
 
 pub mod apply;
 pub mod command;
@@ -18,6 +19,7 @@ pub mod local;
 pub mod plan;
 pub mod remote;
 pub mod run;
+pub mod schedule;
 pub mod store;
 
 use unicode_normalization::UnicodeNormalization;

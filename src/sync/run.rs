@@ -382,13 +382,19 @@ async fn execute(
         .iter()
         .filter(|a| !is_folder_step(a) && !is_removal(a))
         .collect();
-    let context_ref = &context;
-    let mut running = futures_util::stream::iter(files)
-        .take_while(|_| futures_util::future::ready(!stop.is_cancelled()))
-        .map(|action| async move { (action, context_ref.apply(action).await) })
-        .buffer_unordered(PARALLEL);
-    while let Some((action, outcome)) = running.next().await {
-        tally(&mut report, action, outcome);
+    let mut pending = files.into_iter();
+    let mut running = futures_util::stream::FuturesUnordered::new();
+    loop {
+        while running.len() < PARALLEL && !stop.is_cancelled() {
+            match pending.next() {
+                Some(action) => running.push(apply_one(&context, action)),
+                None => break,
+            }
+        }
+        match running.next().await {
+            Some((action, outcome)) => tally(&mut report, action, outcome),
+            None => break,
+        }
     }
     drop(running);
     if !stop.is_cancelled() {
@@ -423,6 +429,10 @@ async fn execute(
         ));
     }
     Ok(report)
+}
+
+async fn apply_one<'a>(context: &Context<'_>, action: &'a Action) -> (&'a Action, Result<Effect>) {
+    (action, context.apply(action).await)
 }
 
 /// The max-delete guard, per side.
