@@ -55,6 +55,16 @@ impl Files {
             .map(|dir| dir.clone())
             .unwrap_or_else(|_| "/".to_string())
     }
+
+    /// The clean virtual path of a path libunftp passes. Every command passes an absolute path
+    /// (the working directory joined with the client's) except `MLST`, whose argument libunftp
+    /// 0.24 passes as the client wrote it: relative ones are resolved against [`working_dir`].
+    ///
+    /// [`working_dir`]: Files::working_dir
+    fn vpath(&self, path: &Path) -> ftp::Result<String> {
+        let path = path.to_string_lossy();
+        vfs::normalize(&self.working_dir(), &path).map_err(reply::error)
+    }
 }
 
 impl fmt::Debug for Files {
@@ -93,11 +103,6 @@ impl Metadata for Meta {
     fn permissions(&self) -> Permissions {
         Permissions(if self.0.is_dir { 0o755 } else { 0o644 })
     }
-}
-
-/// The clean virtual path of a path libunftp passes.
-fn vpath(path: &Path) -> ftp::Result<String> {
-    vfs::normalize("/", &path.to_string_lossy()).map_err(reply::error)
 }
 
 /// Aborts the upload if it is dropped before `close` (the client aborted, the session ended).
@@ -175,7 +180,7 @@ impl StorageBackend<Session> for Files {
         user: &Session,
         path: P,
     ) -> ftp::Result<Meta> {
-        let path = vpath(path.as_ref())?;
+        let path = self.vpath(path.as_ref())?;
         user.vfs.stat(&path).await.map(Meta).map_err(reply::error)
     }
 
@@ -184,7 +189,7 @@ impl StorageBackend<Session> for Files {
         user: &Session,
         path: P,
     ) -> ftp::Result<Vec<Fileinfo<PathBuf, Meta>>> {
-        let path = vpath(path.as_ref())?;
+        let path = self.vpath(path.as_ref())?;
         let mut pages = user.vfs.list(&path).await.map_err(reply::error)?;
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
@@ -204,7 +209,7 @@ impl StorageBackend<Session> for Files {
         path: P,
         start_pos: u64,
     ) -> ftp::Result<Box<dyn AsyncRead + Send + Sync + Unpin>> {
-        let path = vpath(path.as_ref())?;
+        let path = self.vpath(path.as_ref())?;
         let mut handle = user.vfs.open_read(&path).await.map_err(reply::error)?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
         tokio::spawn(async move {
@@ -239,7 +244,7 @@ impl StorageBackend<Session> for Files {
         path: P,
         start_pos: u64,
     ) -> ftp::Result<u64> {
-        let path = vpath(path.as_ref())?;
+        let path = self.vpath(path.as_ref())?;
         // APPE and REST+STOR keep what is there and write from the offset.
         let mode = if start_pos > 0 {
             WriteMode::Keep
@@ -276,7 +281,7 @@ impl StorageBackend<Session> for Files {
         user: &Session,
         path: P,
     ) -> ftp::Result<()> {
-        let path = vpath(path.as_ref())?;
+        let path = self.vpath(path.as_ref())?;
         user.vfs.remove_file(&path).await.map_err(reply::error)
     }
 
@@ -285,7 +290,7 @@ impl StorageBackend<Session> for Files {
         user: &Session,
         path: P,
     ) -> ftp::Result<()> {
-        let path = vpath(path.as_ref())?;
+        let path = self.vpath(path.as_ref())?;
         user.vfs.mkdir(&path).await.map_err(reply::error)
     }
 
@@ -295,8 +300,8 @@ impl StorageBackend<Session> for Files {
         from: P,
         to: P,
     ) -> ftp::Result<()> {
-        let from = vpath(from.as_ref())?;
-        let to = vpath(to.as_ref())?;
+        let from = self.vpath(from.as_ref())?;
+        let to = self.vpath(to.as_ref())?;
         user.vfs.rename(&from, &to).await.map_err(reply::error)
     }
 
@@ -305,7 +310,7 @@ impl StorageBackend<Session> for Files {
         user: &Session,
         path: P,
     ) -> ftp::Result<()> {
-        let path = vpath(path.as_ref())?;
+        let path = self.vpath(path.as_ref())?;
         user.vfs.remove_dir(&path).await.map_err(reply::error)
     }
 
@@ -314,7 +319,7 @@ impl StorageBackend<Session> for Files {
         user: &Session,
         path: P,
     ) -> ftp::Result<()> {
-        let path = vpath(path.as_ref())?;
+        let path = self.vpath(path.as_ref())?;
         let entry = user.vfs.stat(&path).await.map_err(reply::error)?;
         if !entry.is_dir {
             return Err(reply::error(Error::new(

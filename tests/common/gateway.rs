@@ -4,13 +4,16 @@
 //! only through spgate. The protocol suites add their clients: `tests/sftp_support` (OpenSSH
 //! `sftp`) and `tests/ftp_support` (ftplib, lftp, curl).
 //!
-//! Every user accepts the harness's client key (`client/id`); a password is optional. FTP's
+//! Every user accepts the harness's client key (`client/id`); a password is optional. The SSH
+//! host keys are made once per test process (an RSA key takes spgate a second or more) and
+//! copied into each gateway's state folder. FTP's
 //! passive ports: libunftp needs a fixed range (`passive_ports` refuses 0) and picks random
 //! ports in it, retrying on a busy one. Each gateway gets 200 ports at a random base in
 //! 20000-39800, so that parallel tests rarely share a range, and a shared one still works.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -199,6 +202,7 @@ impl Gateway {
         let client = dir.path().join("client");
         std::fs::create_dir(&client).expect("client dir");
         let key = client_key(&client);
+        copy_host_keys(&dir.path().join("state"));
         let ftp = ftp(dir.path());
         let base = 20000 + rand::random::<u16>() % 19800;
         let mut config = format!(
@@ -460,6 +464,42 @@ fn client_key(dir: &Path) -> String {
         .expect("id.pub")
         .trim()
         .to_string()
+}
+
+/// Writes the process's SSH host keys (made with `ssh-keygen` on first use) into `state`, where
+/// spgate loads them instead of generating its own.
+fn copy_host_keys(state: &Path) {
+    static KEYS: OnceLock<Vec<(&'static str, Vec<u8>)>> = OnceLock::new();
+    let keys = KEYS.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        [
+            ("ssh_host_ed25519_key", "ed25519"),
+            ("ssh_host_rsa_key", "rsa"),
+        ]
+        .into_iter()
+        .map(|(file, kind)| {
+            let path = dir.path().join(file);
+            let out = Command::new("ssh-keygen")
+                .args(["-q", "-t", kind, "-N", "", "-C", "spgate-test-host", "-f"])
+                .arg(&path)
+                .output()
+                .expect("run ssh-keygen");
+            assert!(out.status.success(), "ssh-keygen: {out:?}");
+            (file, std::fs::read(&path).expect("host key"))
+        })
+        .collect()
+    });
+    std::fs::create_dir_all(state).expect("state dir");
+    for (file, bytes) in keys {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut out = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(state.join(file))
+            .expect("write host key");
+        std::io::Write::write_all(&mut out, bytes).expect("write host key");
+    }
 }
 
 /// The parent of a library path ("" for the root).
