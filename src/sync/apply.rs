@@ -310,24 +310,35 @@ impl Context<'_> {
         )
     }
 
-    /// Creates the remote folder `path` (job-relative) and its missing parents.
+    /// Creates the remote folder `path` (job-relative) and its missing parents, starting below
+    /// the deepest folder known to exist.
     async fn ensure_remote_dir(&self, path: &str) -> Result<Entry> {
         let mut known = self.remote_dirs.lock().await;
-        let entry = super::remote::mkdir_all(self.drive, &self.remote_path(path)).await?;
         let mut at = String::new();
+        let mut last = None;
         for part in path.split('/') {
             at = if at.is_empty() {
                 part.to_string()
             } else {
                 format!("{at}/{part}")
             };
+            if known.contains(&key(&at)) && at != path {
+                continue;
+            }
+            let full = self.remote_path(&at);
+            let entry = match self.drive.mkdir(&full).await {
+                Ok(entry) => entry,
+                Err(e) if e.kind == Kind::AlreadyExists => self.drive.stat(&full).await?,
+                Err(e) => return Err(e.into()),
+            };
+            self.store.upsert_remote(
+                &self.job.name,
+                &[item(&entry, entry.parent_id.as_deref().unwrap_or_default())],
+            )?;
             known.insert(key(&at));
+            last = Some(entry);
         }
-        self.store.upsert_remote(
-            &self.job.name,
-            &[item(&entry, entry.parent_id.as_deref().unwrap_or_default())],
-        )?;
-        Ok(entry)
+        last.ok_or_else(|| Error::Aborted("an empty folder path".into()))
     }
 
     async fn ensure_remote_parent(&self, path: &str) -> Result<()> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
+use unicode_normalization::UnicodeNormalization;
 
 use super::apply::{Context, Effect};
 use super::local::{self, Filter, ScanError};
@@ -195,7 +196,9 @@ async fn execute(
 
     // The local side.
     let scan = {
-        let known: HashSet<String> = baseline.iter().map(|b| key(&b.path)).collect();
+        // Exact (NFC) paths, not keys: of names differing only in case, the variant in the
+        // state keeps its place.
+        let known: HashSet<String> = baseline.iter().map(|b| b.path.nfc().collect()).collect();
         let (root, filter, drive, remote_root) = (
             job.local.clone(),
             filter.clone(),
@@ -211,8 +214,12 @@ async fn execute(
                     )
                     .map_err(|e| e.to_string())
             };
-            let known = |path: &str| known.contains(&key(path));
+            let known = |path: &str| known.contains(path);
             match local::scan(&root, &filter, &known, &check) {
+                // A dry run creates nothing: a first run's missing folder plans as empty.
+                Err(ScanError::RootMissing(_)) if first_run && options.dry_run => {
+                    Ok(local::Scan::default())
+                }
                 Err(ScanError::RootMissing(_)) if first_run => {
                     std::fs::create_dir_all(&root)
                         .map_err(|e| ScanError::RootUnreadable(root.clone(), e))?;
@@ -236,8 +243,14 @@ async fn execute(
     }
 
     // The remote side.
-    let view = match remote::refresh(&drive, store, &job.name, &job.remote, first_run).await? {
+    let create = first_run && !options.dry_run;
+    let view = match remote::refresh(&drive, store, &job.name, &job.remote, create).await? {
         Refresh::Ready(view) => view,
+        Refresh::RootMissing if first_run && options.dry_run => remote::View {
+            root_id: String::new(),
+            entries: Vec::new(),
+            full_scan: true,
+        },
         Refresh::RootMissing => {
             return Err(abort(format!(
                 "the SharePoint folder {} is missing (deleted, moved or renamed)",
