@@ -234,3 +234,163 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         }
     }
 }
+
+/// Operator commands, simulator control and whole-tree views used by the safety suites.
+impl Env {
+    /// `spgate alerts`.
+    pub fn alerts(&self) -> Ran {
+        spgate(&self.config, &["alerts".into()])
+    }
+
+    /// Starts `spgate sync run job ARGS...` without waiting for it: stdout piped (one line per
+    /// action, as printed when it is not a terminal), stderr appended to `sync-stderr.log` in
+    /// the temp dir (never a terminal, so no progress bar).
+    pub fn spawn_sync(&self, args: &[&str]) -> tokio::process::Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("sync-stderr.log"))
+            .expect("stderr log");
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_spgate"))
+            .args(["sync", "run", "job"])
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn spgate sync run")
+    }
+
+    /// Merges simulator faults (`/_sim/faults`).
+    pub async fn faults(&self, body: serde_json::Value) {
+        self.ctx.sim.faults(body).await;
+    }
+
+    /// Clears every simulator fault.
+    pub async fn clear_faults(&self) {
+        let response = self
+            .ctx
+            .sim
+            .http
+            .delete(self.ctx.sim.ctl("/faults"))
+            .send()
+            .await
+            .expect("DELETE /_sim/faults");
+        assert!(response.status().is_success(), "clear faults");
+    }
+
+    pub async fn reset_stats(&self) {
+        self.ctx
+            .sim
+            .control("/stats/reset", serde_json::json!({}))
+            .await;
+    }
+
+    /// Requests of one kind since the last reset (`simple_upload`, `download`, ...).
+    pub async fn stat(&self, kind: &str) -> u64 {
+        self.ctx.sim.stats().await["by_kind"][kind]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no stat {kind}"))
+    }
+
+    /// Uploads started since the last reset: simple uploads plus upload sessions.
+    pub async fn uploads_started(&self) -> u64 {
+        self.stat("simple_upload").await + self.stat("create_session").await
+    }
+
+    /// Deletes the job's remote folder itself through Graph.
+    pub async fn delete_remote_root(&self) {
+        let response = self
+            .ctx
+            .req(reqwest::Method::DELETE, &self.ctx.p(&self.remote, ""))
+            .send()
+            .await
+            .expect("DELETE");
+        assert_eq!(response.status().as_u16(), 204, "delete the remote root");
+    }
+
+    /// Every local file with its bytes (spgate's temp files included).
+    pub fn local_tree(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
+        self.local_files()
+            .into_iter()
+            .map(|rel| {
+                let bytes = std::fs::read(self.lp(&rel)).expect("read local file");
+                (rel, bytes)
+            })
+            .collect()
+    }
+
+    /// Every remote file with its bytes.
+    pub async fn remote_tree(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
+        let mut out = std::collections::BTreeMap::new();
+        for rel in self.remote_files().await {
+            let bytes = self.remote_bytes(&rel).await.expect("remote file");
+            out.insert(rel, bytes);
+        }
+        out
+    }
+}
+
+/// Remote modification times and local removals for the decision-table and mode suites.
+impl Env {
+    /// Sets a remote item's `fileSystemInfo.lastModifiedDateTime` to `age` seconds ago (a PATCH,
+    /// which changes the eTag but not the content or the cTag).
+    pub async fn set_remote_age(&self, rel: &str, age: i64) {
+        let at = chrono::Utc::now() - chrono::Duration::seconds(age);
+        let body = serde_json::json!({
+            "fileSystemInfo": {"lastModifiedDateTime": at.format("%Y-%m-%dT%H:%M:%SZ").to_string()}
+        });
+        let response = self
+            .ctx
+            .req(reqwest::Method::PATCH, &self.ctx.p(&self.rp(rel), ""))
+            .json(&body)
+            .send()
+            .await
+            .expect("PATCH");
+        assert_eq!(response.status().as_u16(), 200, "set the time of {rel}");
+    }
+
+    /// Removes a local file.
+    pub fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.lp(rel)).expect("remove");
+    }
+}
+
+/// The conflict copies of `name` among job-relative `files`, each checked to have the form
+/// `stem (conflict YYYY-MM-DD HHMM host).ext` and no character SharePoint refuses.
+pub fn conflict_copies(files: &[String], name: &str) -> Vec<String> {
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((stem, ext)) => (stem, format!(".{ext}")),
+        None => (name, String::new()),
+    };
+    let prefix = format!("{stem} (conflict ");
+    let suffix = format!("){ext}");
+    let copies: Vec<String> = files
+        .iter()
+        .filter(|f| f.starts_with(&prefix))
+        .cloned()
+        .collect();
+    for copy in &copies {
+        let middle = copy
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(&suffix))
+            .unwrap_or_else(|| panic!("{copy}: not {prefix}...{suffix}"));
+        let mut parts = middle.splitn(3, ' ');
+        let (date, time, host) = (parts.next(), parts.next(), parts.next());
+        let well_formed = date
+            .is_some_and(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok())
+            && time.is_some_and(|t| chrono::NaiveTime::parse_from_str(t, "%H%M").is_ok())
+            && host.is_some_and(|h| {
+                !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        assert!(well_formed, "{copy}: not 'YYYY-MM-DD HHMM host'");
+        assert!(
+            !copy.contains(['"', '*', ':', '<', '>', '?', '\\', '|']),
+            "{copy}: a character SharePoint refuses"
+        );
+    }
+    copies
+}
