@@ -410,7 +410,11 @@ fn file(policy: &Policy, sides: &Sides, row: &Row, out: &mut Vec<Action>) {
         _ => false,
     };
     let both_present = |out: &mut Vec<Action>, r: &RemoteEntry| {
-        if same_content() {
+        if delete_mode && policy.direction == Direction::Push && !same_content() {
+            // An outbox: a file dropped again under a name already pushed replaces the
+            // SharePoint copy (which keeps the old one in its version history), like an upload.
+            upload(out);
+        } else if same_content() {
             out.push(Action::Record {
                 path: path.clone(),
                 remote: r.clone(),
@@ -428,6 +432,8 @@ fn file(policy: &Policy, sides: &Sides, row: &Row, out: &mut Vec<Action>) {
         }
         (New, New, Some(r)) | (Changed, Changed, Some(r)) => both_present(out, r),
         // A touch on either side, or a remote metadata-only change: refresh the baseline.
+        // With `after_copy = "delete"` a row means a verified copy, so a source still there is
+        // one whose deletion failed or was interrupted: finish it.
         (Unchanged, Unchanged, Some(r)) => {
             let (Some(l), Some(b)) = (row.local, row.base) else {
                 return;
@@ -435,11 +441,11 @@ fn file(policy: &Policy, sides: &Sides, row: &Row, out: &mut Vec<Action>) {
             let stale = !same_time(l.modified, b.local_modified)
                 || r.item.etag != b.remote_etag
                 || r.item.ctag != b.remote_ctag;
-            if stale {
+            if stale || delete_mode {
                 out.push(Action::Record {
                     path,
                     remote: r.clone(),
-                    delete_source: false,
+                    delete_source: delete_mode,
                 });
             }
         }

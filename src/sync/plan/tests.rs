@@ -317,21 +317,23 @@ fn decision_table_for_files() {
                 .local(local(A, 30, T2))
                 .remote(remote(A, 30, T3, "e3", "h3"))
                 .hash(A, "h2"),
-            "Conflict | Conflict | Conflict | Conflict | Conflict | Conflict | Conflict | Conflict",
+            "Conflict | Conflict | Conflict | Upload+del | Conflict | Conflict | Conflict | Conflict",
         ),
         (
             "new/new, other size",
             new()
                 .local(local(A, 20, T2))
                 .remote(remote(A, 30, T3, "e3", "h3")),
-            "Conflict | Conflict | Conflict | Conflict | Conflict | Conflict | Conflict | Conflict",
+            "Conflict | Conflict | Conflict | Upload+del | Conflict | Conflict | Conflict | Conflict",
         ),
         (
             "unchanged/unchanged",
             synced()
                 .local(local(A, 10, T1))
                 .remote(remote(A, 10, T1, "e1", "h1")),
-            "- | - | - | - | - | - | - | -",
+            // +delete: the source is still there after a verified copy (its deletion failed
+            // or the run was killed), so the copy is finished.
+            "- | - | - | Record+del | Record+del | - | - | -",
         ),
         (
             "changed/unchanged",
@@ -360,7 +362,7 @@ fn decision_table_for_files() {
             synced()
                 .local(local(A, 20, T2))
                 .remote(remote(A, 30, T3, "e3", "h3")),
-            "Conflict | Conflict | Conflict | Conflict | Conflict | Conflict | Conflict | Conflict",
+            "Conflict | Conflict | Conflict | Upload+del | Conflict | Conflict | Conflict | Conflict",
         ),
         (
             "deleted/unchanged",
@@ -472,6 +474,12 @@ fn conflicts_follow_the_policy() {
                     "{conflict:?}, local {local_time} remote {remote_time}, {cell}, {mode}"
                 );
                 let plan = case.plan(Policy { conflict, ..policy }, &at);
+                if policy.after_copy == Delete && policy.direction == crate::config::Direction::Push
+                {
+                    // An outbox: a file dropped again replaces the earlier copy.
+                    assert_eq!(verbs(&plan), "Upload+del", "{at}");
+                    continue;
+                }
                 let got: Vec<_> = plan
                     .actions
                     .iter()
@@ -497,9 +505,14 @@ fn a_touch_is_recorded_not_uploaded() {
     assert_eq!(touched().needed(), [A], "a touched file needs its hash");
     for (mode, policy) in MODES {
         let at = format!("touch, {mode}");
+        let want = if policy.after_copy == Delete {
+            "Record+del"
+        } else {
+            "Record"
+        };
         assert_eq!(
             verbs(&touched().hash(A, "h1").plan(policy, &at)),
-            "Record",
+            want,
             "{at}"
         );
     }
