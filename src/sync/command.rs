@@ -66,7 +66,7 @@ impl Progress for Lines {
         match error {
             Some(e) => println!("failed  {}: {e}", action.path()),
             None => println!(
-                "{:<8}{}{}",
+                "{:<9}{}{}",
                 verb(action),
                 action.path(),
                 match effect.bytes_up + effect.bytes_down {
