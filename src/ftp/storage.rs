@@ -24,8 +24,10 @@ use super::reply;
 use crate::storage::{Entry, Error, ErrorKind, WriteHandle, WriteMode};
 use crate::vfs;
 
-/// Bytes per `read_at` / `write_at` call.
+/// Bytes per `read_at` call.
 const CHUNK: usize = 256 * 1024;
+/// Bytes per `write_at` call (two such buffers per upload: one written, one being received).
+const UPLOAD_CHUNK: usize = 1024 * 1024;
 /// Chunks read ahead of the client during a download.
 const READ_AHEAD: usize = 4;
 
@@ -118,49 +120,63 @@ impl Drop for Upload {
     }
 }
 
-/// Reads all of `input` into the upload from `offset` on, chunk by chunk; fails if the client
-/// sends nothing for `idle`.
+/// Fills `buf` from `input`, short only at the end of the data; fails if the client sends
+/// nothing for `idle`.
+async fn read_chunk<R: AsyncRead + Unpin>(
+    input: &mut R,
+    buf: &mut [u8],
+    idle: Duration,
+) -> Result<usize, Error> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let read = tokio::time::timeout(idle, input.read(&mut buf[filled..]))
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no data from the client",
+                ))
+            });
+        let n = read.map_err(|e| {
+            Error::new(
+                ErrorKind::Failed,
+                "the data connection failed during the upload",
+            )
+            .with_source(e)
+        })?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    Ok(filled)
+}
+
+/// Reads all of `input` into the upload from `offset` on, each chunk written while the next
+/// one is read from the client; fails if the client sends nothing for `idle`.
 async fn copy_in<R: AsyncRead + Unpin>(
     input: &mut R,
     handle: &mut dyn WriteHandle,
     mut offset: u64,
     idle: Duration,
 ) -> Result<u64, Error> {
-    let mut buf = vec![0u8; CHUNK];
+    let (mut current, mut next) = (vec![0u8; UPLOAD_CHUNK], vec![0u8; UPLOAD_CHUNK]);
+    let mut filled = read_chunk(input, &mut current, idle).await?;
     let mut total = 0u64;
-    loop {
-        let mut filled = 0;
-        while filled < buf.len() {
-            let read = tokio::time::timeout(idle, input.read(&mut buf[filled..]))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "no data from the client",
-                    ))
-                });
-            let n = read.map_err(|e| {
-                Error::new(
-                    ErrorKind::Failed,
-                    "the data connection failed during the upload",
-                )
-                .with_source(e)
-            })?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        if filled == 0 {
-            return Ok(total);
-        }
-        handle.write_at(offset, &buf[..filled]).await?;
+    while filled > 0 {
+        let write = handle.write_at(offset, &current[..filled]);
+        let (written, read) = if filled < current.len() {
+            (write.await, Ok(0)) // the client's data ended with this chunk
+        } else {
+            tokio::join!(write, read_chunk(input, &mut next, idle))
+        };
+        written?;
         offset += filled as u64;
         total += filled as u64;
-        if filled < buf.len() {
-            return Ok(total);
-        }
+        filled = read?;
+        std::mem::swap(&mut current, &mut next);
     }
+    Ok(total)
 }
 
 #[async_trait]

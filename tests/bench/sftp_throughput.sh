@@ -11,19 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 size_mib=${1:-256}
-cargo build --release --quiet
-bin=$PWD/target/release/spgate
 # SPGATE_BENCH_TMP=/dev/shm puts every folder (sshd's, the local mount, spgate's spool, the
 # simulator's content) on tmpfs, so that disk writeback does not blur the comparison.
-work=$(mktemp -d -p "${SPGATE_BENCH_TMP:-${TMPDIR:-/tmp}}")
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-wait_line() { # file pattern pid
-  until grep -q "$2" "$1" 2>/dev/null; do kill -0 "$3" || { cat "$1"; exit 1; }; sleep 0.05; done
-}
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+. tests/bench/common.sh
 
 ssh-keygen -q -t ed25519 -N "" -f "$work/id"
 head -c $((size_mib * 1024 * 1024)) /dev/urandom >"$work/file"
@@ -31,10 +21,8 @@ mkdir -p "$work/local" "$work/sshd-root" "$work/state" "$work/out"
 ssh_opts=(-o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR
   -i "$work/id" -o IdentitiesOnly=yes -c aes128-gcm@openssh.com)
 
-# (c)'s simulator, with content on tmpfs so the disk is not what is measured.
-"$bin" sim --listen 127.0.0.1:0 --data "${SPGATE_BENCH_DATA:-$work/sim}" >"$work/sim.out" 2>"$work/sim.err" &
-pids+=($!); wait_line "$work/sim.out" '^listening on ' "${pids[-1]}"
-sim=$(sed -n 's/^listening on //p' "$work/sim.out")
+# (c)'s simulator.
+start_sim
 
 cat >"$work/spgate.toml" <<TOML
 [state]
@@ -62,15 +50,14 @@ path = "/local"
 local = "$work/local"
 permissions = ["*"]
 TOML
-"$bin" serve --config "$work/spgate.toml" >"$work/serve.out" 2>"$work/serve.err" &
-spgate_pid=$!; pids+=($spgate_pid); wait_line "$work/serve.out" '^sftp listening on ' "$spgate_pid"
-spgate_port=$(sed -n 's/^sftp listening on .*://p' "$work/serve.out")
+start_serve "$work/spgate.toml" sftp
+spgate_pid=$serve_pid spgate_port=$serve_port
 
 sshd_port=""
 if [ -x /usr/sbin/sshd ]; then
   ssh-keygen -q -t ed25519 -N "" -f "$work/hostkey"
   cp "$work/id.pub" "$work/authorized_keys"; chmod 600 "$work/authorized_keys"
-  sshd_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  sshd_port=$(free_port)
   mkdir -p /run/sshd
   cat >"$work/sshd_config" <<CFG
 ListenAddress 127.0.0.1
@@ -90,11 +77,11 @@ fi
 
 run() { # label port user remote-path
   local t0 t1 t2
-  t0=$(date +%s.%N)
+  t0=$(now)
   sftp "${ssh_opts[@]}" -P "$2" -b - "$3@127.0.0.1" >/dev/null <<<"put $work/file $4"
-  t1=$(date +%s.%N)
+  t1=$(now)
   sftp "${ssh_opts[@]}" -P "$2" -b - "$3@127.0.0.1" >/dev/null <<<"get $4 $work/out/$1"
-  t2=$(date +%s.%N)
+  t2=$(now)
   cmp -s "$work/file" "$work/out/$1" || { echo "$1: downloaded content differs"; exit 1; }
   python3 -c "print('$1', $t1 - $t0, $t2 - $t1)"
 }
@@ -102,22 +89,21 @@ run() { # label port user remote-path
 results=()
 [ -n "$sshd_port" ] && results+=("$(run a "$sshd_port" "$(whoami)" "$work/sshd-root/file")")
 results+=("$(run b "$spgate_port" bench /local/file)")
-curl -sf -X POST "$sim/_sim/stats/reset" >/dev/null
-t0=$(date +%s.%N)
+sim_requests >/dev/null
+t0=$(now)
 sftp "${ssh_opts[@]}" -P "$spgate_port" -b - bench@127.0.0.1 >/dev/null <<<"put $work/file /sp/file"
-t1=$(date +%s.%N)
-put_requests=$(curl -sf "$sim/_sim/stats" | json '["requests"]')
-curl -sf -X POST "$sim/_sim/stats/reset" >/dev/null
+t1=$(now)
+put_requests=$(sim_requests)
 sftp "${ssh_opts[@]}" -P "$spgate_port" -b - bench@127.0.0.1 >/dev/null <<<"get /sp/file $work/out/c"
-t2=$(date +%s.%N)
-get_requests=$(curl -sf "$sim/_sim/stats" | json '["requests"]')
+t2=$(now)
+get_requests=$(sim_requests)
 cmp -s "$work/file" "$work/out/c" || { echo "c: downloaded content differs"; exit 1; }
 results+=("$(python3 -c "print('c', $t1 - $t0, $t2 - $t1)")")
-rss=$(awk '/VmHWM/ {print $2}' "/proc/$spgate_pid/status")
+rss=$(peak_rss_mib "$spgate_pid")
 
 python3 - "$size_mib" "$put_requests" "$get_requests" "$rss" "${results[@]}" <<'PY'
 import sys
-size_mib, put_req, get_req, rss = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+size_mib, put_req, get_req, rss = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 rows = {r.split()[0]: (float(r.split()[1]), float(r.split()[2])) for r in sys.argv[5:]}
 mb = size_mib * 1048576 / 1e6
 names = {"a": "(a) OpenSSH sshd, local folder", "b": "(b) spgate, local mount", "c": "(c) spgate, SharePoint (sim)"}
@@ -133,5 +119,5 @@ for key in "abc":
         line += f"   ratio put {base[0] / put:4.2f} get {base[1] / get:4.2f}"
     print(line)
 print(f"Graph requests for (c): put {put_req}, get {get_req}")
-print(f"spgate peak RSS: {rss / 1024:.0f} MiB")
+print(f"spgate peak RSS: {rss} MiB")
 PY

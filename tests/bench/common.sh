@@ -1,0 +1,55 @@
+# Shared by the benchmark scripts: sourced (not run) after `cd` to the repository root. Builds
+# the release binary and sets
+#   bin   the spgate binary;
+#   work  a temporary folder, removed at exit, under SPGATE_BENCH_TMP (/dev/shm keeps the disk
+#         out of the figures), else TMPDIR or /tmp;
+#   pids  the processes killed at exit (append with `pids+=($!)`).
+# Environment: SPGATE_BENCH_TMP (above), SPGATE_BENCH_DATA (the simulator's content folder;
+# default $work/sim).
+cargo build --release --quiet
+bin=$PWD/target/release/spgate
+work=$(mktemp -d -p "${SPGATE_BENCH_TMP:-${TMPDIR:-/tmp}}")
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+# wait_line FILE PATTERN PID: waits until FILE has a line matching PATTERN; fails if PID ends.
+wait_line() {
+  until grep -q "$2" "$1" 2>/dev/null; do kill -0 "$3" || { cat "$1"; exit 1; }; sleep 0.05; done
+}
+# json EXPR: prints EXPR (e.g. '["requests"]') of the JSON document on stdin.
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+# now: the time in seconds, with nanoseconds.
+now() { date +%s.%N; }
+# free_port: a TCP port free on 127.0.0.1 right now.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_sim: starts `spgate sim` on a free port; sets sim (its URL).
+start_sim() {
+  "$bin" sim --listen 127.0.0.1:0 --data "${SPGATE_BENCH_DATA:-$work/sim}" \
+    >"$work/sim.out" 2>"$work/sim.err" &
+  pids+=($!)
+  wait_line "$work/sim.out" '^listening on ' "$!"
+  sim=$(sed -n 's/^listening on //p' "$work/sim.out")
+}
+
+# sim_requests: the Graph requests the simulator counted since the last call; resets the count.
+sim_requests() {
+  curl -sf "$sim/_sim/stats" | json '["requests"]'
+  curl -sf -X POST "$sim/_sim/stats/reset" >/dev/null
+}
+
+# start_serve CONFIG PROTOCOL: starts `spgate serve --config CONFIG` and waits until it announces
+# PROTOCOL's listener; sets serve_pid and serve_port.
+start_serve() {
+  "$bin" serve --config "$1" >"$work/serve.out" 2>"$work/serve.err" &
+  serve_pid=$!
+  pids+=($serve_pid)
+  wait_line "$work/serve.out" "^$2 listening on " "$serve_pid"
+  serve_port=$(sed -n "s/^$2 listening on .*://p" "$work/serve.out")
+}
+
+# peak_rss_mib PID: the peak resident memory (VmHWM) of a running process, in MiB.
+peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Benchmark: curl put (STOR) and get (RETR) of one file (default 256 MiB) over FTP in passive
+# mode on loopback against
+#   (a) a reference FTP server on a local folder: pyftpdlib (installed with pip into the user's
+#       python3 when missing),
+#   (b) spgate on a local mount,
+#   (c) spgate on a SharePoint mount through `spgate sim`.
+# Prints MB/s, the ratio to (a) with its target ((b) >= 0.8, (c) >= 0.5), the Graph requests
+# each (c) transfer made (from /_sim/stats), and spgate's peak RSS.
+#   usage: tests/bench/ftp_throughput.sh [SIZE_MIB]
+# Needs curl and python3 with pip. Environment: SPGATE_BENCH_TMP, SPGATE_BENCH_DATA (see
+# common.sh). Not a test: figures depend on the machine.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+size_mib=${1:-256}
+. tests/bench/common.sh
+
+python3 -c 'import pyftpdlib' 2>/dev/null || python3 -m pip install --user --quiet pyftpdlib
+
+head -c $((size_mib * 1024 * 1024)) /dev/urandom >"$work/file"
+mkdir -p "$work/local" "$work/ref" "$work/state" "$work/out"
+start_sim
+
+# (a): pyftpdlib, user bench/bench, writable folder $work/ref, default buffers.
+python3 - "$work/ref" >"$work/ref.out" 2>"$work/ref.err" <<'PY' &
+import sys
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.servers import FTPServer
+import pyftpdlib
+users = DummyAuthorizer()
+users.add_user("bench", "bench", sys.argv[1], perm="elradfmwMT")
+FTPHandler.authorizer = users
+server = FTPServer(("127.0.0.1", 0), FTPHandler)
+print(f"ftp listening on 127.0.0.1:{server.address[1]} pyftpdlib {pyftpdlib.__ver__}", flush=True)
+server.serve_forever()
+PY
+pids+=($!)
+wait_line "$work/ref.out" '^ftp listening on ' "$!"
+ref_port=$(sed -n 's/^ftp listening on [^:]*:\([0-9]*\) .*/\1/p' "$work/ref.out")
+ref_name=$(sed -n 's/^ftp listening on [^ ]* //p' "$work/ref.out")
+
+passive=$((40000 + RANDOM % 20000)) # libunftp needs a range of its own
+cat >"$work/spgate.toml" <<TOML
+[state]
+dir = "$work/state"
+[ftp]
+listen = "127.0.0.1:0"
+passive_ports = "$passive-$((passive + 100))"
+[[connections]]
+name = "sp"
+tenant = "contoso"
+client_id = "spgate-demo"
+client_secret = "demo-secret"
+site = "https://contoso.sharepoint.com/sites/partners"
+authority = "$sim"
+graph_url = "$sim"
+[[users]]
+name = "bench"
+password_hash = "$(printf bench | "$bin" passwd)"
+[[users.mounts]]
+path = "/sp"
+connection = "sp"
+remote = "/"
+permissions = ["*"]
+[[users.mounts]]
+path = "/local"
+local = "$work/local"
+permissions = ["*"]
+TOML
+start_serve "$work/spgate.toml" ftp
+spgate_port=$serve_port
+
+# run LABEL PORT PATH: put then get; prints "LABEL put_s get_s put_requests get_requests".
+run() {
+  local url="ftp://bench:bench@127.0.0.1:$2/$3" t0 t1 t2 put_req get_req
+  sim_requests >/dev/null
+  t0=$(now)
+  curl -sS -T "$work/file" "$url"
+  t1=$(now)
+  put_req=$(sim_requests)
+  curl -sS -o "$work/out/$1" "$url"
+  t2=$(now)
+  get_req=$(sim_requests)
+  cmp -s "$work/file" "$work/out/$1" || { echo "$1: downloaded content differs" >&2; exit 1; }
+  rm -f "$work/out/$1"
+  python3 -c "print('$1', $t1 - $t0, $t2 - $t1, $put_req, $get_req)"
+}
+
+results=("$(run a "$ref_port" file)")
+results+=("$(run b "$spgate_port" local/file)")
+results+=("$(run c "$spgate_port" sp/file)")
+rss=$(peak_rss_mib "$serve_pid")
+
+python3 - "$size_mib" "$ref_name" "$rss" "${results[@]}" <<'PY'
+import sys
+size_mib, ref_name, rss = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+rows = {}
+for r in sys.argv[4:]:
+    key, put, get, put_req, get_req = r.split()
+    rows[key] = (float(put), float(get), put_req, get_req)
+mb = size_mib * 1048576 / 1e6
+names = {"a": f"(a) {ref_name}, local folder", "b": "(b) spgate, local mount",
+         "c": "(c) spgate, SharePoint (sim)"}
+targets = {"b": 0.8, "c": 0.5}
+base = rows["a"]
+print(f"{size_mib} MiB, curl, FTP passive mode, loopback")
+for key in "abc":
+    put, get = rows[key][:2]
+    line = f"{names[key]:34} put {mb / put:7.0f} MB/s   get {mb / get:7.0f} MB/s"
+    if key in targets:
+        rp, rg, t = base[0] / put, base[1] / get, targets[key]
+        ok = "ok" if min(rp, rg) >= t else "BELOW TARGET"
+        line += f"   ratio put {rp:4.2f} get {rg:4.2f} (target >= {t}: {ok})"
+    print(line)
+print(f"Graph requests for (c): put {rows['c'][2]}, get {rows['c'][3]}")
+print(f"spgate peak RSS: {rss} MiB")
+PY
