@@ -10,6 +10,7 @@ use crate::config::{Config, MountTarget};
 use crate::connections::Connection;
 use crate::connections::store::{Paths, ensure_private_dir};
 use crate::storage::local::Local;
+use crate::storage::metered::{Labels, Metered};
 use crate::storage::notify::Notify;
 use crate::storage::sharepoint::SharePoint;
 use crate::storage::{self, Backend};
@@ -25,6 +26,8 @@ pub struct Gateway {
     pub spool_dir: PathBuf,
     /// Wakes the sync jobs whose local folders receive uploads.
     pub triggers: Arc<Triggers>,
+    /// What the front-ends count for `/metrics`.
+    pub metrics: Arc<crate::admin::metrics::Metrics>,
 }
 
 impl Gateway {
@@ -43,14 +46,16 @@ impl Gateway {
         Ok(Gateway {
             users: Users::new(&config.users),
             triggers: Arc::new(Triggers::new(&config)),
+            metrics: Arc::default(),
             config,
             connections,
             spool_dir,
         })
     }
 
-    /// The virtual file system of a logged-in account.
-    pub fn vfs(&self, account: &Account) -> storage::Result<Vfs> {
+    /// The virtual file system of an account logged in over `protocol` (`sftp`, `ftp`); every
+    /// mount counts its transfers in the metrics.
+    pub fn vfs(&self, account: &Account, protocol: &'static str) -> storage::Result<Vfs> {
         let mut mounts = Vec::new();
         for mount in &account.mounts {
             let backend: Arc<dyn Backend> = match &mount.target {
@@ -82,6 +87,18 @@ impl Gateway {
                     ))
                 }
             };
+            let connection = match &mount.target {
+                MountTarget::Local { .. } => "local".to_string(),
+                MountTarget::SharePoint { connection, .. } => connection.clone(),
+            };
+            let backend: Arc<dyn Backend> = Arc::new(Metered::new(
+                backend,
+                Labels {
+                    protocol,
+                    connection,
+                    metrics: self.metrics.clone(),
+                },
+            ));
             mounts.push(MountPoint {
                 path: mount.path.clone(),
                 backend,

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - [`admin`]: the admin HTTP endpoint: probes, Prometheus metrics, JSON API, status page.
 //! - [`config`]: the gateway's configuration, loaded in two stages (raw serde structs, then
 //!   validated typed values) from a TOML file plus `SPGATE_...` environment overrides.
 //! - [`connections`]: SharePoint connections: tokens (secret, certificate, device code),
@@ -25,6 +26,7 @@
 //! Dependencies point inwards: front-ends depend on the user/mount layer, which depends on the
 //! storage backends; `sim` depends only on `wire`.
 
+pub mod admin;
 pub mod config;
 pub mod connections;
 pub mod demo;

@@ -1,4 +1,4 @@
-//! `spgate serve` and `spgate demo`: bind the listeners, run the front-ends over one gateway,
+//! `spgate serve` and `spgate demo`: bind the listeners (SFTP, FTP, admin), run the front-ends over one gateway,
 //! and shut down gracefully.
 
 use std::net::SocketAddr;
@@ -51,6 +51,15 @@ pub async fn run_reporting(
             bound("ftp", address);
         }
         tasks.spawn(async move { server.await.map_err(std::io::Error::other)? });
+    }
+    if let Some(admin) = &gateway.config.admin {
+        let listener = bind(admin.listen, "admin").await?;
+        bound("admin", listener.local_addr()?);
+        let state = Arc::new(crate::admin::State::new(gateway.clone()));
+        state
+            .listening
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        tasks.spawn(crate::admin::serve(listener, state, shutdown.clone()));
     }
     crate::sync::schedule::start(
         &gateway.config,

@@ -73,6 +73,9 @@ pub struct Tokens {
     health: Arc<Health>,
     cached: RwLock<Option<Cached>>,
     single_flight: tokio::sync::Mutex<()>,
+    /// Access tokens obtained, and token requests that failed (for metrics).
+    pub refreshes: std::sync::atomic::AtomicU64,
+    pub failures: std::sync::atomic::AtomicU64,
 }
 
 impl Tokens {
@@ -90,6 +93,8 @@ impl Tokens {
             health,
             cached: RwLock::new(None),
             single_flight: tokio::sync::Mutex::new(()),
+            refreshes: Default::default(),
+            failures: Default::default(),
         }
     }
 
@@ -124,7 +129,14 @@ impl Tokens {
                 action: alert.action,
             });
         }
-        match self.fetch().await {
+        let fetched = self.fetch().await;
+        let counter = if fetched.is_ok() {
+            &self.refreshes
+        } else {
+            &self.failures
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match fetched {
             Ok((token, lifetime)) => {
                 let margin = (lifetime / 5).min(Duration::from_secs(300));
                 *self.cached.write() = Some(Cached {

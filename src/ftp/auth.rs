@@ -25,6 +25,8 @@ use crate::vfs::Vfs;
 pub struct Session {
     pub account: Arc<Account>,
     pub vfs: Arc<Vfs>,
+    /// Counts the session as active while libunftp holds it.
+    pub _active: crate::admin::metrics::SessionGuard,
 }
 
 impl UserDetail for Session {}
@@ -78,8 +80,9 @@ impl Authenticator for Logins {
             .gateway
             .users
             .password(username, password, creds.source_ip)
-            .await
-            .map_err(|_| AuthenticationError::BadPassword)?;
+            .await;
+        self.gateway.metrics.login("ftp", account.is_ok());
+        let account = account.map_err(|_| AuthenticationError::BadPassword)?;
         if account.ftp_tls_required
             && creds.command_channel_security == ChannelEncryptionState::Plaintext
         {
@@ -109,13 +112,14 @@ impl UserDetailProvider for Logins {
             .ok_or_else(|| UserDetailError::UserNotFound {
                 username: principal.username.clone(),
             })?;
-        let vfs = self.gateway.vfs(&account).map_err(|e| {
+        let vfs = self.gateway.vfs(&account, "ftp").map_err(|e| {
             tracing::warn!(user = %account.name, error = %e, "FTP login: the user's mounts cannot be opened");
             UserDetailError::with_source("mounts unavailable", e)
         })?;
         Ok(Session {
             account,
             vfs: Arc::new(vfs),
+            _active: self.gateway.metrics.session("ftp"),
         })
     }
 }

@@ -36,6 +36,18 @@ pub struct Counters {
     pub paused_ms: AtomicU64,
     pub retries: AtomicU64,
     pub fragment_retries: AtomicU64,
+    /// Responses by HTTP method and status (status 0: no response, a network error).
+    pub by_status: parking_lot::Mutex<std::collections::BTreeMap<(String, u16), u64>>,
+}
+
+impl Counters {
+    fn record(&self, method: &str, status: u16) {
+        *self
+            .by_status
+            .lock()
+            .entry((method.to_string(), status))
+            .or_default() += 1;
+    }
 }
 
 /// A pause shared by every request of a connection while SharePoint throttles it.
@@ -225,8 +237,20 @@ impl Client {
                 request = request.bearer_auth(token.secret());
             }
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
-            let outcome = request.send().await;
+            let (http, built) = request.build_split();
+            let method = built
+                .as_ref()
+                .map(|r| r.method().as_str().to_string())
+                .unwrap_or_default();
+            let outcome = match built {
+                Ok(built) => http.execute(built).await,
+                Err(e) => Err(e),
+            };
             drop(permit);
+            self.counters.record(
+                &method,
+                outcome.as_ref().map(|r| r.status().as_u16()).unwrap_or(0),
+            );
             let response = match outcome {
                 Ok(response) => response,
                 Err(e) => {

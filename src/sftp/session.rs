@@ -14,6 +14,7 @@ use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use tracing::Instrument;
 
 use super::files::Files;
+use crate::admin::metrics::SessionGuard;
 use crate::gateway::Gateway;
 use crate::users::Account;
 
@@ -26,6 +27,8 @@ pub struct Connection {
     account: Option<Arc<Account>>,
     channels: HashMap<ChannelId, Channel<Msg>>,
     tracker: tokio_util::task::TaskTracker,
+    /// Counts the session as active from login to disconnect.
+    session: Option<SessionGuard>,
 }
 
 impl Connection {
@@ -40,6 +43,7 @@ impl Connection {
             account: None,
             channels: HashMap::new(),
             tracker,
+            session: None,
         }
     }
 
@@ -53,6 +57,21 @@ impl Connection {
         )
     }
 
+    /// Counts a login attempt (and, when it succeeded, the session).
+    fn counted(&mut self, account: Option<Arc<Account>>) -> Auth {
+        self.gateway.metrics.login("sftp", account.is_some());
+        match account {
+            Some(account) => {
+                self.account = Some(account);
+                if self.session.is_none() {
+                    self.session = Some(self.gateway.metrics.session("sftp"));
+                }
+                Auth::Accept
+            }
+            None => Self::reject(),
+        }
+    }
+
     fn reject() -> Auth {
         Auth::Reject {
             proceed_with_methods: Some(Self::methods()),
@@ -61,18 +80,13 @@ impl Connection {
     }
 
     async fn login_password(&mut self, user: &str, password: &str) -> Auth {
-        match self
+        let account = self
             .gateway
             .users
             .password(user, password, self.peer.ip())
             .await
-        {
-            Ok(account) => {
-                self.account = Some(account);
-                Auth::Accept
-            }
-            Err(_) => Self::reject(),
-        }
+            .ok();
+        self.counted(account)
     }
 }
 
@@ -110,17 +124,12 @@ impl russh::server::Handler for Connection {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        match self
+        let account = self
             .gateway
             .users
             .public_key(user, key.public_key, self.peer.ip())
-        {
-            Ok(account) => {
-                self.account = Some(account);
-                Ok(Auth::Accept)
-            }
-            Err(_) => Ok(Self::reject()),
-        }
+            .ok();
+        Ok(self.counted(account))
     }
 
     async fn auth_keyboard_interactive<'a>(
@@ -170,7 +179,7 @@ impl russh::server::Handler for Connection {
             tracing::debug!(subsystem = name, "refused a subsystem other than sftp");
             return session.channel_failure(id);
         }
-        let vfs = match self.gateway.vfs(&account) {
+        let vfs = match self.gateway.vfs(&account, "sftp") {
             Ok(vfs) => vfs,
             Err(e) => {
                 tracing::error!(user = %account.name, error = %e, "cannot set up the user's mounts");

@@ -28,33 +28,53 @@ pub const QUIET: Duration = Duration::from_secs(3);
 
 /// Which local folders feed which jobs, and a way to wake a job.
 pub struct Triggers {
-    jobs: Vec<(PathBuf, Arc<Notify>, String)>,
+    /// Enabled jobs: local folder, wake-up, name, whether uploads into the folder concern it.
+    jobs: Vec<(PathBuf, Arc<Notify>, String, bool)>,
 }
 
 impl Triggers {
-    /// A trigger per enabled job that pushes (push or two-way).
+    /// A trigger per enabled job; uploads wake only the jobs that push (push or two-way).
     pub fn new(config: &Config) -> Triggers {
         Triggers {
             jobs: config
                 .syncs
                 .iter()
-                .filter(|j| j.enabled && j.direction != Direction::Pull)
-                .map(|j| (j.local.clone(), Arc::new(Notify::new()), j.name.clone()))
+                .filter(|j| j.enabled)
+                .map(|j| {
+                    let pushes = j.direction != Direction::Pull;
+                    (
+                        j.local.clone(),
+                        Arc::new(Notify::new()),
+                        j.name.clone(),
+                        pushes,
+                    )
+                })
                 .collect(),
+        }
+    }
+
+    /// Asks the scheduler to run `job` soon; false when no enabled job has that name.
+    pub fn run_now(&self, job: &str) -> bool {
+        match self.of(job) {
+            Some(notify) => {
+                notify.notify_one();
+                true
+            }
+            None => false,
         }
     }
 
     /// Whether files stored under `dir` may concern a job.
     pub fn watching(&self, dir: &Path) -> bool {
-        self.jobs
-            .iter()
-            .any(|(local, _, _)| dir.starts_with(local) || local.starts_with(dir))
+        self.jobs.iter().any(|(local, _, _, pushes)| {
+            *pushes && (dir.starts_with(local) || local.starts_with(dir))
+        })
     }
 
     /// A file was stored at `file`: wake the jobs whose folder holds it.
     pub fn stored(&self, file: &Path) {
-        for (local, notify, name) in &self.jobs {
-            if file.starts_with(local) {
+        for (local, notify, name, pushes) in &self.jobs {
+            if *pushes && file.starts_with(local) {
                 tracing::debug!(job = %name, file = %file.display(), "upload into a sync folder");
                 notify.notify_one();
             }
@@ -64,8 +84,8 @@ impl Triggers {
     fn of(&self, job: &str) -> Option<Arc<Notify>> {
         self.jobs
             .iter()
-            .find(|(_, _, name)| name == job)
-            .map(|(_, n, _)| n.clone())
+            .find(|(_, _, name, _)| name == job)
+            .map(|(_, n, _, _)| n.clone())
     }
 }
 

@@ -119,4 +119,40 @@ impl Store {
             )
         })
     }
+
+    /// Totals over the job's whole history: runs by outcome, and the summed counts.
+    pub fn totals(&self, job: &str) -> Result<(Vec<(String, u64)>, Counts)> {
+        self.with("summing the run history", false, |tx| {
+            let by_outcome = tx
+                .prepare(
+                    "SELECT COALESCE(outcome, 'running'), COUNT(*) FROM run WHERE job = ?1
+                     GROUP BY 1 ORDER BY 1",
+                )?
+                .query_map(params![job], |row| Ok((row.get(0)?, unsigned(row, 1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let counts = tx.query_row(
+                "SELECT COALESCE(SUM(uploaded), 0), COALESCE(SUM(downloaded), 0),
+                    COALESCE(SUM(deleted_local), 0), COALESCE(SUM(deleted_remote), 0),
+                    COALESCE(SUM(conflicts), 0), COALESCE(SUM(skipped), 0),
+                    COALESCE(SUM(errors), 0), COALESCE(SUM(bytes_up), 0),
+                    COALESCE(SUM(bytes_down), 0)
+                 FROM run WHERE job = ?1",
+                params![job],
+                |row| {
+                    Ok(Counts {
+                        uploaded: unsigned(row, 0)?,
+                        downloaded: unsigned(row, 1)?,
+                        deleted_local: unsigned(row, 2)?,
+                        deleted_remote: unsigned(row, 3)?,
+                        conflicts: unsigned(row, 4)?,
+                        skipped: unsigned(row, 5)?,
+                        errors: unsigned(row, 6)?,
+                        bytes_up: unsigned(row, 7)?,
+                        bytes_down: unsigned(row, 8)?,
+                    })
+                },
+            )?;
+            Ok((by_outcome, counts))
+        })
+    }
 }

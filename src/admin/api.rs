@@ -1,0 +1,170 @@
+//! The JSON API and the metrics scrape.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State as Extract};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::State;
+use super::metrics::{self, ConnectionFigures, Live, SyncFigures};
+use crate::connections::health::open_alerts;
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+pub async fn metrics(Extract(state): Extract<Arc<State>>) -> Response {
+    let mut live = Live {
+        uptime_seconds: state.started.elapsed().as_secs_f64(),
+        ..Live::default()
+    };
+    let mut names: Vec<&String> = state.gateway.connections.keys().collect();
+    names.sort();
+    for name in names {
+        live.connections
+            .push(ConnectionFigures::read(&state.gateway.connections[name]));
+    }
+    if let Some(store) = &state.store {
+        for job in &state.gateway.config.syncs {
+            let (runs_by_outcome, totals) = store.totals(&job.name).unwrap_or_default();
+            live.syncs.push(SyncFigures {
+                job: job.name.clone(),
+                runs_by_outcome,
+                totals,
+                last_success: store.last_success(&job.name).ok().flatten(),
+            });
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics::render(&state.gateway.metrics, live),
+    )
+        .into_response()
+}
+
+pub async fn alerts(Extract(state): Extract<Arc<State>>) -> Response {
+    match open_alerts(&state.paths) {
+        Ok(alerts) => Json(json!({ "alerts": alerts })).into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reading alerts: {e}"),
+        ),
+    }
+}
+
+/// Each connection's state for the API and the status page.
+pub fn connection_rows(state: &State) -> Vec<Value> {
+    let mut rows: Vec<Value> = state
+        .gateway
+        .config
+        .connections
+        .iter()
+        .filter_map(|c| {
+            let connection = state.gateway.connections.get(&c.name)?;
+            let figures = ConnectionFigures::read(connection);
+            Some(json!({
+                "name": c.name,
+                "state": if figures.up { "enabled" } else { "disabled" },
+                "alert": connection.health.alert(),
+                "site": format!("{}{}", c.site.host, c.site.path),
+                "library": c.drive,
+                "graph_requests": figures.by_status.iter().map(|(_, _, n)| n).sum::<u64>(),
+                "throttled": figures.throttled,
+            }))
+        })
+        .collect();
+    rows.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    rows
+}
+
+pub async fn connections(Extract(state): Extract<Arc<State>>) -> Response {
+    Json(json!({ "connections": connection_rows(&state) })).into_response()
+}
+
+pub async fn enable(Extract(state): Extract<Arc<State>>, Path(name): Path<String>) -> Response {
+    let Some(connection) = state.gateway.connections.get(&name) else {
+        return error(StatusCode::NOT_FOUND, format!("no connection named {name}"));
+    };
+    match connection.health.enable("enabled through the admin API") {
+        Ok(changed) => {
+            Json(json!({ "name": name, "state": "enabled", "changed": changed })).into_response()
+        }
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("saving the state: {e}"),
+        ),
+    }
+}
+
+/// Each sync job with its last run and open problems.
+pub fn sync_rows(state: &State) -> Vec<Value> {
+    state
+        .gateway
+        .config
+        .syncs
+        .iter()
+        .map(|job| {
+            let last = state
+                .store
+                .as_ref()
+                .and_then(|s| s.runs(&job.name, 1).ok())
+                .and_then(|runs| runs.into_iter().next());
+            let problems = state
+                .store
+                .as_ref()
+                .and_then(|s| s.problems(&job.name).ok())
+                .unwrap_or_default();
+            json!({
+                "name": job.name,
+                "enabled": job.enabled,
+                "direction": format!("{:?}", job.direction).to_lowercase(),
+                "local": job.local,
+                "connection": job.connection,
+                "remote": job.remote,
+                "interval_seconds": job.interval.as_secs(),
+                "last_run": last.map(|r| json!({
+                    "started": r.started,
+                    "ended": r.ended,
+                    "outcome": r.outcome.map(|o| o.as_str()),
+                    "message": r.message,
+                    "uploaded": r.counts.uploaded,
+                    "downloaded": r.counts.downloaded,
+                    "deleted": r.counts.deleted_local + r.counts.deleted_remote,
+                    "conflicts": r.counts.conflicts,
+                    "errors": r.counts.errors,
+                })),
+                "problems": problems.iter().map(|(p, first, _)| json!({
+                    "side": p.side, "path": p.path, "reason": p.reason, "since": first,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
+pub async fn syncs(Extract(state): Extract<Arc<State>>) -> Response {
+    Json(json!({ "syncs": sync_rows(&state) })).into_response()
+}
+
+pub async fn run_sync(Extract(state): Extract<Arc<State>>, Path(name): Path<String>) -> Response {
+    if !state.gateway.config.syncs.iter().any(|j| j.name == name) {
+        return error(StatusCode::NOT_FOUND, format!("no sync job named {name}"));
+    }
+    if state.gateway.triggers.run_now(&name) {
+        (
+            StatusCode::ACCEPTED,
+            Json(json!({ "name": name, "queued": true })),
+        )
+            .into_response()
+    } else {
+        error(
+            StatusCode::CONFLICT,
+            format!("sync job {name} is disabled; enable it in the configuration"),
+        )
+    }
+}

@@ -1,0 +1,371 @@
+//! Prometheus metrics. Front-ends count sessions, logins and transfers in [`Metrics`] (owned by
+//! the gateway); connection, Graph, token and sync figures are read at scrape time from where
+//! they already live (each connection's client and token counters, the sync state store), so
+//! nothing is counted twice.
+
+use std::sync::atomic::Ordering;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::Registry;
+
+use crate::sync::Counts;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabels {
+    pub protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoginLabels {
+    pub protocol: &'static str,
+    /// `ok` or `failed`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransferLabels {
+    pub protocol: &'static str,
+    /// The connection's name, or `local` for a local mount.
+    pub connection: String,
+    /// `up` or `down`.
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FileLabels {
+    pub protocol: &'static str,
+    pub connection: String,
+    pub direction: &'static str,
+    /// `ok` or `failed`.
+    pub outcome: &'static str,
+}
+
+/// What the front-ends count.
+#[derive(Default, Debug)]
+pub struct Metrics {
+    pub sessions_active: Family<ProtocolLabels, Gauge>,
+    pub sessions: Family<ProtocolLabels, Counter>,
+    pub logins: Family<LoginLabels, Counter>,
+    pub bytes: Family<TransferLabels, Counter>,
+    pub files: Family<FileLabels, Counter>,
+}
+
+impl Metrics {
+    pub fn login(&self, protocol: &'static str, ok: bool) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.logins
+            .get_or_create(&LoginLabels { protocol, outcome })
+            .inc();
+    }
+
+    /// A session started; the guard ends it when dropped.
+    pub fn session(&self, protocol: &'static str) -> SessionGuard {
+        let labels = ProtocolLabels { protocol };
+        self.sessions.get_or_create(&labels).inc();
+        let active = self.sessions_active.get_or_create(&labels).clone();
+        active.inc();
+        SessionGuard { active }
+    }
+
+    /// A transfer ended.
+    pub fn transfer(
+        &self,
+        protocol: &'static str,
+        connection: &str,
+        direction: &'static str,
+        bytes: u64,
+        ok: bool,
+    ) {
+        let connection = connection.to_string();
+        self.bytes
+            .get_or_create(&TransferLabels {
+                protocol,
+                connection: connection.clone(),
+                direction,
+            })
+            .inc_by(bytes);
+        self.files
+            .get_or_create(&FileLabels {
+                protocol,
+                connection,
+                direction,
+                outcome: if ok { "ok" } else { "failed" },
+            })
+            .inc();
+    }
+
+    /// Registers the front-end families in `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "spgate_sessions_active",
+            "Sessions open now, by protocol",
+            self.sessions_active.clone(),
+        );
+        registry.register(
+            "spgate_sessions",
+            "Sessions opened, by protocol",
+            self.sessions.clone(),
+        );
+        registry.register(
+            "spgate_logins",
+            "Login attempts by protocol and outcome",
+            self.logins.clone(),
+        );
+        registry.register(
+            "spgate_transfer_bytes",
+            "Bytes transferred by protocol, connection and direction",
+            self.bytes.clone(),
+        );
+        registry.register(
+            "spgate_transfer_files",
+            "Files transferred by protocol, connection, direction and outcome",
+            self.files.clone(),
+        );
+    }
+}
+
+/// Keeps a session counted as active while it lives.
+pub struct SessionGuard {
+    active: Gauge,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.active.dec();
+    }
+}
+
+/// One connection's figures, read at scrape time.
+#[derive(Debug, Default)]
+pub struct ConnectionFigures {
+    pub name: String,
+    pub up: bool,
+    pub by_status: Vec<(String, u16, u64)>,
+    pub throttled: u64,
+    pub paused_seconds: f64,
+    pub retries: u64,
+    pub fragment_retries: u64,
+    pub token_refreshes: u64,
+    pub token_failures: u64,
+}
+
+impl ConnectionFigures {
+    pub fn read(connection: &crate::connections::Connection) -> ConnectionFigures {
+        let c = &connection.client.counters;
+        ConnectionFigures {
+            name: connection.name().to_string(),
+            up: !connection.health.is_disabled(),
+            by_status: c
+                .by_status
+                .lock()
+                .iter()
+                .map(|((m, s), n)| (m.clone(), *s, *n))
+                .collect(),
+            throttled: c.throttled.load(Ordering::Relaxed),
+            paused_seconds: c.paused_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+            retries: c.retries.load(Ordering::Relaxed),
+            fragment_retries: c.fragment_retries.load(Ordering::Relaxed),
+            token_refreshes: connection.tokens.refreshes.load(Ordering::Relaxed),
+            token_failures: connection.tokens.failures.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One sync job's figures from its run history.
+#[derive(Debug, Default)]
+pub struct SyncFigures {
+    pub job: String,
+    pub runs_by_outcome: Vec<(String, u64)>,
+    pub totals: Counts,
+    pub last_success: Option<i64>,
+}
+
+/// The figures read at scrape time.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub connections: Vec<ConnectionFigures>,
+    pub syncs: Vec<SyncFigures>,
+    pub uptime_seconds: f64,
+}
+
+fn family<'a>(
+    encoder: &'a mut DescriptorEncoder,
+    name: &'a str,
+    help: &str,
+    kind: MetricType,
+) -> Result<prometheus_client::encoding::MetricEncoder<'a>, std::fmt::Error> {
+    encoder.encode_descriptor(name, help, None, kind)
+}
+
+impl Collector for Live {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        {
+            let mut f = family(
+                &mut encoder,
+                "spgate_uptime_seconds",
+                "Seconds since spgate started",
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(self.uptime_seconds)
+                .encode(f.encode_family(&[("process", "spgate")])?)?;
+        }
+        type Pick = fn(&ConnectionFigures) -> f64;
+        let per_connection: [(&str, &str, MetricType, Pick); 7] = [
+            (
+                "spgate_connection_up",
+                "1 when the connection is enabled, 0 when disabled",
+                MetricType::Gauge,
+                |c| f64::from(u8::from(c.up)),
+            ),
+            (
+                "spgate_graph_throttled",
+                "Graph responses 429/503 that paused the connection",
+                MetricType::Counter,
+                |c| c.throttled as f64,
+            ),
+            (
+                "spgate_graph_paused_seconds",
+                "Time requests waited while the connection was paused by throttling",
+                MetricType::Counter,
+                |c| c.paused_seconds,
+            ),
+            (
+                "spgate_graph_retries",
+                "Graph requests retried after transient failures",
+                MetricType::Counter,
+                |c| c.retries as f64,
+            ),
+            (
+                "spgate_upload_fragments_retried",
+                "Upload-session fragments sent again",
+                MetricType::Counter,
+                |c| c.fragment_retries as f64,
+            ),
+            (
+                "spgate_token_refreshes",
+                "Access tokens obtained",
+                MetricType::Counter,
+                |c| c.token_refreshes as f64,
+            ),
+            (
+                "spgate_token_failures",
+                "Token requests that failed",
+                MetricType::Counter,
+                |c| c.token_failures as f64,
+            ),
+        ];
+        for (name, help, kind, pick) in per_connection {
+            let mut f = family(&mut encoder, name, help, kind)?;
+            for c in &self.connections {
+                let labels = [("connection", c.name.as_str())];
+                let value = pick(c);
+                match kind {
+                    MetricType::Gauge => {
+                        ConstGauge::new(value).encode(f.encode_family(&labels)?)?
+                    }
+                    _ => ConstCounter::new(value).encode(f.encode_family(&labels)?)?,
+                }
+            }
+        }
+        {
+            let mut f = family(
+                &mut encoder,
+                "spgate_graph_requests",
+                "Graph responses by connection, HTTP method and status (0: no response)",
+                MetricType::Counter,
+            )?;
+            for c in &self.connections {
+                for (method, status, n) in &c.by_status {
+                    let status = status.to_string();
+                    let labels = [
+                        ("connection", c.name.as_str()),
+                        ("method", method.as_str()),
+                        ("status", status.as_str()),
+                    ];
+                    ConstCounter::new(*n).encode(f.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let mut f = family(
+                &mut encoder,
+                "spgate_sync_runs",
+                "Sync runs by job and outcome",
+                MetricType::Counter,
+            )?;
+            for s in &self.syncs {
+                for (outcome, n) in &s.runs_by_outcome {
+                    let labels = [("job", s.job.as_str()), ("outcome", outcome.as_str())];
+                    ConstCounter::new(*n).encode(f.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let mut f = family(
+                &mut encoder,
+                "spgate_sync_files",
+                "Files a sync job moved, by action",
+                MetricType::Counter,
+            )?;
+            for s in &self.syncs {
+                let t = &s.totals;
+                for (action, n) in [
+                    ("uploaded", t.uploaded),
+                    ("downloaded", t.downloaded),
+                    ("deleted_local", t.deleted_local),
+                    ("deleted_remote", t.deleted_remote),
+                    ("conflicts", t.conflicts),
+                    ("errors", t.errors),
+                ] {
+                    let labels = [("job", s.job.as_str()), ("action", action)];
+                    ConstCounter::new(n).encode(f.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let mut f = family(
+                &mut encoder,
+                "spgate_sync_bytes",
+                "Bytes a sync job moved, by direction",
+                MetricType::Counter,
+            )?;
+            for s in &self.syncs {
+                for (direction, n) in [("up", s.totals.bytes_up), ("down", s.totals.bytes_down)] {
+                    let labels = [("job", s.job.as_str()), ("direction", direction)];
+                    ConstCounter::new(n).encode(f.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let mut f = family(
+                &mut encoder,
+                "spgate_sync_last_success_timestamp_seconds",
+                "When the job's last successful run ended (Unix time)",
+                MetricType::Gauge,
+            )?;
+            for s in &self.syncs {
+                if let Some(at) = s.last_success {
+                    ConstGauge::new(at).encode(f.encode_family(&[("job", s.job.as_str())])?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The whole exposition text.
+pub fn render(metrics: &Metrics, live: Live) -> String {
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    registry.register_collector(Box::new(live));
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        tracing::warn!(error = %e, "encoding metrics failed");
+    }
+    out
+}

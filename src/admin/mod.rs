@@ -1,0 +1,175 @@
+//! The admin HTTP endpoint (`[admin] listen`): health and readiness probes, Prometheus
+//! metrics, a JSON API over alerts, connections and sync jobs, and a small server-rendered
+//! status page.
+//!
+//! `/healthz`, `/readyz` and `/metrics` are open; everything else needs the configured token,
+//! as `Authorization: Bearer TOKEN` (or HTTP Basic with the token as the password, so that a
+//! browser can open the status page). Without a token (allowed only on loopback) the API is open
+//! to local callers.
+//!
+//! - [`metrics`]: what is counted and how it is exposed; [`api`]: the JSON API;
+//!   [`page`]: the status page.
+
+pub mod api;
+pub mod metrics;
+pub mod page;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Request, State as Extract};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::connections::store::Paths;
+use crate::gateway::Gateway;
+use crate::sync::Outcome;
+use crate::sync::store::Store;
+
+/// What the admin endpoint reads.
+pub struct State {
+    pub gateway: Arc<Gateway>,
+    /// The sync state, when sync jobs are configured.
+    pub store: Option<Store>,
+    pub paths: Paths,
+    /// Set once every listener is bound.
+    pub listening: AtomicBool,
+    pub started: Instant,
+}
+
+impl State {
+    pub fn new(gateway: Arc<Gateway>) -> State {
+        let store = if gateway.config.syncs.is_empty() {
+            None
+        } else {
+            Store::open(&Store::path_in(&gateway.config.state.dir))
+                .map_err(|e| tracing::warn!(error = %e, "admin: cannot open the sync state"))
+                .ok()
+        };
+        State {
+            paths: Paths {
+                state_dir: gateway.config.state.dir.clone(),
+            },
+            store,
+            gateway,
+            listening: AtomicBool::new(false),
+            started: Instant::now(),
+        }
+    }
+
+    /// Why the gateway is not ready; empty when it is.
+    pub fn not_ready(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if !self.listening.load(Ordering::Relaxed) {
+            reasons.push("listeners are not bound yet".to_string());
+        }
+        for (name, connection) in &self.gateway.connections {
+            if let Some(alert) = connection.health.alert() {
+                reasons.push(format!(
+                    "connection {name} is disabled: {} ({})",
+                    alert.message, alert.code
+                ));
+            }
+        }
+        if let Some(store) = &self.store {
+            for job in self.gateway.config.syncs.iter().filter(|j| j.enabled) {
+                if let Ok(runs) = store.runs(&job.name, 1)
+                    && let Some(last) = runs.first()
+                    && matches!(last.outcome, Some(Outcome::Aborted | Outcome::Partial))
+                {
+                    reasons.push(format!(
+                        "sync job {} last run {}: {}",
+                        job.name,
+                        last.outcome.map(Outcome::as_str).unwrap_or_default(),
+                        last.message.as_deref().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        reasons
+    }
+}
+
+/// Serves the admin endpoint on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let protected = Router::new()
+        .route("/", get(page::status))
+        .route("/api/v1/alerts", get(api::alerts))
+        .route("/api/v1/connections", get(api::connections))
+        .route("/api/v1/connections/{name}/enable", post(api::enable))
+        .route("/api/v1/syncs", get(api::syncs))
+        .route("/api/v1/syncs/{name}/run", post(api::run_sync))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(api::metrics))
+        .merge(protected)
+        .with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+async fn readyz(Extract(state): Extract<Arc<State>>) -> Response {
+    let reasons = state.not_ready();
+    if reasons.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready:\n{}\n", reasons.join("\n")),
+        )
+            .into_response()
+    }
+}
+
+/// The token a request presents: Bearer, or Basic with the token as the password.
+fn presented(request: &Request) -> Option<String> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        return Some(token.trim().to_string());
+    }
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':')
+        .map(|(_, password)| password.to_string())
+}
+
+async fn authorize(Extract(state): Extract<Arc<State>>, request: Request, next: Next) -> Response {
+    let Some(admin) = &state.gateway.config.admin else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if let Some(token) = &admin.token {
+        let ok = presented(&request)
+            .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())));
+        if !ok {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Basic realm=\"spgate admin\"")],
+                "the admin API needs the admin token (Authorization: Bearer TOKEN)\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}

@@ -1,0 +1,139 @@
+//! The status page at `/`: connections, open alerts, sync jobs; server-rendered HTML, no
+//! scripts.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::State as Extract;
+use axum::response::Html;
+use chrono::DateTime;
+use html_escape::encode_text as esc;
+use serde_json::Value;
+
+use super::State;
+use super::api::{connection_rows, sync_rows};
+use crate::connections::health::open_alerts;
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem;color:#222}\
+table{border-collapse:collapse;margin-bottom:2rem}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}\
+.bad{color:#a00;font-weight:bold}.ok{color:#070}.alert{background:#fee;border:1px solid #c66;padding:.6rem;margin:.4rem 0}";
+
+fn time(at: &Value) -> String {
+    at.as_i64()
+        .and_then(|t| DateTime::from_timestamp(t, 0))
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => esc(s).into_owned(),
+        Value::Null => "-".into(),
+        other => esc(&other.to_string()).into_owned(),
+    }
+}
+
+pub async fn status(Extract(state): Extract<Arc<State>>) -> Html<String> {
+    let mut out = String::new();
+    let _ = render(&state, &mut out);
+    Html(out)
+}
+
+fn render(state: &State, out: &mut String) -> std::fmt::Result {
+    write!(
+        out,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>spgate status</title>\
+         <style>{STYLE}</style></head><body><h1>spgate</h1>"
+    )?;
+    let reasons = state.not_ready();
+    if reasons.is_empty() {
+        write!(out, "<p class=\"ok\">Ready.</p>")?;
+    } else {
+        write!(out, "<p class=\"bad\">Not ready:</p><ul>")?;
+        for r in &reasons {
+            write!(out, "<li>{}</li>", esc(r))?;
+        }
+        write!(out, "</ul>")?;
+    }
+    write!(out, "<h2>Alerts</h2>")?;
+    match open_alerts(&state.paths) {
+        Ok(alerts) if alerts.is_empty() => write!(out, "<p>No open alerts.</p>")?,
+        Ok(alerts) => {
+            for a in alerts {
+                write!(
+                    out,
+                    "<div class=\"alert\"><b>{}</b> since {}: {} <i>({})</i><br>What to do: {}</div>",
+                    esc(&a.connection),
+                    a.time.format("%Y-%m-%d %H:%M UTC"),
+                    esc(&a.message),
+                    esc(&a.code),
+                    esc(&a.action)
+                )?;
+            }
+        }
+        Err(e) => write!(
+            out,
+            "<p class=\"bad\">Cannot read the alert log: {}</p>",
+            esc(&e.to_string())
+        )?,
+    }
+    write!(
+        out,
+        "<h2>Connections</h2><table><tr><th>name</th><th>state</th><th>site</th><th>library</th>\
+         <th>Graph requests</th><th>throttled</th></tr>"
+    )?;
+    for c in connection_rows(state) {
+        let class = if c["state"] == "enabled" { "ok" } else { "bad" };
+        write!(
+            out,
+            "<tr><td>{}</td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            text(&c["name"]),
+            text(&c["state"]),
+            text(&c["site"]),
+            text(&c["library"]),
+            text(&c["graph_requests"]),
+            text(&c["throttled"])
+        )?;
+    }
+    write!(out, "</table><h2>Sync jobs</h2>")?;
+    let syncs = sync_rows(state);
+    if syncs.is_empty() {
+        write!(out, "<p>No sync jobs configured.</p>")?;
+    } else {
+        write!(
+            out,
+            "<table><tr><th>job</th><th>direction</th><th>local</th><th>SharePoint</th>\
+             <th>last run</th><th>outcome</th><th>up / down / deleted / conflicts / errors</th>\
+             <th>problems</th></tr>"
+        )?;
+        for s in syncs {
+            let last = &s["last_run"];
+            let outcome = last["outcome"].as_str().unwrap_or("never run");
+            let class = if matches!(outcome, "success" | "never run") {
+                "ok"
+            } else {
+                "bad"
+            };
+            write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}:{}</td><td>{}</td><td class=\"{class}\">{}</td>\
+                 <td>{} / {} / {} / {} / {}</td><td>{}</td></tr>",
+                text(&s["name"]),
+                text(&s["direction"]),
+                text(&s["local"]),
+                text(&s["connection"]),
+                text(&s["remote"]),
+                time(&last["started"]),
+                esc(outcome),
+                text(&last["uploaded"]),
+                text(&last["downloaded"]),
+                text(&last["deleted"]),
+                text(&last["conflicts"]),
+                text(&last["errors"]),
+                s["problems"].as_array().map_or(0, Vec::len)
+            )?;
+        }
+        write!(out, "</table>")?;
+    }
+    write!(out, "</body></html>")
+}

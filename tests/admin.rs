@@ -1,0 +1,259 @@
+//! The admin endpoint of `spgate serve`: probes, metrics that move with real transfers, the
+//! token-protected API (alerts, connections, syncs) and the status page.
+
+mod common;
+mod sync_support;
+
+use common::{Ctx, spawn_serve};
+use reqwest::StatusCode;
+use sync_support::quote_toml;
+
+const TOKEN: &str = "admin-secret-token";
+
+struct Served {
+    ctx: Ctx,
+    dir: tempfile::TempDir,
+    admin: String,
+    sftp_port: u16,
+    child: std::process::Child,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn serve() -> Served {
+    let ctx = Ctx::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = dir.path().join("mirror");
+    std::fs::create_dir(&mirror).unwrap();
+    let sim = quote_toml(&ctx.sim.base);
+    let config = format!(
+        "[state]\ndir = {state}\n\n[sftp]\nlisten = \"127.0.0.1:0\"\n\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\n\
+         [[connections]]\nname = \"sp\"\ntenant = \"contoso\"\nclient_id = \"spgate-demo\"\n\
+         client_secret = \"demo-secret\"\nsite = \"https://contoso.sharepoint.com/sites/partners\"\n\
+         authority = {sim}\ngraph_url = {sim}\n\n\
+         [[users]]\nname = \"partner\"\npassword_hash = {hash}\n\
+         [[users.mounts]]\npath = \"/\"\nconnection = \"sp\"\nremote = \"/Partner\"\npermissions = \"*\"\n\n\
+         [[syncs]]\nname = \"mirror\"\nlocal = {mirror}\nconnection = \"sp\"\nremote = \"/Mirror\"\n\
+         direction = \"pull\"\ninterval = \"1h\"\n",
+        state = quote_toml(dir.path().join("state").to_str().unwrap()),
+        hash = quote_toml(&spgate::users::hash_password("partner-pass")),
+        mirror = quote_toml(mirror.to_str().unwrap()),
+    );
+    ctx.mkdirs("Partner").await;
+    let path = dir.path().join("spgate.toml");
+    std::fs::write(&path, config).unwrap();
+    let log = dir.path().join("spgate.log");
+    let (child, announced) = spawn_serve(&path, &log, &["sftp", "admin"]);
+    let (Some(sftp), Some(admin)) = (&announced[0], &announced[1]) else {
+        panic!("no addresses; log:\n{}", common::file_tail(&log, 4000));
+    };
+    Served {
+        sftp_port: sftp.rsplit(':').next().unwrap().parse().unwrap(),
+        admin: format!("http://{admin}"),
+        ctx,
+        dir,
+        child,
+    }
+}
+
+impl Served {
+    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, String) {
+        let mut request = reqwest::Client::new().get(format!("{}{path}", self.admin));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>) -> (StatusCode, String) {
+        let mut request = reqwest::Client::new().post(format!("{}{path}", self.admin));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
+    async fn metric(&self, line_start: &str) -> f64 {
+        let (_, text) = self.get("/metrics", None).await;
+        text.lines()
+            .filter(|l| l.starts_with(line_start))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_and_metrics_follow_a_real_sftp_upload() {
+    let s = serve().await;
+    assert_eq!(s.get("/healthz", None).await.0, StatusCode::OK);
+    let (status, body) = s.get("/readyz", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let files = "spgate_transfer_files_total{protocol=\"sftp\",connection=\"sp\",direction=\"up\",outcome=\"ok\"}";
+    let bytes = "spgate_transfer_bytes_total{protocol=\"sftp\",connection=\"sp\",direction=\"up\"}";
+    let logins = "spgate_logins_total{protocol=\"sftp\",outcome=\"ok\"}";
+    let before = (
+        s.metric(files).await,
+        s.metric(bytes).await,
+        s.metric(logins).await,
+    );
+
+    let file = s.dir.path().join("upload.bin");
+    std::fs::write(&file, common::data(70_000, 3)).unwrap();
+    let status = tokio::process::Command::new("curl")
+        .args(["-sS", "-k", "--user", "partner:partner-pass", "-T"])
+        .arg(&file)
+        .arg(format!("sftp://127.0.0.1:{}/upload.bin", s.sftp_port))
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    assert!(s.ctx.item_at("Partner/upload.bin").await.is_some());
+
+    let after = (
+        s.metric(files).await,
+        s.metric(bytes).await,
+        s.metric(logins).await,
+    );
+    assert_eq!(after.0 - before.0, 1.0, "files metric");
+    assert_eq!(after.1 - before.1, 70_000.0, "bytes metric");
+    assert!(after.2 - before.2 >= 1.0, "logins metric");
+    let (_, text) = s.get("/metrics", None).await;
+    for name in [
+        "spgate_graph_requests_total{connection=\"sp\",method=\"PUT\"",
+        "spgate_connection_up{connection=\"sp\"} 1",
+        "spgate_token_refreshes_total{connection=\"sp\"}",
+        "spgate_sessions_total{protocol=\"sftp\"}",
+        "spgate_graph_throttled_total{connection=\"sp\"}",
+        "spgate_upload_fragments_retried_total{connection=\"sp\"}",
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_needs_the_token_and_answers_with_it() {
+    let s = serve().await;
+    for path in [
+        "/api/v1/alerts",
+        "/api/v1/connections",
+        "/api/v1/syncs",
+        "/",
+    ] {
+        assert_eq!(
+            s.get(path, None).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+        assert_eq!(
+            s.get(path, Some("wrong")).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+    }
+    let (status, body) = s.get("/api/v1/connections", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["connections"][0]["name"], "sp");
+    assert_eq!(json["connections"][0]["state"], "enabled");
+    let (status, body) = s.get("/api/v1/alerts", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("\"alerts\""), "{body}");
+    let (status, body) = s.get("/api/v1/syncs", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["syncs"][0]["name"], "mirror");
+    assert_eq!(json["syncs"][0]["direction"], "pull");
+    assert_eq!(
+        s.post("/api/v1/connections/sp/enable", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, body) = s.post("/api/v1/connections/sp/enable", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        s.post("/api/v1/connections/nope/enable", Some(TOKEN))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.post("/api/v1/syncs/mirror/run", Some(TOKEN)).await.0,
+        StatusCode::ACCEPTED
+    );
+    // Basic authentication with the token as password opens the status page in a browser.
+    let response = reqwest::Client::new()
+        .get(format!("{}/", s.admin))
+        .basic_auth("admin", Some(TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let page = response.text().await.unwrap();
+    for needle in [
+        "<h1>spgate</h1>",
+        "Connections",
+        "<td>sp</td>",
+        "Sync jobs",
+        "<td>mirror</td>",
+    ] {
+        assert!(
+            page.contains(needle),
+            "{needle} missing from the page:\n{page}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disabled_connection_makes_the_gateway_unready_until_enabled() {
+    let s = serve().await;
+    // Revoking the app makes the next sign-in fail for good: the connection is disabled with
+    // an alert.
+    s.ctx
+        .sim
+        .control("/apps/spgate-demo/revoke", serde_json::json!({}))
+        .await;
+    s.ctx
+        .sim
+        .control("/tokens/expire", serde_json::json!({}))
+        .await;
+    // A listing needs a token; it fails (the client's exit status does not matter here).
+    let _ = tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-k",
+            "--user",
+            "partner:partner-pass",
+            "-o",
+            "/dev/null",
+        ])
+        .arg(format!("sftp://127.0.0.1:{}/", s.sftp_port))
+        .status()
+        .await
+        .unwrap();
+    let (status, body) = s.get("/readyz", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("connection sp is disabled"), "{body}");
+    let (_, alerts) = s.get("/api/v1/alerts", Some(TOKEN)).await;
+    assert!(alerts.contains("\"connection\":\"sp\""), "{alerts}");
+    assert!(
+        s.get("/metrics", None)
+            .await
+            .1
+            .contains("spgate_connection_up{connection=\"sp\"} 0")
+    );
+    s.ctx
+        .sim
+        .control("/apps/spgate-demo/restore", serde_json::json!({}))
+        .await;
+    let (status, _) = s.post("/api/v1/connections/sp/enable", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, alerts) = s.get("/api/v1/alerts", Some(TOKEN)).await;
+    assert!(!alerts.contains("\"connection\":\"sp\""), "{alerts}");
+}
