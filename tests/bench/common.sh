@@ -1,13 +1,17 @@
 # Shared by the benchmark scripts: sourced (not run) after `cd` to the repository root. Builds
-# the release binary and sets
+# the release binary (unless SPGATE_BENCH_BIN names one to use) and sets
 #   bin   the spgate binary;
 #   work  a temporary folder, removed at exit, under SPGATE_BENCH_TMP (/dev/shm keeps the disk
 #         out of the figures), else TMPDIR or /tmp;
 #   pids  the processes killed at exit (append with `pids+=($!)`).
 # Environment: SPGATE_BENCH_TMP (above), SPGATE_BENCH_DATA (the simulator's content folder;
 # default $work/sim).
-cargo build --release --quiet
-bin=$PWD/target/release/spgate
+if [ -n "${SPGATE_BENCH_BIN:-}" ]; then
+  bin=$SPGATE_BENCH_BIN
+else
+  cargo build --release --quiet
+  bin=$PWD/target/release/spgate
+fi
 work=$(mktemp -d -p "${SPGATE_BENCH_TMP:-${TMPDIR:-/tmp}}")
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
