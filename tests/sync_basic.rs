@@ -50,3 +50,22 @@ async fn pull_downloads_with_remote_times_and_two_way_meets_in_the_middle() {
     );
     assert_eq!(env.local_files(), ["from-local.txt", "from-sp.txt"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn temporary_files_are_never_synced_and_day_old_ones_are_swept() {
+    let env = Env::new("push", "").await;
+    env.write("keep.txt", b"data", 100);
+    env.write(
+        "sub/.spgate.big.bin.00ff.partial",
+        b"killed download",
+        2 * 86_400,
+    );
+    env.write(".spgate.live.txt.0abc.partial", b"upload in progress", 10);
+    env.sync_ok(&[]).await;
+    assert_eq!(env.remote_files().await, ["keep.txt"]);
+    assert_eq!(
+        env.local_files(),
+        [".spgate.live.txt.0abc.partial", "keep.txt"],
+        "the day-old leftover is removed, the young one is left alone"
+    );
+}
