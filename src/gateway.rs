@@ -28,6 +28,8 @@ pub struct Gateway {
     pub triggers: Arc<Triggers>,
     /// What the front-ends count for `/metrics`.
     pub metrics: Arc<crate::admin::metrics::Metrics>,
+    /// The transfer audit log.
+    pub audit: Arc<crate::audit::Audit>,
 }
 
 impl Gateway {
@@ -47,15 +49,21 @@ impl Gateway {
             users: Users::new(&config.users),
             triggers: Arc::new(Triggers::new(&config)),
             metrics: Arc::default(),
+            audit: Arc::new(crate::audit::Audit::open(&config.audit, &config.state.dir)),
             config,
             connections,
             spool_dir,
         })
     }
 
-    /// The virtual file system of an account logged in over `protocol` (`sftp`, `ftp`); every
-    /// mount counts its transfers in the metrics.
-    pub fn vfs(&self, account: &Account, protocol: &'static str) -> storage::Result<Vfs> {
+    /// The virtual file system of an account logged in over `protocol` (`sftp`, `ftp`) from
+    /// `peer`; every mount counts its transfers in the metrics and the audit log.
+    pub fn vfs(
+        &self,
+        account: &Account,
+        protocol: &'static str,
+        peer: Option<std::net::IpAddr>,
+    ) -> storage::Result<Vfs> {
         let mut mounts = Vec::new();
         for mount in &account.mounts {
             let backend: Arc<dyn Backend> = match &mount.target {
@@ -97,6 +105,10 @@ impl Gateway {
                     protocol,
                     connection,
                     metrics: self.metrics.clone(),
+                    user: account.name.clone(),
+                    peer,
+                    mount: mount.path.clone(),
+                    audit: self.audit.clone(),
                 },
             ));
             mounts.push(MountPoint {

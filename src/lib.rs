@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - [`admin`]: the admin HTTP endpoint: probes, Prometheus metrics, JSON API, status page.
+//! - [`audit`]: the transfer audit log (JSON lines, rotated by size).
 //! - [`config`]: the gateway's configuration, loaded in two stages (raw serde structs, then
 //!   validated typed values) from a TOML file plus `SPGATE_...` environment overrides.
 //! - [`connections`]: SharePoint connections: tokens (secret, certificate, device code),
@@ -27,6 +28,7 @@
 //! storage backends; `sim` depends only on `wire`.
 
 pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod connections;
 pub mod demo;

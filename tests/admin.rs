@@ -125,6 +125,30 @@ async fn probes_and_metrics_follow_a_real_sftp_upload() {
     assert_eq!(after.0 - before.0, 1.0, "files metric");
     assert_eq!(after.1 - before.1, 70_000.0, "bytes metric");
     assert!(after.2 - before.2 >= 1.0, "logins metric");
+    // The audit log has the login and the upload, and never the password.
+    let audit = std::fs::read_to_string(s.dir.path().join("state/audit.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["action"] == "login"
+            && l["user"] == "partner"
+            && l["protocol"] == "sftp"
+            && l["outcome"] == "ok"
+            && l["peer"] == "127.0.0.1"),
+        "{audit}"
+    );
+    assert!(
+        lines.iter().any(|l| l["action"] == "upload"
+            && l["path"] == "/upload.bin"
+            && l["size"] == 70_000
+            && l["connection"] == "sp"
+            && l["outcome"] == "ok"
+            && l["duration_ms"].is_u64()),
+        "{audit}"
+    );
+    assert!(!audit.contains("partner-pass"), "{audit}");
     let (_, text) = s.get("/metrics", None).await;
     for name in [
         "spgate_graph_requests_total{connection=\"sp\",method=\"PUT\"",

@@ -71,6 +71,15 @@ impl State {
         if !self.listening.load(Ordering::Relaxed) {
             reasons.push("listeners are not bound yet".to_string());
         }
+        let full = self
+            .gateway
+            .config
+            .admin
+            .as_ref()
+            .is_none_or(|a| a.ready_needs_health);
+        if !full {
+            return reasons;
+        }
         for (name, connection) in &self.gateway.connections {
             if let Some(alert) = connection.health.alert() {
                 reasons.push(format!(

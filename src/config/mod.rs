@@ -47,8 +47,9 @@ pub use error::Error;
 pub use permissions::{Permission, Permissions};
 pub use secret::Secret;
 pub use types::{
-    Admin, AfterCopy, AuthorizedKey, CertKey, Config, Conflict, Connection, Credential, Direction,
-    Ftp, Limits, MaxDelete, Mount, MountTarget, Sftp, Site, State, SyncJob, TlsRequired, User,
+    Admin, AfterCopy, Audit, AuthorizedKey, CertKey, Config, Conflict, Connection, Credential,
+    Direction, Ftp, Limits, MaxDelete, Mount, MountTarget, Sftp, Site, State, SyncJob, TlsRequired,
+    User,
 };
 
 /// Prefix of the environment variables that override file values.

@@ -16,6 +16,7 @@ pub(super) struct Config {
     pub sftp: Option<Sftp>,
     pub ftp: Option<Ftp>,
     pub admin: Option<Admin>,
+    pub audit: Option<Audit>,
     #[serde(default)]
     pub connections: Vec<Connection>,
     #[serde(default)]
@@ -63,6 +64,15 @@ pub(super) struct CertKey {
 pub(super) struct Admin {
     pub listen: Option<String>,
     pub token: Option<String>,
+    pub readiness: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Audit {
+    pub target: Option<String>,
+    pub max_size_mib: Option<u64>,
+    pub keep: Option<u32>,
 }
 
 #[derive(Deserialize)]

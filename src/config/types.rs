@@ -24,6 +24,8 @@ pub struct Config {
     pub ftp: Option<Ftp>,
     /// `[admin]`: the admin HTTP listener, `None` when off.
     pub admin: Option<Admin>,
+    /// `[audit]`: where the transfer audit log goes.
+    pub audit: Audit,
     /// `[[connections]]`: SharePoint sites the gateway talks to, names unique.
     pub connections: Vec<Connection>,
     /// `[[users]]`: the accounts that may log in, names unique.
@@ -139,6 +141,18 @@ pub enum TlsRequired {
     PerUser,
 }
 
+/// `[audit]`: one JSON line per login, upload, download, delete and rename.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audit {
+    /// No audit log.
+    Off,
+    /// Standard output.
+    Stdout,
+    /// `<state dir>/audit.jsonl`, rotated at `max_bytes` (`audit.jsonl.1` is the newest old
+    /// file), keeping `keep` old files.
+    File { max_bytes: u64, keep: u32 },
+}
+
 /// `[admin]`.
 #[derive(Debug, Clone)]
 pub struct Admin {
@@ -146,6 +160,9 @@ pub struct Admin {
     pub listen: SocketAddr,
     /// Bearer token required by the admin API; `None` only on loopback addresses.
     pub token: Option<Secret>,
+    /// `readiness = "full"` (default): `/readyz` also fails while a connection is disabled or a
+    /// sync job's last run failed; `"listeners"`: only until the listeners are bound.
+    pub ready_needs_health: bool,
 }
 
 /// One `[[connections]]` entry: a SharePoint document library and how to sign in to it.

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::types::{Admin, CertKey, Config, Connection, Ftp, Sftp, State, TlsRequired};
+use super::types::{Admin, Audit, CertKey, Config, Connection, Ftp, Sftp, State, TlsRequired};
 use super::{Error, Secret, connections, raw, secret, syncs, users, values};
 
 const SFTP_LISTEN: &str = "0.0.0.0:2222";
@@ -78,6 +78,7 @@ pub(super) fn config(raw: raw::Config, cx: &Context<'_>) -> Result<Config, Error
     let sftp = raw.sftp.map(sftp).transpose()?.flatten();
     let ftp = raw.ftp.map(|f| ftp(f, cx)).transpose()?.flatten();
     let admin = raw.admin.map(|a| admin(a, cx)).transpose()?.flatten();
+    let audit = audit(raw.audit)?;
     let connections = connections::connections(raw.connections, cx)?;
     let tls_required = ftp.as_ref().map(|f| f.tls_required);
     let users = users::users(raw.users, &connections, tls_required, cx)?;
@@ -87,9 +88,42 @@ pub(super) fn config(raw: raw::Config, cx: &Context<'_>) -> Result<Config, Error
         sftp,
         ftp,
         admin,
+        audit,
         connections,
         users,
         syncs,
+    })
+}
+
+fn audit(raw: Option<raw::Audit>) -> Result<Audit, Error> {
+    let raw = raw.unwrap_or(raw::Audit {
+        target: None,
+        max_size_mib: None,
+        keep: None,
+    });
+    let target = choice(
+        "audit.target",
+        raw.target.as_deref().unwrap_or("file"),
+        &[("file", 0u8), ("stdout", 1), ("off", 2)],
+    )?;
+    let max_size_mib = raw.max_size_mib.unwrap_or(100);
+    if !(1..=100_000).contains(&max_size_mib) {
+        return Err(Error::invalid(
+            "audit.max_size_mib",
+            "must be between 1 and 100000",
+        ));
+    }
+    let keep = raw.keep.unwrap_or(10);
+    if keep > 1000 {
+        return Err(Error::invalid("audit.keep", "must be at most 1000"));
+    }
+    Ok(match target {
+        0 => Audit::File {
+            max_bytes: max_size_mib * 1024 * 1024,
+            keep,
+        },
+        1 => Audit::Stdout,
+        _ => Audit::Off,
     })
 }
 
@@ -173,7 +207,16 @@ fn admin(raw: raw::Admin, cx: &Context<'_>) -> Result<Option<Admin>, Error> {
             "required when admin.listen is not a loopback address",
         ));
     }
-    Ok(Some(Admin { listen, token }))
+    let strict = choice(
+        "admin.readiness",
+        raw.readiness.as_deref().unwrap_or("full"),
+        &[("full", true), ("listeners", false)],
+    )?;
+    Ok(Some(Admin {
+        listen,
+        token,
+        ready_needs_health: strict,
+    }))
 }
 
 /// `name` if it names one of `connections`.

@@ -48,7 +48,7 @@ impl fmt::Display for Session {
 pub struct Logins {
     gateway: Arc<Gateway>,
     /// The accounts that passed a password check, by name.
-    accepted: DashMap<String, Arc<Account>>,
+    accepted: DashMap<String, (Arc<Account>, std::net::IpAddr)>,
 }
 
 impl Logins {
@@ -82,6 +82,18 @@ impl Authenticator for Logins {
             .password(username, password, creds.source_ip)
             .await;
         self.gateway.metrics.login("ftp", account.is_ok());
+        let mut e = crate::audit::event(
+            "login",
+            username,
+            "ftp",
+            Some(creds.source_ip),
+            "",
+            account.is_ok(),
+        );
+        if account.is_err() {
+            e.error = Some("password refused");
+        }
+        self.gateway.audit.record(&e);
         let account = account.map_err(|_| AuthenticationError::BadPassword)?;
         if account.ftp_tls_required
             && creds.command_channel_security == ChannelEncryptionState::Plaintext
@@ -89,7 +101,8 @@ impl Authenticator for Logins {
             tracing::warn!(user = %username, peer = %creds.source_ip, "FTP login refused: this user must use FTPS (AUTH TLS)");
             return Err(AuthenticationError::BadPassword);
         }
-        self.accepted.insert(username.to_string(), account);
+        self.accepted
+            .insert(username.to_string(), (account, creds.source_ip));
         Ok(Principal {
             username: username.to_string(),
         })
@@ -105,14 +118,14 @@ impl UserDetailProvider for Logins {
     type User = Session;
 
     async fn provide_user_detail(&self, principal: &Principal) -> Result<Session, UserDetailError> {
-        let account = self
+        let (account, peer) = self
             .accepted
             .get(&principal.username)
-            .map(|a| Arc::clone(&a))
+            .map(|a| (Arc::clone(&a.0), a.1))
             .ok_or_else(|| UserDetailError::UserNotFound {
                 username: principal.username.clone(),
             })?;
-        let vfs = self.gateway.vfs(&account, "ftp").map_err(|e| {
+        let vfs = self.gateway.vfs(&account, "ftp", Some(peer)).map_err(|e| {
             tracing::warn!(user = %account.name, error = %e, "FTP login: the user's mounts cannot be opened");
             UserDetailError::with_source("mounts unavailable", e)
         })?;

@@ -58,8 +58,21 @@ impl Connection {
     }
 
     /// Counts a login attempt (and, when it succeeded, the session).
-    fn counted(&mut self, account: Option<Arc<Account>>) -> Auth {
+    fn counted(&mut self, user: &str, method: &str, account: Option<Arc<Account>>) -> Auth {
         self.gateway.metrics.login("sftp", account.is_some());
+        let mut e = crate::audit::event(
+            "login",
+            user,
+            "sftp",
+            Some(self.peer.ip()),
+            "",
+            account.is_some(),
+        );
+        let failure = format!("{method} refused");
+        if account.is_none() {
+            e.error = Some(&failure);
+        }
+        self.gateway.audit.record(&e);
         match account {
             Some(account) => {
                 self.account = Some(account);
@@ -86,7 +99,7 @@ impl Connection {
             .password(user, password, self.peer.ip())
             .await
             .ok();
-        self.counted(account)
+        self.counted(user, "password", account)
     }
 }
 
@@ -129,7 +142,7 @@ impl russh::server::Handler for Connection {
             .users
             .public_key(user, key.public_key, self.peer.ip())
             .ok();
-        Ok(self.counted(account))
+        Ok(self.counted(user, "public key", account))
     }
 
     async fn auth_keyboard_interactive<'a>(
@@ -179,7 +192,7 @@ impl russh::server::Handler for Connection {
             tracing::debug!(subsystem = name, "refused a subsystem other than sftp");
             return session.channel_failure(id);
         }
-        let vfs = match self.gateway.vfs(&account, "sftp") {
+        let vfs = match self.gateway.vfs(&account, "sftp", Some(self.peer.ip())) {
             Ok(vfs) => vfs,
             Err(e) => {
                 tracing::error!(user = %account.name, error = %e, "cannot set up the user's mounts");

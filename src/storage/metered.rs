@@ -1,8 +1,11 @@
-//! A backend decorator that counts transfers for the metrics: bytes and files up and down, by
-//! protocol and connection, each file counted once when its handle ends (a download when the
-//! client closes it, an upload when it is stored or fails).
+//! A backend decorator that accounts for what a session does: it counts transfers for the
+//! metrics (bytes and files up and down, by protocol and connection, each file once when its
+//! handle ends: a download when the client closes it, an upload when it is stored or fails)
+//! and writes the audit log (uploads, downloads, deletes, renames).
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -11,14 +14,54 @@ use futures_util::stream::BoxStream;
 
 use super::{Backend, Capabilities, Entry, ReadHandle, Result, Space, WriteHandle, WriteMode};
 use crate::admin::metrics::Metrics;
+use crate::audit::{Audit, event};
 
-/// Who is transferring, for the labels.
+/// Who is transferring, for the metrics' labels and the audit log.
 #[derive(Clone)]
 pub struct Labels {
     pub protocol: &'static str,
     /// The connection's name, or `local`.
     pub connection: String,
     pub metrics: Arc<Metrics>,
+    pub user: String,
+    pub peer: Option<IpAddr>,
+    /// The mount's virtual path, to report users' paths.
+    pub mount: String,
+    pub audit: Arc<Audit>,
+}
+
+impl Labels {
+    fn vpath(&self, path: &str) -> String {
+        match (self.mount.as_str(), path) {
+            ("/", p) => p.to_string(),
+            (m, "/") => m.to_string(),
+            (m, p) => format!("{m}{p}"),
+        }
+    }
+
+    fn audit(
+        &self,
+        action: &str,
+        path: &str,
+        size: Option<u64>,
+        started: Instant,
+        error: Option<&str>,
+    ) {
+        let vpath = self.vpath(path);
+        let mut e = event(
+            action,
+            &self.user,
+            self.protocol,
+            self.peer,
+            &vpath,
+            error.is_none(),
+        )
+        .duration(started.elapsed());
+        e.size = size;
+        e.connection = Some(&self.connection);
+        e.error = error;
+        self.audit.record(&e);
+    }
 }
 
 pub struct Metered {
@@ -35,6 +78,8 @@ impl Metered {
 struct Reader {
     inner: Box<dyn ReadHandle>,
     labels: Labels,
+    path: String,
+    started: Instant,
     bytes: u64,
     failed: bool,
 }
@@ -60,19 +105,30 @@ impl Drop for Reader {
         let l = &self.labels;
         l.metrics
             .transfer(l.protocol, &l.connection, "down", self.bytes, !self.failed);
+        let error = self.failed.then_some("a read failed");
+        l.audit(
+            "download",
+            &self.path,
+            Some(self.bytes),
+            self.started,
+            error,
+        );
     }
 }
 
 struct Writer {
     inner: Option<Box<dyn WriteHandle>>,
     labels: Labels,
+    path: String,
+    started: Instant,
 }
 
 impl Writer {
-    fn count(&self, bytes: u64, ok: bool) {
+    fn count(&self, bytes: u64, error: Option<&str>) {
         let l = &self.labels;
         l.metrics
-            .transfer(l.protocol, &l.connection, "up", bytes, ok);
+            .transfer(l.protocol, &l.connection, "up", bytes, error.is_none());
+        l.audit("upload", &self.path, Some(bytes), self.started, error);
     }
 }
 
@@ -99,7 +155,8 @@ impl WriteHandle for Writer {
         let inner = self.inner.take().expect("closed once");
         let size = inner.size();
         let stored = inner.close().await;
-        self.count(size, stored.is_ok());
+        let error = stored.as_ref().err().map(|e| e.to_string());
+        self.count(size, error.as_deref());
         stored
     }
 
@@ -107,7 +164,7 @@ impl WriteHandle for Writer {
         if let Some(inner) = self.inner.take() {
             let size = inner.size();
             inner.abort().await;
-            self.count(size, false);
+            self.count(size, Some("the upload was abandoned"));
         }
     }
 }
@@ -116,7 +173,7 @@ impl Drop for Writer {
     fn drop(&mut self) {
         // Dropped without close or abort: the backend discards it; a failed upload.
         if let Some(inner) = &self.inner {
-            self.count(inner.size(), false);
+            self.count(inner.size(), Some("the upload was abandoned"));
         }
     }
 }
@@ -144,6 +201,8 @@ impl Backend for Metered {
         Ok(Box::new(Reader {
             inner,
             labels: self.labels.clone(),
+            path: path.to_string(),
+            started: Instant::now(),
             bytes: 0,
             failed: false,
         }))
@@ -154,6 +213,8 @@ impl Backend for Metered {
         Ok(Box::new(Writer {
             inner: Some(inner),
             labels: self.labels.clone(),
+            path: path.to_string(),
+            started: Instant::now(),
         }))
     }
 
@@ -162,7 +223,12 @@ impl Backend for Metered {
     }
 
     async fn remove_file(&self, path: &str) -> Result<()> {
-        self.inner.remove_file(path).await
+        let started = Instant::now();
+        let done = self.inner.remove_file(path).await;
+        let error = done.as_ref().err().map(|e| e.to_string());
+        self.labels
+            .audit("delete", path, None, started, error.as_deref());
+        done
     }
 
     async fn remove_dir(&self, path: &str) -> Result<()> {
@@ -170,7 +236,18 @@ impl Backend for Metered {
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
-        self.inner.rename(from, to).await
+        let started = Instant::now();
+        let done = self.inner.rename(from, to).await;
+        let l = &self.labels;
+        let (from_v, to_v) = (l.vpath(from), l.vpath(to));
+        let mut e = event("rename", &l.user, l.protocol, l.peer, &from_v, done.is_ok())
+            .duration(started.elapsed());
+        e.to = Some(&to_v);
+        e.connection = Some(&l.connection);
+        let error = done.as_ref().err().map(|e| e.to_string());
+        e.error = error.as_deref();
+        l.audit.record(&e);
+        done
     }
 
     async fn set_modified(&self, path: &str, at: DateTime<Utc>) -> Result<()> {
