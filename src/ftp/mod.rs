@@ -19,6 +19,8 @@
 //! - after an FTPS upload the data connection is closed without a TLS `close_notify`: clients
 //!   that wait for one (Python's `FTP_TLS.storbinary`) report an error although the file was
 //!   stored and the reply is 226;
+//! - `APPE` looks the file up for its size and appends at offset 0 when the lookup fails,
+//!   which would replace the file: the storage adapter refuses such a put (451);
 //! - `OPTS MLST ...` is a parse error that closes the control connection (MLSD/MLST still
 //!   answer their default facts: type, size, modify);
 //! - `ABOR` does not cancel a transfer in flight: an upload ends at the data connection's end

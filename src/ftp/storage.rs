@@ -9,7 +9,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -29,6 +29,9 @@ use crate::vfs;
 const CHUNK: usize = 256 * 1024;
 /// Chunks read ahead of the client during a download.
 const READ_AHEAD: usize = 4;
+/// How soon after a failed lookup a put of the same path from offset 0 is taken for an `APPE`
+/// (libunftp makes the two calls back to back).
+const APPE_LOOKUP_WINDOW: Duration = Duration::from_secs(2);
 
 /// The storage adapter libunftp creates for each session.
 pub struct Files {
@@ -38,6 +41,9 @@ pub struct Files {
     /// The session's working directory as of its last successful `CWD`, for the `SITE`
     /// commands (libunftp 0.24 does not pass the working directory to their handlers).
     working_dir: Mutex<String>,
+    /// The last lookup that failed for another reason than "not there", and when: see
+    /// [`Files::refuses_put`].
+    failed_lookup: Mutex<Option<(String, Instant)>>,
 }
 
 impl Files {
@@ -45,7 +51,36 @@ impl Files {
         Files {
             idle,
             working_dir: Mutex::new("/".to_string()),
+            failed_lookup: Mutex::new(None),
         }
+    }
+
+    /// Remembers how the lookup of `path` went.
+    fn note_lookup(&self, path: &str, result: Result<&Entry, &Error>) {
+        let failed = match result {
+            Err(e)
+                if matches!(
+                    e.kind,
+                    ErrorKind::Failed | ErrorKind::Unavailable | ErrorKind::Disabled
+                ) =>
+            {
+                Some((path.to_string(), Instant::now()))
+            }
+            _ => None,
+        };
+        if let Ok(mut last) = self.failed_lookup.lock() {
+            *last = failed;
+        }
+    }
+
+    /// Whether a put of `path` from `start_pos` must be refused: libunftp 0.24's `APPE` looks
+    /// the file up for its size and, when the lookup fails for any reason, writes from offset 0,
+    /// which replaces the file with the appended bytes. A put from 0 of a path whose lookup
+    /// just failed (SharePoint unavailable) may be such an `APPE`, so it is refused (451: the
+    /// client may try again) instead of risking the file.
+    fn refuses_put(&self, path: &str, start_pos: u64) -> bool {
+        let last = self.failed_lookup.lock().ok().and_then(|mut l| l.take());
+        refuses_put(last.as_ref(), path, start_pos, Instant::now())
     }
 
     /// The folder of the session's last successful `CWD` ("/" before the first). A `CDUP`
@@ -66,6 +101,19 @@ impl Files {
         let path = path.to_string_lossy();
         vfs::normalize(&self.working_dir(), &path).map_err(reply::error)
     }
+}
+
+/// [`Files::refuses_put`] given the last failed lookup.
+fn refuses_put(
+    failed_lookup: Option<&(String, Instant)>,
+    path: &str,
+    start_pos: u64,
+    now: Instant,
+) -> bool {
+    start_pos == 0
+        && failed_lookup.is_some_and(|(failed, at)| {
+            failed == path && now.duration_since(*at) < APPE_LOOKUP_WINDOW
+        })
 }
 
 impl fmt::Debug for Files {
@@ -196,7 +244,9 @@ impl StorageBackend<Session> for Files {
         path: P,
     ) -> ftp::Result<Meta> {
         let path = self.vpath(path.as_ref())?;
-        user.vfs.stat(&path).await.map(Meta).map_err(reply::error)
+        let entry = user.vfs.stat(&path).await;
+        self.note_lookup(&path, entry.as_ref());
+        entry.map(Meta).map_err(reply::error)
     }
 
     async fn list<P: AsRef<Path> + Send + fmt::Debug>(
@@ -260,6 +310,12 @@ impl StorageBackend<Session> for Files {
         start_pos: u64,
     ) -> ftp::Result<u64> {
         let path = self.vpath(path.as_ref())?;
+        if self.refuses_put(&path, start_pos) {
+            return Err(reply::error(Error::new(
+                ErrorKind::Unavailable,
+                format!("{path}: its size could not be read just now; not replacing it"),
+            )));
+        }
         // APPE and REST+STOR keep what is there and write from the offset.
         let mode = if start_pos > 0 {
             WriteMode::Keep
@@ -346,5 +402,27 @@ impl StorageBackend<Session> for Files {
             *dir = path;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_put_from_zero_right_after_a_failed_lookup_of_its_path_is_refused() {
+        let now = Instant::now();
+        let failed = ("/log.txt".to_string(), now);
+        assert!(refuses_put(Some(&failed), "/log.txt", 0, now));
+        // A resumed upload has its offset; other paths and older failures are not affected.
+        assert!(!refuses_put(Some(&failed), "/log.txt", 10, now));
+        assert!(!refuses_put(Some(&failed), "/other.txt", 0, now));
+        assert!(!refuses_put(
+            Some(&failed),
+            "/log.txt",
+            0,
+            now + APPE_LOOKUP_WINDOW
+        ));
+        assert!(!refuses_put(None, "/log.txt", 0, now));
     }
 }
