@@ -82,7 +82,7 @@ permissions = ["*"]
     println!(
         "spgate demo: a simulated SharePoint library at {graph} (Graph API; tenant contoso, app spgate-demo / demo-secret)"
     );
-    crate::serve::run_reporting(config, shutdown, |_, address| {
+    crate::serve::run_reporting(config, None, shutdown, |_, address| {
         println!("connect with:  sftp -P {} demo@{}      (password: demo)", address.port(), address.ip());
         println!("/ is the SharePoint library 'Documents' of site partners; /local is a folder on this host. Ctrl-C stops.");
     })

@@ -35,6 +35,16 @@ pub struct Gateway {
 impl Gateway {
     /// Opens every connection (nothing is sent yet) and prepares the state directory.
     pub fn new(config: Config) -> std::io::Result<Gateway> {
+        let triggers = Arc::new(Triggers::new(&config));
+        Gateway::with(config, Arc::default(), triggers)
+    }
+
+    /// [`Gateway::new`], keeping the metrics and sync triggers of the gateway it replaces.
+    fn with(
+        config: Config,
+        metrics: Arc<crate::admin::metrics::Metrics>,
+        triggers: Arc<Triggers>,
+    ) -> std::io::Result<Gateway> {
         ensure_private_dir(&config.state.dir)?;
         let spool_dir = config.state.dir.join("spool");
         ensure_private_dir(&spool_dir)?;
@@ -47,8 +57,8 @@ impl Gateway {
         }
         Ok(Gateway {
             users: Users::new(&config.users),
-            triggers: Arc::new(Triggers::new(&config)),
-            metrics: Arc::default(),
+            triggers,
+            metrics,
             audit: Arc::new(crate::audit::Audit::open(&config.audit, &config.state.dir)),
             config,
             connections,
@@ -118,5 +128,76 @@ impl Gateway {
             });
         }
         Ok(Vfs::new(mounts))
+    }
+}
+
+/// The gateway in force, replaced as a whole by a configuration reload (SIGHUP or
+/// `POST /api/v1/reload`). Each new session takes the current gateway and keeps it: running
+/// sessions go on under the configuration they started with.
+pub struct Shared {
+    current: parking_lot::RwLock<Arc<Gateway>>,
+    /// The file to reload from; `None` (the demo) cannot reload.
+    path: Option<PathBuf>,
+}
+
+impl Shared {
+    pub fn new(gateway: Gateway, path: Option<PathBuf>) -> Shared {
+        Shared {
+            current: parking_lot::RwLock::new(Arc::new(gateway)),
+            path,
+        }
+    }
+
+    pub fn current(&self) -> Arc<Gateway> {
+        self.current.read().clone()
+    }
+
+    /// Reads the configuration file again and puts it in force. An invalid file, or one that
+    /// changes what only a restart can change (listeners, state directory, sync jobs), is
+    /// refused with the reason, and the configuration in force stays.
+    pub fn reload(&self) -> Result<String, String> {
+        let Some(path) = &self.path else {
+            return Err("this gateway was not started from a configuration file".into());
+        };
+        let config = crate::config::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let old = self.current();
+        let before = &old.config;
+        let mut needs_restart = Vec::new();
+        if before.state.dir != config.state.dir {
+            needs_restart.push("state.dir");
+        }
+        if before.sftp.as_ref().map(|s| s.listen) != config.sftp.as_ref().map(|s| s.listen) {
+            needs_restart.push("[sftp]");
+        }
+        if before
+            .ftp
+            .as_ref()
+            .map(|f| (f.listen, f.passive_ports.clone()))
+            != config
+                .ftp
+                .as_ref()
+                .map(|f| (f.listen, f.passive_ports.clone()))
+        {
+            needs_restart.push("[ftp] listen/passive_ports");
+        }
+        if before.admin.as_ref().map(|a| a.listen) != config.admin.as_ref().map(|a| a.listen) {
+            needs_restart.push("admin.listen");
+        }
+        let jobs = |c: &Config| format!("{:?}", c.syncs);
+        if jobs(before) != jobs(&config) {
+            needs_restart.push("[[syncs]]");
+        }
+        if !needs_restart.is_empty() {
+            return Err(format!(
+                "{} changed, which needs a restart; nothing was reloaded",
+                needs_restart.join(", ")
+            ));
+        }
+        let summary = config.summary();
+        let gateway = Gateway::with(config, old.metrics.clone(), old.triggers.clone())
+            .map_err(|e| format!("opening the new configuration: {e}"))?;
+        *self.current.write() = Arc::new(gateway);
+        tracing::info!(path = %path.display(), "configuration reloaded");
+        Ok(summary)
     }
 }

@@ -137,7 +137,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => {
             logging::init(cli.log_format, "info,libunftp=warn");
-            spgate::serve::run(config.load()?, shutdown_token())
+            spgate::serve::run(config.load()?, config.config.clone(), shutdown_token())
                 .await
                 .context("spgate serve")?;
         }

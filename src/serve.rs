@@ -2,35 +2,60 @@
 //! and shut down gracefully.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Shared};
 
 /// Runs the gateway until `shutdown` is cancelled. Prints `sftp listening on ADDR` and
 /// `ftp listening on ADDR` on stdout for each listener once bound (tests start it on port 0 and
 /// read the line).
-pub async fn run(config: Config, shutdown: CancellationToken) -> std::io::Result<()> {
-    run_reporting(config, shutdown, |_, _| {}).await
+/// `path` is the file the configuration came from: SIGHUP (and `POST /api/v1/reload`) read it
+/// again.
+pub async fn run(
+    config: Config,
+    path: Option<PathBuf>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    run_reporting(config, path, shutdown, |_, _| {}).await
 }
 
 /// [`run`], calling `bound(protocol, address)` after each listener is bound and announced.
 pub async fn run_reporting(
     config: Config,
+    path: Option<PathBuf>,
     shutdown: CancellationToken,
     bound: impl Fn(&str, SocketAddr),
 ) -> std::io::Result<()> {
-    let gateway = Arc::new(Gateway::new(config)?);
+    let shared = Arc::new(Shared::new(Gateway::new(config)?, path));
+    let gateway = shared.current();
+    #[cfg(unix)]
+    {
+        let (shared, shutdown) = (shared.clone(), shutdown.clone());
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = hangup.recv() => match shared.reload() {
+                        Ok(_) => {}
+                        Err(why) => tracing::error!(%why, "configuration reload refused; the old configuration stays in force"),
+                    },
+                }
+            }
+        });
+    }
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(sftp) = &gateway.config.sftp {
         let listener = bind(sftp.listen, "sftp").await?;
         bound("sftp", listener.local_addr()?);
         tasks.spawn(crate::sftp::serve(
             listener,
-            gateway.clone(),
+            shared.clone(),
             shutdown.clone(),
         ));
     }
@@ -41,11 +66,7 @@ pub async fn run_reporting(
             );
         }
         let address = reserve(ftp.listen, "ftp")?;
-        let server = tokio::spawn(crate::ftp::serve(
-            address,
-            gateway.clone(),
-            shutdown.clone(),
-        ));
+        let server = tokio::spawn(crate::ftp::serve(address, shared.clone(), shutdown.clone()));
         if wait_accepting(address, &server).await {
             announce("ftp", address);
             bound("ftp", address);
@@ -55,7 +76,7 @@ pub async fn run_reporting(
     if let Some(admin) = &gateway.config.admin {
         let listener = bind(admin.listen, "admin").await?;
         bound("admin", listener.local_addr()?);
-        let state = Arc::new(crate::admin::State::new(gateway.clone()));
+        let state = Arc::new(crate::admin::State::new(shared.clone()));
         state
             .listening
             .store(true, std::sync::atomic::Ordering::Relaxed);

@@ -21,14 +21,15 @@ pub async fn metrics(Extract(state): Extract<Arc<State>>) -> Response {
         uptime_seconds: state.started.elapsed().as_secs_f64(),
         ..Live::default()
     };
-    let mut names: Vec<&String> = state.gateway.connections.keys().collect();
+    let gateway = state.gateway();
+    let mut names: Vec<&String> = gateway.connections.keys().collect();
     names.sort();
     for name in names {
         live.connections
-            .push(ConnectionFigures::read(&state.gateway.connections[name]));
+            .push(ConnectionFigures::read(&gateway.connections[name]));
     }
     if let Some(store) = &state.store {
-        for job in &state.gateway.config.syncs {
+        for job in &state.gateway().config.syncs {
             let (runs_by_outcome, totals) = store.totals(&job.name).unwrap_or_default();
             live.syncs.push(SyncFigures {
                 job: job.name.clone(),
@@ -43,7 +44,7 @@ pub async fn metrics(Extract(state): Extract<Arc<State>>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        metrics::render(&state.gateway.metrics, live),
+        metrics::render(&state.gateway().metrics, live),
     )
         .into_response()
 }
@@ -60,13 +61,13 @@ pub async fn alerts(Extract(state): Extract<Arc<State>>) -> Response {
 
 /// Each connection's state for the API and the status page.
 pub fn connection_rows(state: &State) -> Vec<Value> {
-    let mut rows: Vec<Value> = state
-        .gateway
+    let gateway = state.gateway();
+    let mut rows: Vec<Value> = gateway
         .config
         .connections
         .iter()
         .filter_map(|c| {
-            let connection = state.gateway.connections.get(&c.name)?;
+            let connection = gateway.connections.get(&c.name)?;
             let figures = ConnectionFigures::read(connection);
             Some(json!({
                 "name": c.name,
@@ -88,7 +89,8 @@ pub async fn connections(Extract(state): Extract<Arc<State>>) -> Response {
 }
 
 pub async fn enable(Extract(state): Extract<Arc<State>>, Path(name): Path<String>) -> Response {
-    let Some(connection) = state.gateway.connections.get(&name) else {
+    let gateway = state.gateway();
+    let Some(connection) = gateway.connections.get(&name) else {
         return error(StatusCode::NOT_FOUND, format!("no connection named {name}"));
     };
     match connection.health.enable("enabled through the admin API") {
@@ -105,7 +107,7 @@ pub async fn enable(Extract(state): Extract<Arc<State>>, Path(name): Path<String
 /// Each sync job with its last run and open problems.
 pub fn sync_rows(state: &State) -> Vec<Value> {
     state
-        .gateway
+        .gateway()
         .config
         .syncs
         .iter()
@@ -152,10 +154,10 @@ pub async fn syncs(Extract(state): Extract<Arc<State>>) -> Response {
 }
 
 pub async fn run_sync(Extract(state): Extract<Arc<State>>, Path(name): Path<String>) -> Response {
-    if !state.gateway.config.syncs.iter().any(|j| j.name == name) {
+    if !state.gateway().config.syncs.iter().any(|j| j.name == name) {
         return error(StatusCode::NOT_FOUND, format!("no sync job named {name}"));
     }
-    if state.gateway.triggers.run_now(&name) {
+    if state.gateway().triggers.run_now(&name) {
         (
             StatusCode::ACCEPTED,
             Json(json!({ "name": name, "queued": true })),
@@ -166,5 +168,15 @@ pub async fn run_sync(Extract(state): Extract<Arc<State>>, Path(name): Path<Stri
             StatusCode::CONFLICT,
             format!("sync job {name} is disabled; enable it in the configuration"),
         )
+    }
+}
+
+pub async fn reload(Extract(state): Extract<Arc<State>>) -> Response {
+    match state.shared.reload() {
+        Ok(summary) => Json(json!({ "reloaded": true, "summary": summary })).into_response(),
+        Err(why) => {
+            tracing::error!(%why, "configuration reload refused; the old configuration stays in force");
+            error(StatusCode::BAD_REQUEST, why)
+        }
     }
 }

@@ -30,13 +30,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::connections::store::Paths;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Shared};
 use crate::sync::Outcome;
 use crate::sync::store::Store;
 
 /// What the admin endpoint reads.
 pub struct State {
-    pub gateway: Arc<Gateway>,
+    /// The gateway in force (replaced by reloads).
+    pub shared: Arc<Shared>,
     /// The sync state, when sync jobs are configured.
     pub store: Option<Store>,
     pub paths: Paths,
@@ -46,7 +47,8 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(gateway: Arc<Gateway>) -> State {
+    pub fn new(shared: Arc<Shared>) -> State {
+        let gateway = shared.current();
         let store = if gateway.config.syncs.is_empty() {
             None
         } else {
@@ -59,20 +61,25 @@ impl State {
                 state_dir: gateway.config.state.dir.clone(),
             },
             store,
-            gateway,
+            shared,
             listening: AtomicBool::new(false),
             started: Instant::now(),
         }
     }
 
+    /// The gateway in force.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.shared.current()
+    }
+
     /// Why the gateway is not ready; empty when it is.
     pub fn not_ready(&self) -> Vec<String> {
+        let gateway = self.gateway();
         let mut reasons = Vec::new();
         if !self.listening.load(Ordering::Relaxed) {
             reasons.push("listeners are not bound yet".to_string());
         }
-        let full = self
-            .gateway
+        let full = gateway
             .config
             .admin
             .as_ref()
@@ -80,7 +87,7 @@ impl State {
         if !full {
             return reasons;
         }
-        for (name, connection) in &self.gateway.connections {
+        for (name, connection) in &gateway.connections {
             if let Some(alert) = connection.health.alert() {
                 reasons.push(format!(
                     "connection {name} is disabled: {} ({})",
@@ -89,7 +96,7 @@ impl State {
             }
         }
         if let Some(store) = &self.store {
-            for job in self.gateway.config.syncs.iter().filter(|j| j.enabled) {
+            for job in gateway.config.syncs.iter().filter(|j| j.enabled) {
                 if let Ok(runs) = store.runs(&job.name, 1)
                     && let Some(last) = runs.first()
                     && matches!(last.outcome, Some(Outcome::Aborted | Outcome::Partial))
@@ -120,6 +127,7 @@ pub async fn serve(
         .route("/api/v1/connections/{name}/enable", post(api::enable))
         .route("/api/v1/syncs", get(api::syncs))
         .route("/api/v1/syncs/{name}/run", post(api::run_sync))
+        .route("/api/v1/reload", post(api::reload))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -165,7 +173,8 @@ fn presented(request: &Request) -> Option<String> {
 }
 
 async fn authorize(Extract(state): Extract<Arc<State>>, request: Request, next: Next) -> Response {
-    let Some(admin) = &state.gateway.config.admin else {
+    let gateway = state.gateway();
+    let Some(admin) = &gateway.config.admin else {
         return StatusCode::NOT_FOUND.into_response();
     };
     if let Some(token) = &admin.token {

@@ -17,7 +17,7 @@ use unftp_core::auth::{
     UserDetailError, UserDetailProvider,
 };
 
-use crate::gateway::Gateway;
+use crate::gateway::Shared;
 use crate::users::Account;
 use crate::vfs::Vfs;
 
@@ -46,15 +46,16 @@ impl fmt::Display for Session {
 
 /// The authenticator and user-detail provider of the FTP server.
 pub struct Logins {
-    gateway: Arc<Gateway>,
+    /// The gateway in force; each login takes the current one.
+    shared: Arc<Shared>,
     /// The accounts that passed a password check, by name.
     accepted: DashMap<String, (Arc<Account>, std::net::IpAddr)>,
 }
 
 impl Logins {
-    pub fn new(gateway: Arc<Gateway>) -> Logins {
+    pub fn new(shared: Arc<Shared>) -> Logins {
         Logins {
-            gateway,
+            shared,
             accepted: DashMap::new(),
         }
     }
@@ -76,12 +77,12 @@ impl Authenticator for Logins {
         let Some(password) = creds.password.as_deref() else {
             return Err(AuthenticationError::BadPassword);
         };
-        let account = self
-            .gateway
+        let gateway = self.shared.current();
+        let account = gateway
             .users
             .password(username, password, creds.source_ip)
             .await;
-        self.gateway.metrics.login("ftp", account.is_ok());
+        gateway.metrics.login("ftp", account.is_ok());
         let mut e = crate::audit::event(
             "login",
             username,
@@ -93,7 +94,7 @@ impl Authenticator for Logins {
         if account.is_err() {
             e.error = Some("password refused");
         }
-        self.gateway.audit.record(&e);
+        gateway.audit.record(&e);
         let account = account.map_err(|_| AuthenticationError::BadPassword)?;
         if account.ftp_tls_required
             && creds.command_channel_security == ChannelEncryptionState::Plaintext
@@ -118,6 +119,7 @@ impl UserDetailProvider for Logins {
     type User = Session;
 
     async fn provide_user_detail(&self, principal: &Principal) -> Result<Session, UserDetailError> {
+        let gateway = self.shared.current();
         let (account, peer) = self
             .accepted
             .get(&principal.username)
@@ -125,14 +127,14 @@ impl UserDetailProvider for Logins {
             .ok_or_else(|| UserDetailError::UserNotFound {
                 username: principal.username.clone(),
             })?;
-        let vfs = self.gateway.vfs(&account, "ftp", Some(peer)).map_err(|e| {
+        let vfs = gateway.vfs(&account, "ftp", Some(peer)).map_err(|e| {
             tracing::warn!(user = %account.name, error = %e, "FTP login: the user's mounts cannot be opened");
             UserDetailError::with_source("mounts unavailable", e)
         })?;
         Ok(Session {
             account,
             vfs: Arc::new(vfs),
-            _active: self.gateway.metrics.session("ftp"),
+            _active: gateway.metrics.session("ftp"),
         })
     }
 }

@@ -40,7 +40,7 @@ use libunftp::options::{FailedLoginsBlock, FailedLoginsPolicy, FtpsRequired, Shu
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Ftp, TlsRequired};
-use crate::gateway::Gateway;
+use crate::gateway::Shared;
 
 /// How long open sessions may go on after a shutdown starts, so transfers can finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -58,7 +58,7 @@ pub fn plaintext_passwords(ftp: &Ftp) -> bool {
 /// cancelled.
 pub fn server(
     ftp: &Ftp,
-    gateway: Arc<Gateway>,
+    gateway: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> std::io::Result<libunftp::Server<storage::Files, auth::Session>> {
     // libunftp 0.24 takes only a `&'static str`; the greeting is leaked once per server.
@@ -107,10 +107,10 @@ pub fn server(
 /// Serves FTP on `address` (already probed free; see `serve`) until `shutdown` is cancelled.
 pub async fn serve(
     address: SocketAddr,
-    gateway: Arc<Gateway>,
+    gateway: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let Some(ftp) = gateway.config.ftp.clone() else {
+    let Some(ftp) = gateway.current().config.ftp.clone() else {
         return Ok(());
     };
     let server = server(&ftp, gateway, shutdown.clone())?;

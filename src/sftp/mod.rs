@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Shared};
 
 /// How long open sessions may go on after a shutdown starts, so transfers can finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -63,10 +63,10 @@ pub fn ssh_config(gateway: &Gateway) -> std::io::Result<Config> {
 /// [`SHUTDOWN_GRACE`] to finish before they are disconnected.
 pub async fn serve(
     listener: TcpListener,
-    gateway: Arc<Gateway>,
+    shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let config = Arc::new(ssh_config(&gateway)?);
+    let config = Arc::new(ssh_config(&shared.current())?);
     let tracker = TaskTracker::new();
     tracing::info!(address = %listener.local_addr()?, "SFTP listening");
     loop {
@@ -80,7 +80,7 @@ pub async fn serve(
                 }
             },
         };
-        let handler = session::Connection::new(gateway.clone(), peer, tracker.clone());
+        let handler = session::Connection::new(shared.current(), peer, tracker.clone());
         let config = config.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
