@@ -64,9 +64,15 @@ enum Sink {
     File(Box<Mutex<FileRotate<AppendCount>>>),
 }
 
+/// How many recent events the status page shows.
+pub const RECENT: usize = 50;
+
 /// Where audit lines go.
 pub struct Audit {
     sink: Sink,
+    /// The last [`RECENT`] transfers (not logins), newest last, for the status page; kept even
+    /// when the log is off.
+    recent: Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
 
 impl Audit {
@@ -88,15 +94,35 @@ impl Audit {
                 ))))
             }
         };
-        Audit { sink }
+        Audit {
+            sink,
+            recent: Mutex::default(),
+        }
     }
 
     /// An audit log that records nothing (tests, the sync CLI).
     pub fn off() -> Audit {
-        Audit { sink: Sink::Off }
+        Audit {
+            sink: Sink::Off,
+            recent: Mutex::default(),
+        }
+    }
+
+    /// The most recent transfers, newest first.
+    pub fn recent(&self) -> Vec<serde_json::Value> {
+        self.recent.lock().iter().rev().cloned().collect()
     }
 
     pub fn record(&self, event: &Event) {
+        if event.action != "login"
+            && let Ok(value) = serde_json::to_value(event)
+        {
+            let mut recent = self.recent.lock();
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            recent.push_back(value);
+        }
         if matches!(self.sink, Sink::Off) {
             return;
         }

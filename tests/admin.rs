@@ -149,6 +149,11 @@ async fn probes_and_metrics_follow_a_real_sftp_upload() {
         "{audit}"
     );
     assert!(!audit.contains("partner-pass"), "{audit}");
+    let (_, page) = s.get("/", Some(TOKEN)).await;
+    assert!(
+        page.contains("<td>/upload.bin</td>") && page.contains("<td>upload</td>"),
+        "the status page lists the upload:\n{page}"
+    );
     let (_, text) = s.get("/metrics", None).await;
     for name in [
         "spgate_graph_requests_total{connection=\"sp\",method=\"PUT\"",

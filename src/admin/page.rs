@@ -135,5 +135,36 @@ fn render(state: &State, out: &mut String) -> std::fmt::Result {
         }
         write!(out, "</table>")?;
     }
-    write!(out, "</body></html>")
+    write!(
+        out,
+        "<h2>Recent transfers</h2><table><tr><th>time</th><th>user</th><th>protocol</th>\
+         <th>action</th><th>path</th><th>size</th><th>outcome</th></tr>"
+    )?;
+    let recent = state.gateway().audit.recent();
+    if recent.is_empty() {
+        write!(out, "<tr><td colspan=\"7\">none since the start</td></tr>")?;
+    }
+    for t in recent {
+        let class = if t["outcome"] == "ok" { "ok" } else { "bad" };
+        let path = match t["to"].as_str() {
+            Some(to) => format!("{} -> {to}", t["path"].as_str().unwrap_or_default()),
+            None => t["path"].as_str().unwrap_or_default().to_string(),
+        };
+        write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{}{}</td></tr>",
+            text(&t["time"]),
+            text(&t["user"]),
+            text(&t["protocol"]),
+            text(&t["action"]),
+            esc(&path),
+            text(&t["size"]),
+            text(&t["outcome"]),
+            t["error"]
+                .as_str()
+                .map(|e| format!(": {}", esc(e)))
+                .unwrap_or_default()
+        )?;
+    }
+    write!(out, "</table></body></html>")
 }

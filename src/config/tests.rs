@@ -225,7 +225,11 @@ fn empty_sections_take_defaults() {
     assert_eq!(ftp.idle_timeout, Duration::from_secs(600));
     assert_eq!(ftp.tls_required, TlsRequired::None);
     assert!(ftp.tls.is_none() && !ftp.proxy_protocol);
-    assert!(config.admin.is_none(), "admin without listen is off");
+    let admin = config
+        .admin
+        .expect("an [admin] section turns the endpoint on");
+    assert_eq!(admin.listen.to_string(), "127.0.0.1:9090");
+    assert!(admin.token.is_none() && admin.ready_needs_health);
 
     let off = parse_str(&format!(
         "{STATE}[sftp]\nenabled = false\n[ftp]\nenabled = false\n"

@@ -192,15 +192,18 @@ pub(super) fn cert_key(key: &str, raw: raw::CertKey, cx: &Context<'_>) -> Result
     })
 }
 
+/// `[admin] listen` when the section is present without it.
+const ADMIN_LISTEN: &str = "127.0.0.1:9090";
+
 fn admin(raw: raw::Admin, cx: &Context<'_>) -> Result<Option<Admin>, Error> {
     let token = raw
         .token
         .map(|t| cx.secret("admin.token", &t))
         .transpose()?;
-    let Some(listen) = raw.listen else {
-        return Ok(None);
-    };
-    let listen = values::socket_addr("admin.listen", &listen)?;
+    let listen = values::socket_addr(
+        "admin.listen",
+        raw.listen.as_deref().unwrap_or(ADMIN_LISTEN),
+    )?;
     if token.is_none() && !listen.ip().is_loopback() {
         return Err(Error::invalid(
             "admin.token",
