@@ -6,6 +6,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
 use crate::config::{Config, MountTarget};
 use crate::connections::Connection;
 use crate::connections::store::{Paths, ensure_private_dir};
@@ -138,13 +141,54 @@ pub struct Shared {
     current: parking_lot::RwLock<Arc<Gateway>>,
     /// The file to reload from; `None` (the demo) cannot reload.
     path: Option<PathBuf>,
+    /// The sync scheduler in force: a stop token (a child of the gateway's shutdown) and its
+    /// tasks; a reload that changes jobs or connections replaces it.
+    syncs: parking_lot::Mutex<Option<(CancellationToken, TaskTracker)>>,
+    /// Schedulers replaced by reloads, still finishing the file they were copying.
+    retired: parking_lot::Mutex<Vec<TaskTracker>>,
+    shutdown: CancellationToken,
 }
 
 impl Shared {
-    pub fn new(gateway: Gateway, path: Option<PathBuf>) -> Shared {
+    pub fn new(gateway: Gateway, path: Option<PathBuf>, shutdown: CancellationToken) -> Shared {
         Shared {
             current: parking_lot::RwLock::new(Arc::new(gateway)),
             path,
+            syncs: parking_lot::Mutex::default(),
+            retired: parking_lot::Mutex::default(),
+            shutdown,
+        }
+    }
+
+    /// Starts the sync jobs of the gateway in force (replacing any running scheduler, whose
+    /// runs stop between files and are recorded as interrupted).
+    pub fn start_syncs(&self) -> std::io::Result<()> {
+        let gateway = self.current();
+        let stop = self.shutdown.child_token();
+        let tracker = TaskTracker::new();
+        crate::sync::schedule::start(
+            &gateway.config,
+            &gateway.connections,
+            &gateway.triggers,
+            &stop,
+            &tracker,
+        )?;
+        tracker.close();
+        if let Some((old_stop, old_tracker)) = self.syncs.lock().replace((stop, tracker)) {
+            old_stop.cancel();
+            self.retired.lock().push(old_tracker);
+        }
+        Ok(())
+    }
+
+    /// Waits for every sync task to end (after shutdown).
+    pub async fn wait_syncs(&self) {
+        let mut trackers: Vec<TaskTracker> = self.retired.lock().drain(..).collect();
+        if let Some((_, tracker)) = self.syncs.lock().take() {
+            trackers.push(tracker);
+        }
+        for tracker in trackers {
+            tracker.wait().await;
         }
     }
 
@@ -153,8 +197,9 @@ impl Shared {
     }
 
     /// Reads the configuration file again and puts it in force. An invalid file, or one that
-    /// changes what only a restart can change (listeners, state directory, sync jobs), is
-    /// refused with the reason, and the configuration in force stays.
+    /// changes what only a restart can change (listeners, passive ports, state directory), is
+    /// refused with the reason, and the configuration in force stays. Changed sync jobs or
+    /// connections restart the sync scheduler.
     pub fn reload(&self) -> Result<String, String> {
         let Some(path) = &self.path else {
             return Err("this gateway was not started from a configuration file".into());
@@ -183,21 +228,29 @@ impl Shared {
         if before.admin.as_ref().map(|a| a.listen) != config.admin.as_ref().map(|a| a.listen) {
             needs_restart.push("admin.listen");
         }
-        let jobs = |c: &Config| format!("{:?}", c.syncs);
-        if jobs(before) != jobs(&config) {
-            needs_restart.push("[[syncs]]");
-        }
         if !needs_restart.is_empty() {
             return Err(format!(
                 "{} changed, which needs a restart; nothing was reloaded",
                 needs_restart.join(", ")
             ));
         }
+        // Sync jobs restart when they or the connections changed; otherwise they go on.
+        let text = |c: &Config| format!("{:?}{:?}", c.syncs, c.connections);
+        let restart_syncs = text(before) != text(&config);
+        let triggers = if restart_syncs {
+            Arc::new(Triggers::new(&config))
+        } else {
+            old.triggers.clone()
+        };
         let summary = config.summary();
-        let gateway = Gateway::with(config, old.metrics.clone(), old.triggers.clone())
+        let gateway = Gateway::with(config, old.metrics.clone(), triggers)
             .map_err(|e| format!("opening the new configuration: {e}"))?;
         *self.current.write() = Arc::new(gateway);
-        tracing::info!(path = %path.display(), "configuration reloaded");
+        if restart_syncs {
+            self.start_syncs()
+                .map_err(|e| format!("starting the sync jobs: {e}"))?;
+        }
+        tracing::info!(path = %path.display(), restart_syncs, "configuration reloaded");
         Ok(summary)
     }
 }

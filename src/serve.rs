@@ -31,7 +31,7 @@ pub async fn run_reporting(
     shutdown: CancellationToken,
     bound: impl Fn(&str, SocketAddr),
 ) -> std::io::Result<()> {
-    let shared = Arc::new(Shared::new(Gateway::new(config)?, path));
+    let shared = Arc::new(Shared::new(Gateway::new(config)?, path, shutdown.clone()));
     let gateway = shared.current();
     #[cfg(unix)]
     {
@@ -82,14 +82,8 @@ pub async fn run_reporting(
             .store(true, std::sync::atomic::Ordering::Relaxed);
         tasks.spawn(crate::admin::serve(listener, state, shutdown.clone()));
     }
-    crate::sync::schedule::start(
-        &gateway.config,
-        &gateway.connections,
-        &gateway.triggers,
-        &shutdown,
-        &mut tasks,
-    )?;
-    if tasks.is_empty() {
+    shared.start_syncs()?;
+    if tasks.is_empty() && gateway.config.syncs.is_empty() {
         tracing::warn!(
             "no listener and no sync job is configured ([sftp], [ftp] and [[syncs]] are absent); nothing to serve"
         );
@@ -104,6 +98,11 @@ pub async fn run_reporting(
             Err(e) => return Err(std::io::Error::other(e)),
         }
     }
+    if !gateway.config.syncs.is_empty() {
+        // Only sync jobs run: serve them until shutdown.
+        shutdown.cancelled().await;
+    }
+    shared.wait_syncs().await;
     Ok(())
 }
 

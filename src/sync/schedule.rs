@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::run::{self, Options, Quiet};
 use super::store::Store;
@@ -89,13 +89,14 @@ impl Triggers {
     }
 }
 
-/// Starts a task per enabled job.
+/// Starts a task per enabled job on `tracker`; they stop (between files) when `stop` is
+/// cancelled.
 pub fn start(
     config: &Config,
     connections: &HashMap<String, Arc<Connection>>,
     triggers: &Triggers,
-    shutdown: &CancellationToken,
-    tasks: &mut JoinSet<std::io::Result<()>>,
+    stop: &CancellationToken,
+    tracker: &TaskTracker,
 ) -> std::io::Result<()> {
     let jobs: Vec<&SyncJob> = config.syncs.iter().filter(|j| j.enabled).collect();
     if jobs.is_empty() {
@@ -110,12 +111,8 @@ pub fn start(
             continue;
         };
         let notify = triggers.of(&job.name).unwrap_or_default();
-        let (job, store, paths, shutdown) =
-            (job.clone(), store.clone(), paths.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            schedule(job, connection, store, paths, notify, shutdown).await;
-            Ok(())
-        });
+        let (job, store, paths, stop) = (job.clone(), store.clone(), paths.clone(), stop.clone());
+        tracker.spawn(schedule(job, connection, store, paths, notify, stop));
     }
     Ok(())
 }
