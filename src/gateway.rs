@@ -51,9 +51,7 @@ impl Gateway {
         ensure_private_dir(&config.state.dir)?;
         let spool_dir = config.state.dir.join("spool");
         ensure_private_dir(&spool_dir)?;
-        let paths = Paths {
-            state_dir: config.state.dir.clone(),
-        };
+        let paths = Paths::of(&config);
         let mut connections = HashMap::new();
         for c in &config.connections {
             connections.insert(c.name.clone(), Arc::new(Connection::open(c, &paths)?));

@@ -10,17 +10,11 @@ use crate::connections::health::open_alerts;
 use crate::connections::store::Paths;
 use crate::connections::{Connection, auth::TokenError};
 
-fn paths(config: &Config) -> Paths {
-    Paths {
-        state_dir: config.state.dir.clone(),
-    }
-}
-
 /// Gets a token, resolves site and library, and lists the root of each connection.
 pub async fn check(config: &Config, out: &mut impl Write) -> std::io::Result<bool> {
     let mut all_ok = true;
     for c in &config.connections {
-        let connection = Connection::open(c, &paths(config))?;
+        let connection = Connection::open(c, &Paths::of(config))?;
         let outcome = async {
             let drive = connection.drive().await?;
             let first_page = std::pin::pin!(drive.list("/"))
@@ -58,7 +52,7 @@ pub async fn connect(config: &Config, name: &str, out: &mut impl Write) -> std::
         )?;
         return Ok(false);
     }
-    let connection = Connection::open(c, &paths(config))?;
+    let connection = Connection::open(c, &Paths::of(config))?;
     let result = connection
         .tokens
         .sign_in(|message| {
@@ -96,7 +90,7 @@ pub async fn connect(config: &Config, name: &str, out: &mut impl Write) -> std::
 /// One line per connection: its state and, when disabled, why and what to do.
 pub fn connections(config: &Config, out: &mut impl Write) -> std::io::Result<()> {
     for c in &config.connections {
-        let connection = Connection::open(c, &paths(config))?;
+        let connection = Connection::open(c, &Paths::of(config))?;
         match connection.health.alert() {
             None => writeln!(out, "{}\tenabled", c.name)?,
             Some(a) => writeln!(
@@ -119,7 +113,7 @@ pub fn enable(config: &Config, name: &str, out: &mut impl Write) -> std::io::Res
         writeln!(out, "no connection named '{name}' in the configuration")?;
         return Ok(false);
     };
-    let connection = Connection::open(c, &paths(config))?;
+    let connection = Connection::open(c, &Paths::of(config))?;
     if connection
         .health
         .enable("enabled by `spgate connections enable`")?
@@ -133,7 +127,7 @@ pub fn enable(config: &Config, name: &str, out: &mut impl Write) -> std::io::Res
 
 /// The open alerts.
 pub fn alerts(config: &Config, out: &mut impl Write) -> std::io::Result<usize> {
-    let open = open_alerts(&paths(config))?;
+    let open = open_alerts(&Paths::of(config))?;
     if open.is_empty() {
         writeln!(out, "no open alerts")?;
     }

@@ -57,9 +57,7 @@ impl State {
                 .ok()
         };
         State {
-            paths: Paths {
-                state_dir: gateway.config.state.dir.clone(),
-            },
+            paths: Paths::of(&gateway.config),
             store,
             shared,
             listening: AtomicBool::new(false),

@@ -86,6 +86,13 @@ pub struct Paths {
 }
 
 impl Paths {
+    /// The paths under a configuration's `[state] dir`.
+    pub fn of(config: &crate::config::Config) -> Paths {
+        Paths {
+            state_dir: config.state.dir.clone(),
+        }
+    }
+
     pub fn grant(&self, connection: &str) -> PathBuf {
         self.state_dir
             .join("tokens")

@@ -17,7 +17,7 @@ use super::local::temp_path;
 use super::plan::{Action, Loser, Winner};
 use super::remote::item;
 use super::store::Store;
-use super::{Baseline, Error, LocalEntry, RemoteEntry, Result, key};
+use super::{Baseline, Counts, Error, LocalEntry, RemoteEntry, Result, key};
 use crate::config::{AfterCopy, Direction, SyncJob};
 use crate::graph::{self, Drive, Entry, Kind};
 use crate::wire::QuickXor;
@@ -26,17 +26,8 @@ use crate::wire::QuickXor;
 /// accepted as they come back.
 const REWRITTEN: [&str; 6] = ["docx", "xlsx", "pptx", "pdf", "html", "htm"];
 
-/// What one action did, for the run's counts.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Effect {
-    pub uploaded: u64,
-    pub downloaded: u64,
-    pub deleted_local: u64,
-    pub deleted_remote: u64,
-    pub conflicts: u64,
-    pub bytes_up: u64,
-    pub bytes_down: u64,
-}
+/// What one action did: a run's counts, summed into the run's with [`Counts::add`].
+pub type Effect = Counts;
 
 /// Everything the actions of one run share.
 pub struct Context<'a> {
@@ -583,12 +574,7 @@ impl Context<'_> {
             conflicts: 1,
             ..Effect::default()
         };
-        let mut add = |e: Effect| {
-            effect.uploaded += e.uploaded;
-            effect.downloaded += e.downloaded;
-            effect.bytes_up += e.bytes_up;
-            effect.bytes_down += e.bytes_down;
-        };
+        let mut add = |e: Effect| effect.add(&e);
         match (winner, loser) {
             (Winner::Local, Loser::KeepBoth) => {
                 // The SharePoint version moves aside, then both travel.

@@ -18,12 +18,6 @@ use crate::config::Config;
 use crate::connections::Connection;
 use crate::connections::store::Paths;
 
-fn paths(config: &Config) -> Paths {
-    Paths {
-        state_dir: config.state.dir.clone(),
-    }
-}
-
 /// A progress bar of bytes, with the file count in its message.
 struct Bar {
     bar: ProgressBar,
@@ -115,7 +109,7 @@ pub async fn run_job(
         writeln!(out, "job '{name}' names an unknown connection")?;
         return Ok(false);
     };
-    let paths = paths(config);
+    let paths = Paths::of(config);
     let connection = Connection::open(connection_config, &paths)?;
     let store = Store::open(&Store::path_in(&config.state.dir)).map_err(std::io::Error::other)?;
     let started = std::time::Instant::now();

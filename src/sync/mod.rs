@@ -99,6 +99,21 @@ pub struct Counts {
     pub bytes_down: u64,
 }
 
+impl Counts {
+    /// Adds `other` to these counts.
+    pub fn add(&mut self, other: &Counts) {
+        self.uploaded += other.uploaded;
+        self.downloaded += other.downloaded;
+        self.deleted_local += other.deleted_local;
+        self.deleted_remote += other.deleted_remote;
+        self.conflicts += other.conflicts;
+        self.skipped += other.skipped;
+        self.errors += other.errors;
+        self.bytes_up += other.bytes_up;
+        self.bytes_down += other.bytes_down;
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

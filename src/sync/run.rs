@@ -406,7 +406,7 @@ async fn execute(
     let mut tally = |report: &mut Report, action: &Action, outcome: Result<Effect>| {
         match &outcome {
             Ok(effect) => {
-                add(&mut report.counts, effect);
+                report.counts.add(effect);
                 progress.done(action, effect, None);
                 if let Some(parent) = source_deleted(job, action) {
                     emptied.insert(parent);
@@ -532,16 +532,6 @@ async fn hash_all(job: &SyncJob, paths: Vec<String>) -> Result<HashMap<String, S
     })
     .await
     .map_err(|e| abort(format!("hashing failed: {e}")))
-}
-
-fn add(counts: &mut Counts, e: &Effect) {
-    counts.uploaded += e.uploaded;
-    counts.downloaded += e.downloaded;
-    counts.deleted_local += e.deleted_local;
-    counts.deleted_remote += e.deleted_remote;
-    counts.conflicts += e.conflicts;
-    counts.bytes_up += e.bytes_up;
-    counts.bytes_down += e.bytes_down;
 }
 
 fn touches_remote(action: &Action) -> bool {

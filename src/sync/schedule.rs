@@ -103,9 +103,7 @@ pub fn start(
         return Ok(());
     }
     let store = Store::open(&Store::path_in(&config.state.dir)).map_err(std::io::Error::other)?;
-    let paths = Paths {
-        state_dir: config.state.dir.clone(),
-    };
+    let paths = Paths::of(config);
     for job in jobs {
         let Some(connection) = connections.get(&job.connection).cloned() else {
             continue;
