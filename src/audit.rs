@@ -39,6 +39,9 @@ pub struct Event<'a> {
     pub connection: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    /// The SharePoint (Graph driveItem) id of the file, when the mount is on SharePoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
     /// `ok` or `failed`.
@@ -167,6 +170,7 @@ pub fn event<'a>(
         to: None,
         connection: None,
         size: None,
+        item_id: None,
         duration_ms: None,
         outcome: if outcome { "ok" } else { "failed" },
         error: None,

@@ -85,12 +85,7 @@ fn read_only_virtual(path: &str) -> Error {
 }
 
 fn folder(name: &str) -> Entry {
-    Entry {
-        name: name.to_string(),
-        size: 0,
-        is_dir: true,
-        modified: DateTime::<Utc>::UNIX_EPOCH,
-    }
+    Entry::new(name.to_string(), 0, true, DateTime::<Utc>::UNIX_EPOCH)
 }
 
 impl Vfs {

@@ -167,6 +167,53 @@ async fn probes_and_metrics_follow_a_real_sftp_upload() {
     }
 }
 
+/// Runs curl against the SFTP listener as the partner with extra arguments; asserts success.
+async fn curl_sftp(s: &Served, args: &[&str], path: &str) {
+    let output = tokio::process::Command::new("curl")
+        .args(["-sS", "-k", "--user", "partner:partner-pass"])
+        .args(args)
+        .arg(format!("sftp://127.0.0.1:{}{path}", s.sftp_port))
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "curl {args:?}: {output:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_lines_carry_the_sharepoint_item_id() {
+    let s = serve().await;
+    let file = s.dir.path().join("report.csv");
+    std::fs::write(&file, common::data(5_000, 7)).unwrap();
+    curl_sftp(&s, &["-T", file.to_str().unwrap()], "/report.csv").await;
+    let item = s.ctx.item_at("Partner/report.csv").await.expect("uploaded");
+    let id = item["id"].as_str().unwrap().to_string();
+    let back = s.dir.path().join("back.csv");
+    curl_sftp(&s, &["-o", back.to_str().unwrap()], "/report.csv").await;
+    curl_sftp(&s, &["-Q", "rename /report.csv /renamed.csv"], "/").await;
+    curl_sftp(&s, &["-Q", "rm /renamed.csv"], "/").await;
+    assert!(s.ctx.item_at("Partner/renamed.csv").await.is_none());
+
+    let audit = std::fs::read_to_string(s.dir.path().join("state/audit.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (action, path) in [
+        ("upload", "/report.csv"),
+        ("download", "/report.csv"),
+        ("rename", "/report.csv"),
+        ("delete", "/renamed.csv"),
+    ] {
+        assert!(
+            lines.iter().any(|l| l["action"] == action
+                && l["path"] == path
+                && l["outcome"] == "ok"
+                && l["item_id"] == id.as_str()),
+            "no {action} of {path} with item id {id}:\n{audit}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_needs_the_token_and_answers_with_it() {
     let s = serve().await;

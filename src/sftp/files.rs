@@ -253,12 +253,7 @@ impl russh_sftp::server::Handler for Files {
         });
         if let Some(size) = writing {
             let name = path.rsplit('/').next().unwrap_or_default().to_string();
-            let entry = Entry {
-                name,
-                size,
-                is_dir: false,
-                modified: chrono::Utc::now(),
-            };
+            let entry = Entry::new(name, size, false, chrono::Utc::now());
             return Ok(Attrs {
                 id,
                 attrs: reply::attrs(&entry),
@@ -274,24 +269,16 @@ impl russh_sftp::server::Handler for Files {
     async fn fstat(&mut self, id: u32, handle: String) -> Reply<Attrs> {
         let now = chrono::Utc::now();
         let entry = match self.handles.get(&handle) {
-            Some(Open::Write { path, writer }) => Entry {
-                name: path.clone(),
-                size: writer.size(),
-                is_dir: false,
-                modified: now,
-            },
+            Some(Open::Write { path, writer }) => {
+                Entry::new(path.clone(), writer.size(), false, now)
+            }
             Some(Open::Read { path, reader }) => {
                 let (path, size) = (path.clone(), reader.size());
                 let mut entry = self.vfs.stat(&path).await.map_err(|e| status(&e))?;
                 entry.size = size;
                 entry
             }
-            Some(Open::Dir { .. }) => Entry {
-                name: String::new(),
-                size: 0,
-                is_dir: true,
-                modified: now,
-            },
+            Some(Open::Dir { .. }) => Entry::new(String::new(), 0, true, now),
             None => return Err(Self::bad_handle()),
         };
         Ok(Attrs {
@@ -358,12 +345,7 @@ impl russh_sftp::server::Handler for Files {
         if !*started {
             *started = true;
             for dot in [".", ".."] {
-                let entry = Entry {
-                    name: dot.into(),
-                    size: 0,
-                    is_dir: true,
-                    modified: chrono::Utc::now(),
-                };
+                let entry = Entry::new(dot.into(), 0, true, chrono::Utc::now());
                 files.push(reply::file(&entry, &user));
             }
         }

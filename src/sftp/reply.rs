@@ -95,12 +95,12 @@ mod tests {
 
     #[test]
     fn long_names_look_like_ls() {
-        let entry = Entry {
-            name: "a b.txt".into(),
-            size: 42,
-            is_dir: false,
-            modified: DateTime::from_timestamp(0, 0).unwrap(),
-        };
+        let entry = Entry::new(
+            "a b.txt".into(),
+            42,
+            false,
+            DateTime::from_timestamp(0, 0).unwrap(),
+        );
         assert_eq!(
             long_name(&entry, "demo"),
             "-rw-r--r--    1 demo     demo           42 Jan  1  1970 a b.txt"

@@ -184,12 +184,8 @@ fn name_of(rel: &str) -> String {
 }
 
 pub(crate) fn to_entry(name: String, size: u64, is_dir: bool, modified: SystemTime) -> Entry {
-    Entry {
-        name,
-        size: if is_dir { 0 } else { size },
-        is_dir,
-        modified: DateTime::<Utc>::from(modified),
-    }
+    let size = if is_dir { 0 } else { size };
+    Entry::new(name, size, is_dir, DateTime::<Utc>::from(modified))
 }
 
 /// An entry for a file or folder; other kinds (fifos, sockets, devices) are refused.
@@ -271,6 +267,7 @@ impl Backend for Local {
         Capabilities {
             random_write: true,
             set_modified: true,
+            item_ids: false,
         }
     }
 

@@ -44,6 +44,7 @@ impl Labels {
         action: &str,
         path: &str,
         size: Option<u64>,
+        item_id: Option<&str>,
         started: Instant,
         error: Option<&str>,
     ) {
@@ -58,6 +59,7 @@ impl Labels {
         )
         .duration(started.elapsed());
         e.size = size;
+        e.item_id = item_id;
         e.connection = Some(&self.connection);
         e.error = error;
         self.audit.record(&e);
@@ -72,6 +74,15 @@ pub struct Metered {
 impl Metered {
     pub fn new(inner: Arc<dyn Backend>, labels: Labels) -> Metered {
         Metered { inner, labels }
+    }
+
+    /// The item id of `path` before it is deleted or renamed, for the audit line (SharePoint
+    /// keeps an item's id across renames). The backend's metadata cache usually answers.
+    async fn id_of(&self, path: &str) -> Option<String> {
+        if !self.inner.capabilities().item_ids {
+            return None;
+        }
+        self.inner.stat(path).await.ok().and_then(|e| e.id)
     }
 }
 
@@ -88,6 +99,10 @@ struct Reader {
 impl ReadHandle for Reader {
     fn size(&self) -> u64 {
         self.inner.size()
+    }
+
+    fn id(&self) -> Option<&str> {
+        self.inner.id()
     }
 
     async fn read_at(&mut self, offset: u64, len: usize) -> Result<Bytes> {
@@ -110,6 +125,7 @@ impl Drop for Reader {
             "download",
             &self.path,
             Some(self.bytes),
+            self.inner.id(),
             self.started,
             error,
         );
@@ -124,11 +140,18 @@ struct Writer {
 }
 
 impl Writer {
-    fn count(&self, bytes: u64, error: Option<&str>) {
+    fn count(&self, bytes: u64, item_id: Option<&str>, error: Option<&str>) {
         let l = &self.labels;
         l.metrics
             .transfer(l.protocol, &l.connection, "up", bytes, error.is_none());
-        l.audit("upload", &self.path, Some(bytes), self.started, error);
+        l.audit(
+            "upload",
+            &self.path,
+            Some(bytes),
+            item_id,
+            self.started,
+            error,
+        );
     }
 }
 
@@ -155,8 +178,10 @@ impl WriteHandle for Writer {
         let inner = self.inner.take().expect("closed once");
         let size = inner.size();
         let stored = inner.close().await;
-        let error = stored.as_ref().err().map(|e| e.to_string());
-        self.count(size, error.as_deref());
+        match &stored {
+            Ok(entry) => self.count(size, entry.id.as_deref(), None),
+            Err(e) => self.count(size, None, Some(&e.to_string())),
+        }
         stored
     }
 
@@ -164,7 +189,7 @@ impl WriteHandle for Writer {
         if let Some(inner) = self.inner.take() {
             let size = inner.size();
             inner.abort().await;
-            self.count(size, Some("the upload was abandoned"));
+            self.count(size, None, Some("the upload was abandoned"));
         }
     }
 }
@@ -173,7 +198,7 @@ impl Drop for Writer {
     fn drop(&mut self) {
         // Dropped without close or abort: the backend discards it; a failed upload.
         if let Some(inner) = &self.inner {
-            self.count(inner.size(), Some("the upload was abandoned"));
+            self.count(inner.size(), None, Some("the upload was abandoned"));
         }
     }
 }
@@ -224,10 +249,17 @@ impl Backend for Metered {
 
     async fn remove_file(&self, path: &str) -> Result<()> {
         let started = Instant::now();
+        let id = self.id_of(path).await;
         let done = self.inner.remove_file(path).await;
         let error = done.as_ref().err().map(|e| e.to_string());
-        self.labels
-            .audit("delete", path, None, started, error.as_deref());
+        self.labels.audit(
+            "delete",
+            path,
+            None,
+            id.as_deref(),
+            started,
+            error.as_deref(),
+        );
         done
     }
 
@@ -237,12 +269,14 @@ impl Backend for Metered {
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
         let started = Instant::now();
+        let id = self.id_of(from).await;
         let done = self.inner.rename(from, to).await;
         let l = &self.labels;
         let (from_v, to_v) = (l.vpath(from), l.vpath(to));
         let mut e = event("rename", &l.user, l.protocol, l.peer, &from_v, done.is_ok())
             .duration(started.elapsed());
         e.to = Some(&to_v);
+        e.item_id = id.as_deref();
         e.connection = Some(&l.connection);
         let error = done.as_ref().err().map(|e| e.to_string());
         e.error = error.as_deref();

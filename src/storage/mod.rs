@@ -29,6 +29,22 @@ pub struct Entry {
     pub size: u64,
     pub is_dir: bool,
     pub modified: DateTime<Utc>,
+    /// The backend's own id of the item (SharePoint's driveItem id, which survives renames),
+    /// for the audit log; `None` for local files.
+    pub id: Option<String>,
+}
+
+impl Entry {
+    /// An entry without an id.
+    pub fn new(name: String, size: u64, is_dir: bool, modified: DateTime<Utc>) -> Entry {
+        Entry {
+            name,
+            size,
+            is_dir,
+            modified,
+            id: None,
+        }
+    }
 }
 
 /// What a backend can do beyond the basics.
@@ -38,6 +54,8 @@ pub struct Capabilities {
     pub random_write: bool,
     /// Whether `set_modified` keeps the time (SharePoint: whole seconds).
     pub set_modified: bool,
+    /// Whether entries carry an [`Entry::id`].
+    pub item_ids: bool,
 }
 
 /// How a file is opened for writing.
@@ -63,6 +81,10 @@ pub struct Space {
 pub trait ReadHandle: Send {
     /// The file's size when it was opened.
     fn size(&self) -> u64;
+    /// The backend's id of the file ([`Entry::id`]).
+    fn id(&self) -> Option<&str> {
+        None
+    }
     /// Up to `len` bytes at `offset`; empty at or past the end.
     async fn read_at(&mut self, offset: u64, len: usize) -> Result<Bytes>;
 }

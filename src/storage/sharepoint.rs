@@ -45,6 +45,7 @@ fn entry(e: graph::Entry) -> Entry {
         size: e.size,
         is_dir: e.is_dir,
         modified: e.modified,
+        id: Some(e.id),
     }
 }
 
@@ -104,6 +105,7 @@ impl Backend for SharePoint {
         Capabilities {
             random_write: false,
             set_modified: true,
+            item_ids: true,
         }
     }
 
@@ -153,6 +155,7 @@ impl Backend for SharePoint {
             drive: self.drive().await?,
             path: full,
             size: found.size,
+            id: found.id,
             position: 0,
             body: None,
             buffer: BytesMut::new(),
@@ -281,6 +284,7 @@ struct Reader {
     drive: Arc<Drive>,
     path: String,
     size: u64,
+    id: Option<String>,
     /// The offset the stream's next byte (after `buffer`) belongs to... minus the buffer:
     /// `position` is the offset of `buffer[0]`.
     position: u64,
@@ -292,6 +296,10 @@ struct Reader {
 impl ReadHandle for Reader {
     fn size(&self) -> u64 {
         self.size
+    }
+
+    fn id(&self) -> Option<&str> {
+        self.id.as_deref()
     }
 
     async fn read_at(&mut self, offset: u64, len: usize) -> Result<Bytes> {
