@@ -209,19 +209,12 @@ impl Shared {
         if before.state.dir != config.state.dir {
             needs_restart.push("state.dir");
         }
-        if before.sftp.as_ref().map(|s| s.listen) != config.sftp.as_ref().map(|s| s.listen) {
+        // The listeners are built once: any change to their sections needs a restart.
+        if before.sftp != config.sftp {
             needs_restart.push("[sftp]");
         }
-        if before
-            .ftp
-            .as_ref()
-            .map(|f| (f.listen, f.passive_ports.clone()))
-            != config
-                .ftp
-                .as_ref()
-                .map(|f| (f.listen, f.passive_ports.clone()))
-        {
-            needs_restart.push("[ftp] listen/passive_ports");
+        if before.ftp != config.ftp {
+            needs_restart.push("[ftp]");
         }
         if before.admin.as_ref().map(|a| a.listen) != config.admin.as_ref().map(|a| a.listen) {
             needs_restart.push("admin.listen");

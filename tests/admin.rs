@@ -4,7 +4,7 @@
 mod common;
 mod sync_support;
 
-use common::{Ctx, spawn_serve};
+use common::{Ctx, KillOnDrop, spawn_serve};
 use reqwest::StatusCode;
 use sync_support::quote_toml;
 
@@ -15,14 +15,7 @@ struct Served {
     dir: tempfile::TempDir,
     admin: String,
     sftp_port: u16,
-    child: std::process::Child,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    _child: KillOnDrop,
 }
 
 async fn serve() -> Served {
@@ -30,17 +23,15 @@ async fn serve() -> Served {
     let dir = tempfile::tempdir().unwrap();
     let mirror = dir.path().join("mirror");
     std::fs::create_dir(&mirror).unwrap();
-    let sim = quote_toml(&ctx.sim.base);
     let config = format!(
         "[state]\ndir = {state}\n\n[sftp]\nlisten = \"127.0.0.1:0\"\n\n\
          [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\n\
-         [[connections]]\nname = \"sp\"\ntenant = \"contoso\"\nclient_id = \"spgate-demo\"\n\
-         client_secret = \"demo-secret\"\nsite = \"https://contoso.sharepoint.com/sites/partners\"\n\
-         authority = {sim}\ngraph_url = {sim}\n\n\
+         {connection}\n\
          [[users]]\nname = \"partner\"\npassword_hash = {hash}\n\
          [[users.mounts]]\npath = \"/\"\nconnection = \"sp\"\nremote = \"/Partner\"\npermissions = \"*\"\n\n\
          [[syncs]]\nname = \"mirror\"\nlocal = {mirror}\nconnection = \"sp\"\nremote = \"/Mirror\"\n\
          direction = \"pull\"\ninterval = \"1h\"\n",
+        connection = ctx.connection_toml("sp"),
         state = quote_toml(dir.path().join("state").to_str().unwrap()),
         hash = quote_toml(&spgate::users::hash_password("partner-pass")),
         mirror = quote_toml(mirror.to_str().unwrap()),
@@ -58,7 +49,7 @@ async fn serve() -> Served {
         admin: format!("http://{admin}"),
         ctx,
         dir,
-        child,
+        _child: KillOnDrop(child),
     }
 }
 

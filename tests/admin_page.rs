@@ -18,13 +18,11 @@ async fn the_status_page_renders_in_chromium() {
     };
     let ctx = Ctx::new().await;
     let dir = tempfile::tempdir().unwrap();
-    let sim = quote_toml(&ctx.sim.base);
     // No token on a loopback address: the page is open to local callers.
     let config = format!(
         "[state]\ndir = {state}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
-         [[connections]]\nname = \"partners-sp\"\ntenant = \"contoso\"\nclient_id = \"spgate-demo\"\n\
-         client_secret = \"demo-secret\"\nsite = \"https://contoso.sharepoint.com/sites/partners\"\n\
-         authority = {sim}\ngraph_url = {sim}\n",
+         {connection}",
+        connection = ctx.connection_toml("partners-sp"),
         state = quote_toml(dir.path().join("state").to_str().unwrap()),
     );
     let path = dir.path().join("spgate.toml");

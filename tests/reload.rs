@@ -13,13 +13,11 @@ use sync_support::quote_toml;
 const TOKEN: &str = "reload-admin-token";
 
 fn config(ctx: &Ctx, state: &std::path::Path, users: &[(&str, &str)]) -> String {
-    let sim = quote_toml(&ctx.sim.base);
     let mut text = format!(
         "[state]\ndir = {state}\n\n[sftp]\nlisten = \"127.0.0.1:0\"\n\n\
          [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\n\
-         [[connections]]\nname = \"sp\"\ntenant = \"contoso\"\nclient_id = \"spgate-demo\"\n\
-         client_secret = \"demo-secret\"\nsite = \"https://contoso.sharepoint.com/sites/partners\"\n\
-         authority = {sim}\ngraph_url = {sim}\n\n",
+         {connection}\n",
+        connection = ctx.connection_toml("sp"),
         state = quote_toml(state.to_str().unwrap()),
     );
     for (name, password) in users {

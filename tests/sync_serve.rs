@@ -29,16 +29,14 @@ async fn a_push_job_runs_at_start_and_again_after_an_sftp_upload() {
     let drop = dir.path().join("drop");
     std::fs::create_dir(&drop).unwrap();
     std::fs::write(drop.join("early.txt"), b"there before the start").unwrap();
-    let sim = quote_toml(&ctx.sim.base);
     let config = format!(
         "[state]\ndir = {state}\n\n[sftp]\nlisten = \"127.0.0.1:0\"\n\n\
-         [[connections]]\nname = \"sp\"\ntenant = \"contoso\"\nclient_id = \"spgate-demo\"\n\
-         client_secret = \"demo-secret\"\nsite = \"https://contoso.sharepoint.com/sites/partners\"\n\
-         authority = {sim}\ngraph_url = {sim}\n\n\
+         {connection}\n\
          [[users]]\nname = \"scanner\"\npassword_hash = {hash}\n\
          [[users.mounts]]\npath = \"/\"\nlocal = {drop}\npermissions = [\"list\", \"read\", \"write\", \"overwrite\"]\n\n\
          [[syncs]]\nname = \"drop\"\nlocal = {drop}\nconnection = \"sp\"\nremote = \"/Inbound\"\n\
          direction = \"push\"\nafter_copy = \"delete\"\ninterval = \"1h\"\n",
+        connection = ctx.connection_toml("sp"),
         state = quote_toml(dir.path().join("state").to_str().unwrap()),
         hash = quote_toml(&spgate::users::hash_password("scan-pass")),
         drop = quote_toml(drop.to_str().unwrap()),

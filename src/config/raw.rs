@@ -36,6 +36,7 @@ pub(super) struct State {
 pub(super) struct Sftp {
     pub listen: Option<String>,
     pub enabled: Option<bool>,
+    pub proxy_protocol: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -50,6 +51,7 @@ pub(super) struct Ftp {
     pub tls: Option<CertKey>,
     pub tls_required: Option<String>,
     pub proxy_protocol: Option<bool>,
+    pub proxy_control_port: Option<u16>,
 }
 
 #[derive(Deserialize)]

@@ -138,7 +138,7 @@ fn full_config_parses() {
         Path::new("/etc/spgate/ftp.key")
     );
     assert_eq!(ftp.tls_required, TlsRequired::PerUser);
-    assert!(ftp.proxy_protocol);
+    assert_eq!(ftp.proxy_protocol, Some(21));
 
     let admin = config.admin.as_ref().unwrap();
     assert_eq!(admin.listen.to_string(), "127.0.0.1:8080");
@@ -224,7 +224,7 @@ fn empty_sections_take_defaults() {
     assert_eq!(ftp.passive_ports, 50000..=50100);
     assert_eq!(ftp.idle_timeout, Duration::from_secs(600));
     assert_eq!(ftp.tls_required, TlsRequired::None);
-    assert!(ftp.tls.is_none() && !ftp.proxy_protocol);
+    assert!(ftp.tls.is_none() && ftp.proxy_protocol.is_none());
     let admin = config
         .admin
         .expect("an [admin] section turns the endpoint on");

@@ -94,14 +94,16 @@ pub struct State {
 }
 
 /// `[sftp]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sftp {
     /// Address the SSH/SFTP server binds.
     pub listen: SocketAddr,
+    /// Expect a PROXY protocol header (v1 or v2) on each connection.
+    pub proxy_protocol: bool,
 }
 
 /// `[ftp]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Ftp {
     /// Address of the control connection listener.
     pub listen: SocketAddr,
@@ -117,8 +119,10 @@ pub struct Ftp {
     pub tls: Option<CertKey>,
     /// Who must use FTPS.
     pub tls_required: TlsRequired,
-    /// Expect a PROXY protocol header on each control connection.
-    pub proxy_protocol: bool,
+    /// PROXY protocol mode: control AND passive data connections arrive through the balancer on
+    /// `listen`, each with a v1 header; `Some(the balancer's control port)`, which tells the two
+    /// kinds apart (a header's destination port).
+    pub proxy_protocol: Option<u16>,
 }
 
 /// A PEM certificate (chain) and its private key, as file paths.

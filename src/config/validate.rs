@@ -129,7 +129,11 @@ fn audit(raw: Option<raw::Audit>) -> Result<Audit, Error> {
 
 fn sftp(raw: raw::Sftp) -> Result<Option<Sftp>, Error> {
     let listen = values::socket_addr("sftp.listen", raw.listen.as_deref().unwrap_or(SFTP_LISTEN))?;
-    Ok(raw.enabled.unwrap_or(true).then_some(Sftp { listen }))
+    let proxy_protocol = raw.proxy_protocol.unwrap_or(false);
+    Ok(raw.enabled.unwrap_or(true).then_some(Sftp {
+        listen,
+        proxy_protocol,
+    }))
 }
 
 fn ftp(raw: raw::Ftp, cx: &Context<'_>) -> Result<Option<Ftp>, Error> {
@@ -177,7 +181,16 @@ fn ftp(raw: raw::Ftp, cx: &Context<'_>) -> Result<Option<Ftp>, Error> {
         greeting,
         tls,
         tls_required,
-        proxy_protocol: raw.proxy_protocol.unwrap_or(false),
+        proxy_protocol: match (raw.proxy_protocol.unwrap_or(false), raw.proxy_control_port) {
+            (true, port) => Some(port.unwrap_or(listen.port())),
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(Error::invalid(
+                    "ftp.proxy_control_port",
+                    "set only with ftp.proxy_protocol = true",
+                ));
+            }
+        },
     };
     Ok(raw.enabled.unwrap_or(true).then_some(ftp))
 }

@@ -98,8 +98,8 @@ pub fn server(
             .ftps(tls.cert.clone(), tls.key.clone())
             .ftps_required(required, required);
     }
-    if ftp.proxy_protocol {
-        builder = builder.proxy_protocol_mode(ftp.listen.port());
+    if let Some(control_port) = ftp.proxy_protocol {
+        builder = builder.proxy_protocol_mode(control_port);
     }
     builder.build().map_err(std::io::Error::other)
 }

@@ -2,19 +2,22 @@
 //! (russh-sftp), over the protocol-neutral gateway.
 //!
 //! - [`keys`]: host keys; [`session`]: one SSH connection (authentication, channels);
-//! - [`files`]: the SFTP requests; [`reply`]: error and attribute mapping.
+//! - [`files`]: the SFTP requests; [`reply`]: error and attribute mapping;
+//! - [`proxy`]: the PROXY protocol header a TCP load balancer sends first.
 
 pub mod files;
 pub mod keys;
+pub mod proxy;
 pub mod reply;
 pub mod session;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use russh::server::Config;
 use russh::{MethodKind, MethodSet, Preferred, cipher};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -59,6 +62,22 @@ pub fn ssh_config(gateway: &Gateway) -> std::io::Result<Config> {
     })
 }
 
+/// The client a load balancer's PROXY protocol header names on `socket` (the balancer itself
+/// for its own connections); `None`, logged, when the header is missing or bad.
+async fn client_behind(socket: &mut TcpStream, balancer: SocketAddr) -> Option<SocketAddr> {
+    match tokio::time::timeout(proxy::HEADER_TIMEOUT, proxy::read_header(socket)).await {
+        Ok(Ok(client)) => Some(client.unwrap_or(balancer)),
+        Ok(Err(e)) => {
+            tracing::warn!(%balancer, error = %e, "SFTP connection closed: [sftp] proxy_protocol is on");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(%balancer, "SFTP connection closed: no PROXY protocol header in time");
+            None
+        }
+    }
+}
+
 /// Serves SFTP on `listener` until `shutdown` is cancelled; sessions then have
 /// [`SHUTDOWN_GRACE`] to finish before they are disconnected.
 pub async fn serve(
@@ -67,6 +86,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let config = Arc::new(ssh_config(&shared.current())?);
+    let proxied = (shared.current().config.sftp.as_ref()).is_some_and(|s| s.proxy_protocol);
     let tracker = TaskTracker::new();
     tracing::info!(address = %listener.local_addr()?, "SFTP listening");
     loop {
@@ -80,11 +100,20 @@ pub async fn serve(
                 }
             },
         };
-        let handler = session::Connection::new(shared.current(), peer, tracker.clone());
-        let config = config.clone();
-        let shutdown = shutdown.clone();
+        let (config, shared) = (config.clone(), shared.clone());
+        let (shutdown, sessions) = (shutdown.clone(), tracker.clone());
         tracker.spawn(async move {
+            let mut socket = socket;
             let _ = socket.set_nodelay(true);
+            let peer = if proxied {
+                let Some(client) = client_behind(&mut socket, peer).await else {
+                    return;
+                };
+                client
+            } else {
+                peer
+            };
+            let handler = session::Connection::new(shared.current(), peer, sessions);
             let session = match russh::server::run_stream(config, socket, handler).await {
                 Ok(session) => session,
                 Err(e) => {

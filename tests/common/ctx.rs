@@ -15,6 +15,19 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The `[[connections]]` table `name` of a spgate configuration for this simulator's
+    /// partners site (client secret `demo-secret`), ending with a newline.
+    pub fn connection_toml(&self, name: &str) -> String {
+        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        format!(
+            "[[connections]]\nname = {}\ntenant = \"contoso\"\nclient_id = \"spgate-demo\"\n\
+             client_secret = \"demo-secret\"\nsite = \"https://contoso.sharepoint.com/sites/partners\"\n\
+             authority = {sim}\ngraph_url = {sim}\n",
+            q(name),
+            sim = q(&self.sim.base),
+        )
+    }
+
     pub async fn new() -> Ctx {
         Ctx::from_sim(Sim::start()).await
     }

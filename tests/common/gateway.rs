@@ -208,12 +208,10 @@ impl Gateway {
         let mut config = format!(
             "[state]\ndir = {state}\n\n[sftp]\nlisten = \"127.0.0.1:0\"\n\n\
              [ftp]\nlisten = \"127.0.0.1:0\"\npassive_ports = \"{base}-{end}\"\n{ftp}\n\
-             [[connections]]\nname = \"sp\"\ntenant = \"contoso\"\nclient_id = \"spgate-demo\"\n\
-             client_secret = \"demo-secret\"\nsite = \"https://contoso.sharepoint.com/sites/partners\"\n\
-             authority = {sim}\ngraph_url = {sim}\n{connection}\n\n",
+             {table}{connection}\n\n",
             state = quote(dir.path().join("state").to_str().expect("utf-8 temp path")),
             end = base + 199,
-            sim = quote(&ctx.sim.base),
+            table = ctx.connection_toml("sp"),
         );
         for user in users {
             config += &user.toml(&key);

@@ -61,6 +61,16 @@ pub fn spawn_serve(
     (child, found)
 }
 
+/// A child process killed (and reaped) when this is dropped, e.g. at the end of a test.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The last `bytes` (about) of a text file, cut at a character boundary; empty if unreadable.
 pub fn file_tail(path: &Path, bytes: usize) -> String {
     let mut text = String::new();

@@ -30,6 +30,10 @@ fn bad_values_name_their_key() {
             "ftp.tls_required: FTPS is required but ftp.tls",
         ),
         (
+            "[ftp]\nproxy_control_port = 21".into(),
+            "ftp.proxy_control_port: set only with ftp.proxy_protocol = true",
+        ),
+        (
             "[ftp]\ntls_required = \"yes\"".into(),
             "ftp.tls_required: \"yes\" is not one of \"none\", \"all\", \"per-user\"",
         ),

@@ -85,7 +85,11 @@ fn environment_overrides_file_values() {
     .unwrap();
     assert_eq!(config.sftp.unwrap().listen.to_string(), "127.0.0.1:2200");
     let ftp = config.ftp.unwrap();
-    assert!(ftp.proxy_protocol);
+    assert_eq!(
+        ftp.proxy_protocol,
+        Some(2121),
+        "the control port defaults to the listen port"
+    );
     assert_eq!(ftp.passive_ports, 6000..=6009);
     assert_eq!(config.admin.unwrap().token.unwrap().expose(), "0123");
     assert_eq!(config.state.dir, Path::new("/tmp/other"));
