@@ -13,8 +13,7 @@ use crate::config::{Config, MountTarget};
 use crate::connections::Connection;
 use crate::connections::store::{Paths, ensure_private_dir};
 use crate::storage::local::Local;
-use crate::storage::metered::{Labels, Metered};
-use crate::storage::notify::Notify;
+use crate::storage::metered::{Labels, Metered, OnStored};
 use crate::storage::sharepoint::SharePoint;
 use crate::storage::{self, Backend};
 use crate::sync::schedule::Triggers;
@@ -77,20 +76,16 @@ impl Gateway {
     ) -> storage::Result<Vfs> {
         let mut mounts = Vec::new();
         for mount in &account.mounts {
+            let mut on_stored: Option<OnStored> = None;
             let backend: Arc<dyn Backend> = match &mount.target {
                 MountTarget::Local { dir } => {
-                    let local: Arc<dyn Backend> = Arc::new(Local::new(dir.clone())?);
                     if self.triggers.watching(dir) {
                         let (triggers, dir) = (self.triggers.clone(), dir.clone());
-                        Arc::new(Notify::new(
-                            local,
-                            Arc::new(move |path: &str| {
-                                triggers.stored(&dir.join(path.trim_start_matches('/')))
-                            }),
-                        ))
-                    } else {
-                        local
+                        on_stored = Some(Arc::new(move |path: &str| {
+                            triggers.stored(&dir.join(path.trim_start_matches('/')))
+                        }));
                     }
+                    Arc::new(Local::new(dir.clone())?)
                 }
                 MountTarget::SharePoint { connection, remote } => {
                     let connection = self.connections.get(connection).ok_or_else(|| {
@@ -120,6 +115,7 @@ impl Gateway {
                     peer,
                     mount: mount.path.clone(),
                     audit: self.audit.clone(),
+                    on_stored,
                 },
             ));
             mounts.push(MountPoint {

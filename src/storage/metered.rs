@@ -1,7 +1,10 @@
 //! A backend decorator that accounts for what a session does: it counts transfers for the
 //! metrics (bytes and files up and down, by protocol and connection, each file once when its
-//! handle ends: a download when the client closes it, an upload when it is stored or fails)
-//! and writes the audit log (uploads, downloads, deletes, renames).
+//! handle ends: a download when the client closes it, an upload when it is stored or fails),
+//! writes the audit log (uploads, downloads, deletes, renames), and reports each file stored
+//! (an upload closed, a rename landed) to `on_stored`: the gateway sets that on local mounts
+//! inside a pushed sync folder, so that a partner's upload starts the job soon instead of at
+//! its next interval.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -16,6 +19,9 @@ use super::{Backend, Capabilities, Entry, ReadHandle, Result, Space, WriteHandle
 use crate::admin::metrics::Metrics;
 use crate::audit::{Audit, event};
 
+/// Called with the backend path of a file that was just stored.
+pub type OnStored = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Who is transferring, for the metrics' labels and the audit log.
 #[derive(Clone)]
 pub struct Labels {
@@ -28,6 +34,7 @@ pub struct Labels {
     /// The mount's virtual path, to report users' paths.
     pub mount: String,
     pub audit: Arc<Audit>,
+    pub on_stored: Option<OnStored>,
 }
 
 impl Labels {
@@ -179,7 +186,12 @@ impl WriteHandle for Writer {
         let size = inner.size();
         let stored = inner.close().await;
         match &stored {
-            Ok(entry) => self.count(size, entry.id.as_deref(), None),
+            Ok(entry) => {
+                self.count(size, entry.id.as_deref(), None);
+                if let Some(on_stored) = &self.labels.on_stored {
+                    on_stored(&self.path);
+                }
+            }
             Err(e) => self.count(size, None, Some(&e.to_string())),
         }
         stored
@@ -281,6 +293,9 @@ impl Backend for Metered {
         let error = done.as_ref().err().map(|e| e.to_string());
         e.error = error.as_deref();
         l.audit.record(&e);
+        if let (Ok(()), Some(on_stored)) = (&done, &l.on_stored) {
+            on_stored(to);
+        }
         done
     }
 

@@ -5,14 +5,13 @@
 //! virtual file system (`/`, `/a`, `/a/b.txt`; never `..`, never empty segments).
 //!
 //! - [`local`]: a folder on the gateway host; [`sharepoint`]: a SharePoint library folder;
-//! - [`metered`]: a decorator counting transfers for the metrics;
-//! - [`notify`]: a decorator reporting stored files (it starts sync jobs early);
+//! - [`metered`]: a decorator counting transfers for the metrics and the audit log, and
+//!   reporting stored files (which starts sync jobs early);
 //! - [`error`]: the one error type whose kinds each front-end maps in exactly one place.
 
 pub mod error;
 pub mod local;
 pub mod metered;
-pub mod notify;
 pub mod sharepoint;
 
 use async_trait::async_trait;
