@@ -83,6 +83,7 @@ pub async fn run_reporting(
         tasks.spawn(crate::admin::serve(listener, state, shutdown.clone()));
     }
     shared.start_syncs()?;
+    tokio::spawn(sweep_local_mounts(shared.clone(), shutdown.clone()));
     if tasks.is_empty() && gateway.config.syncs.is_empty() {
         tracing::warn!(
             "no listener and no sync job is configured ([sftp], [ftp] and [[syncs]] are absent); nothing to serve"
@@ -104,6 +105,31 @@ pub async fn run_reporting(
     }
     shared.wait_syncs().await;
     Ok(())
+}
+
+/// Removes upload temp files left in local mounts by a crash or a dropped session
+/// ([`crate::storage::local::sweep_leftovers`]): at start, then daily, over the mounts of the
+/// configuration then in force.
+async fn sweep_local_mounts(shared: Arc<Shared>, shutdown: CancellationToken) {
+    loop {
+        let dirs: std::collections::BTreeSet<PathBuf> = (shared.current().config.users.iter())
+            .flat_map(|user| &user.mounts)
+            .filter_map(|mount| match &mount.target {
+                crate::config::MountTarget::Local { dir } => Some(dir.clone()),
+                crate::config::MountTarget::SharePoint { .. } => None,
+            })
+            .collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            for dir in dirs {
+                crate::storage::local::sweep_leftovers(&dir);
+            }
+        })
+        .await;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(crate::storage::local::LEFTOVER_AGE) => {}
+        }
+    }
 }
 
 async fn bind(address: SocketAddr, protocol: &str) -> std::io::Result<TcpListener> {

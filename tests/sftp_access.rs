@@ -268,3 +268,47 @@ async fn a_local_mount_keeps_files_on_disk() {
     assert!(dir.join("renamed.bin").exists());
     assert!(gw.sim_names("").await.is_empty());
 }
+
+/// Leaves a temp file as a crashed upload does, last written `age` ago; answers its path.
+fn leftover(dir: &Path, name: &str, age: std::time::Duration) -> PathBuf {
+    let path = dir.join(name);
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_modified(std::time::SystemTime::now() - age)
+        .unwrap();
+    path
+}
+
+#[tokio::test]
+async fn serve_sweeps_upload_leftovers_from_local_mounts() {
+    let host = tempfile::tempdir().unwrap();
+    let deep = folder(host.path(), "in");
+    let day = std::time::Duration::from_secs(24 * 3600);
+    let old = leftover(
+        &deep,
+        ".spgate.crashed.bin.00000000000000aa.partial",
+        2 * day,
+    );
+    let young = leftover(
+        &deep,
+        ".spgate.writing.bin.00000000000000bb.partial",
+        day / 24,
+    );
+    let kept = leftover(&deep, "old-but-ordinary.bin", 2 * day);
+    let gw = Gateway::start(&[User::new("alice").local("/", host.path(), ALL)]).await;
+    // The sweep runs at start, beside the listeners: wait (bounded) for it to get there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while old.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        !old.exists(),
+        "the day-old leftover is removed:\n{}",
+        gw.log_tail()
+    );
+    assert!(
+        young.exists(),
+        "a temp file written an hour ago may be in use"
+    );
+    assert!(kept.exists(), "ordinary files are never touched");
+    assert!(gw.log_tail().contains("removed a leftover temporary file"));
+}

@@ -127,6 +127,43 @@ pub(crate) fn is_partial(name: &str) -> bool {
     name.starts_with(".spgate.") && name.ends_with(".partial")
 }
 
+/// Temp files untouched this long are leftovers of a crash, a killed sync run or a dropped
+/// session: a transfer in progress writes to its file far more often.
+pub const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Removes the gateway's temp files (`.spgate.*.partial`) untouched for [`LEFTOVER_AGE`] from
+/// the folder tree at `root` (symlinks are not followed); answers how many went. Younger ones
+/// may still be written and stay. `spgate serve` sweeps local mounts at start and daily, the
+/// sync worker its folders after each run.
+pub fn sweep_leftovers(root: &std::path::Path) -> usize {
+    let old = |entry: &walkdir::DirEntry| {
+        entry
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > LEFTOVER_AGE)
+    };
+    let mut removed = 0;
+    for entry in walkdir::WalkDir::new(root).into_iter().flatten() {
+        let leftover = entry.file_type().is_file()
+            && is_partial(&entry.file_name().to_string_lossy())
+            && old(&entry);
+        if !leftover {
+            continue;
+        }
+        let path = entry.path().display();
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => {
+                removed += 1;
+                tracing::info!(%path, "removed a leftover temporary file")
+            }
+            Err(e) => tracing::warn!(%path, error = %e, "cannot remove a leftover temporary file"),
+        }
+    }
+    removed
+}
+
 /// `path` relative to the root (`.` for the root itself), refused if it could mean anything
 /// but a place inside the root. Temp names do not exist for callers.
 fn relative(path: &str) -> Result<String> {

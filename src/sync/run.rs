@@ -116,7 +116,8 @@ pub async fn run(
     };
     if !options.dry_run {
         let root = job.local.clone();
-        let _ = tokio::task::spawn_blocking(move || sweep_leftovers(&root)).await;
+        let _ = tokio::task::spawn_blocking(move || crate::storage::local::sweep_leftovers(&root))
+            .await;
     }
     let result = execute(job, connection, &store, options, progress, stop).await;
     beat.abort();
@@ -142,40 +143,6 @@ pub async fn run(
     }
     store.unlock(&job.name, &owner)?;
     Ok(report)
-}
-
-/// Temporary files older than this are leftovers of a killed run or a dropped upload.
-const LEFTOVER_AGE: Duration = Duration::from_secs(24 * 3600);
-
-/// Removes spgate's temporary files (`.spgate.*.partial`) untouched for a day from the job's
-/// folder: downloads of killed runs, uploads of sessions that died. Younger ones may still be
-/// written (an SFTP/FTP upload in progress) and are left alone; all are invisible to syncs.
-fn sweep_leftovers(root: &std::path::Path) {
-    let old = |entry: &walkdir::DirEntry| {
-        entry
-            .metadata()
-            .ok()
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > LEFTOVER_AGE)
-    };
-    for entry in walkdir::WalkDir::new(root).into_iter().flatten() {
-        let name = entry.file_name().to_string_lossy();
-        if entry.file_type().is_file()
-            && name.starts_with(super::TEMP_PREFIX)
-            && name.ends_with(".partial")
-            && old(&entry)
-        {
-            match std::fs::remove_file(entry.path()) {
-                Ok(()) => {
-                    tracing::info!(path = %entry.path().display(), "removed a leftover temporary file")
-                }
-                Err(e) => {
-                    tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a leftover temporary file")
-                }
-            }
-        }
-    }
 }
 
 /// Raises or clears the job's alert after a real run.
