@@ -12,7 +12,7 @@ mod ftp_support;
 
 use std::os::unix::fs::symlink;
 
-use common::{BASE_SEED, Ctx};
+use common::Ctx;
 use ftp_support::{Gateway, Security, User, assert_same, random, value};
 use futures_util::future::join_all;
 use serde_json::json;
@@ -541,11 +541,7 @@ async fn renames_replace_move_and_change_case() {
 async fn an_upload_refused_at_close_is_552_and_leaves_nothing() {
     // A library with 4 MiB of space: the STOR is accepted and its bytes spooled, the upload
     // when the transfer ends is refused (507 quotaLimitReached).
-    let seed = format!(
-        "{BASE_SEED}\n[[tenants.sites]]\nhostname = \"contoso.sharepoint.com\"\nname = \"partners\"\n\
-         [[tenants.sites.drives]]\nname = \"Documents\"\nquota_bytes = 4194304\n"
-    );
-    let gw = Gateway::start_with(Ctx::with_seed(&seed).await, &[alice()], "").await;
+    let gw = Gateway::start_with_quota(&[alice()], 4 << 20).await;
     let old = random(1_500_000);
     gw.sim_put("existing.bin", &old).await;
     gw.write_local("session.bin", &random(6 * 1024 * 1024));

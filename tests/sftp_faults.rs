@@ -8,7 +8,7 @@ mod sftp_support;
 use serde_json::json;
 use sftp_support::{Gateway, User, random, replies};
 
-use common::{BASE_SEED, Ctx};
+use common::Ctx;
 
 const ALL: &[&str] = &["*"];
 
@@ -46,11 +46,7 @@ async fn an_upload_failing_with_server_errors_leaves_no_file() {
 async fn an_upload_refused_at_close_reaches_the_client() {
     // A library with 4 MiB of space: opening the file and writing it succeed, the upload
     // when the handle closes is refused (507 quotaLimitReached).
-    let seed = format!(
-        "{BASE_SEED}\n[[tenants.sites]]\nhostname = \"contoso.sharepoint.com\"\nname = \"partners\"\n\
-         [[tenants.sites.drives]]\nname = \"Documents\"\nquota_bytes = 4194304\n"
-    );
-    let gw = Gateway::start_with(Ctx::with_seed(&seed).await, &[alice()], "").await;
+    let gw = Gateway::start_with_quota(&[alice()], 4 << 20).await;
     let old = random(1_500_000);
     gw.sim_put("existing.bin", &old).await;
     let session = random(6 * 1024 * 1024); // upload session

@@ -29,21 +29,11 @@ async fn push_uploads_and_leaves_remote_only_files_alone() {
     env.put_remote("theirs.txt", b"theirs").await;
     env.write("mine.txt", b"mine", 60);
     let ran = env.sync_ok(&[]).await;
-    assert_eq!(
-        (ran.count("uploaded"), ran.count("downloaded")),
-        (1, 0),
-        "{}",
-        ran.out
-    );
+    ran.assert_transfers(1, 0);
     env.write("mine.txt", b"mine, edited", 0);
     env.put_remote("later.txt", b"later").await;
     let ran = env.sync_ok(&[]).await;
-    assert_eq!(
-        (ran.count("uploaded"), ran.count("downloaded")),
-        (1, 0),
-        "{}",
-        ran.out
-    );
+    ran.assert_transfers(1, 0);
     assert_eq!(env.local_files(), ["mine.txt"]);
     assert_eq!(
         env.remote_files().await,
@@ -58,12 +48,7 @@ async fn push_keeps_a_remote_edit_until_the_local_file_changes_too() {
     let env = synced("push", "").await;
     env.put_remote("f.txt", b"remote edit!").await;
     let ran = env.sync_ok(&[]).await;
-    assert_eq!(
-        (ran.count("uploaded"), ran.count("downloaded")),
-        (0, 0),
-        "{}",
-        ran.out
-    );
+    ran.assert_transfers(0, 0);
     assert_eq!(env.remote_bytes("f.txt").await.unwrap(), b"remote edit!");
     assert_eq!(env.read("f.txt").unwrap(), b"base");
     // Now both changed: the conflict policy (keep-both) keeps both versions.
@@ -99,21 +84,11 @@ async fn pull_downloads_and_leaves_local_only_files_alone() {
     env.write("mine.txt", b"mine", 60);
     env.put_remote("theirs.txt", b"theirs").await;
     let ran = env.sync_ok(&[]).await;
-    assert_eq!(
-        (ran.count("uploaded"), ran.count("downloaded")),
-        (0, 1),
-        "{}",
-        ran.out
-    );
+    ran.assert_transfers(0, 1);
     env.put_remote("theirs.txt", b"theirs, edited").await;
     env.write("later.txt", b"later", 0);
     let ran = env.sync_ok(&[]).await;
-    assert_eq!(
-        (ran.count("uploaded"), ran.count("downloaded")),
-        (0, 1),
-        "{}",
-        ran.out
-    );
+    ran.assert_transfers(0, 1);
     assert_eq!(env.remote_files().await, ["theirs.txt"]);
     assert_eq!(env.local_files(), ["later.txt", "mine.txt", "theirs.txt"]);
     assert_eq!(env.read("theirs.txt").unwrap(), b"theirs, edited");
@@ -125,12 +100,7 @@ async fn pull_keeps_a_local_edit_until_the_remote_file_changes_too() {
     let env = synced("pull", "").await;
     env.write("f.txt", b"local edit", 0);
     let ran = env.sync_ok(&[]).await;
-    assert_eq!(
-        (ran.count("uploaded"), ran.count("downloaded")),
-        (0, 0),
-        "{}",
-        ran.out
-    );
+    ran.assert_transfers(0, 0);
     assert_eq!(env.read("f.txt").unwrap(), b"local edit");
     assert_eq!(env.remote_bytes("f.txt").await.unwrap(), b"base");
     // Now both changed: the conflict policy (keep-both) keeps both versions.
@@ -168,12 +138,7 @@ async fn two_way_carries_both_sides_in_one_run() {
     env.write("a/b/new-here.txt", b"here", 0);
     env.put_remote("c/new-there.txt", b"there").await;
     let ran = env.sync_ok(&[]).await;
-    assert_eq!(
-        (ran.count("uploaded"), ran.count("downloaded")),
-        (2, 2),
-        "{}",
-        ran.out
-    );
+    ran.assert_transfers(2, 2);
     let all = ["a/b/new-here.txt", "c/new-there.txt", "f.txt", "g.txt"];
     assert_eq!(env.local_files(), all);
     assert_eq!(env.remote_files().await, all);

@@ -119,12 +119,7 @@ async fn excluded_paths_never_travel_and_are_never_deleted() {
     env.put_remote("cache/r.txt", b"remote cache").await;
     env.put_remote("theirs.txt", b"theirs").await;
     let ran = env.sync_ok(&[]).await;
-    assert_eq!(
-        (ran.count("uploaded"), ran.count("downloaded")),
-        (2, 1),
-        "{}",
-        ran.out
-    );
+    ran.assert_transfers(2, 1);
     let remote = [
         "cache.txt",
         "cache/r.txt",

@@ -20,7 +20,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::Value;
 
-use super::{Ctx, data, enc_path, file_tail, qxh, spawn_serve};
+use super::{BASE_SEED, Ctx, data, enc_path, file_tail, qxh, spawn_serve};
 
 /// Longest any one client process may run before the test fails.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -165,6 +165,15 @@ impl Gateway {
     /// (e.g. `max_retries = 1`).
     pub async fn start_with(ctx: Ctx, users: &[User], connection: &str) -> Gateway {
         Gateway::start_full(ctx, users, connection, |_| String::new()).await
+    }
+
+    /// A simulator whose library (the partners site's Documents) holds `quota_bytes` only.
+    pub async fn start_with_quota(users: &[User], quota_bytes: u64) -> Gateway {
+        let seed = format!(
+            "{BASE_SEED}\n[[tenants.sites]]\nhostname = \"contoso.sharepoint.com\"\nname = \"partners\"\n\
+             [[tenants.sites.drives]]\nname = \"Documents\"\nquota_bytes = {quota_bytes}\n"
+        );
+        Gateway::start_with(Ctx::with_seed(&seed).await, users, "").await
     }
 
     /// Explicit FTPS with a fresh self-signed certificate for 127.0.0.1, and `tls_required`.

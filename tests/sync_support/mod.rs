@@ -47,6 +47,17 @@ impl Ran {
             })
             .unwrap_or_else(|| panic!("no '{label}' in summary: {line}"))
     }
+
+    /// Asserts how many files the run uploaded and downloaded.
+    #[track_caller]
+    pub fn assert_transfers(&self, uploaded: u64, downloaded: u64) {
+        assert_eq!(
+            (self.count("uploaded"), self.count("downloaded")),
+            (uploaded, downloaded),
+            "uploaded, downloaded:\n{}",
+            self.out
+        );
+    }
 }
 
 impl Env {

@@ -1,6 +1,6 @@
 //! The run history.
 
-use rusqlite::params;
+use rusqlite::{Row, params};
 
 use super::{Result, Store, now, unsigned};
 use crate::sync::{Counts, Outcome};
@@ -15,6 +15,25 @@ pub struct RunRecord {
     pub counts: Counts,
     pub outcome: Option<Outcome>,
     pub message: Option<String>,
+}
+
+/// The run table's count columns, in the order of [`Counts`]' fields and of [`counts_at`].
+const COUNT_COLUMNS: &str = "uploaded, downloaded, deleted_local, deleted_remote, conflicts, \
+                             skipped, errors, bytes_up, bytes_down";
+
+/// The counts in [`COUNT_COLUMNS`] order, from column `first` of `row` on.
+fn counts_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Counts> {
+    Ok(Counts {
+        uploaded: unsigned(row, first)?,
+        downloaded: unsigned(row, first + 1)?,
+        deleted_local: unsigned(row, first + 2)?,
+        deleted_remote: unsigned(row, first + 3)?,
+        conflicts: unsigned(row, first + 4)?,
+        skipped: unsigned(row, first + 5)?,
+        errors: unsigned(row, first + 6)?,
+        bytes_up: unsigned(row, first + 7)?,
+        bytes_down: unsigned(row, first + 8)?,
+    })
 }
 
 impl Store {
@@ -76,29 +95,17 @@ impl Store {
     /// The job's latest `limit` runs, newest first.
     pub fn runs(&self, job: &str, limit: usize) -> Result<Vec<RunRecord>> {
         self.with("reading the run history", false, |tx| {
-            tx.prepare(
-                "SELECT id, job, started, ended, uploaded, downloaded, deleted_local,
-                    deleted_remote, conflicts, skipped, errors, bytes_up, bytes_down, outcome,
-                    message
-                 FROM run WHERE job = ?1 ORDER BY id DESC LIMIT ?2",
-            )?
+            tx.prepare(&format!(
+                "SELECT id, job, started, ended, {COUNT_COLUMNS}, outcome, message
+                     FROM run WHERE job = ?1 ORDER BY id DESC LIMIT ?2"
+            ))?
             .query_map(params![job, limit as i64], |row| {
                 Ok(RunRecord {
                     id: row.get(0)?,
                     job: row.get(1)?,
                     started: row.get(2)?,
                     ended: row.get(3)?,
-                    counts: Counts {
-                        uploaded: unsigned(row, 4)?,
-                        downloaded: unsigned(row, 5)?,
-                        deleted_local: unsigned(row, 6)?,
-                        deleted_remote: unsigned(row, 7)?,
-                        conflicts: unsigned(row, 8)?,
-                        skipped: unsigned(row, 9)?,
-                        errors: unsigned(row, 10)?,
-                        bytes_up: unsigned(row, 11)?,
-                        bytes_down: unsigned(row, 12)?,
-                    },
+                    counts: counts_at(row, 4)?,
                     outcome: row
                         .get::<_, Option<String>>(13)?
                         .and_then(|text| Outcome::parse(&text)),
@@ -130,27 +137,14 @@ impl Store {
                 )?
                 .query_map(params![job], |row| Ok((row.get(0)?, unsigned(row, 1)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            let sums: Vec<String> = COUNT_COLUMNS
+                .split(", ")
+                .map(|column| format!("COALESCE(SUM({}), 0)", column.trim()))
+                .collect();
             let counts = tx.query_row(
-                "SELECT COALESCE(SUM(uploaded), 0), COALESCE(SUM(downloaded), 0),
-                    COALESCE(SUM(deleted_local), 0), COALESCE(SUM(deleted_remote), 0),
-                    COALESCE(SUM(conflicts), 0), COALESCE(SUM(skipped), 0),
-                    COALESCE(SUM(errors), 0), COALESCE(SUM(bytes_up), 0),
-                    COALESCE(SUM(bytes_down), 0)
-                 FROM run WHERE job = ?1",
+                &format!("SELECT {} FROM run WHERE job = ?1", sums.join(", ")),
                 params![job],
-                |row| {
-                    Ok(Counts {
-                        uploaded: unsigned(row, 0)?,
-                        downloaded: unsigned(row, 1)?,
-                        deleted_local: unsigned(row, 2)?,
-                        deleted_remote: unsigned(row, 3)?,
-                        conflicts: unsigned(row, 4)?,
-                        skipped: unsigned(row, 5)?,
-                        errors: unsigned(row, 6)?,
-                        bytes_up: unsigned(row, 7)?,
-                        bytes_down: unsigned(row, 8)?,
-                    })
-                },
+                |row| counts_at(row, 0),
             )?;
             Ok((by_outcome, counts))
         })
