@@ -32,20 +32,24 @@ pub struct Gateway {
     pub metrics: Arc<crate::admin::metrics::Metrics>,
     /// The transfer audit log.
     pub audit: Arc<crate::audit::Audit>,
+    /// Failed-login locks (SFTP), kept across reloads.
+    pub lockout: Arc<crate::users::lockout::Lockout>,
 }
 
 impl Gateway {
     /// Opens every connection (nothing is sent yet) and prepares the state directory.
     pub fn new(config: Config) -> std::io::Result<Gateway> {
         let triggers = Arc::new(Triggers::new(&config));
-        Gateway::with(config, Arc::default(), triggers)
+        Gateway::with(config, Arc::default(), triggers, Arc::default())
     }
 
-    /// [`Gateway::new`], keeping the metrics and sync triggers of the gateway it replaces.
+    /// [`Gateway::new`], keeping the metrics, sync triggers and failed-login locks of the
+    /// gateway it replaces.
     fn with(
         config: Config,
         metrics: Arc<crate::admin::metrics::Metrics>,
         triggers: Arc<Triggers>,
+        lockout: Arc<crate::users::lockout::Lockout>,
     ) -> std::io::Result<Gateway> {
         ensure_private_dir(&config.state.dir)?;
         let spool_dir = config.state.dir.join("spool");
@@ -59,6 +63,7 @@ impl Gateway {
             users: Users::new(&config.users),
             triggers,
             metrics,
+            lockout,
             audit: Arc::new(crate::audit::Audit::open(&config.audit, &config.state.dir)),
             config,
             connections,
@@ -230,7 +235,7 @@ impl Shared {
             old.triggers.clone()
         };
         let summary = config.summary();
-        let gateway = Gateway::with(config, old.metrics.clone(), triggers)
+        let gateway = Gateway::with(config, old.metrics.clone(), triggers, old.lockout.clone())
             .map_err(|e| format!("opening the new configuration: {e}"))?;
         *self.current.write() = Arc::new(gateway);
         if restart_syncs {

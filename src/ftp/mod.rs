@@ -45,10 +45,6 @@ use crate::gateway::Shared;
 /// How long open sessions may go on after a shutdown starts, so transfers can finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// Failed logins before a user is blocked from an address, and for how long.
-const FAILED_LOGINS: u32 = 5;
-const FAILED_LOGINS_BLOCK: Duration = Duration::from_secs(300);
-
 /// Whether the configuration lets passwords cross the network in plain text.
 pub fn plaintext_passwords(ftp: &Ftp) -> bool {
     ftp.tls.is_none() || ftp.tls_required != TlsRequired::All
@@ -72,8 +68,9 @@ pub fn server(
         .passive_ports(ftp.passive_ports.clone())
         .idle_session_timeout(ftp.idle_timeout.as_secs().max(1))
         .failed_logins_policy(FailedLoginsPolicy::new(
-            FAILED_LOGINS,
-            FAILED_LOGINS_BLOCK,
+            // libunftp's own policy, with the limits SFTP's lock uses.
+            crate::users::lockout::ATTEMPTS,
+            crate::users::lockout::BLOCK,
             FailedLoginsBlock::UserAndIP,
         ))
         .site_command("MFMT", site::SetModified)

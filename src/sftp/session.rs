@@ -57,7 +57,33 @@ impl Connection {
         )
     }
 
-    /// Counts a login attempt (and, when it succeeded, the session).
+    /// Whether `user` is locked out from this peer after repeated failures; such an attempt is
+    /// refused without checking its credentials, logged and audited.
+    fn locked(&self, user: &str, method: &str) -> bool {
+        let locked = self.gateway.lockout.locked(user, self.peer.ip());
+        if locked {
+            tracing::warn!(user = ?user, peer = %self.peer.ip(), method,
+                "login refused: locked after repeated failures");
+        }
+        locked
+    }
+
+    /// Counts a checked login: a failure towards the user/address lock (attempts refused while
+    /// locked do not count, so the lock ends [`BLOCK`] after the last real failure), a success
+    /// clears it.
+    ///
+    /// [`BLOCK`]: crate::users::lockout::BLOCK
+    fn checked(&mut self, user: &str, method: &str, account: Option<Arc<Account>>) -> Auth {
+        let lockout = &self.gateway.lockout;
+        match &account {
+            Some(_) => lockout.succeeded(user, self.peer.ip()),
+            None => lockout.failed(user, self.peer.ip()),
+        }
+        self.counted(user, method, account)
+    }
+
+    /// Counts a login attempt for the metrics and the audit log (and, when it succeeded, the
+    /// session).
     fn counted(&mut self, user: &str, method: &str, account: Option<Arc<Account>>) -> Auth {
         self.gateway.metrics.login("sftp", account.is_some());
         let mut e = crate::audit::event(
@@ -93,13 +119,16 @@ impl Connection {
     }
 
     async fn login_password(&mut self, user: &str, password: &str) -> Auth {
+        if self.locked(user, "password") {
+            return self.counted(user, "password", None);
+        }
         let account = self
             .gateway
             .users
             .password(user, password, self.peer.ip())
             .await
             .ok();
-        self.counted(user, "password", account)
+        self.checked(user, "password", account)
     }
 }
 
@@ -137,12 +166,15 @@ impl russh::server::Handler for Connection {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
+        if self.locked(user, "public key") {
+            return Ok(self.counted(user, "public key", None));
+        }
         let account = self
             .gateway
             .users
             .public_key(user, key.public_key, self.peer.ip())
             .ok();
-        Ok(self.counted(user, "public key", account))
+        Ok(self.checked(user, "public key", account))
     }
 
     async fn auth_keyboard_interactive<'a>(

@@ -11,9 +11,13 @@
 //! `Users` is a plain value; on a configuration reload the caller builds a new one and swaps it
 //! in whole. Sessions keep the `Arc<Account>` they logged in with.
 //!
+//! [`lockout`] locks a user/address pair after repeated failed logins (SFTP; FTP uses
+//! libunftp's policy with the same limits).
+//!
 //! [`hash_password`] and [`prompt_and_hash`] make the hashes that `password_hash` takes
 //! (`spgate passwd`).
 
+pub mod lockout;
 mod password;
 #[cfg(test)]
 mod tests;
