@@ -361,3 +361,43 @@ async fn repeated_failures_lock_that_user_from_that_address() {
     assert_eq!(answers, expected, "{run}");
     assert!(gw.log_tail().contains("login locked"), "{}", gw.log_tail());
 }
+
+#[tokio::test]
+async fn connections_that_do_not_log_in_are_closed_after_the_grace_time() {
+    let users = [User::new("alice")
+        .password("alice-pw")
+        .sharepoint("/", "/", ALL)];
+    let gw = Gateway::start_with_sftp(&users, "login_grace_time = \"2s\"").await;
+    let timeout = std::time::Duration::from_secs(30);
+    // One says nothing at all; one sends its SSH version and then stalls before logging in.
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", gw.sftp_port)).unwrap();
+    let mut stalled = std::net::TcpStream::connect(("127.0.0.1", gw.sftp_port)).unwrap();
+    std::io::Write::write_all(&mut stalled, b"SSH-2.0-stalling_client\r\n").unwrap();
+    let started = std::time::Instant::now();
+    for stream in [&mut silent, &mut stalled] {
+        stream.set_read_timeout(Some(timeout)).unwrap();
+        let mut seen = Vec::new();
+        // Read to the end: the server closes it (a timeout here would be an error).
+        std::io::Read::read_to_end(stream, &mut seen).expect("closed by the server");
+    }
+    assert!(started.elapsed() < timeout);
+    // A client that logs in stays connected past the grace time.
+    let mut cmd = tokio::process::Command::new("python3");
+    cmd.args([
+        "-c",
+        "import paramiko, sys, time\n\
+         t = paramiko.Transport(('127.0.0.1', int(sys.argv[1])))\n\
+         t.connect(username='alice', password='alice-pw')\n\
+         s = paramiko.SFTPClient.from_transport(t)\n\
+         time.sleep(3)\n\
+         print(s.listdir('/'))\n",
+        &gw.sftp_port.to_string(),
+    ]);
+    let run = gw.run(cmd, "paramiko past the grace time").await;
+    assert!(run.success, "{run}");
+    assert!(
+        gw.log_tail().contains("no login within the grace time"),
+        "{}",
+        gw.log_tail()
+    );
+}

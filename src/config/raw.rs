@@ -37,6 +37,7 @@ pub(super) struct Sftp {
     pub listen: Option<String>,
     pub enabled: Option<bool>,
     pub proxy_protocol: Option<bool>,
+    pub login_grace_time: Option<String>,
 }
 
 #[derive(Deserialize)]

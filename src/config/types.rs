@@ -100,6 +100,9 @@ pub struct Sftp {
     pub listen: SocketAddr,
     /// Expect a PROXY protocol header (v1 or v2) on each connection.
     pub proxy_protocol: bool,
+    /// Connections not logged in this long after they opened are closed (OpenSSH's
+    /// `LoginGraceTime`).
+    pub login_grace_time: Duration,
 }
 
 /// `[ftp]`.

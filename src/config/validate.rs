@@ -10,6 +10,7 @@ use super::types::{Admin, Audit, CertKey, Config, Connection, Ftp, Sftp, State, 
 use super::{Error, Secret, connections, raw, secret, syncs, users, values};
 
 const SFTP_LISTEN: &str = "0.0.0.0:2222";
+const SFTP_LOGIN_GRACE: Duration = Duration::from_secs(120);
 const FTP_LISTEN: &str = "0.0.0.0:2121";
 const FTP_PASSIVE_PORTS: std::ops::RangeInclusive<u16> = 50000..=50100;
 const FTP_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -130,9 +131,14 @@ fn audit(raw: Option<raw::Audit>) -> Result<Audit, Error> {
 fn sftp(raw: raw::Sftp) -> Result<Option<Sftp>, Error> {
     let listen = values::socket_addr("sftp.listen", raw.listen.as_deref().unwrap_or(SFTP_LISTEN))?;
     let proxy_protocol = raw.proxy_protocol.unwrap_or(false);
+    let login_grace_time = match raw.login_grace_time {
+        Some(text) => values::duration("sftp.login_grace_time", &text)?,
+        None => SFTP_LOGIN_GRACE,
+    };
     Ok(raw.enabled.unwrap_or(true).then_some(Sftp {
         listen,
         proxy_protocol,
+        login_grace_time,
     }))
 }
 

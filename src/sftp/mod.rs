@@ -13,6 +13,7 @@ pub mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use russh::server::Config;
@@ -62,6 +63,14 @@ pub fn ssh_config(gateway: &Gateway) -> std::io::Result<Config> {
     })
 }
 
+/// `socket` and a second handle on it, which can cut the connection while the session owns the
+/// first.
+fn with_closer(socket: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
+    let socket = socket.into_std()?;
+    let closer = socket.try_clone()?;
+    Ok((TcpStream::from_std(socket)?, closer))
+}
+
 /// The client a load balancer's PROXY protocol header names on `socket` (the balancer itself
 /// for its own connections); `None`, logged, when the header is missing or bad.
 async fn client_behind(socket: &mut TcpStream, balancer: SocketAddr) -> Option<SocketAddr> {
@@ -86,7 +95,10 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let config = Arc::new(ssh_config(&shared.current())?);
-    let proxied = (shared.current().config.sftp.as_ref()).is_some_and(|s| s.proxy_protocol);
+    let Some(sftp) = shared.current().config.sftp.clone() else {
+        return Ok(());
+    };
+    let (proxied, grace) = (sftp.proxy_protocol, sftp.login_grace_time);
     let tracker = TaskTracker::new();
     tracing::info!(address = %listener.local_addr()?, "SFTP listening");
     loop {
@@ -103,6 +115,7 @@ pub async fn serve(
         let (config, shared) = (config.clone(), shared.clone());
         let (shutdown, sessions) = (shutdown.clone(), tracker.clone());
         tracker.spawn(async move {
+            let deadline = tokio::time::Instant::now() + grace;
             let mut socket = socket;
             let _ = socket.set_nodelay(true);
             let peer = if proxied {
@@ -113,12 +126,33 @@ pub async fn serve(
             } else {
                 peer
             };
-            let handler = session::Connection::new(shared.current(), peer, sessions);
-            let session = match russh::server::run_stream(config, socket, handler).await {
-                Ok(session) => session,
+            let (socket, closer) = match with_closer(socket) {
+                Ok(pair) => pair,
                 Err(e) => {
+                    tracing::warn!(%peer, error = %e, "cannot set up the connection");
+                    return;
+                }
+            };
+            let logged_in = Arc::new(AtomicBool::new(false));
+            let handler =
+                session::Connection::new(shared.current(), peer, sessions, logged_in.clone());
+            let started = russh::server::run_stream(config, socket, handler);
+            let session = match tokio::time::timeout_at(deadline, started).await {
+                Ok(Ok(session)) => session,
+                Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "SSH handshake failed");
                     return;
+                }
+                Err(_) => {
+                    tracing::info!(%peer, "SSH connection closed: no login within the grace time");
+                    return;
+                }
+            };
+            // Closes the connection at the deadline unless someone logged in by then.
+            let grace_over = async {
+                tokio::time::sleep_until(deadline).await;
+                if logged_in.load(Ordering::Relaxed) {
+                    std::future::pending::<()>().await;
                 }
             };
             let handle = session.handle();
@@ -129,7 +163,15 @@ pub async fn serve(
                     }
                 }
                 _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
-                    let _ = handle.disconnect(russh::Disconnect::ByApplication, "the server is shutting down".into(), "en".into()).await;
+                    let bye = handle.disconnect(russh::Disconnect::ByApplication, "the server is shutting down".into(), "en".into());
+                    let _ = tokio::time::timeout(Duration::from_secs(1), bye).await;
+                    let _ = closer.shutdown(std::net::Shutdown::Both);
+                }
+                // Cut at the TCP level: before its key exchange ends, russh's session task does
+                // not act on a disconnect request.
+                _ = grace_over => {
+                    tracing::info!(%peer, "SSH connection closed: no login within the grace time");
+                    let _ = closer.shutdown(std::net::Shutdown::Both);
                 }
             }
         });

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use russh::server::{
     Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey,
@@ -29,6 +30,8 @@ pub struct Connection {
     tracker: tokio_util::task::TaskTracker,
     /// Counts the session as active from login to disconnect.
     session: Option<SessionGuard>,
+    /// Set at the first successful login (the listener's login grace time watches it).
+    logged_in: Arc<AtomicBool>,
 }
 
 impl Connection {
@@ -36,8 +39,10 @@ impl Connection {
         gateway: Arc<Gateway>,
         peer: SocketAddr,
         tracker: tokio_util::task::TaskTracker,
+        logged_in: Arc<AtomicBool>,
     ) -> Self {
         Connection {
+            logged_in,
             gateway,
             peer,
             account: None,
@@ -102,6 +107,7 @@ impl Connection {
         match account {
             Some(account) => {
                 self.account = Some(account);
+                self.logged_in.store(true, Ordering::Relaxed);
                 if self.session.is_none() {
                     self.session = Some(self.gateway.metrics.session("sftp"));
                 }

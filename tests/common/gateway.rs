@@ -164,7 +164,12 @@ impl Gateway {
     /// `ctx`'s simulator and `users`; `connection` holds extra lines for `[[connections]]`
     /// (e.g. `max_retries = 1`).
     pub async fn start_with(ctx: Ctx, users: &[User], connection: &str) -> Gateway {
-        Gateway::start_full(ctx, users, connection, |_| String::new()).await
+        Gateway::start_full(ctx, users, connection, "", |_| String::new()).await
+    }
+
+    /// The default simulator, `users`, and extra lines for `[sftp]`.
+    pub async fn start_with_sftp(users: &[User], sftp: &str) -> Gateway {
+        Gateway::start_full(Ctx::new().await, users, "", sftp, |_| String::new()).await
     }
 
     /// A simulator whose library (the partners site's Documents) holds `quota_bytes` only.
@@ -178,7 +183,7 @@ impl Gateway {
 
     /// Explicit FTPS with a fresh self-signed certificate for 127.0.0.1, and `tls_required`.
     pub async fn start_tls(users: &[User], tls_required: &str) -> Gateway {
-        Gateway::start_full(Ctx::new().await, users, "", |dir| {
+        Gateway::start_full(Ctx::new().await, users, "", "", |dir| {
             let (cert, key) = (dir.join("ftp.crt"), dir.join("ftp.key"));
             let out = Command::new("openssl")
                 .args(["req", "-x509", "-newkey", "ec"])
@@ -200,11 +205,13 @@ impl Gateway {
         .await
     }
 
-    /// `ftp(dir)` answers extra lines for `[ftp]`, given the gateway's temp directory.
+    /// `sftp` holds extra lines for `[sftp]`; `ftp(dir)` answers extra lines for `[ftp]`,
+    /// given the gateway's temp directory.
     pub async fn start_full(
         ctx: Ctx,
         users: &[User],
         connection: &str,
+        sftp: &str,
         ftp: impl FnOnce(&Path) -> String,
     ) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -215,7 +222,7 @@ impl Gateway {
         let ftp = ftp(dir.path());
         let base = 20000 + rand::random::<u16>() % 19800;
         let mut config = format!(
-            "[state]\ndir = {state}\n\n[sftp]\nlisten = \"127.0.0.1:0\"\n\n\
+            "[state]\ndir = {state}\n\n[sftp]\nlisten = \"127.0.0.1:0\"\n{sftp}\n\
              [ftp]\nlisten = \"127.0.0.1:0\"\npassive_ports = \"{base}-{end}\"\n{ftp}\n\
              {table}{connection}\n\n",
             state = quote(dir.path().join("state").to_str().expect("utf-8 temp path")),
