@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 
@@ -33,7 +34,7 @@ struct Writer {
 
 #[async_trait]
 impl WriteHandle for Writer {
-    async fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+    async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<()> {
         self.inner.write_at(offset, data).await
     }
 
