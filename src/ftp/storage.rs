@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use unftp_core::storage::{
@@ -167,16 +167,13 @@ impl Drop for Upload {
     }
 }
 
-/// Fills `buf` from `input`, short only at the end of the data; fails if the client sends
-/// nothing for `idle`.
-async fn read_chunk<R: AsyncRead + Unpin>(
-    input: &mut R,
-    buf: &mut [u8],
-    idle: Duration,
-) -> Result<usize, Error> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let read = tokio::time::timeout(idle, input.read(&mut buf[filled..]))
+/// The next chunk of `input`: [`CHUNK`] bytes, short only at the end of the data (empty
+/// there); fails if the client sends nothing for `idle`. A fresh buffer each time: the
+/// backend takes it over without a copy.
+async fn read_chunk<R: AsyncRead + Unpin>(input: &mut R, idle: Duration) -> Result<Bytes, Error> {
+    let mut buf = BytesMut::with_capacity(CHUNK);
+    while buf.len() < CHUNK {
+        let read = tokio::time::timeout(idle, input.read_buf(&mut buf))
             .await
             .unwrap_or_else(|_| {
                 Err(std::io::Error::new(
@@ -194,9 +191,8 @@ async fn read_chunk<R: AsyncRead + Unpin>(
         if n == 0 {
             break;
         }
-        filled += n;
     }
-    Ok(filled)
+    Ok(buf.freeze())
 }
 
 /// Reads all of `input` into the upload from `offset` on, each chunk written while the next
@@ -207,21 +203,20 @@ async fn copy_in<R: AsyncRead + Unpin>(
     mut offset: u64,
     idle: Duration,
 ) -> Result<u64, Error> {
-    let (mut current, mut next) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
-    let mut filled = read_chunk(input, &mut current, idle).await?;
+    let mut current = read_chunk(input, idle).await?;
     let mut total = 0u64;
-    while filled > 0 {
-        let write = handle.write_at(offset, &current[..filled]);
-        let (written, read) = if filled < current.len() {
-            (write.await, Ok(0)) // the client's data ended with this chunk
+    while !current.is_empty() {
+        let len = current.len() as u64;
+        let write = handle.write_at(offset, current);
+        let (written, next) = if len < CHUNK as u64 {
+            (write.await, Ok(Bytes::new())) // the client's data ended with this chunk
         } else {
-            tokio::join!(write, read_chunk(input, &mut next, idle))
+            tokio::join!(write, read_chunk(input, idle))
         };
         written?;
-        offset += filled as u64;
-        total += filled as u64;
-        filled = read?;
-        std::mem::swap(&mut current, &mut next);
+        offset += len;
+        total += len;
+        current = next?;
     }
     Ok(total)
 }

@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
+use futures_util::{Stream, StreamExt};
 use reqwest::{Method, StatusCode, header};
 use serde_json::json;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
+use tokio_util::io::ReaderStream;
 
 use super::client::{Client, backoff};
 use super::drive::{Drive, Entry, decode, send_json, split_parent};
@@ -21,9 +23,10 @@ use crate::wire::{DriveItem, UploadSession};
 /// Files up to this size go in one simple upload (when no modification time must be set).
 pub const SIMPLE_UPLOAD_MAX: u64 = 4 * 1024 * 1024;
 
-/// The source is read in pieces of this size, up to this many ahead of the upload.
+/// A reader source is read in pieces of up to this size.
 const READ_PIECE: usize = 1 << 20;
-const READ_AHEAD_PIECES: usize = 12;
+/// Source bytes read ahead of the upload, in the source's pieces (at least one piece).
+const READ_AHEAD_BYTES: usize = 12 << 20;
 
 /// Failed fragment attempts in a row before an upload gives up.
 const MAX_FRAGMENT_FAILURES: u32 = 6;
@@ -48,20 +51,42 @@ impl Drive {
     pub async fn upload(
         &self,
         path: &str,
-        mut source: impl AsyncRead + Unpin,
+        source: impl AsyncRead + Unpin,
+        len: u64,
+        modified: Option<DateTime<Utc>>,
+    ) -> Result<Entry> {
+        let pieces = ReaderStream::with_capacity(source, READ_PIECE);
+        self.upload_pieces(path, pieces, READ_PIECE, len, modified)
+            .await
+    }
+
+    /// Uploads the `len` bytes that `pieces` yields (each at most `piece` bytes) to `path`,
+    /// replacing an existing file. Pieces of the connection's chunk size
+    /// ([`Client::upload_chunk`]) go out as fragments without being copied.
+    pub async fn upload_pieces(
+        &self,
+        path: &str,
+        mut pieces: impl Stream<Item = std::io::Result<Bytes>> + Unpin,
+        piece: usize,
         len: u64,
         modified: Option<DateTime<Utc>>,
     ) -> Result<Entry> {
         if len == 0 || (len <= SIMPLE_UPLOAD_MAX && modified.is_none()) {
-            let mut bytes = Vec::with_capacity(len as usize);
-            (&mut source).take(len).read_to_end(&mut bytes).await?;
-            if bytes.len() as u64 != len {
-                return Err(Error::new(
-                    Kind::Io,
-                    format!("the source ended after {} of {len} bytes", bytes.len()),
-                ));
+            let mut bytes = BytesMut::with_capacity(len as usize);
+            while bytes.len() as u64 != len {
+                match pieces.next().await.transpose()? {
+                    Some(p) => {
+                        bytes.extend_from_slice(&p[..p.len().min(len as usize - bytes.len())])
+                    }
+                    None => {
+                        return Err(Error::new(
+                            Kind::Io,
+                            format!("the source ended after {} of {len} bytes", bytes.len()),
+                        ));
+                    }
+                }
             }
-            let entry = self.upload_small(path, Bytes::from(bytes)).await?;
+            let entry = self.upload_small(path, bytes.freeze()).await?;
             return match modified {
                 Some(at) => self.set_modified(path, at).await,
                 None => Ok(entry),
@@ -69,20 +94,12 @@ impl Drive {
         }
         let mut upload = self.upload_session(path, len, modified).await?;
         // Read ahead while fragments are in flight: a reader task fills a small bounded queue.
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD_PIECES);
+        let ahead = (READ_AHEAD_BYTES / piece.max(1)).max(1);
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(ahead);
         let reader = async move {
-            loop {
-                let mut piece = BytesMut::zeroed(READ_PIECE);
-                let n = match source.read(&mut piece).await {
-                    Ok(0) => return,
-                    Ok(n) => n,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                };
-                piece.truncate(n);
-                if tx.send(Ok(piece.freeze())).await.is_err() {
+            while let Some(piece) = pieces.next().await {
+                let failed = piece.is_err();
+                if tx.send(piece).await.is_err() || failed {
                     return;
                 }
             }
@@ -91,7 +108,7 @@ impl Drive {
             // Owning the receiver here drops it when the writer stops, which stops the reader.
             let mut rx = rx;
             while let Some(piece) = rx.recv().await {
-                upload.write(&piece?).await?;
+                upload.write_bytes(piece?).await?;
             }
             Ok::<_, Error>(())
         };
@@ -180,15 +197,55 @@ impl Upload {
 
     /// Adds bytes; full fragments are sent as they fill.
     pub async fn write(&mut self, data: &[u8]) -> Result<()> {
-        if self.written() + data.len() as u64 > self.total {
+        self.check_room(data.len())?;
+        self.buffer(data);
+        self.send_full().await
+    }
+
+    /// [`Upload::write`] for owned bytes: while nothing is pending, whole fragments are sent
+    /// straight from `data`, without a copy.
+    pub async fn write_bytes(&mut self, mut data: Bytes) -> Result<()> {
+        self.check_room(data.len())?;
+        while self.pending.is_empty() && data.len() >= self.chunk && self.more_than_a_chunk_left() {
+            self.send_fragment(data.split_to(self.chunk)).await?;
+        }
+        self.buffer(&data);
+        self.send_full().await
+    }
+
+    /// Appends `data` to `pending`, with room for a whole fragment at once (growing it by
+    /// doubling would copy each fragment several times).
+    fn buffer(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let fragment = self.chunk.min((self.total - self.acked) as usize);
+        let room = fragment.saturating_sub(self.pending.len());
+        self.pending.reserve(data.len().max(room));
+        self.pending.extend_from_slice(data);
+    }
+
+    fn check_room(&self, len: usize) -> Result<()> {
+        if self.written() + len as u64 > self.total {
             return Err(Error::new(
                 Kind::Invalid,
                 format!("more data than the {} bytes announced", self.total),
             ));
         }
-        self.pending.extend_from_slice(data);
-        while self.pending.len() >= self.chunk && self.acked + (self.chunk as u64) < self.total {
-            self.send_fragment(self.chunk).await?;
+        Ok(())
+    }
+
+    /// Whether a full chunk from `acked` on would not be the last fragment (the last one is
+    /// sent by [`Upload::finish`]).
+    fn more_than_a_chunk_left(&self) -> bool {
+        self.acked + (self.chunk as u64) < self.total
+    }
+
+    /// Sends the full fragments that are pending.
+    async fn send_full(&mut self) -> Result<()> {
+        while self.pending.len() >= self.chunk && self.more_than_a_chunk_left() {
+            let fragment = self.pending.split_to(self.chunk).freeze();
+            self.send_fragment(fragment).await?;
         }
         Ok(())
     }
@@ -205,21 +262,21 @@ impl Upload {
         }
         loop {
             let len = self.pending.len().min(self.chunk);
-            if let Some(item) = self.send_fragment(len).await? {
+            let fragment = self.pending.split_to(len).freeze();
+            if let Some(item) = self.send_fragment(fragment).await? {
                 self.finished = true;
                 return Ok(item.into());
             }
         }
     }
 
-    /// Sends the first `len` pending bytes at `acked` once. On a failure it asks the session
-    /// where to go on (`nextExpectedRanges`) and returns, so that the caller cuts the next
-    /// fragment from there with the 320 KiB rule intact. Answers the item when the file is done.
-    async fn send_fragment(&mut self, len: usize) -> Result<Option<DriveItem>> {
+    /// Sends `fragment`, the bytes from `acked` on (taken out of `pending` or not yet added to
+    /// it), once. When not all of it is accepted (rare), it is put back in front of `pending`.
+    /// On a failure it asks the session where to go on (`nextExpectedRanges`) and returns, so
+    /// that the caller cuts the next fragment from there with the 320 KiB rule intact. Answers
+    /// the item when the file is done.
+    async fn send_fragment(&mut self, fragment: Bytes) -> Result<Option<DriveItem>> {
         let start = self.acked;
-        // Taken out of `pending` without a copy; put back (copied) only when not all of it was
-        // accepted, which is rare.
-        let fragment = self.pending.split_to(len.min(self.pending.len())).freeze();
         let end = start + fragment.len() as u64 - 1;
         let range = format!("bytes {start}-{end}/{}", self.total);
         let url = self.url.clone();

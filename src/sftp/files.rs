@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use russh_sftp::protocol::{
@@ -234,7 +235,7 @@ impl russh_sftp::server::Handler for Files {
             return Err(Self::bad_handle());
         };
         writer
-            .write_at(offset, &data)
+            .write_at(offset, Bytes::from(data))
             .await
             .map_err(|e| status(&e))?;
         Ok(ok(id))

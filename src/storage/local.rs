@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, DirEntry, Metadata};
 use chrono::{DateTime, Utc};
@@ -77,6 +78,18 @@ where
         Ok(result) => result.map_err(|e| io_error(path, e)),
         Err(e) => Err(io_error(path, io::Error::other(e))),
     }
+}
+
+/// Writes all of `data` at `offset` of `file` on the blocking pool (one hop, no copy).
+pub(crate) async fn write_all_at(
+    file: &Arc<std::fs::File>,
+    path: &str,
+    offset: u64,
+    data: Bytes,
+) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = file.clone();
+    blocking(path, move || file.write_all_at(&data, offset)).await
 }
 
 /// A storage error about `path` whose message shows only that path; `e` stays as the source.

@@ -164,7 +164,7 @@ impl Writer {
 
 #[async_trait]
 impl WriteHandle for Writer {
-    async fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+    async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<()> {
         match &mut self.inner {
             Some(inner) => inner.write_at(offset, data).await,
             None => Ok(()),

@@ -91,8 +91,9 @@ pub trait ReadHandle: Send {
 /// A file open for writing. Nothing is visible under the file's name until `close` succeeds.
 #[async_trait]
 pub trait WriteHandle: Send {
-    /// Writes `data` at `offset`.
-    async fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()>;
+    /// Writes `data` at `offset`. Owned, so that a backend can hand it to another thread
+    /// without copying it.
+    async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<()>;
     /// The file's size as written so far (the end of the furthest write, or the kept size).
     fn size(&self) -> u64;
     /// Sets the modification time the file gets when it is stored.

@@ -18,10 +18,10 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
-use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use futures_util::{Stream, StreamExt};
 
+use super::local::write_all_at;
 use super::{
     Backend, Capabilities, Entry, Error, ErrorKind, ReadHandle, Result, Space, WriteHandle,
     WriteMode,
@@ -186,7 +186,7 @@ impl Backend for SharePoint {
             }
             _ => {}
         }
-        let spool = tokio::fs::File::from_std(tempfile::tempfile_in(&self.spool_dir)?);
+        let spool = Arc::new(tempfile::tempfile_in(&self.spool_dir)?);
         let mut writer = Writer {
             drive,
             path: full.clone(),
@@ -343,7 +343,7 @@ impl ReadHandle for Reader {
 struct Writer {
     drive: Arc<Drive>,
     path: String,
-    spool: tokio::fs::File,
+    spool: Arc<std::fs::File>,
     size: u64,
     modified: Option<DateTime<Utc>>,
     create_new: bool,
@@ -353,24 +353,60 @@ struct Writer {
 impl Writer {
     async fn fetch_existing(&mut self, size: u64) -> Result<()> {
         let mut download = self.drive.download(&self.path, 0, None).await?;
+        let mut offset = 0;
         while let Some(chunk) = download.body.next().await {
             let chunk = chunk.map_err(|e| {
                 Error::new(ErrorKind::Unavailable, "reading the existing file failed")
                     .with_source(e)
             })?;
-            self.spool.write_all(&chunk).await?;
+            let len = chunk.len() as u64;
+            write_all_at(&self.spool, &self.path, offset, chunk).await?;
+            offset += len;
         }
         self.size = size;
         Ok(())
     }
+
+    /// The spooled bytes in pieces of `piece` bytes, each read on the blocking pool straight
+    /// into its own buffer.
+    fn spooled(&self, piece: usize) -> impl Stream<Item = std::io::Result<Bytes>> + use<> {
+        let (spool, size) = (self.spool.clone(), self.size);
+        futures_util::stream::try_unfold(0u64, move |offset| {
+            let spool = spool.clone();
+            async move {
+                if offset >= size {
+                    return Ok(None);
+                }
+                let len = (size - offset).min(piece as u64) as usize;
+                let read = tokio::task::spawn_blocking(move || read_exact_at(&spool, offset, len));
+                let bytes = read.await.map_err(std::io::Error::other)??;
+                Ok(Some((bytes, offset + len as u64)))
+            }
+        })
+    }
+}
+
+/// `len` bytes at `offset` of `file`, read into a buffer that is not zeroed first.
+fn read_exact_at(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Bytes> {
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        let at = offset + buf.len() as u64;
+        match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), at) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Bytes::from(buf))
 }
 
 #[async_trait]
 impl WriteHandle for Writer {
-    async fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        self.spool.seek(std::io::SeekFrom::Start(offset)).await?;
-        self.spool.write_all(data).await?;
-        self.size = self.size.max(offset + data.len() as u64);
+    async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<()> {
+        let end = offset + data.len() as u64;
+        write_all_at(&self.spool, &self.path, offset, data).await?;
+        self.size = self.size.max(end);
         Ok(())
     }
 
@@ -395,14 +431,14 @@ impl WriteHandle for Writer {
                 Err(e) => return Err(e.into()),
             }
         }
-        self.spool.flush().await?;
-        self.spool.seek(std::io::SeekFrom::Start(0)).await?;
-        let source = (&mut self.spool).take(self.size);
+        // Pieces of the fragment size go out without a copy.
+        let piece = self.drive.client.upload_chunk() as usize;
         let stored = self
             .drive
-            .upload(
+            .upload_pieces(
                 &self.path,
-                tokio::io::BufReader::with_capacity(1 << 20, source),
+                Box::pin(self.spooled(piece)),
+                piece,
                 self.size,
                 self.modified,
             )

@@ -1,5 +1,8 @@
 //! Open files of the local backend: positional reads, and writers that upload to a temp name
 //! and rename it over the target on close (or write in place for `Keep`).
+//!
+//! A writer starts an `fdatasync` in the background after every [`WRITEBACK`] bytes, so that
+//! the data goes to disk while more arrives and the `fsync` at close has little left to do.
 
 use std::fs::{File, FileTimes};
 use std::io;
@@ -10,8 +13,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use cap_std::fs::{Dir, OpenOptions};
 use chrono::{DateTime, Utc};
+use tokio::task::JoinHandle;
 
-use super::{blocking, regular_file, temp_name, to_entry};
+use super::{blocking, io_error, regular_file, temp_name, to_entry, write_all_at};
 use crate::storage::{Entry, Error, ErrorKind, ReadHandle, Result, WriteHandle, WriteMode};
 
 /// The most one read returns, whatever the caller asks for.
@@ -19,6 +23,10 @@ const MAX_READ: usize = 4 << 20;
 
 /// Sequential reads are served from one larger read ahead, to spare the blocking pool.
 const READ_AHEAD: usize = 1 << 20;
+
+/// Bytes written after which a writer starts an `fdatasync` in the background (when none is
+/// running).
+const WRITEBACK: u64 = 16 << 20;
 
 pub(super) struct Reader {
     file: Arc<File>,
@@ -98,6 +106,10 @@ pub(super) struct Writer {
     no_replace: bool,
     size: u64,
     modified: Option<DateTime<Utc>>,
+    /// Bytes written since the last background `fdatasync` started.
+    unsynced: u64,
+    /// The background `fdatasync` started last, if any.
+    writeback: Option<JoinHandle<io::Result<()>>>,
     /// Closed or aborted: nothing left to clean up.
     done: bool,
 }
@@ -150,8 +162,39 @@ impl Writer {
             no_replace: mode == WriteMode::CreateNew,
             size,
             modified: None,
+            unsynced: 0,
+            writeback: None,
             done: false,
         })
+    }
+
+    /// Waits for the background `fdatasync`, if one was started. Its error must reach the
+    /// caller: the kernel reports a writeback error to one sync only, so the `fsync` at close
+    /// would not see it again.
+    async fn settle_writeback(&mut self) -> Result<()> {
+        match self.writeback.take() {
+            None => Ok(()),
+            Some(sync) => match sync.await {
+                Ok(result) => result.map_err(|e| io_error(&self.path, e)),
+                Err(e) => Err(io_error(&self.path, io::Error::other(e))),
+            },
+        }
+    }
+
+    /// Starts a background `fdatasync` once [`WRITEBACK`] bytes were written since the last
+    /// one, unless the last one is still running.
+    async fn start_writeback(&mut self, written: u64) -> Result<()> {
+        self.unsynced += written;
+        if self.unsynced < WRITEBACK || self.writeback.as_ref().is_some_and(|w| !w.is_finished()) {
+            return Ok(());
+        }
+        self.settle_writeback().await?; // finished: no wait
+        self.unsynced = 0;
+        let file = self.file.clone();
+        self.writeback = Some(tokio::task::spawn_blocking(move || {
+            rustix::fs::fdatasync(&*file).map_err(io::Error::from)
+        }));
+        Ok(())
     }
 }
 
@@ -179,9 +222,18 @@ fn rename_no_replace(dir: &Dir, from: &str, to: &str) -> io::Result<()> {
     }
 }
 
+/// Fsyncs the folder `dir`. cap-std opens folders `O_PATH`, which cannot be synced: the
+/// folder is opened again for reading.
+fn sync_dir(dir: &Dir) -> io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let readable = rustix::fs::openat(dir, ".", flags, Mode::empty())?;
+    Ok(rustix::fs::fsync(&readable)?)
+}
+
 #[async_trait]
 impl WriteHandle for Writer {
-    async fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+    async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<()> {
         let end = offset
             .checked_add(data.len() as u64)
             .filter(|end| *end <= i64::MAX as u64)
@@ -191,10 +243,10 @@ impl WriteHandle for Writer {
                     format!("{}: offset out of range", self.path),
                 )
             })?;
-        let (file, data) = (self.file.clone(), data.to_vec());
-        blocking(&self.path, move || file.write_all_at(&data, offset)).await?;
+        let len = data.len() as u64;
+        write_all_at(&self.file, &self.path, offset, data).await?;
         self.size = self.size.max(end);
-        Ok(())
+        self.start_writeback(len).await
     }
 
     fn size(&self) -> u64 {
@@ -206,6 +258,7 @@ impl WriteHandle for Writer {
     }
 
     async fn close(mut self: Box<Self>) -> Result<Entry> {
+        self.settle_writeback().await?;
         let (file, dir, temp) = (self.file.clone(), self.dir.clone(), self.temp.clone());
         let (name, no_replace, modified) = (self.name.clone(), self.no_replace, self.modified);
         let entry = blocking(&self.path, move || {
@@ -223,7 +276,7 @@ impl WriteHandle for Writer {
                 }
                 // Makes the rename durable; some file systems cannot sync a folder, and the file
                 // is stored either way.
-                let _ = rustix::fs::fsync(&*dir);
+                let _ = sync_dir(&dir);
             }
             Ok(entry)
         })

@@ -1,6 +1,7 @@
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
+use bytes::Bytes;
 use chrono::TimeZone;
 use futures_util::TryStreamExt;
 
@@ -32,7 +33,7 @@ async fn names(local: &Local, path: &str) -> Vec<String> {
 
 async fn put(local: &Local, path: &str, mode: WriteMode, data: &[u8]) -> Result<Entry> {
     let mut w = local.open_write(path, mode).await?;
-    w.write_at(0, data).await?;
+    w.write_at(0, Bytes::copy_from_slice(data)).await?;
     w.close().await
 }
 
@@ -61,8 +62,8 @@ async fn upload_is_visible_only_after_close() {
         .open_write("/a.txt", WriteMode::Truncate)
         .await
         .unwrap();
-    w.write_at(3, b"def").await.unwrap();
-    w.write_at(0, b"abc").await.unwrap();
+    w.write_at(3, Bytes::from_static(b"def")).await.unwrap();
+    w.write_at(0, Bytes::from_static(b"abc")).await.unwrap();
     assert_eq!(w.size(), 6);
     assert_eq!(std::fs::read(root.join("a.txt")).unwrap(), b"old");
     assert_eq!(names(&local, "/").await, ["a.txt"]);
@@ -96,14 +97,14 @@ async fn abort_and_drop_leave_nothing() {
         .open_write("/a.txt", WriteMode::Truncate)
         .await
         .unwrap();
-    w.write_at(0, b"x").await.unwrap();
+    w.write_at(0, Bytes::from_static(b"x")).await.unwrap();
     w.abort().await;
     assert!(on_disk(&root).is_empty());
     let mut w = local
         .open_write("/b.txt", WriteMode::CreateNew)
         .await
         .unwrap();
-    w.write_at(0, b"x").await.unwrap();
+    w.write_at(0, Bytes::from_static(b"x")).await.unwrap();
     drop(w);
     assert!(on_disk(&root).is_empty());
 }
@@ -121,7 +122,7 @@ async fn create_new_never_replaces() {
         .open_write("/b.txt", WriteMode::CreateNew)
         .await
         .unwrap();
-    w.write_at(0, b"mine").await.unwrap();
+    w.write_at(0, Bytes::from_static(b"mine")).await.unwrap();
     std::fs::write(root.join("b.txt"), b"theirs").unwrap();
     assert_eq!(kind(w.close().await), ErrorKind::AlreadyExists);
     assert_eq!(std::fs::read(root.join("b.txt")).unwrap(), b"theirs");
@@ -139,13 +140,13 @@ async fn keep_writes_in_place() {
     std::fs::write(root.join("a.txt"), b"hello").unwrap();
     let mut w = local.open_write("/a.txt", WriteMode::Keep).await.unwrap();
     assert_eq!(w.size(), 5);
-    w.write_at(5, b" world").await.unwrap();
-    w.write_at(0, b"J").await.unwrap();
+    w.write_at(5, Bytes::from_static(b" world")).await.unwrap();
+    w.write_at(0, Bytes::from_static(b"J")).await.unwrap();
     assert_eq!(w.size(), 11);
     assert_eq!(w.close().await.unwrap().size, 11);
     assert_eq!(std::fs::read(root.join("a.txt")).unwrap(), b"Jello world");
     let mut w = local.open_write("/new.txt", WriteMode::Keep).await.unwrap();
-    w.write_at(2, b"z").await.unwrap();
+    w.write_at(2, Bytes::from_static(b"z")).await.unwrap();
     w.abort().await;
     assert_eq!(std::fs::read(root.join("new.txt")).unwrap(), b"\0\0z");
     assert_eq!(
