@@ -7,12 +7,14 @@
 #   (c) spgate on a SharePoint mount through `spgate sim`.
 # Prints MB/s, the ratio to (a) with its target ((b) >= 0.8, (c) >= 0.5), the Graph requests
 # each (c) transfer made (from /_sim/stats), and spgate's peak RSS.
-#   usage: tests/bench/ftp_throughput.sh [SIZE_MIB]
+#   usage: tests/bench/ftp_throughput.sh [SIZE_MIB [ROUNDS]]
+# Each figure is the median of ROUNDS (default 3) rounds of (a), (b), (c) in turn.
 # Needs curl and python3 with pip. Environment: SPGATE_BENCH_TMP, SPGATE_BENCH_DATA (see
 # common.sh). Not a test: figures depend on the machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 size_mib=${1:-256}
+rounds=${2:-3}
 . tests/bench/common.sh
 
 python3 -c 'import pyftpdlib' 2>/dev/null || python3 -m pip install --user --quiet pyftpdlib
@@ -84,27 +86,37 @@ run() {
   get_req=$(sim_requests)
   cmp -s "$work/file" "$work/out/$1" || { echo "$1: downloaded content differs" >&2; exit 1; }
   rm -f "$work/out/$1"
+  # Every round's put creates the file anew (replacing one costs the reference more).
+  curl -sS -o /dev/null -Q "DELE $3" "ftp://bench:bench@127.0.0.1:$2/"
   python3 -c "print('$1', $t1 - $t0, $t2 - $t1, $put_req, $get_req)"
 }
 
-results=("$(run a "$ref_port" file)")
-results+=("$(run b "$spgate_port" local/file)")
-results+=("$(run c "$spgate_port" sp/file)")
+# Rounds of (a), (b), (c) in turn, so that the machine's noise falls on all three alike; the
+# figures are each transfer's median over the rounds.
+results=()
+for ((round = 0; round < rounds; round++)); do
+  results+=("$(run a "$ref_port" file)")
+  results+=("$(run b "$spgate_port" local/file)")
+  results+=("$(run c "$spgate_port" sp/file)")
+done
 rss=$(peak_rss_mib "$serve_pid")
 
 python3 - "$size_mib" "$ref_name" "$rss" "${results[@]}" <<'PY'
-import sys
+import statistics, sys
 size_mib, ref_name, rss = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-rows = {}
+runs = {}
 for r in sys.argv[4:]:
     key, put, get, put_req, get_req = r.split()
-    rows[key] = (float(put), float(get), put_req, get_req)
+    runs.setdefault(key, []).append((float(put), float(get), put_req, get_req))
+rows = {key: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs),
+              rs[-1][2], rs[-1][3]) for key, rs in runs.items()}
+rounds = len(runs["a"])
 mb = size_mib * 1048576 / 1e6
 names = {"a": f"(a) {ref_name}, local folder", "b": "(b) spgate, local mount",
          "c": "(c) spgate, SharePoint (sim)"}
 targets = {"b": 0.8, "c": 0.5}
 base = rows["a"]
-print(f"{size_mib} MiB, curl, FTP passive mode, loopback")
+print(f"{size_mib} MiB, curl, FTP passive mode, loopback; medians of {rounds} rounds")
 for key in "abc":
     put, get = rows[key][:2]
     line = f"{names[key]:34} put {mb / put:7.0f} MB/s   get {mb / get:7.0f} MB/s"
