@@ -57,3 +57,33 @@ start_serve() {
 
 # peak_rss_mib PID: the peak resident memory (VmHWM) of a running process, in MiB.
 peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+
+# sim_connection_toml: the [[connections]] table "sp" for the simulator at $sim.
+sim_connection_toml() {
+  cat <<TOML
+[[connections]]
+name = "sp"
+tenant = "contoso"
+client_id = "spgate-demo"
+client_secret = "demo-secret"
+site = "https://contoso.sharepoint.com/sites/partners"
+authority = "$sim"
+graph_url = "$sim"
+TOML
+}
+
+# bench_mounts_toml: the bench user's mounts: /sp (the library root of "sp") and /local
+# ($work/local), all permissions.
+bench_mounts_toml() {
+  cat <<TOML
+[[users.mounts]]
+path = "/sp"
+connection = "sp"
+remote = "/"
+permissions = ["*"]
+[[users.mounts]]
+path = "/local"
+local = "$work/local"
+permissions = ["*"]
+TOML
+}

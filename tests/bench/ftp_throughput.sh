@@ -49,26 +49,11 @@ dir = "$work/state"
 [ftp]
 listen = "127.0.0.1:0"
 passive_ports = "$passive-$((passive + 100))"
-[[connections]]
-name = "sp"
-tenant = "contoso"
-client_id = "spgate-demo"
-client_secret = "demo-secret"
-site = "https://contoso.sharepoint.com/sites/partners"
-authority = "$sim"
-graph_url = "$sim"
+$(sim_connection_toml)
 [[users]]
 name = "bench"
 password_hash = "$(printf bench | "$bin" passwd)"
-[[users.mounts]]
-path = "/sp"
-connection = "sp"
-remote = "/"
-permissions = ["*"]
-[[users.mounts]]
-path = "/local"
-local = "$work/local"
-permissions = ["*"]
+$(bench_mounts_toml)
 TOML
 start_serve "$work/spgate.toml" ftp
 spgate_port=$serve_port

@@ -29,26 +29,11 @@ cat >"$work/spgate.toml" <<TOML
 dir = "$work/state"
 [sftp]
 listen = "127.0.0.1:0"
-[[connections]]
-name = "sp"
-tenant = "contoso"
-client_id = "spgate-demo"
-client_secret = "demo-secret"
-site = "https://contoso.sharepoint.com/sites/partners"
-authority = "$sim"
-graph_url = "$sim"
+$(sim_connection_toml)
 [[users]]
 name = "bench"
 authorized_keys = ["$(cat "$work/id.pub")"]
-[[users.mounts]]
-path = "/sp"
-connection = "sp"
-remote = "/"
-permissions = ["*"]
-[[users.mounts]]
-path = "/local"
-local = "$work/local"
-permissions = ["*"]
+$(bench_mounts_toml)
 TOML
 start_serve "$work/spgate.toml" sftp
 spgate_pid=$serve_pid spgate_port=$serve_port

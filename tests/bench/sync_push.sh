@@ -3,23 +3,14 @@
 # of one large file (default 1 GiB), then a no-change re-run, against `spgate sim`. Prints wall
 # time, Graph requests by kind (from /_sim/stats) and files/s for each phase.
 #   usage: tests/bench/sync_push.sh [FILES] [BIG_MIB]
-# Environment: SPGATE_BENCH_TMP (where the local folder, state and simulator content live;
-# /dev/shm keeps the disk out of the figures). Figures depend on the machine.
+# Environment: SPGATE_BENCH_TMP, SPGATE_BENCH_DATA, SPGATE_BENCH_BIN (see common.sh; /dev/shm
+# as SPGATE_BENCH_TMP keeps the disk out of the figures). Figures depend on the machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 files=${1:-5000}
 big_mib=${2:-1024}
-cargo build --release --quiet
-bin=$PWD/target/release/spgate
-work=$(mktemp -d -p "${SPGATE_BENCH_TMP:-${TMPDIR:-/tmp}}")
-sim_pid=""
-cleanup() { [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-
-"$bin" sim --listen 127.0.0.1:0 --data "$work/sim" >"$work/sim.out" 2>"$work/sim.err" &
-sim_pid=$!
-until grep -q '^listening on ' "$work/sim.out" 2>/dev/null; do kill -0 "$sim_pid"; sleep 0.05; done
-sim=$(sed -n 's/^listening on //p' "$work/sim.out")
+. tests/bench/common.sh
+start_sim
 
 # 5,000 files: 10 folders x 10 subfolders x 50 files (3 levels), sizes 1-64 KiB.
 python3 - "$work/local" "$files" <<'PY'
@@ -36,14 +27,7 @@ PY
 cat >"$work/spgate.toml" <<TOML
 [state]
 dir = "$work/state"
-[[connections]]
-name = "sp"
-tenant = "contoso"
-client_id = "spgate-demo"
-client_secret = "demo-secret"
-site = "https://contoso.sharepoint.com/sites/partners"
-authority = "$sim"
-graph_url = "$sim"
+$(sim_connection_toml)
 [[syncs]]
 name = "bench"
 local = "$work/local"
