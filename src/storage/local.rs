@@ -145,10 +145,10 @@ pub(crate) fn is_partial(name: &str) -> bool {
 pub const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Removes the gateway's temp files (`.spgate.*.partial`) untouched for [`LEFTOVER_AGE`] from
-/// the folder tree at `root` (symlinks are not followed); answers how many went. Younger ones
+/// the folder tree at `root` (symlinks are not followed), logging each. Younger ones
 /// may still be written and stay. `spgate serve` sweeps local mounts at start and daily, the
 /// sync worker its folders after each run.
-pub fn sweep_leftovers(root: &std::path::Path) -> usize {
+pub fn sweep_leftovers(root: &std::path::Path) {
     let old = |entry: &walkdir::DirEntry| {
         entry
             .metadata()
@@ -157,7 +157,6 @@ pub fn sweep_leftovers(root: &std::path::Path) -> usize {
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age > LEFTOVER_AGE)
     };
-    let mut removed = 0;
     for entry in walkdir::WalkDir::new(root).into_iter().flatten() {
         let leftover = entry.file_type().is_file()
             && is_partial(&entry.file_name().to_string_lossy())
@@ -167,14 +166,10 @@ pub fn sweep_leftovers(root: &std::path::Path) -> usize {
         }
         let path = entry.path().display();
         match std::fs::remove_file(entry.path()) {
-            Ok(()) => {
-                removed += 1;
-                tracing::info!(%path, "removed a leftover temporary file")
-            }
+            Ok(()) => tracing::info!(%path, "removed a leftover temporary file"),
             Err(e) => tracing::warn!(%path, error = %e, "cannot remove a leftover temporary file"),
         }
     }
-    removed
 }
 
 /// `path` relative to the root (`.` for the root itself), refused if it could mean anything
