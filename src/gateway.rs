@@ -237,6 +237,14 @@ impl Shared {
         let summary = config.summary();
         let gateway = Gateway::with(config, old.metrics.clone(), triggers, old.lockout.clone())
             .map_err(|e| format!("opening the new configuration: {e}"))?;
+        // Saving the configuration again re-enables its disabled connections, changed or not:
+        // if their credentials are still bad, the next request disables them with a new alert.
+        for connection in gateway.connections.values() {
+            connection
+                .health
+                .enable("the configuration was saved again (reload)")
+                .map_err(|e| format!("enabling {}: {e}", connection.name()))?;
+        }
         *self.current.write() = Arc::new(gateway);
         if restart_syncs {
             self.start_syncs()

@@ -49,6 +49,14 @@ pub fn normalize(cwd: &str, path: &str) -> Result<String> {
             "a path cannot contain a NUL byte",
         ));
     }
+    // Front-ends decode names leniently (invalid bytes become U+FFFD): such a name would be
+    // stored under another name than the client sent, so it is refused.
+    if path.contains(char::REPLACEMENT_CHARACTER) {
+        return Err(Error::new(
+            ErrorKind::InvalidName,
+            "names must be valid UTF-8 (the name holds bytes that are not)",
+        ));
+    }
     let joined = if path.starts_with('/') {
         path.to_string()
     } else {
@@ -311,5 +319,13 @@ mod tests {
             assert_eq!(normalize(cwd, path).unwrap(), want, "{cwd} + {path}");
         }
         assert!(normalize("/", "a\0b").is_err());
+    }
+
+    #[test]
+    fn names_that_were_not_utf8_are_refused() {
+        let lossy = String::from_utf8_lossy(b"/in/r\xfeport.csv").into_owned();
+        let e = normalize("/", &lossy).unwrap_err();
+        assert_eq!(e.kind, crate::storage::ErrorKind::InvalidName);
+        assert!(e.message.contains("UTF-8"), "{}", e.message);
     }
 }

@@ -339,6 +339,30 @@ async fn names_sharepoint_refuses_are_553_and_nothing_appears() {
     gw.assert_stored("ok.txt", b"payload").await;
 }
 
+/// Names that are not UTF-8 (a Latin-1 client's `r\xfeport.csv`) are refused on every
+/// command and store nothing; they would otherwise be stored under another name (U+FFFD).
+#[tokio::test]
+async fn names_that_are_not_utf8_are_refused() {
+    let gw = Gateway::start(&[alice()]).await;
+    gw.sim_put("ok.txt", b"payload").await;
+    let script = r#"
+ftp.encoding = 'latin-1'
+name = 'r\xfeport.csv'
+print('STOR', attempt(ftp.storbinary, 'STOR ' + name, io.BytesIO(b'x')))
+print('MKD', attempt(ftp.mkd, 'd\xfe'))
+print('RNTO', attempt(ftp.rename, 'ok.txt', name))
+print('RETR', attempt(fetch, name))
+print('DELE', attempt(ftp.delete, name))
+"#;
+    let out = gw.python_ok("alice", "wonderland", script).await;
+    let lines: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    for line in lines {
+        assert!(line.contains(" ERR 5"), "{line}\n{out}");
+    }
+    assert_eq!(gw.sim_names("").await, ["ok.txt"]);
+}
+
 #[tokio::test]
 async fn a_read_only_user_can_retr_but_change_nothing() {
     let reader = User::new("reader")
@@ -651,4 +675,75 @@ async fn ten_sessions_at_once_all_succeed() {
         gw.assert_stored(&format!("s{i}/f.bin"), bytes).await;
         assert_same(&gw.read_local(&format!("down{i}.bin")), bytes, "got back");
     }
+}
+
+/// B.: a client killed in the middle of a STOR (`kill -9` once 5 MiB went out) closes its
+/// data connection like a finished upload. spgate commits only while the control connection
+/// is open: nothing is stored, on SharePoint or on a local mount, and the audit says failed.
+#[tokio::test]
+async fn a_client_killed_mid_stor_stores_nothing() {
+    use tokio::io::AsyncBufReadExt;
+    let folder = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(&[User::new("alice")
+        .password("wonderland")
+        .sharepoint("/", "/", ALL)
+        .local("/local", folder.path(), ALL)])
+    .await;
+    // Sends 5 MiB of a STOR, says so, and waits to be killed.
+    let script = r#"
+import ftplib, os, sys, time
+ftp = ftplib.FTP()
+ftp.connect("127.0.0.1", int(sys.argv[1]), timeout=60)
+ftp.login("alice", "wonderland")
+data = ftp.transfercmd("STOR " + sys.argv[2])
+for _ in range(5):
+    data.sendall(os.urandom(1 << 20))
+print("sent", flush=True)
+time.sleep(600)
+"#;
+    gw.write_local("killed.py", script.as_bytes());
+    for remote in ["killed.bin", "local/killed.bin"] {
+        let mut client = tokio::process::Command::new("python3")
+            .arg("killed.py")
+            .arg(gw.ftp_port.to_string())
+            .arg(remote)
+            .current_dir(gw.client_dir())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        tokio::io::BufReader::new(client.stdout.take().unwrap())
+            .read_line(&mut line)
+            .await
+            .unwrap();
+        assert_eq!(line.trim(), "sent");
+        client.kill().await.unwrap(); // SIGKILL: the kernel closes both connections
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !audited_failed(&gw, remote) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no failed upload of /{remote} in the audit:\n{}\n{}",
+                std::fs::read_to_string(gw.dir.path().join("state/audit.jsonl"))
+                    .unwrap_or_default(),
+                gw.log_tail()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    gw.assert_absent("killed.bin").await;
+    let left: Vec<_> = std::fs::read_dir(folder.path()).unwrap().collect();
+    assert!(left.is_empty(), "nothing on the local mount: {left:?}");
+    assert!(gw.log_tail().contains("control connection closed"));
+}
+
+/// Whether the audit log has a failed upload of the virtual path `/remote`.
+fn audited_failed(gw: &Gateway, remote: &str) -> bool {
+    let audit = std::fs::read_to_string(gw.dir.path().join("state").join("audit.jsonl"))
+        .unwrap_or_default();
+    audit.lines().any(|l| {
+        l.contains("\"upload\"")
+            && l.contains(&format!("\"/{remote}\""))
+            && l.contains("\"outcome\":\"failed\"")
+    })
 }

@@ -158,3 +158,150 @@ async fn reload_adds_a_user_and_refuses_a_broken_file_keeping_the_old_one() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A gateway (SFTP + admin) in front of `ctx`, with user alice; answers the child, the SFTP
+/// port, the admin address and the configuration file.
+struct Served {
+    child: std::process::Child,
+    port: u16,
+    admin: String,
+    config: std::path::PathBuf,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- spgate log ----\n{}",
+                common::file_tail(&self.log, 6000)
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn serve(ctx: &Ctx) -> Served {
+    ctx.mkdirs("Shared").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("spgate.toml");
+    std::fs::write(&config, self::config(ctx, &state, &[("alice", "alice-pw")])).unwrap();
+    let log = dir.path().join("spgate.log");
+    let (child, announced) = spawn_serve(&config, &log, &["sftp", "admin"]);
+    let (Some(sftp), Some(admin)) = (announced[0].clone(), announced[1].clone()) else {
+        panic!("no addresses:\n{}", common::file_tail(&log, 4000));
+    };
+    Served {
+        child,
+        port: sftp.rsplit(':').next().unwrap().parse().unwrap(),
+        admin,
+        config,
+        log,
+        _dir: dir,
+    }
+}
+
+/// Revokes the app's credentials in the simulator, or gives them back.
+async fn revoke(ctx: &Ctx, revoked: bool) {
+    let what = if revoked { "revoke" } else { "restore" };
+    ctx.sim
+        .control(&format!("/apps/spgate-demo/{what}"), serde_json::json!({}))
+        .await;
+    ctx.sim
+        .control("/tokens/expire", serde_json::json!({}))
+        .await;
+}
+
+/// `GET /readyz`: 200 when every connection is enabled.
+async fn ready(admin: &str) -> (u16, String) {
+    let response = reqwest::get(format!("http://{admin}/readyz"))
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// Lines of the alert log with `"event":"raised"`.
+fn raised(served: &Served) -> usize {
+    let log = served._dir.path().join("state").join("alerts.jsonl");
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("\"event\":\"raised\""))
+        .count()
+}
+
+/// Makes the running gateway disable its connection: a login lists the root with the app
+/// revoked.
+async fn disable(served: &Served, ctx: &Ctx) {
+    revoke(ctx, true).await;
+    assert!(!can_log_in(served.port, "alice", "alice-pw").await);
+    let (status, body) = ready(&served.admin).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("connection sp is disabled"), "{body}");
+}
+
+/// The seed: "Even if you don't make any changes to the configuration, saving the record will
+/// re-enable the connection." A reload of an unchanged file (SIGHUP after `touch`, or the API)
+/// re-enables; with the credentials still bad, the next request disables it again with a new
+/// alert.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_without_changes_re_enables_a_disabled_connection() {
+    let ctx = Ctx::new().await;
+    let served = serve(&ctx).await;
+    assert!(can_log_in(served.port, "alice", "alice-pw").await);
+    disable(&served, &ctx).await;
+    assert_eq!(raised(&served), 1);
+
+    // Credentials still bad: the reload re-enables, the next request disables again.
+    let (status, body) = reload(&served.admin).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ready(&served.admin).await.0, 200, "enabled by the reload");
+    assert!(!can_log_in(served.port, "alice", "alice-pw").await);
+    assert_eq!(ready(&served.admin).await.0, 503, "disabled again");
+    assert_eq!(raised(&served), 2, "a fresh alert");
+
+    // Fixed in the tenant, then the unchanged file saved again (SIGHUP after a touch).
+    revoke(&ctx, false).await;
+    let file = std::fs::File::options()
+        .append(true)
+        .open(&served.config)
+        .unwrap();
+    file.set_modified(std::time::SystemTime::now()).unwrap();
+    let pid = rustix::process::Pid::from_raw(served.child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ready(&served.admin).await.0 != 200 {
+        assert!(Instant::now() < deadline, "SIGHUP did not re-enable");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(can_log_in(served.port, "alice", "alice-pw").await);
+}
+
+/// `spgate connections enable` beside a running gateway acts on it at once: no reload.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_enable_reaches_the_running_gateway() {
+    let ctx = Ctx::new().await;
+    let served = serve(&ctx).await;
+    disable(&served, &ctx).await;
+    revoke(&ctx, false).await;
+    assert!(
+        !can_log_in(served.port, "alice", "alice-pw").await,
+        "still disabled: nothing was enabled yet"
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spgate"))
+        .arg("connections")
+        .arg("--config")
+        .arg(&served.config)
+        .args(["enable", "sp"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("enabled"));
+    assert!(can_log_in(served.port, "alice", "alice-pw").await);
+    let (status, body) = ready(&served.admin).await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -5,6 +5,8 @@
 mod common;
 mod sftp_support;
 
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 use sftp_support::{Gateway, User, random, replies};
 
@@ -97,4 +99,39 @@ async fn throttling_slows_an_upload_down_without_failing_it() {
     gw.assert_stored("big.bin", &bytes).await;
     let stats = gw.ctx.sim.stats().await;
     assert!(stats["throttled"].as_u64() > Some(0), "{stats}");
+}
+
+/// C.: SharePoint dies in the middle of a download. The read that meets the failure resumes
+/// once (one retry budget); every later read of the ~64 OpenSSH queues is answered at once, so
+/// the client reports the failure within about one retry budget (it used to take one budget
+/// per queued read: 12.6 minutes with the default budget).
+#[tokio::test]
+async fn a_download_fails_within_one_retry_budget_when_sharepoint_dies() {
+    let gw = Gateway::start_with(Ctx::new().await, &[alice()], "max_retries = 3").await;
+    let bytes = random(24 << 20);
+    gw.write_local("big.bin", &bytes);
+    gw.sftp_ok("alice", "put big.bin /big.bin\n").await;
+
+    // 4 Mbit/s: the download takes ~50 s; SharePoint dies after the first 2 MiB arrived.
+    let got = gw.client_dir().join("got.bin");
+    let kill = async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::fs::metadata(&got).map_or(0, |m| m.len()) < 2 << 20 {
+            assert!(Instant::now() < deadline, "the download never started");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        gw.ctx.sim.kill();
+        Instant::now()
+    };
+    let (run, killed_at) = tokio::join!(
+        gw.sftp_with("alice", &["-l", "4000"], "get /big.bin got.bin\n"),
+        kill
+    );
+    let took = killed_at.elapsed();
+    assert!(!run.success, "the download cannot have succeeded: {run}");
+    // Three retries back off for under 2 s; one budget per queued read took over a minute.
+    assert!(
+        took < Duration::from_secs(30),
+        "the client waited {took:?} after SharePoint died: {run}"
+    );
 }

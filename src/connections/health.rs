@@ -76,11 +76,34 @@ impl Health {
     }
 
     pub fn alert(&self) -> Option<Alert> {
+        self.refresh();
         self.disabled.read().clone()
     }
 
     pub fn is_disabled(&self) -> bool {
-        self.disabled.read().is_some()
+        self.alert().is_some()
+    }
+
+    /// A disabled connection looks at its saved state again: `spgate connections enable`, run
+    /// beside a running gateway, enables it there at once. An enabled connection reads
+    /// nothing, so the usual path costs nothing.
+    fn refresh(&self) {
+        if self.disabled.read().is_none() {
+            return;
+        }
+        let saved: Option<Saved> = match store::read_json(&self.paths.health(&self.name)) {
+            Ok(saved) => saved,
+            Err(e) => {
+                tracing::warn!(connection = %self.name, error = %e, "reading the connection's saved state failed");
+                return;
+            }
+        };
+        if saved.is_none_or(|s| s.disabled.is_none()) {
+            let mut disabled = self.disabled.write();
+            if disabled.take().is_some() {
+                tracing::info!(connection = %self.name, "SharePoint connection enabled again by an operator");
+            }
+        }
     }
 
     /// Disables the connection and raises an alert (once; later calls keep the first alert).

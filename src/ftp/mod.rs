@@ -1,6 +1,8 @@
 //! The FTP/FTPS front-end: libunftp over the protocol-neutral gateway.
 //!
 //! - [`auth`]: logins (spgate's users and passwords) and the session's user type;
+//! - [`control`]: whether a session's control connection is still open (an upload is
+//!   committed only then);
 //! - [`storage`]: the one `StorageBackend` adapter, over the user's virtual file system;
 //! - [`reply`]: storage errors as FTP replies (the one mapping);
 //! - [`site`]: `SITE MFMT` / `SITE UTIME` (modification times), `SITE CHMOD` (ignored).
@@ -24,9 +26,13 @@
 //! - `OPTS MLST ...` is a parse error that closes the control connection (MLSD/MLST still
 //!   answer their default facts: type, size, modify);
 //! - `ABOR` does not cancel a transfer in flight: an upload ends at the data connection's end
-//!   of file (a reset or an idle data connection aborts it, and nothing is stored).
+//!   of file (a reset or an idle data connection aborts it, and nothing is stored);
+//! - the storage adapter sees the data connection only: a client killed in the middle of a
+//!   `STOR` ends its data connection like a finished upload; spgate commits an upload only
+//!   while the session's control connection is still open (see [`control`]).
 
 pub mod auth;
+pub mod control;
 pub mod reply;
 pub mod site;
 pub mod storage;
@@ -50,10 +56,11 @@ pub fn plaintext_passwords(ftp: &Ftp) -> bool {
     ftp.tls.is_none() || ftp.tls_required != TlsRequired::All
 }
 
-/// The libunftp server for `ftp`, stopping (with [`SHUTDOWN_GRACE`]) when `shutdown` is
-/// cancelled.
+/// The libunftp server for `ftp` listening on `port`, stopping (with [`SHUTDOWN_GRACE`]) when
+/// `shutdown` is cancelled.
 pub fn server(
     ftp: &Ftp,
+    port: u16,
     gateway: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> std::io::Result<libunftp::Server<storage::Files, auth::Session>> {
@@ -61,7 +68,10 @@ pub fn server(
     let greeting: &'static str = Box::leak(ftp.greeting.clone().into_boxed_str());
     let logins = Arc::new(auth::Logins::new(gateway));
     let idle = ftp.idle_timeout;
-    let files = Box::new(move || storage::Files::new(idle));
+    // libunftp calls this in its accept loop right after accepting each control connection:
+    // the one moment that connection's socket can be told (see `control`).
+    let controls = Arc::new(control::Controls::new(port));
+    let files = Box::new(move || storage::Files::new(idle, controls.claim()));
     let mut builder = ServerBuilder::with_user_detail_provider(files, logins.clone())
         .authenticator(logins)
         .greeting(greeting)
@@ -110,7 +120,7 @@ pub async fn serve(
     let Some(ftp) = gateway.current().config.ftp.clone() else {
         return Ok(());
     };
-    let server = server(&ftp, gateway, shutdown.clone())?;
+    let server = server(&ftp, address.port(), gateway, shutdown.clone())?;
     tracing::info!(%address, passive_ports = ?ftp.passive_ports, "FTP listening");
     match server.listen(address.to_string()).await {
         Ok(()) => Ok(()),

@@ -20,6 +20,7 @@ use unftp_core::storage::{
 };
 
 use super::auth::Session;
+use super::control::Control;
 use super::reply;
 use crate::storage::{Entry, Error, ErrorKind, WriteHandle, WriteMode};
 use crate::vfs;
@@ -44,14 +45,18 @@ pub struct Files {
     /// The last lookup that failed for another reason than "not there", and when: see
     /// [`Files::refuses_put`].
     failed_lookup: Mutex<Option<(String, Instant)>>,
+    /// The session's control connection, when it could be told: an upload is committed only
+    /// while it is open.
+    control: Option<Control>,
 }
 
 impl Files {
-    pub fn new(idle: Duration) -> Files {
+    pub fn new(idle: Duration, control: Option<Control>) -> Files {
         Files {
             idle,
             working_dir: Mutex::new("/".to_string()),
             failed_lookup: Mutex::new(None),
+            control,
         }
     }
 
@@ -100,6 +105,20 @@ impl Files {
     fn vpath(&self, path: &Path) -> ftp::Result<String> {
         let path = path.to_string_lossy();
         vfs::normalize(&self.working_dir(), &path).map_err(reply::error)
+    }
+}
+
+/// How long an upload waits after its data connection's end for the control connection to
+/// show a client that went away: a killed client's kernel sends FIN on both connections at
+/// once, and the control connection's may arrive a little after the data connection's.
+const CONTROL_SETTLE: Duration = Duration::from_millis(20);
+
+/// Whether the control connection is still open [`CONTROL_SETTLE`] after the data connection
+/// ended.
+async fn control_stays_open(control: Control) -> bool {
+    control.is_open() && {
+        tokio::time::sleep(CONTROL_SETTLE).await;
+        control.is_open()
     }
 }
 
@@ -338,6 +357,20 @@ impl StorageBackend<Session> for Files {
         let Some(handle) = upload.0.take() else {
             unreachable!("the upload is still open");
         };
+        let client_left = match self.control {
+            Some(control) => !control_stays_open(control).await,
+            None => false,
+        };
+        if client_left {
+            // The data connection ended because the client went away (killed, cut off), not
+            // because the file was complete: nothing is stored.
+            tracing::warn!(user = %user, path, bytes = written, "FTP upload dropped: the client's control connection closed before the upload ended");
+            handle.abort().await;
+            return Err(reply::error(Error::new(
+                ErrorKind::Failed,
+                format!("{path}: the client left during the upload; nothing was stored"),
+            )));
+        }
         handle.close().await.map_err(reply::error)?;
         Ok(written)
     }

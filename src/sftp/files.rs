@@ -8,15 +8,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
+use futures_util::stream::{BoxStream, Fuse};
 use russh_sftp::protocol::{
     Attrs, Data, ExtendedReply, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status,
     StatusCode, Version,
 };
 use russh_sftp::server::StatusReply;
 
-use super::reply::{self, code, status};
-use crate::storage::{self, Entry, ReadHandle, WriteHandle, WriteMode};
+use super::reply::{self, code, status, status_at};
+use crate::storage::{self, Entry, Error, ErrorKind, ReadHandle, WriteHandle, WriteMode};
 use crate::vfs::{Vfs, normalize};
 
 /// Largest read and write a client is told to use (`limits@openssh.com`); kept moderate (see
@@ -29,15 +29,31 @@ enum Open {
     Read {
         path: String,
         reader: Box<dyn ReadHandle>,
+        /// The first read that failed: every later read answers it at once (a client queues
+        /// dozens of reads; each would otherwise wait out the whole retry budget again).
+        failed: Option<Error>,
     },
+    /// Opened with WRITE (or APPEND, CREAT, TRUNC); reads too when opened with READ.
     Write {
         path: String,
         writer: Box<dyn WriteHandle>,
+        /// APPEND: every write goes to the end of the file, whatever its offset.
+        append: bool,
+        /// The handle was opened with READ.
+        readable: bool,
+        /// A write failed: the handle is poisoned, and its close stores nothing.
+        failed: Option<Error>,
     },
     Dir {
-        pages: BoxStream<'static, storage::Result<Vec<Entry>>>,
+        /// Fused: polled again after its end it keeps answering the end.
+        pages: Fuse<BoxStream<'static, storage::Result<Vec<Entry>>>>,
         started: bool,
     },
+}
+
+/// A copy of `e` to answer again later (its source stays with the first answer's log line).
+fn again(e: &Error) -> Error {
+    Error::new(e.kind, e.message.clone())
 }
 
 pub struct Files {
@@ -100,7 +116,10 @@ impl Files {
         if !replace && !case_only && self.vfs.stat(&to).await.is_ok() {
             return Err(code(StatusCode::Failure, &format!("{to}: already exists")));
         }
-        self.vfs.rename(&from, &to).await.map_err(|e| status(&e))?;
+        self.vfs
+            .rename(&from, &to)
+            .await
+            .map_err(|e| status_at(&e, &from))?;
         Ok(ok(id))
     }
 
@@ -128,7 +147,7 @@ impl russh_sftp::server::Handler for Files {
     type Error = StatusReply;
 
     fn unimplemented(&self) -> Self::Error {
-        code(StatusCode::OpUnsupported, "not supported")
+        code(StatusCode::OpUnsupported, "")
     }
 
     async fn init(&mut self, version: u32, _extensions: HashMap<String, String>) -> Reply<Version> {
@@ -153,9 +172,8 @@ impl russh_sftp::server::Handler for Files {
         attrs: FileAttributes,
     ) -> Reply<Handle> {
         let path = self.path(&filename)?;
-        let open = if pflags.intersects(
-            OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE,
-        ) {
+        let writes = OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        let open = if pflags.intersects(writes) {
             let mode = if pflags.contains(OpenFlags::EXCLUDE) {
                 WriteMode::CreateNew
             } else if pflags.contains(OpenFlags::TRUNCATE) {
@@ -163,19 +181,47 @@ impl russh_sftp::server::Handler for Files {
             } else {
                 WriteMode::Keep
             };
+            if !pflags.contains(OpenFlags::CREATE) {
+                // As open(2) without O_CREAT: the file must exist.
+                let entry = self
+                    .vfs
+                    .stat(&path)
+                    .await
+                    .map_err(|e| status_at(&e, &path))?;
+                if entry.is_dir {
+                    return Err(status(&Error::new(
+                        ErrorKind::IsADirectory,
+                        format!("{path}: is a folder"),
+                    )));
+                }
+            }
             let mut writer = self
                 .vfs
                 .open_write(&path, mode)
                 .await
-                .map_err(|e| status(&e))?;
+                .map_err(|e| status_at(&e, &path))?;
             if let Some(at) = reply::mtime(&attrs) {
                 writer.set_modified(at);
             }
-            tracing::info!(path, ?mode, "upload started");
-            Open::Write { path, writer }
+            tracing::info!(user = %self.user, path, ?mode, "upload started");
+            Open::Write {
+                path,
+                writer,
+                append: pflags.contains(OpenFlags::APPEND),
+                readable: pflags.contains(OpenFlags::READ),
+                failed: None,
+            }
         } else {
-            let reader = self.vfs.open_read(&path).await.map_err(|e| status(&e))?;
-            Open::Read { path, reader }
+            let reader = self
+                .vfs
+                .open_read(&path)
+                .await
+                .map_err(|e| status_at(&e, &path))?;
+            Open::Read {
+                path,
+                reader,
+                failed: None,
+            }
         };
         Ok(Handle {
             id,
@@ -184,21 +230,36 @@ impl russh_sftp::server::Handler for Files {
     }
 
     async fn close(&mut self, id: u32, handle: String) -> Reply<Status> {
+        let user = self.user.clone();
         match self.handles.remove(&handle) {
-            Some(Open::Write { path, writer }) => {
+            Some(Open::Write {
+                path,
+                writer,
+                failed: Some(first),
+                ..
+            }) => {
+                let size = writer.size();
+                writer.abort().await;
+                tracing::warn!(%user, path, size, error = %first, "upload failed: a write had failed, nothing stored");
+                Err(status(&Error::new(
+                    first.kind,
+                    format!("{path}: not stored, a write had failed ({first})"),
+                )))
+            }
+            Some(Open::Write { path, writer, .. }) => {
                 let size = writer.size();
                 match writer.close().await {
                     Ok(_) => {
-                        tracing::info!(path, size, "upload completed");
+                        tracing::info!(%user, path, size, "upload completed");
                         Ok(ok(id))
                     }
                     Err(e) => {
-                        tracing::warn!(path, size, error = %e, "upload failed");
+                        tracing::warn!(%user, path, size, error = %e, "upload failed");
                         Err(status(&e))
                     }
                 }
             }
-            Some(Open::Read { path, reader }) => {
+            Some(Open::Read { path, reader, .. }) => {
                 tracing::debug!(path, size = reader.size(), "download closed");
                 Ok(ok(id))
             }
@@ -208,15 +269,35 @@ impl russh_sftp::server::Handler for Files {
     }
 
     async fn read(&mut self, id: u32, handle: String, offset: u64, len: u32) -> Reply<Data> {
-        let Some(Open::Read { reader, .. }) = self.handles.get_mut(&handle) else {
-            return Err(Self::bad_handle());
+        let len = (len as u64).min(MAX_IO) as usize;
+        let read = match self.handles.get_mut(&handle) {
+            Some(Open::Read {
+                failed: Some(first),
+                ..
+            }) => return Err(status(&again(first))),
+            Some(Open::Read { reader, failed, .. }) => {
+                let read = reader.read_at(offset, len).await;
+                if let Err(e) = &read {
+                    *failed = Some(again(e));
+                }
+                read
+            }
+            Some(Open::Write {
+                writer,
+                readable: true,
+                ..
+            }) => writer.read_at(offset, len).await,
+            Some(Open::Write { path, .. }) => {
+                return Err(code(
+                    StatusCode::PermissionDenied,
+                    &format!("{path} was not opened for reading"),
+                ));
+            }
+            _ => return Err(Self::bad_handle()),
         };
-        let data = reader
-            .read_at(offset, (len as u64).min(MAX_IO) as usize)
-            .await
-            .map_err(|e| status(&e))?;
+        let data = read.map_err(|e| status(&e))?;
         if data.is_empty() {
-            return Err(code(StatusCode::Eof, "end of file"));
+            return Err(code(StatusCode::Eof, ""));
         }
         Ok(Data {
             id,
@@ -231,13 +312,29 @@ impl russh_sftp::server::Handler for Files {
         offset: u64,
         data: Vec<u8>,
     ) -> Reply<Status> {
-        let Some(Open::Write { writer, .. }) = self.handles.get_mut(&handle) else {
-            return Err(Self::bad_handle());
+        let Some(Open::Write {
+            writer,
+            append,
+            failed,
+            ..
+        }) = self.handles.get_mut(&handle)
+        else {
+            return match self.handles.get(&handle) {
+                Some(Open::Read { path, .. }) => Err(code(
+                    StatusCode::PermissionDenied,
+                    &format!("{path} was not opened for writing"),
+                )),
+                _ => Err(Self::bad_handle()),
+            };
         };
-        writer
-            .write_at(offset, Bytes::from(data))
-            .await
-            .map_err(|e| status(&e))?;
+        if let Some(first) = failed {
+            return Err(status(&again(first)));
+        }
+        let offset = if *append { writer.size() } else { offset };
+        if let Err(e) = writer.write_at(offset, Bytes::from(data)).await {
+            *failed = Some(again(&e));
+            return Err(status(&e));
+        }
         Ok(ok(id))
     }
 
@@ -249,7 +346,9 @@ impl russh_sftp::server::Handler for Files {
     async fn stat(&mut self, id: u32, path: String) -> Reply<Attrs> {
         let path = self.path(&path)?;
         let writing = self.handles.values().find_map(|open| match open {
-            Open::Write { path: p, writer } if *p == path => Some(writer.size()),
+            Open::Write {
+                path: p, writer, ..
+            } if *p == path => Some(writer.size()),
             _ => None,
         });
         if let Some(size) = writing {
@@ -260,7 +359,11 @@ impl russh_sftp::server::Handler for Files {
                 attrs: reply::attrs(&entry),
             });
         }
-        let entry = self.vfs.stat(&path).await.map_err(|e| status(&e))?;
+        let entry = self
+            .vfs
+            .stat(&path)
+            .await
+            .map_err(|e| status_at(&e, &path))?;
         Ok(Attrs {
             id,
             attrs: reply::attrs(&entry),
@@ -270,12 +373,16 @@ impl russh_sftp::server::Handler for Files {
     async fn fstat(&mut self, id: u32, handle: String) -> Reply<Attrs> {
         let now = chrono::Utc::now();
         let entry = match self.handles.get(&handle) {
-            Some(Open::Write { path, writer }) => {
+            Some(Open::Write { path, writer, .. }) => {
                 Entry::new(path.clone(), writer.size(), false, now)
             }
-            Some(Open::Read { path, reader }) => {
+            Some(Open::Read { path, reader, .. }) => {
                 let (path, size) = (path.clone(), reader.size());
-                let mut entry = self.vfs.stat(&path).await.map_err(|e| status(&e))?;
+                let mut entry = self
+                    .vfs
+                    .stat(&path)
+                    .await
+                    .map_err(|e| status_at(&e, &path))?;
                 entry.size = size;
                 entry
             }
@@ -296,10 +403,14 @@ impl russh_sftp::server::Handler for Files {
             self.vfs
                 .set_modified(&path, at)
                 .await
-                .map_err(|e| status(&e))?;
+                .map_err(|e| status_at(&e, &path))?;
         }
         if let Some(size) = attrs.size {
-            let entry = self.vfs.stat(&path).await.map_err(|e| status(&e))?;
+            let entry = self
+                .vfs
+                .stat(&path)
+                .await
+                .map_err(|e| status_at(&e, &path))?;
             if entry.size != size {
                 return Err(code(
                     StatusCode::OpUnsupported,
@@ -327,11 +438,15 @@ impl russh_sftp::server::Handler for Files {
 
     async fn opendir(&mut self, id: u32, path: String) -> Reply<Handle> {
         let path = self.path(&path)?;
-        let pages = self.vfs.list(&path).await.map_err(|e| status(&e))?;
+        let pages = self
+            .vfs
+            .list(&path)
+            .await
+            .map_err(|e| status_at(&e, &path))?;
         Ok(Handle {
             id,
             handle: self.add(Open::Dir {
-                pages,
+                pages: pages.fuse(),
                 started: false,
             })?,
         })
@@ -354,7 +469,7 @@ impl russh_sftp::server::Handler for Files {
             match pages.next().await {
                 Some(Ok(page)) => files.extend(page.iter().map(|e| reply::file(e, &user))),
                 Some(Err(e)) => return Err(status(&e)),
-                None if files.is_empty() => return Err(code(StatusCode::Eof, "end of directory")),
+                None if files.is_empty() => return Err(code(StatusCode::Eof, "")),
                 None => break,
             }
         }
@@ -363,20 +478,29 @@ impl russh_sftp::server::Handler for Files {
 
     async fn remove(&mut self, id: u32, filename: String) -> Reply<Status> {
         let path = self.path(&filename)?;
-        self.vfs.remove_file(&path).await.map_err(|e| status(&e))?;
+        self.vfs
+            .remove_file(&path)
+            .await
+            .map_err(|e| status_at(&e, &path))?;
         tracing::info!(path, "deleted");
         Ok(ok(id))
     }
 
     async fn mkdir(&mut self, id: u32, path: String, _attrs: FileAttributes) -> Reply<Status> {
         let path = self.path(&path)?;
-        self.vfs.mkdir(&path).await.map_err(|e| status(&e))?;
+        self.vfs
+            .mkdir(&path)
+            .await
+            .map_err(|e| status_at(&e, &path))?;
         Ok(ok(id))
     }
 
     async fn rmdir(&mut self, id: u32, path: String) -> Reply<Status> {
         let path = self.path(&path)?;
-        self.vfs.remove_dir(&path).await.map_err(|e| status(&e))?;
+        self.vfs
+            .remove_dir(&path)
+            .await
+            .map_err(|e| status_at(&e, &path))?;
         Ok(ok(id))
     }
 
@@ -419,7 +543,11 @@ impl russh_sftp::server::Handler for Files {
                 let path = ssh_string(&data, &mut at)
                     .ok_or_else(|| code(StatusCode::BadMessage, "malformed statvfs request"))?;
                 let path = self.path(&path)?;
-                let space = self.vfs.space(&path).await.map_err(|e| status(&e))?;
+                let space = self
+                    .vfs
+                    .space(&path)
+                    .await
+                    .map_err(|e| status_at(&e, &path))?;
                 Ok(Packet::ExtendedReply(ExtendedReply {
                     id,
                     data: self.statvfs(space),

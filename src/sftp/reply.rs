@@ -7,9 +7,25 @@ use russh_sftp::server::StatusReply;
 
 use crate::storage::{Entry, Error, ErrorKind};
 
+/// OpenSSH's wording for a status code (sftp-server's `status_to_message`): scripts and
+/// client libraries match on these words.
+fn wording(code: StatusCode) -> &'static str {
+    match code {
+        StatusCode::Ok => "Success",
+        StatusCode::Eof => "End of file",
+        StatusCode::NoSuchFile => "No such file",
+        StatusCode::PermissionDenied => "Permission denied",
+        StatusCode::Failure => "Failure",
+        StatusCode::BadMessage => "Bad message",
+        StatusCode::NoConnection => "No connection",
+        StatusCode::ConnectionLost => "Connection lost",
+        StatusCode::OpUnsupported => "Operation unsupported",
+    }
+}
+
 /// The status reply for a storage error; details beyond the message go to the log only.
 pub fn status(e: &Error) -> StatusReply {
-    let code = match e.kind {
+    let status = match e.kind {
         ErrorKind::NotFound => StatusCode::NoSuchFile,
         ErrorKind::PermissionDenied | ErrorKind::Disabled | ErrorKind::Locked => {
             StatusCode::PermissionDenied
@@ -24,9 +40,18 @@ pub fn status(e: &Error) -> StatusReply {
         | ErrorKind::Unavailable
         | ErrorKind::Failed => StatusCode::Failure,
     };
-    let message = match e.kind {
-        ErrorKind::Failed => "the operation failed on the server".to_string(),
-        _ => e.message.clone(),
+    // The reason after OpenSSH's words, without repeating them.
+    let reason = match e.kind {
+        ErrorKind::Failed => "the operation failed on the server",
+        ErrorKind::NotFound => e
+            .message
+            .strip_suffix(": no such file or folder")
+            .unwrap_or(&e.message),
+        ErrorKind::PermissionDenied => e
+            .message
+            .strip_suffix(": permission denied")
+            .unwrap_or(&e.message),
+        _ => &e.message,
     };
     if matches!(
         e.kind,
@@ -36,11 +61,30 @@ pub fn status(e: &Error) -> StatusReply {
     } else {
         tracing::debug!(error = %e, "sftp request refused");
     }
-    StatusReply::new(code).with_message(message)
+    code(status, reason)
 }
 
-pub fn code(code: StatusCode, message: &str) -> StatusReply {
-    StatusReply::new(code).with_message(message)
+/// [`status`] for a request about the virtual path `path`: "not found" names it
+/// (`No such file: /in/x.csv`), whatever the backend's message said.
+pub fn status_at(e: &Error, path: &str) -> StatusReply {
+    match e.kind {
+        ErrorKind::NotFound => {
+            tracing::debug!(error = %e, path, "sftp request refused");
+            code(StatusCode::NoSuchFile, path)
+        }
+        _ => status(e),
+    }
+}
+
+/// A status reply in OpenSSH's words, followed by `reason` when there is one
+/// (`No such file: /in/x.csv`).
+pub fn code(code: StatusCode, reason: &str) -> StatusReply {
+    let words = wording(code);
+    if reason.is_empty() {
+        StatusReply::new(code).with_message(words)
+    } else {
+        StatusReply::new(code).with_message(format!("{words}: {reason}"))
+    }
 }
 
 /// Permissions shown to clients: folders 0755, files 0644.
@@ -108,7 +152,13 @@ mod tests {
         let e = Error::new(ErrorKind::InvalidName, "'a:b' is not allowed");
         assert_eq!(
             status(&e).error_message.as_deref(),
-            Some("'a:b' is not allowed")
+            Some("Failure: 'a:b' is not allowed")
+        );
+        assert_eq!(
+            status(&Error::not_found("/in/x.csv"))
+                .error_message
+                .as_deref(),
+            Some("No such file: /in/x.csv")
         );
         assert_eq!(
             status(&Error::not_found("/x")).status_code,

@@ -92,6 +92,32 @@ pub(crate) async fn write_all_at(
     blocking(path, move || file.write_all_at(&data, offset)).await
 }
 
+/// Up to `len` bytes at `offset` of `file` (fewer only at its end), read on the blocking pool.
+pub(crate) async fn read_at(
+    file: &Arc<std::fs::File>,
+    path: &str,
+    offset: u64,
+    len: usize,
+) -> Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let file = file.clone();
+    blocking(path, move || {
+        let mut buf = vec![0; len];
+        let mut got = 0;
+        while got < len {
+            match file.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(got);
+        Ok(Bytes::from(buf))
+    })
+    .await
+}
+
 /// A storage error about `path` whose message shows only that path; `e` stays as the source.
 pub(crate) fn io_error(path: &str, e: io::Error) -> Error {
     let io_kind = e.kind();

@@ -175,6 +175,13 @@ impl WriteHandle for Writer {
         self.inner.as_ref().map_or(0, |i| i.size())
     }
 
+    async fn read_at(&mut self, offset: u64, len: usize) -> Result<Bytes> {
+        match &mut self.inner {
+            Some(inner) => inner.read_at(offset, len).await,
+            None => Ok(Bytes::new()),
+        }
+    }
+
     fn set_modified(&mut self, at: DateTime<Utc>) {
         if let Some(inner) = &mut self.inner {
             inner.set_modified(at)

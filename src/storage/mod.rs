@@ -96,6 +96,9 @@ pub trait WriteHandle: Send {
     async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<()>;
     /// The file's size as written so far (the end of the furthest write, or the kept size).
     fn size(&self) -> u64;
+    /// Up to `len` bytes at `offset` of the file as written so far (the kept content and
+    /// every write); empty at or past the end. Read-write handles (SFTP `r+`, `a+`, `w+`).
+    async fn read_at(&mut self, offset: u64, len: usize) -> Result<Bytes>;
     /// Sets the modification time the file gets when it is stored.
     fn set_modified(&mut self, at: DateTime<Utc>);
     /// Makes the file visible with everything written; an error means the file was NOT stored.

@@ -21,7 +21,7 @@ use dashmap::DashMap;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 
-use super::local::write_all_at;
+use super::local::{read_at, write_all_at};
 use super::{
     Backend, Capabilities, Entry, Error, ErrorKind, ReadHandle, Result, Space, WriteHandle,
     WriteMode,
@@ -194,11 +194,13 @@ impl Backend for SharePoint {
             size: 0,
             modified: None,
             create_new: mode == WriteMode::CreateNew,
+            unchanged: false,
             cache: self.cache.clone(),
         };
         if let (Some(e), WriteMode::Keep) = (existing, mode) {
             // Resume/append on SharePoint: the existing content is re-uploaded with the new data.
             writer.fetch_existing(e.size).await?;
+            writer.unchanged = true;
         }
         self.forget(&full);
         Ok(Box::new(writer))
@@ -314,10 +316,21 @@ impl ReadHandle for Reader {
             self.buffer.clear();
         }
         let want = (len as u64).min(self.size - offset) as usize;
+        let mut resumed = false;
         while self.position + (self.buffer.len() as u64) < offset + want as u64 {
             let next = self.body.as_mut().expect("opened above").next().await;
             match next {
                 Some(Ok(chunk)) => self.buffer.extend_from_slice(&chunk),
+                // A download that broke off is resumed once where it stopped (a new ranged
+                // GET, with the connection's retry budget); a second break fails the read.
+                Some(Err(e)) if !resumed => {
+                    resumed = true;
+                    let at = self.position + self.buffer.len() as u64;
+                    tracing::debug!(path = %self.path, at, error = %e, "download broke off; resuming");
+                    self.body = None;
+                    let download = self.drive.download(&self.path, at, None).await?;
+                    self.body = Some(download.body);
+                }
                 Some(Err(e)) => {
                     self.body = None;
                     return Err(Error::new(
@@ -347,8 +360,13 @@ struct Writer {
     size: u64,
     modified: Option<DateTime<Utc>>,
     create_new: bool,
+    /// The existing content was kept and nothing was written (nor a time set) since.
+    unchanged: bool,
     cache: Arc<DashMap<String, (Entry, Instant)>>,
 }
+
+/// The most one read of a file being written returns.
+const MAX_READ_BACK: usize = 4 << 20;
 
 impl Writer {
     async fn fetch_existing(&mut self, size: u64) -> Result<()> {
@@ -405,6 +423,7 @@ fn read_exact_at(file: &std::fs::File, offset: u64, len: usize) -> std::io::Resu
 impl WriteHandle for Writer {
     async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<()> {
         let end = offset + data.len() as u64;
+        self.unchanged = false;
         write_all_at(&self.spool, &self.path, offset, data).await?;
         self.size = self.size.max(end);
         Ok(())
@@ -414,11 +433,30 @@ impl WriteHandle for Writer {
         self.size
     }
 
+    async fn read_at(&mut self, offset: u64, len: usize) -> Result<Bytes> {
+        let len = (len.min(MAX_READ_BACK) as u64).min(self.size.saturating_sub(offset)) as usize;
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        read_at(&self.spool, &self.path, offset, len).await
+    }
+
     fn set_modified(&mut self, at: DateTime<Utc>) {
+        self.unchanged = false;
         self.modified = Some(at);
     }
 
     async fn close(mut self: Box<Self>) -> Result<Entry> {
+        if self.unchanged {
+            // Opened to keep its content (`r+`) and never written: nothing to upload.
+            self.cache.remove(&self.path);
+            return self
+                .drive
+                .stat(&self.path)
+                .await
+                .map(entry)
+                .map_err(Error::from);
+        }
         if self.create_new {
             match self.drive.stat(&self.path).await {
                 Ok(_) => {

@@ -153,6 +153,8 @@ pub struct Gateway {
     pub ftp_port: u16,
     child: Child,
     runs: AtomicUsize,
+    /// What [`Gateway::start_prepared`]'s `prepare` answered, dropped after the gateway stops.
+    kept: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Gateway {
@@ -179,6 +181,23 @@ impl Gateway {
              [[tenants.sites.drives]]\nname = \"Documents\"\nquota_bytes = {quota_bytes}\n"
         );
         Gateway::start_with(Ctx::with_seed(&seed).await, users, "").await
+    }
+
+    /// The default simulator and `users`; `prepare(dir)` runs on the gateway's temp folder just
+    /// before it starts (e.g. to mount a small file system under `dir/state/spool`) and what
+    /// it answers lives as long as the gateway.
+    pub async fn start_prepared<T: Send + Sync + 'static>(
+        users: &[User],
+        prepare: impl FnOnce(&Path) -> T,
+    ) -> Gateway {
+        let mut kept = None;
+        let mut gateway = Gateway::start_full(Ctx::new().await, users, "", "", |dir| {
+            kept = Some(prepare(dir));
+            String::new()
+        })
+        .await;
+        gateway.kept = kept.map(|k| Box::new(k) as Box<dyn std::any::Any + Send + Sync>);
+        gateway
     }
 
     /// Explicit FTPS with a fresh self-signed certificate for 127.0.0.1, and `tls_required`.
@@ -247,6 +266,7 @@ impl Gateway {
             ftp_port: 0,
             child,
             runs: AtomicUsize::new(0),
+            kept: None,
         };
         let mut ports = announced.iter().map(|addr| {
             addr.as_deref()
@@ -458,6 +478,7 @@ impl Drop for Gateway {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.kept.take();
     }
 }
 

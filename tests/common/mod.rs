@@ -161,6 +161,13 @@ impl Sim {
         text[start..].to_string()
     }
 
+    /// Kills the simulator (SharePoint dying under a transfer).
+    pub fn kill(&self) {
+        let mut child = self.child.lock().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Panics if the simulator process has exited.
     pub fn assert_alive(&self) {
         let status = self.child.lock().unwrap().try_wait().expect("try_wait");

@@ -6,7 +6,6 @@
 
 use std::fs::{File, FileTimes};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,7 +14,7 @@ use cap_std::fs::{Dir, OpenOptions};
 use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 
-use super::{blocking, io_error, regular_file, temp_name, to_entry, write_all_at};
+use super::{blocking, io_error, read_at, regular_file, temp_name, to_entry, write_all_at};
 use crate::storage::{Entry, Error, ErrorKind, ReadHandle, Result, WriteHandle, WriteMode};
 
 /// The most one read returns, whatever the caller asks for.
@@ -74,22 +73,7 @@ impl ReadHandle for Reader {
 
 impl Reader {
     async fn read_direct(&self, offset: u64, len: usize) -> Result<Bytes> {
-        let file = self.file.clone();
-        blocking(&self.path, move || {
-            let mut buf = vec![0; len];
-            let mut got = 0;
-            while got < len {
-                match file.read_at(&mut buf[got..], offset + got as u64) {
-                    Ok(0) => break,
-                    Ok(n) => got += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            buf.truncate(got);
-            Ok(Bytes::from(buf))
-        })
-        .await
+        read_at(&self.file, &self.path, offset, len).await
     }
 }
 
@@ -129,7 +113,7 @@ impl Writer {
             WriteMode::Keep => {
                 regular_file(root, rel)?;
                 let file = root
-                    .open_with(rel, OpenOptions::new().write(true).create(true))?
+                    .open_with(rel, OpenOptions::new().read(true).write(true).create(true))?
                     .into_std();
                 let size = file.metadata()?.len();
                 (file, None, size)
@@ -145,7 +129,9 @@ impl Writer {
                     regular_file(root, rel)?
                 };
                 let temp = temp_name(name);
-                let file = dir.open_with(&temp, OpenOptions::new().write(true).create_new(true))?;
+                let mut options = OpenOptions::new();
+                options.read(true).write(true).create_new(true);
+                let file = dir.open_with(&temp, &options)?;
                 if let Some(old) = old {
                     // A replaced file keeps its permission bits; failing that is not worth an error.
                     let _ = file.set_permissions(old.permissions());
@@ -251,6 +237,14 @@ impl WriteHandle for Writer {
 
     fn size(&self) -> u64 {
         self.size
+    }
+
+    async fn read_at(&mut self, offset: u64, len: usize) -> Result<Bytes> {
+        let len = (len.min(MAX_READ) as u64).min(self.size.saturating_sub(offset)) as usize;
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        read_at(&self.file, &self.path, offset, len).await
     }
 
     fn set_modified(&mut self, at: DateTime<Utc>) {
