@@ -151,6 +151,29 @@ async fn paramiko(gw: &Gateway, user: &str, base: &str) {
     assert!(run.success, "paramiko on {base}: {run}");
 }
 
+/// The files the paramiko script leaves, with their content.
+const WRITTEN: &[(&str, &[u8])] = &[
+    ("wplus.txt", b"hello world\nsecond line\n"),
+    ("rplus.txt", b"01AB456789"),
+    ("aplus.txt", b"line1\nline2\n"),
+    ("read-only-use.txt", b"unchanged"),
+    ("append.log", b"first\nsecond\nthird\n"),
+];
+
+/// Everything the paramiko script leaves in its folder, sorted: nothing else, no temp files,
+/// no lossy names.
+const LEFT: &[&str] = &[
+    "a.txt",
+    "aplus.txt",
+    "append.log",
+    "b.txt",
+    "empty",
+    "list",
+    "read-only-use.txt",
+    "rplus.txt",
+    "wplus.txt",
+];
+
 #[tokio::test]
 async fn paramiko_behaviours_on_a_sharepoint_mount() {
     let gw =
@@ -160,30 +183,10 @@ async fn paramiko_behaviours_on_a_sharepoint_mount() {
         .await;
     gw.sim_mkdirs("Semantics").await;
     paramiko(&gw, "pat", "/sp").await;
-    for (name, want) in [
-        ("wplus.txt", &b"hello world\nsecond line\n"[..]),
-        ("rplus.txt", b"01AB456789"),
-        ("aplus.txt", b"line1\nline2\n"),
-        ("read-only-use.txt", b"unchanged"),
-        ("append.log", b"first\nsecond\nthird\n"),
-    ] {
+    for (name, want) in WRITTEN {
         gw.assert_stored(&format!("Semantics/{name}"), want).await;
     }
-    assert_eq!(
-        gw.sim_names("Semantics").await,
-        [
-            "a.txt",
-            "aplus.txt",
-            "append.log",
-            "b.txt",
-            "empty",
-            "list",
-            "read-only-use.txt",
-            "rplus.txt",
-            "wplus.txt"
-        ],
-        "nothing else: no lossy names"
-    );
+    assert_eq!(gw.sim_names("Semantics").await, LEFT);
     assert_eq!(gw.sim_names("Semantics/empty").await, Vec::<String>::new());
 }
 
@@ -195,31 +198,16 @@ async fn paramiko_behaviours_on_a_local_mount() {
         .local("/local", folder.path(), ALL)])
     .await;
     paramiko(&gw, "pat", "/local").await;
-    let read = |name: &str| std::fs::read(folder.path().join(name)).unwrap();
-    assert_eq!(read("wplus.txt"), b"hello world\nsecond line\n");
-    assert_eq!(read("rplus.txt"), b"01AB456789");
-    assert_eq!(read("aplus.txt"), b"line1\nline2\n");
-    assert_eq!(read("append.log"), b"first\nsecond\nthird\n");
+    for (name, want) in WRITTEN {
+        let got = std::fs::read(folder.path().join(name)).unwrap();
+        assert_same(&got, want, name);
+    }
     let mut names: Vec<String> = std::fs::read_dir(folder.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(
-        names,
-        [
-            "a.txt",
-            "aplus.txt",
-            "append.log",
-            "b.txt",
-            "empty",
-            "list",
-            "read-only-use.txt",
-            "rplus.txt",
-            "wplus.txt"
-        ],
-        "nothing else, no temp files, no lossy names"
-    );
+    assert_eq!(names, LEFT);
 }
 
 /// OpenSSH's `ls -la` of an empty folder reads the listing past its end (the session used to
