@@ -312,7 +312,8 @@ impl Drive {
         let mut left = len.unwrap_or(u64::MAX);
         let body = response
             .bytes_stream()
-            .map_err(std::io::Error::other)
+            // The pre-authenticated URL (`tempauth=`) must not reach the logs with the error.
+            .map_err(|e| std::io::Error::other(e.without_url()))
             .try_filter_map(move |mut chunk: Bytes| {
                 if skip > 0 {
                     let n = skip.min(chunk.len() as u64);
