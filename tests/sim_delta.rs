@@ -1,5 +1,7 @@
 //! GRAPH.md section 6: delta at the root, paging to a deltaLink, changes since a token, deleted
-//! items without names, `token=latest`, and 410 resyncRequired after a reset.
+//! items without names, `token=latest`, and 410 resyncRequired after a reset. Items carry
+//! neither `parentReference.path` nor `cTag`, and come with the folders above them (Microsoft's
+//! "driveItem: delta" remarks; OneDrive API docs issue 295).
 
 mod common;
 
@@ -20,6 +22,7 @@ async fn delta(ctx: &Ctx, first: &str) -> (HashMap<String, Value>, String) {
                 item["parentReference"].get("path").is_none(),
                 "no path in delta: {item}"
             );
+            assert!(item.get("cTag").is_none(), "no cTag in delta: {item}");
             let id = item["id"].as_str().expect("id").to_string();
             items.insert(id, item.clone());
         }
@@ -250,4 +253,77 @@ async fn delta_pages_and_loses_no_change_made_while_paging() {
         changed_seen,
         "the change to {early_name} reached the client: {early_now}"
     );
+}
+
+/// The ids of one delta page's items, in order.
+fn page_ids(page: &Value) -> Vec<String> {
+    page["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .map(id)
+        .collect()
+}
+
+#[tokio::test]
+async fn changes_come_with_their_ancestors_and_deletions_without_names() {
+    let ctx = Ctx::new().await;
+    let root = ctx.get_json(&ctx.d("/root")).await;
+    let a = ctx.mkdirs("A").await;
+    let b = ctx.mkdirs("A/B").await;
+    let f = ctx.put("A/B/f.txt", b"f").await;
+    let g = ctx.put("A/B/g.txt", b"g").await;
+    ctx.put("elsewhere.txt", b"e").await;
+    let (_, link) = delta(&ctx, &ctx.d("/root/delta")).await;
+    ctx.put("A/B/f.txt", b"f, changed").await;
+    ctx.put("A/B/g.txt", b"g, changed").await;
+    // One changed item a page: each page carries the folders above it, outermost first.
+    let mut url = format!("{link}&$top=1");
+    let mut pages = Vec::new();
+    loop {
+        let page = ctx.get_json(&url).await;
+        pages.push(page_ids(&page));
+        match page["@odata.nextLink"].as_str() {
+            Some(next) => url = next.to_string(),
+            None => break,
+        }
+    }
+    let above = [id(&root), id(&a), id(&b)];
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    for (page, changed) in pages.iter().zip([&f, &g]) {
+        let want: Vec<String> = above.iter().cloned().chain([id(changed)]).collect();
+        assert_eq!(page, &want, "ancestors then the change");
+    }
+    let (items, link) = delta(&ctx, &link).await;
+    let got = check_live(&items, &f, "f.txt");
+    assert_eq!(got["parentReference"]["id"], id(&b).as_str(), "{got}");
+    assert_eq!(
+        got["parentReference"]["driveId"],
+        ctx.drive.as_str(),
+        "{got}"
+    );
+    assert!(
+        items[&id(&root)].get("root").is_some(),
+        "the root: {items:?}"
+    );
+    assert!(
+        items.values().all(|i| i["name"] != "elsewhere.txt"),
+        "unrelated items stay out: {items:?}"
+    );
+    // A deletion: the deleted facet, no name, the parent's id, and the folders above it.
+    let url = ctx.d(&format!("/items/{}", id(&g)));
+    assert_eq!(
+        ctx.req(Method::DELETE, &url).send().await.unwrap().status(),
+        204
+    );
+    let (items, _) = delta(&ctx, &link).await;
+    let gone = &items[&id(&g)];
+    assert!(gone["deleted"].is_object(), "{gone}");
+    assert!(gone.get("name").is_none(), "{gone}");
+    assert_eq!(gone["parentReference"]["id"], id(&b).as_str(), "{gone}");
+    let mut ids: Vec<String> = items.keys().cloned().collect();
+    ids.sort();
+    let mut want: Vec<String> = above.iter().cloned().chain([id(&g)]).collect();
+    want.sort();
+    assert_eq!(ids, want, "the deletion and the folders above it");
 }

@@ -1,5 +1,6 @@
 //! GRAPH.md section 1 name rules and section 4/5 conflict behaviour: illegal characters,
-//! reserved names, the 400-character path limit, percent-encoded segments, fail/replace/rename.
+//! reserved names, the 400-character path limit, percent-encoded segments, fail/replace/rename,
+//! and the parent folders an upload by path creates (checked by the same rules first).
 
 mod common;
 
@@ -241,6 +242,93 @@ async fn path_limit_counts_site_and_library_prefix() {
         inner_codes(&body).contains(&"pathIsTooLong".to_string()),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn upload_by_path_creates_missing_parents() {
+    let ctx = Ctx::new().await;
+    let file = json_status(ctx.put_raw("a/b/c.txt", b"abc".to_vec(), "").await, 201).await;
+    let b = ctx.item("a/b").await;
+    assert!(b["folder"].is_object(), "{b}");
+    check_parent(&file, &ctx.drive, b["id"].as_str().unwrap(), "a/b");
+    // Part of the path exists; names match case-insensitively.
+    json_status(ctx.put_raw("A/x/y.txt", b"y".to_vec(), "").await, 201).await;
+    assert_eq!(ctx.child_names("").await, ["a"]);
+    assert_eq!(ctx.child_names("a").await, ["b", "x"]);
+    let again = json_status(ctx.put_raw("A/B/c.txt", b"new".to_vec(), "").await, 200).await;
+    assert_eq!(again["id"], file["id"], "replaced in place: {again}");
+    // Relative to an item.
+    let a = ctx.item("a").await;
+    let url = ctx.d(&format!(
+        "/items/{}:/rel/deep/f.txt:/content",
+        a["id"].as_str().unwrap()
+    ));
+    let resp = ctx.req(Method::PUT, &url).body("f").send().await.unwrap();
+    let deep = json_status(resp, 201).await;
+    let folder = ctx.item("a/rel/deep").await;
+    check_parent(
+        &deep,
+        &ctx.drive,
+        folder["id"].as_str().unwrap(),
+        "a/rel/deep",
+    );
+    // A file where a folder should be.
+    let resp = ctx
+        .put_raw("a/b/c.txt/under/u.txt", b"u".to_vec(), "")
+        .await;
+    expect_invalid(resp, "a file as a parent").await;
+}
+
+async fn session_at(ctx: &Ctx, path: &str) -> reqwest::Response {
+    let url = ctx.p(path, "/createUploadSession");
+    ctx.req(Method::POST, &url)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn missing_parents_are_checked_before_anything_is_created() {
+    let ctx = Ctx::new().await;
+    ctx.mkdirs("ok").await;
+    for name in ILLEGAL {
+        for path in [
+            format!("{name}/f.txt"),
+            format!("ok/new/{name}/f.txt"),
+            format!("ok/new/{name}"),
+        ] {
+            let resp = ctx.put_raw(&path, b"x".to_vec(), "").await;
+            expect_invalid(resp, &format!("upload to {path:?}")).await;
+            let resp = session_at(&ctx, &path).await;
+            expect_invalid(resp, &format!("session on {path:?}")).await;
+        }
+    }
+    expect_invalid(
+        ctx.put_raw("Forms/f.txt", b"x".to_vec(), "").await,
+        "forms as a folder at the root",
+    )
+    .await;
+    json_status(ctx.put_raw("sub/forms/f.txt", b"x".to_vec(), "").await, 201).await;
+    // 32 characters of prefix + 4 x 100 + 3 + 4: over the limit, with every parent missing.
+    let seg = "s".repeat(100);
+    let long = format!("{seg}/{seg}/{seg}/{seg}.txt");
+    let body = expect_invalid(ctx.put_raw(&long, b"x".to_vec(), "").await, "long path").await;
+    assert!(
+        inner_codes(&body).contains(&"pathIsTooLong".to_string()),
+        "{body}"
+    );
+    let body = expect_invalid(session_at(&ctx, &long).await, "long session path").await;
+    assert!(
+        inner_codes(&body).contains(&"pathIsTooLong".to_string()),
+        "{body}"
+    );
+    assert_eq!(
+        ctx.child_names("").await,
+        ["ok", "sub"],
+        "nothing else created"
+    );
+    assert!(ctx.child_names("ok").await.is_empty());
 }
 
 #[tokio::test]

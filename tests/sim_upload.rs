@@ -1,10 +1,12 @@
 //! GRAPH.md section 4 upload sessions: a 50 MiB upload in 320 KiB-multiple fragments resumed
 //! after dropped fragments, status/cancel/expiry, invisibility until the last fragment,
-//! fileSystemInfo, and conflicts at the end. Fragment rules are in sim_fragments.rs.
+//! fileSystemInfo, conflicts at the end and without a behaviour, and missing parent folders.
+//! Fragment rules are in sim_fragments.rs.
 
 mod common;
 
 use common::*;
+use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::Digest;
 
@@ -125,7 +127,8 @@ async fn status_cancel_and_authorization() {
     let st = status(&ctx, &up).await;
     assert_eq!(st["nextExpectedRanges"], json!([format!("{FRAG}-")]));
     assert!(is_time(&st["expirationDateTime"]), "{st}");
-    // Upload URLs carry their own auth and refuse an Authorization header.
+    // Upload URLs carry their own auth and refuse an Authorization header ("Don't include it
+    // when you issue the PUT call": driveItem: createUploadSession, remarks).
     let resp = http.get(&up).bearer_auth(&ctx.token).send().await.unwrap();
     assert_eq!(resp.status(), 401, "status with Authorization");
     let resp = bad
@@ -247,4 +250,106 @@ async fn old_conflict_spelling_is_accepted() {
             .await,
         b"old"
     );
+}
+
+/// `POST .../createUploadSession` with a raw body (`None`: no body at all); expects 200.
+async fn open_session(ctx: &Ctx, path: &str, body: Option<&str>) -> String {
+    let mut req = ctx.req(Method::POST, &ctx.p(path, "/createUploadSession"));
+    if let Some(body) = body {
+        req = req
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+    }
+    check_session(&json_status(req.send().await.unwrap(), 200).await)
+}
+
+#[tokio::test]
+async fn session_without_conflict_behaviour_replaces() {
+    let ctx = Ctx::new().await;
+    let original = ctx.put("keep.txt", b"original").await;
+    let id = original["id"].as_str().unwrap();
+    let bodies = [
+        None,
+        Some(""),
+        Some("{}"),
+        Some(r#"{"item": {}}"#),
+        Some(r#"{"item": {"fileSystemInfo": {"lastModifiedDateTime": "2021-02-03T04:05:06Z"}}}"#),
+    ];
+    for (n, body) in bodies.into_iter().enumerate() {
+        let content = format!("replaced by session {n}");
+        let up = open_session(&ctx, "keep.txt", body).await;
+        let resp = put_fragment(&ctx.sim.http, &up, 0, content.as_bytes(), content.len()).await;
+        let item = json_status(resp, 200).await;
+        assert_eq!(item["id"], id, "replace keeps the item ({body:?}): {item}");
+        assert_eq!(item["name"], "keep.txt");
+        assert_eq!(ctx.download(id).await, content.as_bytes(), "{body:?}");
+    }
+    assert_eq!(ctx.child_names("").await, ["keep.txt"], "no renamed copies");
+    // The explicit behaviours still apply.
+    let resp = ctx
+        .req(Method::POST, &ctx.p("keep.txt", "/createUploadSession"))
+        .json(&json!({"item": {"@microsoft.graph.conflictBehavior": "fail"}}))
+        .send()
+        .await
+        .unwrap();
+    graph_error(resp, 409, "nameAlreadyExists").await;
+    let up = check_session(
+        &ctx.create_session(
+            "keep.txt",
+            json!({"@microsoft.graph.conflictBehavior": "rename"}),
+        )
+        .await,
+    );
+    let renamed = json_status(put_fragment(&ctx.sim.http, &up, 0, b"r", 1).await, 201).await;
+    assert_ne!(renamed["id"], id, "{renamed}");
+    assert_ne!(renamed["name"], "keep.txt", "{renamed}");
+}
+
+#[tokio::test]
+async fn path_session_creates_missing_folders_with_the_file() {
+    let ctx = Ctx::new().await;
+    ctx.mkdirs("top").await;
+    let total = 2 * FRAG;
+    let body = data(total, 3);
+    let http = &ctx.sim.http;
+    let up = open_session(&ctx, "top/new/deeper/s.bin", Some("{}")).await;
+    assert_eq!(
+        put_fragment(http, &up, 0, &body[..FRAG], total)
+            .await
+            .status(),
+        202
+    );
+    // Nothing of the path exists before the last fragment.
+    assert!(
+        ctx.item_at("top/new").await.is_none(),
+        "folder created early"
+    );
+    let done = json_status(
+        put_fragment(http, &up, FRAG, &body[FRAG..], total).await,
+        201,
+    )
+    .await;
+    let deeper = ctx.item("top/new/deeper").await;
+    assert!(deeper["folder"].is_object(), "{deeper}");
+    check_parent(
+        &done,
+        &ctx.drive,
+        deeper["id"].as_str().unwrap(),
+        "top/new/deeper",
+    );
+    assert_eq!(ctx.download(done["id"].as_str().unwrap()).await, body);
+    // A cancelled session on a missing path leaves nothing behind.
+    let up = open_session(&ctx, "gone/s.bin", None).await;
+    assert_eq!(http.delete(&up).send().await.unwrap().status(), 204);
+    assert!(ctx.item_at("gone").await.is_none());
+    // A relative path below an item works the same way.
+    let top = ctx.item("top").await;
+    let url = ctx.d(&format!(
+        "/items/{}:/rel/r.bin:/createUploadSession",
+        top["id"].as_str().unwrap()
+    ));
+    let session = json_status(ctx.req(Method::POST, &url).send().await.unwrap(), 200).await;
+    let up = check_session(&session);
+    json_status(put_fragment(http, &up, 0, b"rel", 3).await, 201).await;
+    assert_eq!(ctx.child_names("top/rel").await, ["r.bin"]);
 }

@@ -61,13 +61,8 @@ async fn serve_download(
     query: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> GraphResult<Response> {
-    if headers.contains_key(header::AUTHORIZATION) {
-        return Err(GraphError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "A pre-authenticated URL must be used without an Authorization header.",
-        ));
-    }
+    // An `Authorization` header is ignored here, as SharePoint does: the URL's `tempauth` is
+    // the credential (clients that follow the 302 of `/content` often still send one).
     let get = |k: &str| query.get(k).map(String::as_str).unwrap_or("");
     let (item_id, drive_id, tempauth) = (get("UniqueId"), get("drive"), get("tempauth"));
     let expires: i64 = tempauth
@@ -313,7 +308,8 @@ pub async fn simple_upload(mut r: Request, address: Address) -> GraphResult<Resp
             "Simple uploads are limited to 250 MB; use an upload session.",
         ));
     }
-    // Where the content goes: an existing item by id, or a name in a parent folder.
+    // Where the content goes: an existing item by id, or a name below a folder (missing parent
+    // folders are created when the content is stored).
     let (target, name) = {
         let mut world = r.sim.world.lock();
         let drive = drive_for(&r, &mut world, &address.drive, true)?;
@@ -324,11 +320,15 @@ pub async fn simple_upload(mut r: Request, address: Address) -> GraphResult<Resp
             }
             (Err(item.id.clone()), item.name.clone())
         } else {
-            let (parent, name) = address.parent_and_name(drive)?;
-            if conflict == Conflict::Fail && drive.child(&parent, &name).is_some() {
+            let placement = address.placement(drive)?;
+            let taken = placement
+                .parent()
+                .is_some_and(|parent| drive.child(parent, &placement.name).is_some());
+            if conflict == Conflict::Fail && taken {
                 return Err(GraphError::name_exists());
             }
-            (Ok(parent), name)
+            let name = placement.name.clone();
+            (Ok(placement), name)
         }
     };
     let path = r.sim.blob_path();
@@ -365,7 +365,7 @@ pub async fn simple_upload(mut r: Request, address: Address) -> GraphResult<Resp
     let mut world = r.sim.world.lock();
     let drive = drive_for(&r, &mut world, &address.drive, true)?;
     let (id, created) = match target {
-        Ok(parent) => drive.put_file(&parent, &name, blob, conflict, None)?,
+        Ok(placement) => placement.store(drive, blob, conflict, None)?,
         Err(id) => {
             drive.replace_content(&id, blob, None)?;
             (id, false)

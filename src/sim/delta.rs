@@ -1,9 +1,18 @@
 //! `GET /drives/{id}/root/delta`: the initial enumeration, changes since a token, `token=latest`,
 //! paging with `@odata.nextLink`, the final `@odata.deltaLink`, and 410 for stale tokens.
 //!
+//! Items look as SharePoint (OneDrive for Business) shows them in delta (Microsoft's
+//! "driveItem: delta" page, remarks): `parentReference` without `path`, no `cTag`, deleted items
+//! with a `deleted` facet and without `name`. Each page also carries the folders above its items
+//! up to the root (unless already on the page), as SharePoint returns "all of the items in the
+//! hierarchy above the modified items" so that a client can place them; they do not count
+//! towards `$top`.
+//!
 //! A token names the drive's delta epoch and a sequence number; paging tokens add the upper
 //! bound of the round and a cursor, so pages of one round stay consistent while the drive keeps
 //! changing (later changes fall into the next round).
+
+use std::collections::HashSet;
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -12,10 +21,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use percent_encoding::utf8_percent_encode;
 
-use super::drive::Change;
+use super::drive::{Change, Drive, Item};
 use super::error::{GraphError, GraphResult};
 use super::graph::{Request, SEGMENT};
 use super::items::{Address, drive_for, render};
+use super::state::Sim;
 use crate::wire::{Collection, DeletedFacet, DriveItem, ItemReference};
 
 /// The position a delta request continues from.
@@ -105,11 +115,13 @@ pub fn delta(r: Request, address: Address) -> GraphResult<Response> {
     };
     let changes = drive.changes(position.since, upto, cursor, top + 1);
     let more = changes.len() > top;
-    let value: Vec<DriveItem> = changes
-        .iter()
-        .take(top)
-        .map(|change| match change {
-            Change::Live(_, item) => render(&r.sim, drive, item, false),
+    let page = &changes[..changes.len().min(top)];
+    let above = ancestors(drive, page)
+        .into_iter()
+        .map(|item| live(&r.sim, drive, item));
+    let value: Vec<DriveItem> = above
+        .chain(page.iter().map(|change| match change {
+            Change::Live(_, item) => live(&r.sim, drive, item),
             Change::Gone(t) => DriveItem {
                 id: t.id.clone(),
                 deleted: Some(DeletedFacet {
@@ -125,7 +137,7 @@ pub fn delta(r: Request, address: Address) -> GraphResult<Response> {
                 file: (!t.is_folder).then(Default::default),
                 ..Default::default()
             },
-        })
+        }))
         .collect();
     let top_param = r
         .query
@@ -165,6 +177,36 @@ pub fn delta(r: Request, address: Address) -> GraphResult<Response> {
         delta_link,
     })
     .into_response())
+}
+
+/// A live item as delta shows it: no `parentReference.path`, no `cTag`.
+fn live(sim: &Sim, drive: &Drive, item: &Item) -> DriveItem {
+    DriveItem {
+        c_tag: None,
+        ..render(sim, drive, item, false)
+    }
+}
+
+/// The folders above the items of `page`, up to the root, that the page does not carry itself;
+/// outermost first.
+fn ancestors<'a>(drive: &'a Drive, page: &[Change<'a>]) -> Vec<&'a Item> {
+    let on_page = |change: &Change<'a>| match change {
+        Change::Live(_, item) => (item.id.as_str(), item.parent.as_deref()),
+        Change::Gone(t) => (t.id.as_str(), Some(t.parent.as_str())),
+    };
+    let mut seen: HashSet<&str> = page.iter().map(|c| on_page(c).0).collect();
+    let mut out = Vec::new();
+    for change in page {
+        let mut parent = on_page(change).1;
+        // A folder seen before had its own ancestors added (or is on the page and will).
+        while let Some(id) = parent.filter(|id| seen.insert(id)) {
+            let Ok(folder) = drive.get(id) else { break };
+            out.push(folder);
+            parent = folder.parent.as_deref();
+        }
+    }
+    out.sort_by_key(|folder| drive.depth(&folder.id));
+    out
 }
 
 #[cfg(test)]

@@ -292,10 +292,11 @@ impl Drive {
         false
     }
 
-    /// The decoded server-relative length SharePoint counts: `sites/NAME/LIBRARY/path`.
-    fn full_path_len(&self, folder: &str, name: &str) -> usize {
+    /// The decoded server-relative length SharePoint counts, `sites/NAME/LIBRARY/path`, of a
+    /// path reaching `below` characters past `folder/`.
+    fn full_path_len(&self, folder: &str, below: usize) -> usize {
         let prefix = format!("sites/{}/{}", self.site_name, self.url_name);
-        prefix.chars().count() + self.path_of(folder).chars().count() + 1 + name.chars().count()
+        prefix.chars().count() + self.path_of(folder).chars().count() + 1 + below
     }
 
     fn longest_below(&self, id: &str) -> usize {
@@ -315,11 +316,14 @@ impl Drive {
         is_folder: bool,
         extra: usize,
     ) -> GraphResult<()> {
-        names::check(name, is_folder, folder == self.root_id).map_err(|rule| {
-            GraphError::invalid(format!("The provided name '{name}' is not valid: {rule}."))
-                .inner("invalidName")
-        })?;
-        if self.full_path_len(folder, name) + extra > names::MAX_PATH {
+        names::check(name, is_folder, folder == self.root_id)
+            .map_err(|rule| invalid_name(name, &rule))?;
+        self.check_length(folder, name.chars().count() + extra)
+    }
+
+    /// Refuses a path reaching `below` characters past `folder/` beyond SharePoint's limit.
+    fn check_length(&self, folder: &str, below: usize) -> GraphResult<()> {
+        if self.full_path_len(folder, below) > names::MAX_PATH {
             return Err(GraphError::invalid(format!(
                 "The path is too long: the full path may have at most {} characters.",
                 names::MAX_PATH
@@ -716,6 +720,12 @@ impl Change<'_> {
             Change::Gone(t) => (t.depth, t.seq),
         }
     }
+}
+
+/// The answer to a name that breaks one of SharePoint's rules.
+pub fn invalid_name(name: &str, rule: &str) -> GraphError {
+    GraphError::invalid(format!("The provided name '{name}' is not valid: {rule}."))
+        .inner("invalidName")
 }
 
 pub fn precondition_failed() -> GraphError {

@@ -140,6 +140,11 @@ pub fn parse(raw: &str) -> GraphResult<Target> {
                 Some(i) => (&path_form[..i], &path_form[i + 1..]),
                 None => (path_form, ""),
             };
+            // An empty segment inside the path (`a//b`) names nothing; an upload must not read
+            // it as `a/b` and create folders there.
+            if path.trim_matches('/').contains("//") {
+                return Err(GraphError::invalid("The path contains an empty segment."));
+            }
             let segments = path
                 .split('/')
                 .filter(|s| !s.is_empty())
@@ -338,6 +343,7 @@ mod tests {
                 suffix: SiteSuffix::Drives
             }
         );
+        assert!(parse("/v1.0/drives/b!x/root:/a//b.txt:/content").is_err());
         assert!(parse("/v1.0/drives/b!x/root/bogus").is_err());
         assert!(parse("/v1.0/users").is_err());
     }

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use super::drive::{Conflict, Drive, Item, Kind, precondition_failed};
 use super::error::{GraphError, GraphResult};
 use super::graph::{Base, Query, Request, read_json};
+use super::placement::Placement;
 use super::state::{CopyJob, Sim, World};
 use crate::wire::{
     Collection, DriveItem, FileFacet, FileSystemInfo, FolderFacet, Hashes, ItemReference,
@@ -43,17 +44,9 @@ impl Address {
         }
     }
 
-    /// For uploads by path: the existing parent folder's id and the new name.
-    pub fn parent_and_name(&self, drive: &Drive) -> GraphResult<(String, String)> {
-        let (name, parents) = self
-            .path
-            .split_last()
-            .ok_or_else(|| GraphError::invalid("A name is required in the path."))?;
-        let parent = drive.resolve(self.base_id(drive), parents)?;
-        if !parent.is_folder() {
-            return Err(GraphError::invalid("The parent item is not a folder."));
-        }
-        Ok((parent.id.clone(), name.clone()))
+    /// For uploads by path: where the file lands, with the parent folders still to create.
+    pub fn placement(&self, drive: &Drive) -> GraphResult<Placement> {
+        Placement::find(drive, self.base_id(drive), &self.path)
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`state`]: the world and everything issued; [`drive`]: one library's tree and change log;
 //! - [`auth`]: token endpoints and bearer checks; [`graph`]: URL grammar and dispatch;
 //! - [`sites`], [`items`], [`content`], [`upload`], [`delta`]: the Graph handlers;
+//! - [`placement`]: uploads by path and the parent folders they create;
 //! - [`control`]: `/_sim/`; [`stats`]: counting; [`error`]: error bodies; [`names`]: name rules;
 //! - [`seed`]: the seed file and the default world.
 
@@ -22,6 +23,7 @@ mod error;
 mod graph;
 mod items;
 mod names;
+mod placement;
 mod seed;
 mod sites;
 mod state;

@@ -1,6 +1,7 @@
-//! Upload sessions (shared/GRAPH.md section 4): create, fragments with every ordering and size
-//! rule, status, cancel, expiry, `deferCommit`, and the atomic appearance of the file when the
-//! last fragment is accepted.
+//! Upload sessions (shared/GRAPH.md section 4): create (replacing by default, on a path whose
+//! missing folders appear with the file), fragments with every ordering and size rule, status,
+//! cancel, expiry, `deferCommit`, and the atomic appearance of the file when the last fragment
+//! is accepted.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use super::drive::{Blob, Conflict};
 use super::error::{GraphError, GraphResult};
 use super::graph::Request;
 use super::items::{Address, drive_for, render};
+use super::placement::Placement;
 use super::state::{Caller, Sim};
 use crate::wire::{QuickXor, UploadSession};
 
@@ -32,8 +34,19 @@ const HARD_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 /// Where a finished upload goes.
 #[derive(Debug, Clone)]
 pub enum Destination {
-    New { parent: String, name: String },
+    /// A path: a new file, or one replacing what holds its name by then.
+    New(Placement),
+    /// An item addressed by id: new content for it.
     Existing { id: String, name: String },
+}
+
+impl Destination {
+    fn name(&self) -> &str {
+        match self {
+            Destination::New(placement) => &placement.name,
+            Destination::Existing { name, .. } => name,
+        }
+    }
 }
 
 pub struct UploadState {
@@ -123,7 +136,10 @@ pub async fn create(mut r: Request, address: Address) -> GraphResult<Response> {
             .query
             .get("@microsoft.graph.conflictBehavior")
             .map(String::as_str));
-    let conflict = Conflict::parse(behaviour, Conflict::Fail)?;
+    // Without a behaviour the session replaces an existing file, as SharePoint does (mature
+    // clients create path-based sessions without one and overwrite), although Microsoft's
+    // reference page names `fail` as the default.
+    let conflict = Conflict::parse(behaviour, Conflict::Replace)?;
     let fs_modified = item
         .and_then(|i| i.pointer("/fileSystemInfo/lastModifiedDateTime"))
         .map(|v| {
@@ -152,8 +168,11 @@ pub async fn create(mut r: Request, address: Address) -> GraphResult<Response> {
                 name: existing.name.clone(),
             }
         } else {
-            let (parent, name) = address.parent_and_name(drive)?;
-            match drive.child(&parent, &name) {
+            let placement = address.placement(drive)?;
+            let existing = placement
+                .parent()
+                .and_then(|parent| drive.child(parent, &placement.name));
+            match existing {
                 Some(_) if conflict == Conflict::Fail => return Err(GraphError::name_exists()),
                 Some(existing) if existing.is_folder() && conflict == Conflict::Replace => {
                     return Err(GraphError::name_exists());
@@ -164,9 +183,13 @@ pub async fn create(mut r: Request, address: Address) -> GraphResult<Response> {
                     return Err(GraphError::locked());
                 }
                 Some(_) => {}
-                None => drive.check_name(&parent, &name, false, 0)?,
+                None => {
+                    if let Some(parent) = placement.parent() {
+                        drive.check_name(parent, &placement.name, false, 0)?;
+                    }
+                }
             }
-            Destination::New { parent, name }
+            Destination::New(placement)
         }
     };
     let id = base64::Engine::encode(
@@ -248,6 +271,8 @@ async fn handle(
     headers: &HeaderMap,
     body: &mut Option<Body>,
 ) -> GraphResult<Response> {
+    // "Only send the Authorization header and bearer token when issuing the POST during the
+    // first step" (driveItem: createUploadSession, remarks): the upload URL carries its own.
     if headers.contains_key(header::AUTHORIZATION) {
         return Err(GraphError::new(
             StatusCode::UNAUTHORIZED,
@@ -443,11 +468,15 @@ async fn fragment(
 /// Makes the uploaded file visible: 201 for a new item, 200 for replaced content.
 async fn commit(sim: &Arc<Sim>, state: &mut UploadState) -> GraphResult<Response> {
     let path = state.path.clone().expect("an open session has its file");
-    let (name, _) = match &state.destination {
-        Destination::New { name, .. } | Destination::Existing { name, .. } => (name.clone(), ()),
-    };
     let mut len = state.received;
-    enrich(sim, &name, &path, &mut state.hash, &mut len).await?;
+    enrich(
+        sim,
+        state.destination.name(),
+        &path,
+        &mut state.hash,
+        &mut len,
+    )
+    .await?;
     let blob = Arc::new(Blob {
         path: state.path.take().expect("checked above"),
         len,
@@ -460,8 +489,8 @@ async fn commit(sim: &Arc<Sim>, state: &mut UploadState) -> GraphResult<Response
         .get_mut(&state.drive)
         .ok_or_else(session_gone)?;
     let (id, created) = match &state.destination {
-        Destination::New { parent, name } => {
-            drive.put_file(parent, name, blob, state.conflict, state.fs_modified)?
+        Destination::New(placement) => {
+            placement.store(drive, blob, state.conflict, state.fs_modified)?
         }
         Destination::Existing { id, .. } => {
             drive.replace_content(id, blob, state.fs_modified)?;
