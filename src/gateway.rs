@@ -92,7 +92,11 @@ impl Gateway {
                     }
                     Arc::new(Local::new(dir.clone())?)
                 }
-                MountTarget::SharePoint { connection, remote } => {
+                MountTarget::SharePoint {
+                    connection,
+                    remote,
+                    names,
+                } => {
                     let connection = self.connections.get(connection).ok_or_else(|| {
                         storage::Error::new(
                             storage::ErrorKind::Failed,
@@ -103,6 +107,7 @@ impl Gateway {
                         connection.clone(),
                         remote,
                         self.spool_dir.clone(),
+                        *names,
                     ))
                 }
             };

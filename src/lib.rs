@@ -8,7 +8,8 @@
 //!   validated typed values) from a TOML file plus `SPGATE_...` environment overrides.
 //! - [`connections`]: SharePoint connections: tokens (secret, certificate, device code),
 //!   health with durable alerts, and each connection's Graph client and library.
-//! - [`graph`]: spgate's Microsoft Graph client: limits, throttling, retries, paths, uploads.
+//! - [`graph`]: spgate's Microsoft Graph client: limits, throttling, retries, paths, uploads,
+//!   SharePoint's naming rules and the look-alike encoding of names it refuses.
 //! - [`storage`]: object-safe storage backends (`local`, `sharepoint`) behind mounts.
 //! - [`sync`]: the sync worker for mirrored folders (push, pull, two-way) and its SQLite state.
 //! - [`users`]: accounts, password and public-key authentication.

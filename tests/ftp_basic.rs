@@ -60,7 +60,7 @@ async fn uploads_and_downloads_reach_sharepoint() {
 
 #[tokio::test]
 async fn listings_errors_and_file_operations() {
-    let gw = Gateway::start(&[alice()]).await;
+    let gw = Gateway::start(&[alice().names("refuse")]).await;
     gw.sim_put("report.csv", &random(1234)).await;
     gw.sim_put("Inbox/one.txt", &random(77)).await;
     let out = gw

@@ -305,7 +305,8 @@ async fn names_that_need_encoding_round_trip() {
 
 #[tokio::test]
 async fn names_sharepoint_refuses_are_553_and_nothing_appears() {
-    let gw = Gateway::start(&[alice()]).await;
+    // With names = "refuse"; tests/names_encode.rs has the default, "encode".
+    let gw = Gateway::start(&[alice().names("refuse")]).await;
     gw.sim_put("ok.txt", b"payload").await;
     let mut script = String::new();
     for name in [

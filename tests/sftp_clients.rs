@@ -156,7 +156,8 @@ async fn paramiko_session(stat_by_path: bool) {
         Ctx::new().await,
         &[User::new("bob")
             .password("s3cret pw")
-            .sharepoint("/", "/", ALL)],
+            .sharepoint("/", "/", ALL)
+            .names("refuse")],
         "max_retries = 1",
     )
     .await;

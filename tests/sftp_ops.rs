@@ -212,7 +212,9 @@ async fn names_that_need_encoding_round_trip() {
 
 #[tokio::test]
 async fn names_sharepoint_refuses_are_refused_and_nothing_appears() {
-    let gw = gateway().await;
+    // With names = "refuse"; tests/names_encode.rs has the default, "encode".
+    let alice = User::new("alice").sharepoint("/", "/", ALL).names("refuse");
+    let gw = Gateway::start(&[alice]).await;
     gw.write_local("x.txt", b"payload");
     gw.sftp_ok("alice", "put x.txt ok.txt\n").await;
     for batch in [

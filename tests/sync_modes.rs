@@ -235,7 +235,7 @@ async fn push_with_delete_keeps_sources_while_sharepoint_fails() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn push_with_delete_keeps_skipped_sources() {
-    let env = Env::new("push", "after_copy = \"delete\"").await;
+    let env = Env::new("push", "after_copy = \"delete\"\nnames = \"refuse\"").await;
     env.write("ok.txt", b"ok", 60);
     env.write("a:b.txt", b"colon", 60);
     env.write("A.txt", b"upper", 60);

@@ -76,7 +76,8 @@ async fn folders_differing_in_case_are_never_merged() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn names_sharepoint_refuses_are_skipped_and_the_rest_syncs() {
-    let env = Env::new("two-way", "").await;
+    // With names = "refuse"; tests/names_encode.rs has the default, "encode".
+    let env = Env::new("two-way", "names = \"refuse\"").await;
     let bad = [
         "a:b.txt",
         "con.txt",

@@ -48,8 +48,8 @@ pub use permissions::{Permission, Permissions};
 pub use secret::Secret;
 pub use types::{
     Admin, AfterCopy, Audit, AuthorizedKey, CertKey, Config, Conflict, Connection, Credential,
-    Direction, Ftp, Limits, MaxDelete, Mount, MountTarget, Sftp, Site, State, SyncJob, TlsRequired,
-    User,
+    Direction, Ftp, Limits, MaxDelete, Mount, MountTarget, Names, Sftp, Site, State, SyncJob,
+    TlsRequired, User,
 };
 
 /// Prefix of the environment variables that override file values.

@@ -121,6 +121,7 @@ pub(super) struct Mount {
     pub remote: Option<String>,
     pub local: Option<String>,
     pub permissions: Option<Permissions>,
+    pub names: Option<String>,
 }
 
 /// `permissions = "*"` or `permissions = ["list", ...]`.
@@ -136,6 +137,7 @@ pub(super) struct SyncJob {
     pub local: Option<String>,
     pub connection: Option<String>,
     pub remote: Option<String>,
+    pub names: Option<String>,
     pub direction: Option<String>,
     pub after_copy: Option<String>,
     pub interval: Option<String>,

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::types::{AfterCopy, Conflict, Connection, Direction, MaxDelete, SyncJob};
-use super::validate::{Context, choice, known_connection, required, unique};
+use super::validate::{Context, choice, known_connection, names, required, unique};
 use super::{Error, raw, values};
 
 const SYNC_INTERVAL: Duration = Duration::from_secs(300);
@@ -30,6 +30,7 @@ pub(super) fn syncs(
             connections,
         )?;
         let remote = values::slash_path(&at("remote"), &required(s.remote, &at("remote"))?, false)?;
+        let names = names(&at("names"), s.names.as_deref())?;
         let direction = choice(
             &at("direction"),
             &required(s.direction, &at("direction"))?,
@@ -86,6 +87,7 @@ pub(super) fn syncs(
             local,
             connection,
             remote,
+            names,
             direction,
             after_copy,
             interval,

@@ -79,6 +79,7 @@ path = "/"
 connection = "secret"
 remote = "Partners/In"
 permissions = "*"
+names = "refuse"
 
 [[users.mounts]]
 path = "/local/"
@@ -98,6 +99,7 @@ name = "outbox"
 local = "/srv/outbox"
 connection = "device"
 remote = "/Outbox"
+names = "refuse"
 direction = "push"
 after_copy = "delete"
 interval = "30s"
@@ -175,7 +177,8 @@ fn full_config_parses() {
         root.target,
         MountTarget::SharePoint {
             connection: "secret".into(),
-            remote: "/Partners/In".into()
+            remote: "/Partners/In".into(),
+            names: Names::Refuse,
         }
     );
     assert_eq!(root.permissions, Permissions::all());
@@ -189,10 +192,14 @@ fn full_config_parses() {
     assert!(local.permissions.allows(Permission::Write));
     assert!(!local.permissions.allows(Permission::Delete));
     assert_eq!(format!("{:?}", ro.permissions), r#"{"list", "read"}"#);
-    assert!(matches!(&ro.target, MountTarget::SharePoint { remote, .. } if remote == "/"));
+    assert!(matches!(
+        &ro.target,
+        MountTarget::SharePoint { remote, names: Names::Encode, .. } if remote == "/"
+    ));
     assert!(!config.user("bob").unwrap().enabled);
 
     let sync = &config.syncs[0];
+    assert_eq!(sync.names, Names::Refuse);
     assert_eq!(sync.direction, Direction::Push);
     assert_eq!(sync.after_copy, AfterCopy::Delete);
     assert_eq!(sync.interval, Duration::from_secs(30));
@@ -245,6 +252,7 @@ fn sync_defaults() {
     );
     let sync = &parse_str(&toml).unwrap().syncs[0];
     assert_eq!(sync.remote, "/r");
+    assert_eq!(sync.names, Names::Encode);
     assert_eq!(sync.after_copy, AfterCopy::Keep);
     assert_eq!(sync.interval, Duration::from_secs(300));
     assert_eq!(sync.conflict, Conflict::KeepBoth);

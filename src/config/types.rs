@@ -299,6 +299,8 @@ pub enum MountTarget {
         connection: String,
         /// Normalised absolute folder path inside the library (`/` = library root).
         remote: String,
+        /// What happens to names SharePoint refuses.
+        names: Names,
     },
     /// A directory on the gateway host.
     Local {
@@ -318,6 +320,8 @@ pub struct SyncJob {
     pub connection: String,
     /// Normalised absolute folder path inside the connection's library.
     pub remote: String,
+    /// What happens to local names SharePoint refuses.
+    pub names: Names,
     /// Which way files flow.
     pub direction: Direction,
     /// What happens to a source file after a verified copy (push/pull only).
@@ -332,6 +336,18 @@ pub struct SyncJob {
     pub exclude: Vec<String>,
     /// A disabled job is never run by the scheduler.
     pub enabled: bool,
+}
+
+/// `names` of a SharePoint mount or a sync job: what happens to a name SharePoint refuses
+/// (`a:b.txt`, `con.txt`, a trailing dot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Names {
+    /// Stored under a look-alike name (`a：b.txt`) and shown to clients as written (the
+    /// mapping is [`crate::graph::lookalike`]).
+    #[default]
+    Encode,
+    /// Refused, with the rule it breaks.
+    Refuse,
 }
 
 /// `syncs[].direction`.

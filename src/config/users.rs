@@ -8,7 +8,7 @@ use base64::Engine as _;
 use ipnet::IpNet;
 
 use super::types::{AuthorizedKey, Connection, Mount, MountTarget, TlsRequired, User};
-use super::validate::{Context, known_connection, required, unique};
+use super::validate::{Context, known_connection, names, required, unique};
 use super::{Error, permissions, raw, values};
 
 /// Validates every user. `ftp_tls` is `ftp.tls_required`, or `None` when FTP is off.
@@ -122,7 +122,14 @@ fn mount(
         (Some(connection), remote, None) => MountTarget::SharePoint {
             connection: known_connection(&field("connection"), connection, connections)?,
             remote: values::slash_path(&field("remote"), remote.as_deref().unwrap_or("/"), false)?,
+            names: names(&field("names"), m.names.as_deref())?,
         },
+        (None, None, Some(_)) if m.names.is_some() => {
+            return Err(Error::invalid(
+                field("names"),
+                "applies to SharePoint mounts only; a local folder takes any name",
+            ));
+        }
         (None, None, Some(local)) => MountTarget::Local {
             dir: cx.path(&field("local"), &local)?,
         },

@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::types::{Admin, Audit, CertKey, Config, Connection, Ftp, Sftp, State, TlsRequired};
+use super::types::{
+    Admin, Audit, CertKey, Config, Connection, Ftp, Names, Sftp, State, TlsRequired,
+};
 use super::{Error, Secret, connections, raw, secret, syncs, users, values};
 
 const SFTP_LISTEN: &str = "0.0.0.0:2222";
@@ -56,6 +58,15 @@ pub(super) fn choice<T: Copy>(key: &str, text: &str, options: &[(&str, T)]) -> R
                 .collect();
             Error::invalid(key, format!("{text:?} is not one of {}", names.join(", ")))
         })
+}
+
+/// `names = "encode" | "refuse"` of a SharePoint mount or a sync job (default `encode`).
+pub(super) fn names(key: &str, text: Option<&str>) -> Result<Names, Error> {
+    choice(
+        key,
+        text.unwrap_or("encode"),
+        &[("encode", Names::Encode), ("refuse", Names::Refuse)],
+    )
 }
 
 /// Records `name` in `seen`, failing if it was already there.

@@ -2,13 +2,15 @@
 //!
 //! - [`client`]: requests with limits, throttling pauses, token refresh and retries;
 //! - [`drive`]: one library's operations by path; [`upload`]: simple and session uploads;
-//! - [`names`]: SharePoint's naming rules and path encoding; [`error`]: the error kinds.
+//! - [`names`]: SharePoint's naming rules and path encoding; [`lookalike`]: the encoding of
+//!   names SharePoint refuses into look-alikes it accepts; [`error`]: the error kinds.
 //!
 //! It shares only the plain types of [`crate::wire`] with the simulator.
 
 pub mod client;
 pub mod drive;
 pub mod error;
+pub mod lookalike;
 pub mod names;
 pub mod upload;
 

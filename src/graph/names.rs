@@ -59,24 +59,29 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
     if name.starts_with("~$") {
         return Err(NameError::TildeDollar);
     }
-    let lower = name.to_lowercase();
-    if lower.contains("_vti_") {
+    if name.to_lowercase().contains("_vti_") {
         return Err(NameError::Vti);
     }
-    let stem = lower.split('.').next().unwrap_or_default();
-    let numbered_device = |s: &str| {
-        s.len() == 4
-            && (s.starts_with("com") || s.starts_with("lpt"))
-            && s.as_bytes()[3].is_ascii_digit()
-    };
-    if lower == ".lock"
-        || lower == "desktop.ini"
-        || DEVICE_NAMES.contains(&stem)
-        || numbered_device(stem)
-    {
+    if is_device(name.split('.').next().unwrap_or_default()) || is_reserved_whole(name) {
         return Err(NameError::Reserved(name.to_string()));
     }
     Ok(())
+}
+
+/// Whether `stem` (a name up to its first `.`) is a Windows device name (`CON`, `COM1`...),
+/// which SharePoint refuses with or without an extension.
+pub fn is_device(stem: &str) -> bool {
+    let stem = stem.to_lowercase();
+    let numbered = stem.len() == 4
+        && (stem.starts_with("com") || stem.starts_with("lpt"))
+        && stem.as_bytes()[3].is_ascii_digit();
+    numbered || DEVICE_NAMES.contains(&stem.as_str())
+}
+
+/// Whether SharePoint refuses `name` as a whole (`.lock`, `desktop.ini`).
+pub fn is_reserved_whole(name: &str) -> bool {
+    let lower = name.to_lowercase();
+    lower == ".lock" || lower == "desktop.ini"
 }
 
 /// Checks a folder name that is about to be created at `depth` (0 = the library root).

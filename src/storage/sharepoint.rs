@@ -9,6 +9,10 @@
 //!   error at close and its session is cancelled.
 //! - A short-lived metadata cache (a few seconds; cleared by this gateway's own changes) saves
 //!   the stat that clients send after listing a folder.
+//! - With `names = "encode"`, every path going in is mapped segment by segment to the
+//!   look-alike names SharePoint stores ([`graph::lookalike`]) and every name coming out is
+//!   mapped back; stored names no encoding produces are left out of listings (they could not
+//!   be reached under their decoded name). The cache holds stored names.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,8 +30,9 @@ use super::{
     Backend, Capabilities, Entry, Error, ErrorKind, ReadHandle, Result, Space, WriteHandle,
     WriteMode,
 };
+use crate::config::Names;
 use crate::connections::Connection;
-use crate::graph::{self, Drive};
+use crate::graph::{self, Drive, lookalike};
 
 const CACHE_TTL: Duration = Duration::from_secs(5);
 
@@ -37,6 +42,8 @@ pub struct SharePoint {
     root: String,
     spool_dir: PathBuf,
     cache: Arc<DashMap<String, (Entry, Instant)>>,
+    /// `names = "encode"`: names are stored as look-alikes where SharePoint refuses them.
+    encode: bool,
 }
 
 fn entry(e: graph::Entry) -> Entry {
@@ -50,23 +57,33 @@ fn entry(e: graph::Entry) -> Entry {
 }
 
 impl SharePoint {
-    pub fn new(connection: Arc<Connection>, root: &str, spool_dir: PathBuf) -> Self {
+    pub fn new(connection: Arc<Connection>, root: &str, spool_dir: PathBuf, names: Names) -> Self {
         SharePoint {
             connection,
             root: root.trim_end_matches('/').to_string(),
             spool_dir,
             cache: Arc::new(DashMap::new()),
+            encode: names == Names::Encode,
         }
     }
 
-    /// The library path of a backend path.
+    /// The library path of a backend path, with stored (encoded) names.
     fn full(&self, path: &str) -> String {
         let path = path.trim_start_matches('/');
         if path.is_empty() {
             format!("{}/", self.root)
+        } else if self.encode {
+            let stored = lookalike::encode_path(path, self.root.is_empty());
+            format!("{}/{stored}", self.root)
         } else {
             format!("{}/{path}", self.root)
         }
+    }
+
+    /// How names of one folder are shown: `Some(at_library_root)` when they are decoded,
+    /// `None` when they are shown as stored. `in_mount_root`: the folder is the mounted one.
+    fn decoding(&self, in_mount_root: bool) -> Option<bool> {
+        self.encode.then_some(self.root.is_empty() && in_mount_root)
     }
 
     async fn drive(&self) -> Result<Arc<Drive>> {
@@ -110,7 +127,12 @@ impl Backend for SharePoint {
     }
 
     async fn stat(&self, path: &str) -> Result<Entry> {
-        self.stat_full(&self.full(path)).await
+        let mut found = self.stat_full(&self.full(path)).await?;
+        let depth = graph::names::segments(path).len();
+        if let Some(at_library_root) = self.decoding(depth == 1).filter(|_| depth > 0) {
+            found.name = lookalike::decode_name(&found.name, at_library_root);
+        }
+        Ok(found)
     }
 
     async fn list(&self, path: &str) -> Result<BoxStream<'static, Result<Vec<Entry>>>> {
@@ -123,18 +145,29 @@ impl Backend for SharePoint {
             ));
         }
         let cache = self.cache.clone();
+        let decoding = self.decoding(segments_empty(path));
         let first = drive.children_url(&folder);
         let pages = futures_util::stream::try_unfold(Some(first), move |next| {
             let (drive, cache, folder) = (drive.clone(), cache.clone(), folder.clone());
             async move {
                 let Some(url) = next else { return Ok(None) };
                 let (items, next) = drive.children_page(&url).await?;
-                let entries: Vec<Entry> = items.into_iter().map(entry).collect();
+                let mut entries: Vec<Entry> = items.into_iter().map(entry).collect();
                 for e in &entries {
                     cache.insert(
                         format!("{}/{}", folder.trim_end_matches('/'), e.name),
                         (e.clone(), Instant::now()),
                     );
+                }
+                if let Some(at_library_root) = decoding {
+                    entries.retain_mut(|e| {
+                        let shown = lookalike::decode_reachable(&e.name, at_library_root);
+                        if shown.is_none() {
+                            tracing::warn!(%folder, name = %e.name, "left out of a listing: \
+                                names = \"encode\" cannot reach this stored name");
+                        }
+                        shown.map(|name| e.name = name).is_some()
+                    });
                 }
                 Ok::<_, Error>(Some((entries, next)))
             }
@@ -187,6 +220,7 @@ impl Backend for SharePoint {
             _ => {}
         }
         let spool = Arc::new(tempfile::tempfile_in(&self.spool_dir)?);
+        let depth = graph::names::segments(path).len();
         let mut writer = Writer {
             drive,
             path: full.clone(),
@@ -196,6 +230,7 @@ impl Backend for SharePoint {
             create_new: mode == WriteMode::CreateNew,
             unchanged: false,
             cache: self.cache.clone(),
+            decoding: self.decoding(depth == 1),
         };
         if let (Some(e), WriteMode::Keep) = (existing, mode) {
             // Resume/append on SharePoint: the existing content is re-uploaded with the new data.
@@ -363,6 +398,8 @@ struct Writer {
     /// The existing content was kept and nothing was written (nor a time set) since.
     unchanged: bool,
     cache: Arc<DashMap<String, (Entry, Instant)>>,
+    /// As [`SharePoint::decoding`] for the file's folder.
+    decoding: Option<bool>,
 }
 
 /// The most one read of a file being written returns.
@@ -482,8 +519,11 @@ impl WriteHandle for Writer {
             )
             .await;
         self.cache.remove(&self.path);
-        let stored = stored?;
-        Ok(entry(stored))
+        let mut stored = entry(stored?);
+        if let Some(at_library_root) = self.decoding {
+            stored.name = lookalike::decode_name(&stored.name, at_library_root);
+        }
+        Ok(stored)
     }
 
     async fn abort(self: Box<Self>) {}

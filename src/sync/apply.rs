@@ -88,7 +88,7 @@ impl Context<'_> {
     }
 
     pub fn remote_path(&self, path: &str) -> String {
-        format!("{}/{path}", self.job.remote.trim_end_matches('/'))
+        super::remote_path(&self.job.remote, self.job.names, path)
     }
 
     fn keep_rows(&self) -> bool {

@@ -24,6 +24,9 @@ pub mod store;
 
 use unicode_normalization::UnicodeNormalization;
 
+use crate::config::Names;
+use crate::graph::lookalike;
+
 /// The prefix of every temporary file spgate writes; such files are never synced.
 pub const TEMP_PREFIX: &str = ".spgate.";
 
@@ -31,6 +34,19 @@ pub const TEMP_PREFIX: &str = ".spgate.";
 /// treat two names with the same key as the same name.
 pub fn key(path: &str) -> String {
     path.nfc().collect::<String>().to_lowercase()
+}
+
+/// The SharePoint path of the job path `path` in the job's folder `remote`: with
+/// `names = "encode"`, each step as SharePoint stores it ([`crate::graph::lookalike`]).
+pub fn remote_path(remote: &str, names: Names, path: &str) -> String {
+    let root = remote.trim_end_matches('/');
+    match names {
+        Names::Encode => {
+            let library = lookalike::is_library_root(remote);
+            format!("{root}/{}", lookalike::encode_path(path, library))
+        }
+        Names::Refuse => format!("{root}/{path}"),
+    }
 }
 
 /// What the local scan found at one path. Paths are relative to the job root, segments joined

@@ -7,6 +7,9 @@
 //! transaction. A full scan (first run, `410 resyncRequired`, a changed root, or once a day as a
 //! true-up) takes a `token=latest` link first and then lists the subtree folder by folder, so
 //! that changes made while it lists are replayed by the next delta.
+//!
+//! The snapshot keeps names as SharePoint stores them; a [`View`] has job paths, decoded for a
+//! job with `names = "encode"` ([`crate::graph::lookalike`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -15,7 +18,8 @@ use chrono::Utc;
 
 use super::store::{RemoteChange, Store};
 use super::{Error, RemoteEntry, RemoteItem, Result};
-use crate::graph::{self, Drive, Entry, Kind};
+use crate::config::Names;
+use crate::graph::{self, Drive, Entry, Kind, lookalike};
 use crate::wire::DriveItem;
 
 /// How often the snapshot is rebuilt from a full listing even when delta works.
@@ -25,7 +29,8 @@ pub const FULL_SCAN_EVERY: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug)]
 pub struct View {
     pub root_id: String,
-    /// Every item under the root, placed at its job-relative path, sorted by path.
+    /// Every item under the root, placed at its job-relative path (the local name of each
+    /// step), sorted by path.
     pub entries: Vec<RemoteEntry>,
     /// Whether this refresh listed the subtree in full.
     pub full_scan: bool,
@@ -53,8 +58,40 @@ pub fn item(entry: &Entry, parent_id: &str) -> RemoteItem {
 }
 
 /// Brings the snapshot of `job` (remote folder `root`) up to date. With `create`, a missing
-/// root folder is created (first run of a job).
+/// root folder is created (first run of a job). `names`: the job's, for the view's paths.
 pub async fn refresh(
+    drive: &Drive,
+    store: &Store,
+    job: &str,
+    root: &str,
+    create: bool,
+    names: Names,
+) -> Result<Refresh> {
+    Ok(
+        match refresh_stored(drive, store, job, root, create).await? {
+            Refresh::Ready(view) if names == Names::Encode => Refresh::Ready(decoded(view, root)),
+            other => other,
+        },
+    )
+}
+
+/// The view with decoded paths. Stored names no encoding produces are left out: they could
+/// not be reached again under their decoded names.
+fn decoded(mut view: View, root: &str) -> View {
+    let library = lookalike::is_library_root(root);
+    view.entries.retain_mut(|e| {
+        let shown = lookalike::decode_reachable(&e.path, library);
+        if shown.is_none() {
+            tracing::warn!(path = %e.path, "not synced: names = \"encode\" cannot reach this SharePoint name");
+        }
+        shown.map(|path| e.path = path).is_some()
+    });
+    view.entries.sort_by(|a, b| a.path.cmp(&b.path));
+    view
+}
+
+/// [`refresh`] with the paths as SharePoint stores them.
+async fn refresh_stored(
     drive: &Drive,
     store: &Store,
     job: &str,

@@ -210,13 +210,13 @@ async fn execute(
             drive.clone(),
             job.remote.clone(),
         );
+        let names = job.names;
         let scanned = tokio::task::spawn_blocking(move || {
+            // The path as it would be stored: with names = "encode", only a path too long
+            // for SharePoint is a problem.
             let check = |path: &str, is_dir: bool| {
                 drive
-                    .check_new_path(
-                        &format!("{}/{path}", remote_root.trim_end_matches('/')),
-                        is_dir,
-                    )
+                    .check_new_path(&super::remote_path(&remote_root, names, path), is_dir)
                     .map_err(|e| e.to_string())
             };
             let known = |path: &str| known.contains(path);
@@ -249,20 +249,21 @@ async fn execute(
 
     // The remote side.
     let create = first_run && !options.dry_run;
-    let view = match remote::refresh(&drive, store, &job.name, &job.remote, create).await? {
-        Refresh::Ready(view) => view,
-        Refresh::RootMissing if first_run && options.dry_run => remote::View {
-            root_id: String::new(),
-            entries: Vec::new(),
-            full_scan: true,
-        },
-        Refresh::RootMissing => {
-            return Err(abort(format!(
-                "the SharePoint folder {} is missing (deleted, moved or renamed)",
-                job.remote
-            )));
-        }
-    };
+    let view =
+        match remote::refresh(&drive, store, &job.name, &job.remote, create, job.names).await? {
+            Refresh::Ready(view) => view,
+            Refresh::RootMissing if first_run && options.dry_run => remote::View {
+                root_id: String::new(),
+                entries: Vec::new(),
+                full_scan: true,
+            },
+            Refresh::RootMissing => {
+                return Err(abort(format!(
+                    "the SharePoint folder {} is missing (deleted, moved or renamed)",
+                    job.remote
+                )));
+            }
+        };
     let mut remote_entries = view.entries;
     remote_entries.retain(|e| !filter.excludes(&e.path, e.item.is_dir));
     let remote_files = remote_entries.iter().filter(|e| !e.item.is_dir).count();
@@ -424,7 +425,9 @@ async fn execute(
     }
     if changed_remote {
         // Take in the changes this run made, so that the next run's delta starts after them.
-        if let Err(e) = remote::refresh(&drive, store, &job.name, &job.remote, false).await {
+        if let Err(e) =
+            remote::refresh(&drive, store, &job.name, &job.remote, false, job.names).await
+        {
             tracing::warn!(job = %job.name, error = %e, "could not read back this run's changes");
         }
     }

@@ -35,6 +35,8 @@ struct Mount {
     path: String,
     target: Target,
     permissions: Vec<String>,
+    /// `names = ...` of the mount, when written.
+    names: Option<String>,
 }
 
 /// A login of the gateway: the harness's client key, and a password if one is given.
@@ -88,7 +90,15 @@ impl User {
             path: path.to_string(),
             target,
             permissions: permissions.iter().map(|p| p.to_string()).collect(),
+            names: None,
         });
+        self
+    }
+
+    /// Writes `names = NAMES` (`encode` or `refuse`) on the mount added last.
+    pub fn names(mut self, names: &str) -> User {
+        let mount = self.mounts.last_mut().expect("a mount to set names on");
+        mount.names = Some(names.to_string());
         self
     }
 
@@ -118,6 +128,9 @@ impl User {
             }
             let permissions: Vec<String> = m.permissions.iter().map(|p| quote(p)).collect();
             out += &format!("permissions = [{}]\n", permissions.join(", "));
+            if let Some(names) = &m.names {
+                out += &format!("names = {}\n", quote(names));
+            }
         }
         out
     }

@@ -171,6 +171,18 @@ fn bad_values_name_their_key() {
             "users[0].mounts[0].permissions: empty",
         ),
         (
+            format!("{user}{mount}names = \"escape\""),
+            "users[0].mounts[0].names: \"escape\" is not one of \"encode\", \"refuse\"",
+        ),
+        (
+            format!("{user}[[users.mounts]]\npath = \"/\"\nlocal = \"/x\"\nnames = \"refuse\""),
+            "users[0].mounts[0].names: applies to SharePoint mounts only",
+        ),
+        (
+            format!("{sync}direction = \"push\"\nnames = \"keep\""),
+            "syncs[0].names: \"keep\" is not one of",
+        ),
+        (
             format!("{sync}direction = \"two-way\"\nafter_copy = \"delete\""),
             "syncs[0].after_copy: \"delete\" only works with",
         ),
