@@ -9,6 +9,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -205,6 +207,8 @@ impl Vfs {
     }
 
     /// Opens for writing: creating a file needs `write`, replacing or changing one `overwrite`.
+    /// Whether the file exists is not asked beforehand where the backend can settle it with the
+    /// write itself (SharePoint: the upload's conflict behaviour, one request for a small file).
     pub async fn open_write(&self, vpath: &str, mode: WriteMode) -> Result<Box<dyn WriteHandle>> {
         let (mount, path) =
             self.mounted(vpath, Permission::Write)
@@ -216,6 +220,32 @@ impl Vfs {
                     }
                     _ => Err(e),
                 })?;
+        let allows = |p| mount.permissions.allows(p);
+        match mode {
+            WriteMode::CreateNew if allows(Permission::Write) => {
+                return mount.backend.open_write(&path, mode).await;
+            }
+            WriteMode::Truncate if allows(Permission::Write) && allows(Permission::Overwrite) => {
+                return mount.backend.open_write(&path, mode).await;
+            }
+            // May create but not replace: create-only, an existing file refused as denied.
+            WriteMode::Truncate if allows(Permission::Write) => {
+                let refused = |e: Error| match e.kind {
+                    ErrorKind::AlreadyExists => denied(Permission::Overwrite, vpath),
+                    _ => e,
+                };
+                let writer = mount
+                    .backend
+                    .open_write(&path, WriteMode::CreateNew)
+                    .await
+                    .map_err(refused)?;
+                return Ok(Box::new(CreateOnly {
+                    inner: writer,
+                    vpath: vpath.to_string(),
+                }));
+            }
+            _ => {}
+        }
         let exists = match mount.backend.stat(&path).await {
             Ok(_) => true,
             Err(e) if e.kind == ErrorKind::NotFound => false,
@@ -226,7 +256,7 @@ impl Vfs {
         } else {
             Permission::Write
         };
-        if !mount.permissions.allows(need) {
+        if !allows(need) {
             return Err(denied(need, vpath));
         }
         mount.backend.open_write(&path, mode).await
@@ -277,8 +307,8 @@ impl Vfs {
         }
         let case_only = from_path.to_lowercase() == to_path.to_lowercase();
         if !case_only
-            && target.backend.stat(&to_path).await.is_ok()
             && !target.permissions.allows(Permission::Overwrite)
+            && target.backend.stat(&to_path).await.is_ok()
         {
             return Err(denied(Permission::Overwrite, to));
         }
@@ -297,6 +327,44 @@ impl Vfs {
             Place::Mounted { mount, .. } => mount.backend.space().await,
             Place::Virtual => Ok(None),
         }
+    }
+}
+
+/// A file opened to replace by a user who may only create: stored with create-only
+/// semantics, and a file that exists by the time it is stored is refused as denied.
+struct CreateOnly {
+    inner: Box<dyn WriteHandle>,
+    vpath: String,
+}
+
+#[async_trait]
+impl WriteHandle for CreateOnly {
+    async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<()> {
+        self.inner.write_at(offset, data).await
+    }
+
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+
+    async fn read_at(&mut self, offset: u64, len: usize) -> Result<Bytes> {
+        self.inner.read_at(offset, len).await
+    }
+
+    fn set_modified(&mut self, at: DateTime<Utc>) {
+        self.inner.set_modified(at)
+    }
+
+    async fn close(self: Box<Self>) -> Result<Entry> {
+        let vpath = self.vpath;
+        self.inner.close().await.map_err(|e| match e.kind {
+            ErrorKind::AlreadyExists => denied(Permission::Overwrite, &vpath),
+            _ => e,
+        })
+    }
+
+    async fn abort(self: Box<Self>) {
+        self.inner.abort().await
     }
 }
 

@@ -6,7 +6,7 @@ mod common;
 mod graph_support;
 
 use graph_support::*;
-use spgate::graph::Kind;
+use spgate::graph::{Kind, OnConflict};
 
 const REFUSED: [&str; 12] = [
     "a:b",
@@ -39,7 +39,10 @@ async fn invalid_names_are_refused_before_any_request() {
     for path in &paths {
         assert_kind(put_result(&drive, path).await, Kind::InvalidName, path);
         assert_kind(
-            drive.upload_session(path, 10, None).await.map(|_| ()),
+            drive
+                .upload_session(path, 10, None, OnConflict::Replace)
+                .await
+                .map(|_| ()),
             Kind::InvalidName,
             path,
         );

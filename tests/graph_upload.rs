@@ -8,6 +8,7 @@ mod graph_support;
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use common::{data, qxh};
 use graph_support::*;
+use spgate::graph::OnConflict;
 
 const MIB: usize = 1 << 20;
 
@@ -154,7 +155,7 @@ async fn an_upload_session_fed_by_hand_and_cancelled_leaves_nothing() {
     let (_connection, drive) = world.drive("upload_chunk_mib = 1").await;
     let source = data(3 * MIB, 3);
     let mut upload = drive
-        .upload_session("/hand.bin", source.len() as u64, None)
+        .upload_session("/hand.bin", source.len() as u64, None, OnConflict::Replace)
         .await
         .unwrap();
     for piece in source.chunks(100_000) {
@@ -165,7 +166,7 @@ async fn an_upload_session_fed_by_hand_and_cancelled_leaves_nothing() {
     assert_eq!(entry.quick_xor_hash.as_deref(), Some(qxh(&source).as_str()));
 
     let mut upload = drive
-        .upload_session("/gone.bin", 2 * MIB as u64, None)
+        .upload_session("/gone.bin", 2 * MIB as u64, None, OnConflict::Replace)
         .await
         .unwrap();
     upload.write(&source[..1_500_000]).await.unwrap();

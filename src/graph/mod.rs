@@ -17,4 +17,4 @@ pub mod upload;
 pub use client::Client;
 pub use drive::{Drive, Entry};
 pub use error::{Error, Kind, Result};
-pub use upload::Upload;
+pub use upload::{OnConflict, Upload};

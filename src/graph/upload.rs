@@ -31,6 +31,25 @@ const READ_AHEAD_BYTES: usize = 12 << 20;
 /// Failed fragment attempts in a row before an upload gives up.
 const MAX_FRAGMENT_FAILURES: u32 = 6;
 
+/// What an upload does when its name is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnConflict {
+    /// An existing file is replaced (a folder of that name is an `AlreadyExists` error).
+    Replace,
+    /// Any existing item is an `AlreadyExists` error and stays as it is.
+    Fail,
+}
+
+impl OnConflict {
+    /// Graph's `@microsoft.graph.conflictBehavior` value.
+    fn behaviour(self) -> &'static str {
+        match self {
+            OnConflict::Replace => "replace",
+            OnConflict::Fail => "fail",
+        }
+    }
+}
+
 /// An upload session being filled.
 pub struct Upload {
     client: Arc<Client>,
@@ -56,12 +75,13 @@ impl Drive {
         modified: Option<DateTime<Utc>>,
     ) -> Result<Entry> {
         let pieces = ReaderStream::with_capacity(source, READ_PIECE);
-        self.upload_pieces(path, pieces, READ_PIECE, len, modified)
+        self.upload_pieces(path, pieces, READ_PIECE, len, modified, OnConflict::Replace)
             .await
     }
 
-    /// Uploads the `len` bytes that `pieces` yields (each at most `piece` bytes) to `path`,
-    /// replacing an existing file. Pieces of the connection's chunk size
+    /// Uploads the `len` bytes that `pieces` yields (each at most `piece` bytes) to `path`;
+    /// `on_conflict` says what happens to an existing file. One request for a small file
+    /// without a modification time; the answer is the stored item. Pieces of the connection's chunk size
     /// ([`Client::upload_chunk`]) go out as fragments without being copied.
     pub async fn upload_pieces(
         &self,
@@ -70,6 +90,7 @@ impl Drive {
         piece: usize,
         len: u64,
         modified: Option<DateTime<Utc>>,
+        on_conflict: OnConflict,
     ) -> Result<Entry> {
         if len == 0 || (len <= SIMPLE_UPLOAD_MAX && modified.is_none()) {
             let mut bytes = BytesMut::with_capacity(len as usize);
@@ -86,13 +107,15 @@ impl Drive {
                     }
                 }
             }
-            let entry = self.upload_small(path, bytes.freeze()).await?;
+            let entry = self.upload_small(path, bytes.freeze(), on_conflict).await?;
             return match modified {
                 Some(at) => self.set_modified(path, at).await,
                 None => Ok(entry),
             };
         }
-        let mut upload = self.upload_session(path, len, modified).await?;
+        let mut upload = self
+            .upload_session(path, len, modified, on_conflict)
+            .await?;
         // Read ahead while fragments are in flight: a reader task fills a small bounded queue.
         let ahead = (READ_AHEAD_BYTES / piece.max(1)).max(1);
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(ahead);
@@ -117,12 +140,18 @@ impl Drive {
         upload.finish().await
     }
 
-    /// One `PUT .../content` (replace).
-    pub async fn upload_small(&self, path: &str, bytes: Bytes) -> Result<Entry> {
+    /// One `PUT .../content`.
+    pub async fn upload_small(
+        &self,
+        path: &str,
+        bytes: Bytes,
+        on_conflict: OnConflict,
+    ) -> Result<Entry> {
         self.check_new_path(path, false)?;
         let url = format!(
-            "{}?@microsoft.graph.conflictBehavior=replace",
-            self.item_url(path, "/content")
+            "{}?@microsoft.graph.conflictBehavior={}",
+            self.item_url(path, "/content"),
+            on_conflict.behaviour()
         );
         let response = self
             .client
@@ -139,12 +168,13 @@ impl Drive {
         Ok(item.into())
     }
 
-    /// Opens an upload session for `total` bytes at `path` (replace), with the modification time.
+    /// Opens an upload session for `total` bytes at `path`, with the modification time.
     pub async fn upload_session(
         &self,
         path: &str,
         total: u64,
         modified: Option<DateTime<Utc>>,
+        on_conflict: OnConflict,
     ) -> Result<Upload> {
         self.check_new_path(path, false)?;
         if total == 0 {
@@ -154,7 +184,7 @@ impl Drive {
             ));
         }
         split_parent(path)?;
-        let mut item = json!({ "@microsoft.graph.conflictBehavior": "replace" });
+        let mut item = json!({ "@microsoft.graph.conflictBehavior": on_conflict.behaviour() });
         if let Some(at) = modified {
             item["fileSystemInfo"] = json!({ "lastModifiedDateTime": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true) });
         }

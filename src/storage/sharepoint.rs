@@ -32,9 +32,12 @@ use super::{
 };
 use crate::config::Names;
 use crate::connections::Connection;
-use crate::graph::{self, Drive, lookalike};
+use crate::graph::{self, Drive, OnConflict, lookalike};
 
 const CACHE_TTL: Duration = Duration::from_secs(5);
+/// Folders are kept longer: they change rarely, this gateway's own changes drop them, and a
+/// new file's folder is checked from here before every upload.
+const FOLDER_TTL: Duration = Duration::from_secs(60);
 
 pub struct SharePoint {
     connection: Arc<Connection>,
@@ -97,9 +100,50 @@ impl SharePoint {
         }
     }
 
+    /// What the cache knows of `full`, if it is fresh.
+    fn cached(&self, full: &str) -> Option<Entry> {
+        let hit = self.cache.get(full)?;
+        let ttl = if hit.0.is_dir { FOLDER_TTL } else { CACHE_TTL };
+        (hit.1.elapsed() < ttl).then(|| hit.0.clone())
+    }
+
+    /// Drops what the cache knows of `full` and, for a folder, of everything below it.
+    fn forget_tree(&self, full: &str) {
+        self.forget(full);
+        let below = format!("{}/", full.trim_end_matches('/'));
+        self.cache.retain(|path, _| !path.starts_with(&below));
+    }
+
+    /// A new file's folder must exist: uploads by path would create missing folders, which a
+    /// client writing into a folder that is not there must not get (nor a user who may not
+    /// create folders). The mounted folder itself is not asked about; others usually come from
+    /// the cache (the client listed or stat'ed them), else cost one request.
+    async fn check_parent(&self, path: &str, full: &str) -> Result<()> {
+        let (parent, _) = graph::drive::split_parent(full)?;
+        if parent.trim_end_matches('/') == self.root {
+            return Ok(());
+        }
+        let found = match self.stat_full(&parent).await {
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("{path}: its folder does not exist"),
+                ));
+            }
+            found => found?,
+        };
+        if !found.is_dir {
+            return Err(Error::new(
+                ErrorKind::NotADirectory,
+                format!("{path}: its parent is not a folder"),
+            ));
+        }
+        Ok(())
+    }
+
     async fn stat_full(&self, full: &str) -> Result<Entry> {
-        if let Some(hit) = self.cache.get(full).filter(|h| h.1.elapsed() < CACHE_TTL) {
-            return Ok(hit.0.clone());
+        if let Some(hit) = self.cached(full) {
+            return Ok(hit);
         }
         let found = entry(self.drive().await?.stat(full).await?);
         self.cache
@@ -199,19 +243,24 @@ impl Backend for SharePoint {
         let full = self.full(path);
         let drive = self.drive().await?;
         drive.check_new_path(&full, false)?;
-        let existing = match drive.stat(&full).await {
-            Ok(e) => Some(entry(e)),
-            Err(e) if e.kind == graph::Kind::NotFound => None,
-            Err(e) => return Err(e.into()),
+        // No request for what the upload itself settles: its conflict behaviour decides
+        // create-or-replace at close. Only keeping the content needs the file now.
+        let existing = match mode {
+            WriteMode::Keep => match self.stat_full(&full).await {
+                Ok(e) => Some(e),
+                Err(e) if e.kind == ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            },
+            WriteMode::Truncate | WriteMode::CreateNew => self.cached(&full),
         };
-        match (&existing, mode) {
-            (Some(e), _) if e.is_dir => {
+        match &existing {
+            Some(e) if e.is_dir => {
                 return Err(Error::new(
                     ErrorKind::IsADirectory,
                     format!("{path}: is a folder"),
                 ));
             }
-            (Some(_), WriteMode::CreateNew) => {
+            Some(_) if mode == WriteMode::CreateNew => {
                 return Err(Error::new(
                     ErrorKind::AlreadyExists,
                     format!("{path}: already exists"),
@@ -219,11 +268,13 @@ impl Backend for SharePoint {
             }
             _ => {}
         }
+        self.check_parent(path, &full).await?;
         let spool = Arc::new(tempfile::tempfile_in(&self.spool_dir)?);
         let depth = graph::names::segments(path).len();
         let mut writer = Writer {
             drive,
             path: full.clone(),
+            shown: path.to_string(),
             spool,
             size: 0,
             modified: None,
@@ -237,7 +288,7 @@ impl Backend for SharePoint {
             writer.fetch_existing(e.size).await?;
             writer.unchanged = true;
         }
-        self.forget(&full);
+        self.cache.remove(&full);
         Ok(Box::new(writer))
     }
 
@@ -284,15 +335,15 @@ impl Backend for SharePoint {
                 format!("{path}: folder not empty"),
             ));
         }
-        self.forget(&full);
+        self.forget_tree(&full);
         drive.delete(&full).await?;
         Ok(())
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
         let (from, to) = (self.full(from), self.full(to));
-        self.forget(&from);
-        self.forget(&to);
+        self.forget_tree(&from);
+        self.forget_tree(&to);
         self.drive().await?.rename(&from, &to, true).await?;
         Ok(())
     }
@@ -390,7 +441,10 @@ impl ReadHandle for Reader {
 /// Writes spooled to an unlinked temporary file, uploaded at close.
 struct Writer {
     drive: Arc<Drive>,
+    /// The library path (stored names).
     path: String,
+    /// The path as the backend was given it, for errors.
+    shown: String,
     spool: Arc<std::fs::File>,
     size: u64,
     modified: Option<DateTime<Utc>>,
@@ -494,18 +548,12 @@ impl WriteHandle for Writer {
                 .map(entry)
                 .map_err(Error::from);
         }
-        if self.create_new {
-            match self.drive.stat(&self.path).await {
-                Ok(_) => {
-                    return Err(Error::new(
-                        ErrorKind::AlreadyExists,
-                        format!("{}: created by someone else meanwhile", self.path),
-                    ));
-                }
-                Err(e) if e.kind == graph::Kind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        // The upload's own conflict behaviour settles create-or-replace in the same request.
+        let on_conflict = if self.create_new {
+            OnConflict::Fail
+        } else {
+            OnConflict::Replace
+        };
         // Pieces of the fragment size go out without a copy.
         let piece = self.drive.client.upload_chunk() as usize;
         let stored = self
@@ -516,10 +564,31 @@ impl WriteHandle for Writer {
                 piece,
                 self.size,
                 self.modified,
+                on_conflict,
             )
             .await;
-        self.cache.remove(&self.path);
-        let mut stored = entry(stored?);
+        let stored = match stored {
+            Ok(stored) => entry(stored),
+            Err(e) => {
+                self.cache.remove(&self.path);
+                return Err(match (e.kind, on_conflict) {
+                    // Replacing answers a conflict only for a folder of that name.
+                    (graph::Kind::AlreadyExists, OnConflict::Replace) => Error::new(
+                        ErrorKind::IsADirectory,
+                        format!("{}: is a folder", self.shown),
+                    ),
+                    (graph::Kind::AlreadyExists, OnConflict::Fail) => Error::new(
+                        ErrorKind::AlreadyExists,
+                        format!("{}: already exists", self.shown),
+                    ),
+                    _ => e.into(),
+                });
+            }
+        };
+        // The answer is the new item: a client's stat after the upload costs no request.
+        self.cache
+            .insert(self.path.clone(), (stored.clone(), Instant::now()));
+        let mut stored = stored;
         if let Some(at_library_root) = self.decoding {
             stored.name = lookalike::decode_name(&stored.name, at_library_root);
         }
