@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -51,6 +52,19 @@ enum Command {
         /// Directory for file content (default: a temporary directory).
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Simulated distance: lan (none), realistic (80 ms, 40 MB/s), far (200 ms, 10 MB/s).
+        #[arg(long, value_enum)]
+        profile: Option<spgate::sim::Profile>,
+        /// Added round-trip time, e.g. `80ms` (replaces the profile's).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        latency: Option<Duration>,
+        /// Each round trip varies uniformly by up to this much either way (never below zero).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        jitter: Option<Duration>,
+        /// Bandwidth per connection and direction in decimal MB/s, e.g. `40` or `2.5`; 0 is
+        /// unlimited (replaces the profile's).
+        #[arg(long, value_name = "MB/s")]
+        bandwidth: Option<spgate::sim::Bandwidth>,
     },
     /// Check a configuration, then sign in to each connection, resolve its library and list its root.
     Check {
@@ -155,13 +169,22 @@ async fn main() -> anyhow::Result<ExitCode> {
             public_url,
             seed,
             data,
+            profile,
+            latency,
+            jitter,
+            bandwidth,
         } => {
             logging::init(cli.log_format, "info");
+            let link = profile
+                .map(spgate::sim::Profile::link)
+                .unwrap_or_default()
+                .with(latency, jitter, bandwidth);
             let options = spgate::sim::Options {
                 listen,
                 public_url,
                 seed,
                 data,
+                link,
             };
             spgate::sim::serve(options, shutdown_signal())
                 .await

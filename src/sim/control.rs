@@ -56,18 +56,28 @@ async fn faults(State(sim): State<Arc<Sim>>) -> Json<Faults> {
 }
 
 async fn set_faults(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
-    match json_body::<Faults>(&body) {
-        Ok(new) => {
-            let mut faults = sim.faults.lock();
-            faults.merge(new);
+    let new = match json_body::<Faults>(&body) {
+        Ok(new) => new,
+        Err(e) => return e.into_response(),
+    };
+    let mut faults = sim.faults.lock();
+    let mut merged = faults.clone();
+    merged.merge(new);
+    match merged.link(sim.network.base()) {
+        Ok(link) => {
+            sim.network.set(link);
+            *faults = merged;
             Json(faults.clone()).into_response()
         }
-        Err(e) => e.into_response(),
+        Err(e) => GraphError::invalid(format!("Invalid control request: {e}")).into_response(),
     }
 }
 
+/// Clears every fault; the link goes back to the command line's.
 async fn clear_faults(State(sim): State<Arc<Sim>>) -> StatusCode {
-    *sim.faults.lock() = Faults::default();
+    let mut faults = sim.faults.lock();
+    *faults = Faults::default();
+    sim.network.set(sim.network.base());
     StatusCode::NO_CONTENT
 }
 

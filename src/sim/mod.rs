@@ -5,13 +5,16 @@
 //! and path, paging, downloads with ranges, simple and session uploads, folders, move/rename,
 //! delete, copy, delta, and Graph-style errors, plus a control API under `/_sim/` for tests
 //! (statistics, injected faults, revocation, locks). Content lives on disk and is streamed;
-//! metadata lives in memory for the life of the process.
+//! metadata lives in memory for the life of the process. It can sit at a simulated distance
+//! (latency, jitter, bandwidth per connection), like SharePoint Online seen from far away.
 //!
 //! - [`state`]: the world and everything issued; [`drive`]: one library's tree and change log;
 //! - [`auth`]: token endpoints and bearer checks; [`graph`]: URL grammar and dispatch;
 //! - [`sites`], [`items`], [`content`], [`upload`], [`delta`]: the Graph handlers;
 //! - [`placement`]: uploads by path and the parent folders they create;
 //! - [`control`]: `/_sim/`; [`stats`]: counting; [`error`]: error bodies; [`names`]: name rules;
+//! - [`link`]: the simulated distance and the latency a request pays; [`listener`]: accepting
+//!   connections and holding them to the bandwidth;
 //! - [`seed`]: the seed file and the default world.
 
 mod auth;
@@ -22,6 +25,8 @@ mod drive;
 mod error;
 mod graph;
 mod items;
+mod link;
+mod listener;
 mod names;
 mod placement;
 mod seed;
@@ -46,10 +51,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use tokio::net::TcpListener;
 
+pub use link::{Bandwidth, Link, Profile};
 pub use seed::Seed;
 pub use state::Sim;
 
 use error::{GraphError, REQUEST_IDS};
+use listener::{Listener, Peer};
 
 /// Errors that stop the simulator from starting.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +80,8 @@ pub struct Options {
     pub seed: Option<PathBuf>,
     /// Where content is stored; default a temporary directory removed at exit.
     pub data: Option<PathBuf>,
+    /// The simulated distance to clients; faults may override it at run time.
+    pub link: Link,
 }
 
 /// Binds, prints `listening on http://ADDR` on stdout, and serves until `shutdown` completes.
@@ -117,32 +126,32 @@ pub async fn serve(
             temp.path().to_path_buf()
         }
     };
-    let sim = Arc::new(Sim::build(&seed, &seed_dir, public_url.clone(), &data)?);
+    let sim = Sim::build(&seed, &seed_dir, public_url.clone(), &data)?.with_link(options.link);
+    let sim = Arc::new(sim);
     println!("listening on http://{local}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    tracing::info!(%local, %public_url, data = %data.display(), "simulator started");
+    let link = options.link;
+    tracing::info!(%local, %public_url, data = %data.display(), latency = ?link.latency, jitter = ?link.jitter, bandwidth_bytes_per_s = link.bandwidth.bytes_per_s(), "simulator started");
     run(listener, sim, shutdown).await
 }
 
-/// Serves `sim` on an already-bound listener until `shutdown` completes.
+/// Serves `sim` on an already-bound listener until `shutdown` completes, at `sim`'s distance.
 pub async fn run(
     listener: TcpListener,
     sim: Arc<Sim>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let sweeper = tokio::spawn(housekeeping(sim.clone()));
+    let listener = Listener::new(listener, sim.network.clone());
     let app = router(sim);
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .map_err(|source| Error::Io {
-        what: "serving".into(),
-        source,
-    });
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| Error::Io {
+            what: "serving".into(),
+            source,
+        });
     sweeper.abort();
     served
 }
@@ -173,11 +182,11 @@ async fn not_found() -> Response {
 /// Largest total of request header bytes accepted, like IIS/SharePoint front ends.
 const MAX_HEADER_BYTES: usize = 32 * 1024;
 
-/// Counts, injects faults, tags with request ids, refuses huge headers and remote control
-/// calls, and logs one line per request.
+/// Counts, delays remote requests by the simulated distance, injects faults, tags with
+/// request ids, refuses huge headers and remote control calls, and logs one line per request.
 async fn observe(
     State(sim): State<Arc<Sim>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     request: Request<Body>,
     next: Next,
 ) -> Response {
@@ -196,6 +205,10 @@ async fn observe(
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum();
+    let back = match kind {
+        Some(_) => sim.network.arrive(&peer.connection).await,
+        None => Duration::ZERO,
+    };
     let ids = (request_id.clone(), client_request_id.clone());
     let mut response = REQUEST_IDS
         .scope(ids, async {
@@ -208,7 +221,7 @@ async fn observe(
                 .into_response();
             }
             let Some(kind) = kind else {
-                if !peer.ip().is_loopback() {
+                if !peer.addr.ip().is_loopback() {
                     return GraphError::access_denied().into_response();
                 }
                 return next.run(request).await;
@@ -234,6 +247,9 @@ async fn observe(
     }
     if let Some(v) = client_request_id.and_then(|v| HeaderValue::from_str(&v).ok()) {
         headers.insert("client-request-id", v);
+    }
+    if !back.is_zero() {
+        tokio::time::sleep(back).await;
     }
     tracing::debug!(%method, kind = kind.unwrap_or("control"), status = response.status().as_u16(), ms = started.elapsed().as_millis() as u64, "request");
     response

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use dashmap::DashMap;
@@ -16,6 +16,7 @@ use sha1::Digest;
 use super::Error;
 use super::drive::{Blob, Conflict, Drive};
 use super::error::{GraphError, GraphResult};
+use super::link::{Bandwidth, Link, Network};
 use super::seed::{self, Access, Seed};
 use super::stats::Stats;
 use super::upload::UploadState;
@@ -31,6 +32,8 @@ pub struct Sim {
     pub copies: DashMap<String, CopyJob>,
     pub stats: Stats,
     pub faults: Mutex<Faults>,
+    /// The simulated distance; faults override parts of it.
+    pub network: Arc<Network>,
     /// Access tokens issued before this generation are expired.
     pub token_generation: AtomicU64,
     /// Upload sessions created before this generation are expired.
@@ -135,6 +138,14 @@ pub struct Faults {
     pub drop_fragment_every: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrich_office: Option<bool>,
+    /// Round-trip time in place of the command line's; 0 is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter_ms: Option<u64>,
+    /// Decimal MB/s per connection and direction in place of the command line's; 0 is unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth_mbps: Option<f64>,
 }
 
 impl Faults {
@@ -147,8 +158,21 @@ impl Faults {
             retry_after_s,
             fail_5xx_every,
             drop_fragment_every,
-            enrich_office
+            enrich_office,
+            latency_ms,
+            jitter_ms,
+            bandwidth_mbps
         );
+    }
+
+    /// `base` with the parts these faults set replaced.
+    pub fn link(&self, base: Link) -> Result<Link, String> {
+        let bandwidth = self.bandwidth_mbps.map(Bandwidth::from_mb_s).transpose()?;
+        Ok(base.with(
+            self.latency_ms.map(Duration::from_millis),
+            self.jitter_ms.map(Duration::from_millis),
+            bandwidth,
+        ))
     }
 }
 
@@ -176,6 +200,7 @@ impl Sim {
             copies: DashMap::new(),
             stats: Stats::default(),
             faults: Mutex::new(Faults::default()),
+            network: Arc::new(Network::new(Link::default())),
             token_generation: AtomicU64::new(0),
             upload_generation: AtomicU64::new(0),
             sign_key: rand::random(),
@@ -187,6 +212,12 @@ impl Sim {
             sim.add_tenant(tenant, seed_dir)?;
         }
         Ok(sim)
+    }
+
+    /// This simulator at the distance `link` (none by default).
+    pub fn with_link(mut self, link: Link) -> Sim {
+        self.network = Arc::new(Network::new(link));
+        self
     }
 
     fn add_tenant(&self, seed: &seed::TenantSeed, seed_dir: &Path) -> Result<(), Error> {
