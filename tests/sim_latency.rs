@@ -1,5 +1,5 @@
 //! The simulated distance: `--latency`, `--jitter`, `--bandwidth`, `--profile` and the faults
-//! `latency_ms`, `jitter_ms`, `bandwidth_mbps`. Times are checked from below only, except that
+//! `latency_ms`, `jitter_ms`, `bandwidth_mb_s`. Times are checked from below only, except that
 //! an undelayed request is checked to be far quicker than a 2 s latency.
 
 mod common;
@@ -119,11 +119,11 @@ async fn faults_change_the_distance_and_clearing_restores_the_command_line() {
     );
 
     // The open connection follows a bandwidth set at run time.
-    ctx.sim.faults(json!({"bandwidth_mbps": 0.5})).await;
+    ctx.sim.faults(json!({"bandwidth_mb_s": 0.5})).await;
     let (_, took) = timed(ctx.put("half.bin", &data(1_000_000, 5))).await;
     at_least(took, ms(1900), "a 1 MB upload at 0.5 MB/s");
 
-    for bad in [json!({"bandwidth_mbps": -1}), json!({"latency_ms": -5})] {
+    for bad in [json!({"bandwidth_mb_s": -1}), json!({"latency_ms": -5})] {
         let resp = ctx
             .sim
             .http
@@ -134,7 +134,7 @@ async fn faults_change_the_distance_and_clearing_restores_the_command_line() {
             .unwrap();
         graph_error(resp, 400, "invalidRequest").await;
     }
-    assert_eq!(faults_doc(&ctx.sim).await, json!({"bandwidth_mbps": 0.5}));
+    assert_eq!(faults_doc(&ctx.sim).await, json!({"bandwidth_mb_s": 0.5}));
     clear_faults(&ctx.sim).await;
 }
 

@@ -145,7 +145,7 @@ pub struct Faults {
     pub jitter_ms: Option<u64>,
     /// Decimal MB/s per connection and direction in place of the command line's; 0 is unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bandwidth_mbps: Option<f64>,
+    pub bandwidth_mb_s: Option<f64>,
 }
 
 impl Faults {
@@ -161,13 +161,13 @@ impl Faults {
             enrich_office,
             latency_ms,
             jitter_ms,
-            bandwidth_mbps
+            bandwidth_mb_s
         );
     }
 
     /// `base` with the parts these faults set replaced.
     pub fn link(&self, base: Link) -> Result<Link, String> {
-        let bandwidth = self.bandwidth_mbps.map(Bandwidth::from_mb_s).transpose()?;
+        let bandwidth = self.bandwidth_mb_s.map(Bandwidth::from_mb_s).transpose()?;
         Ok(base.with(
             self.latency_ms.map(Duration::from_millis),
             self.jitter_ms.map(Duration::from_millis),
