@@ -30,9 +30,10 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# start_sim: starts `spgate sim` on a free port; sets sim (its URL).
+# start_sim [ARGS...]: starts `spgate sim` on a free port with ARGS (e.g. `--profile far`); sets
+# sim (its URL).
 start_sim() {
-  "$bin" sim --listen 127.0.0.1:0 --data "${SPGATE_BENCH_DATA:-$work/sim}" \
+  "$bin" sim --listen 127.0.0.1:0 --data "${SPGATE_BENCH_DATA:-$work/sim}" "$@" \
     >"$work/sim.out" 2>"$work/sim.err" &
   pids+=($!)
   wait_line "$work/sim.out" '^listening on ' "$!"
