@@ -130,6 +130,24 @@ fn limits(i: usize, c: &raw::Connection) -> Result<Limits, Error> {
         }
         limits.upload_chunk_bytes = (mib * 1024 * 1024 / FRAGMENT_UNIT).max(1) * FRAGMENT_UNIT;
     }
+    if let Some(n) = c.download_streams {
+        if !(1..=16).contains(&n) {
+            return Err(Error::invalid(
+                at("download_streams"),
+                "must be between 1 and 16",
+            ));
+        }
+        limits.download_streams = n;
+    }
+    if let Some(mib) = c.download_block_mib {
+        if !(1..=64).contains(&mib) {
+            return Err(Error::invalid(
+                at("download_block_mib"),
+                "must be between 1 and 64 (MiB)",
+            ));
+        }
+        limits.download_block_bytes = mib * 1024 * 1024;
+    }
     if let Some(n) = c.max_retries {
         limits.max_retries = n.min(20);
     }

@@ -94,6 +94,8 @@ pub(super) struct Connection {
     pub max_concurrent_requests: Option<usize>,
     pub requests_per_second: Option<f64>,
     pub upload_chunk_mib: Option<u64>,
+    pub download_streams: Option<usize>,
+    pub download_block_mib: Option<u64>,
     pub max_retries: Option<u32>,
     pub request_timeout: Option<String>,
 }

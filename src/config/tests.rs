@@ -267,6 +267,21 @@ fn sync_defaults() {
 }
 
 #[test]
+fn download_limits_default_and_parse() {
+    let config = parse_str(&format!("{STATE}{CONNECTION}")).unwrap();
+    let limits = &config.connections[0].limits;
+    assert_eq!(limits.download_streams, 4);
+    assert_eq!(limits.download_block_bytes, 8 << 20);
+    let config = parse_str(&format!(
+        "{STATE}{CONNECTION}download_streams = 1\ndownload_block_mib = 2\n"
+    ))
+    .unwrap();
+    let limits = &config.connections[0].limits;
+    assert_eq!(limits.download_streams, 1);
+    assert_eq!(limits.download_block_bytes, 2 << 20);
+}
+
+#[test]
 fn example_file_parses() {
     let config = parse_str(include_str!("../../config/example.toml")).unwrap();
     assert_eq!(config.connections.len(), 3);

@@ -204,6 +204,12 @@ pub struct Limits {
     pub requests_per_second: Option<f64>,
     /// Upload-session fragment size in bytes: a multiple of 320 KiB (default 10 MiB).
     pub upload_chunk_bytes: u64,
+    /// Ranged GETs in flight at once for one file being read sequentially (default 4; 1: one
+    /// streaming GET per file).
+    pub download_streams: usize,
+    /// Bytes per ranged GET when `download_streams` > 1 (default 8 MiB). Files under two
+    /// blocks are read with one streaming GET.
+    pub download_block_bytes: u64,
     /// Attempts after a transient failure (5xx, network) before giving up (default 6).
     pub max_retries: u32,
     /// Longest wait for a response or the next piece of a body (default 60 s).
@@ -216,6 +222,8 @@ impl Default for Limits {
             max_concurrent_requests: 8,
             requests_per_second: None,
             upload_chunk_bytes: 10 * 1024 * 1024,
+            download_streams: 4,
+            download_block_bytes: 8 * 1024 * 1024,
             max_retries: 6,
             request_timeout: Duration::from_secs(60),
         }

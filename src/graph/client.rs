@@ -98,9 +98,13 @@ pub struct Client {
 }
 
 /// The reqwest client every connection uses: no redirects (downloads are followed by hand,
-/// without the Authorization header), rustls, the ISV user agent, bounded waits.
+/// without the Authorization header), rustls, the ISV user agent, bounded waits. HTTP/1.1
+/// only: concurrent requests each get a connection of their own, which is what parallel
+/// downloads are for (SharePoint paces each TCP connection; HTTP/2 would multiplex them all
+/// onto one).
 pub fn http_client(limits: &Limits) -> reqwest::Client {
     reqwest::Client::builder()
+        .http1_only()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(USER_AGENT)
         .connect_timeout(Duration::from_secs(15))
@@ -152,6 +156,16 @@ impl Client {
     /// Upload-session fragment size, a multiple of 320 KiB.
     pub fn upload_chunk(&self) -> u64 {
         self.limits.upload_chunk_bytes
+    }
+
+    /// Ranged GETs in flight at once for one file read sequentially (1: one streaming GET).
+    pub fn download_streams(&self) -> usize {
+        self.limits.download_streams
+    }
+
+    /// Bytes per ranged GET of a parallel download.
+    pub fn download_block(&self) -> u64 {
+        self.limits.download_block_bytes
     }
 
     fn disabled(&self) -> Option<Error> {

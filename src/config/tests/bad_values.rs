@@ -100,6 +100,14 @@ fn bad_values_name_their_key() {
             "connections[1].tenant: expected a tenant id",
         ),
         (
+            "download_streams = 0".into(),
+            "connections[0].download_streams: must be between 1 and 16",
+        ),
+        (
+            "download_block_mib = 65".into(),
+            "connections[0].download_block_mib: must be between 1 and 64 (MiB)",
+        ),
+        (
             format!("{user}password_hash = \"$2b$hash\"\n{mount}"),
             "users[0].password_hash: must be an Argon2 PHC string",
         ),
