@@ -1,13 +1,12 @@
 //! One SharePoint document library, addressed by drive-relative paths (`/Inbound/a.txt`):
-//! stat, list (streamed page by page), ranged download, mkdir, rename/move, delete, copy, set
-//! modification time, delta. Uploads are in [`super::upload`].
+//! stat, list (streamed page by page), mkdir, rename/move, delete, copy, set modification time,
+//! delta. Downloads are in [`super::download`], uploads in [`super::upload`].
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::{Stream, TryStreamExt};
-use reqwest::{Method, StatusCode, header};
+use reqwest::{Method, header};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -64,12 +63,6 @@ pub struct Quota {
     pub total: u64,
     pub used: u64,
     pub remaining: u64,
-}
-
-/// A download in progress: the total size of the item and the requested bytes.
-pub struct Download {
-    pub total: u64,
-    pub body: std::pin::Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>,
 }
 
 /// One page of delta.
@@ -242,93 +235,6 @@ impl Drive {
     pub async fn list_all(&self, path: &str) -> Result<Vec<Entry>> {
         let pages: Vec<Vec<Entry>> = self.list(path).try_collect().await?;
         Ok(pages.into_iter().flatten().collect())
-    }
-
-    /// Bytes from `offset` (to the end, or `len` of them) of the file at `path`: the content
-    /// URL answers 302 to a pre-authenticated URL, fetched without the Authorization header.
-    pub async fn download(&self, path: &str, offset: u64, len: Option<u64>) -> Result<Download> {
-        let url = self.item_url(path, "/content");
-        let first = self.client.send(|http| http.get(&url), true).await?;
-        let response = if first.status().is_redirection() {
-            let location = first
-                .headers()
-                .get(header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| Error::new(Kind::Invalid, "the download redirect has no Location"))?
-                .to_string();
-            let range = match len {
-                Some(0) => {
-                    return Ok(Download {
-                        total: self.stat(path).await?.size,
-                        body: Box::pin(futures_util::stream::empty()),
-                    });
-                }
-                Some(n) => format!("bytes={offset}-{}", offset + n - 1),
-                None => format!("bytes={offset}-"),
-            };
-            let wants_range = offset > 0 || len.is_some();
-            let sent = self
-                .client
-                .send(
-                    |http| {
-                        let request = http.get(&location);
-                        if wants_range {
-                            request.header(header::RANGE, &range)
-                        } else {
-                            request
-                        }
-                    },
-                    false,
-                )
-                .await;
-            match sent {
-                Err(e) if e.code.as_deref() == Some("invalidRange") => {
-                    return Ok(Download {
-                        total: offset,
-                        body: Box::pin(futures_util::stream::empty()),
-                    });
-                }
-                other => other?,
-            }
-        } else {
-            first
-        };
-        let status = response.status();
-        let total = match response
-            .headers()
-            .get(header::CONTENT_RANGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit('/').next())
-            .and_then(|t| t.parse().ok())
-        {
-            Some(total) => total,
-            None => response.content_length().unwrap_or(0),
-        };
-        let mut skip = if status == StatusCode::PARTIAL_CONTENT {
-            0
-        } else {
-            offset
-        };
-        let mut left = len.unwrap_or(u64::MAX);
-        let body = response
-            .bytes_stream()
-            // The pre-authenticated URL (`tempauth=`) must not reach the logs with the error.
-            .map_err(|e| std::io::Error::other(e.without_url()))
-            .try_filter_map(move |mut chunk: Bytes| {
-                if skip > 0 {
-                    let n = skip.min(chunk.len() as u64);
-                    chunk = chunk.slice(n as usize..);
-                    skip -= n;
-                }
-                let take = left.min(chunk.len() as u64);
-                left -= take;
-                let chunk = chunk.slice(..take as usize);
-                futures_util::future::ready(Ok((!chunk.is_empty()).then_some(chunk)))
-            });
-        Ok(Download {
-            total,
-            body: Box::pin(body),
-        })
     }
 
     /// Creates the folder at `path` (its parent must exist).
