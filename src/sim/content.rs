@@ -3,11 +3,12 @@
 
 use std::collections::HashMap;
 use std::io::SeekFrom;
+use std::net::SocketAddr;
 use std::path::Path as FsPath;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Query as QueryParams, State};
+use axum::extract::{ConnectInfo, Query as QueryParams, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -47,10 +48,11 @@ pub fn redirect(r: Request, address: Address) -> GraphResult<Response> {
 /// `GET /_layouts/15/download.aspx?UniqueId=&drive=&tempauth=`: the pre-authenticated download.
 pub async fn download(
     State(sim): State<Arc<Sim>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     QueryParams(query): QueryParams<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    match serve_download(&sim, &query, &headers).await {
+    match serve_download(&sim, peer, &query, &headers).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
@@ -58,6 +60,7 @@ pub async fn download(
 
 async fn serve_download(
     sim: &Sim,
+    peer: SocketAddr,
     query: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> GraphResult<Response> {
@@ -105,7 +108,10 @@ async fn serve_download(
         .and_then(|r| parse_range(r, total));
     let (start, len, status) = match range {
         None => (0, total, StatusCode::OK),
-        Some(Ok((a, b))) => (a, b - a + 1, StatusCode::PARTIAL_CONTENT),
+        Some(Ok((a, b))) => {
+            sim.stats.count_ranged_download(peer);
+            (a, b - a + 1, StatusCode::PARTIAL_CONTENT)
+        }
         Some(Err(())) => {
             let mut response = GraphError::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,

@@ -1,5 +1,5 @@
 //! The control API under `/_sim/` (statistics, faults, revocation, locks, device-code approval,
-//! expiry) and the device-login page. Loopback callers only; no authentication.
+//! expiry of tokens, upload sessions and download URLs) and the device-login page. Loopback callers only; no authentication.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -31,6 +31,7 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/_sim/devicecode/approve", post(approve))
         .route("/_sim/tokens/expire", post(expire_tokens))
         .route("/_sim/uploads/expire", post(expire_uploads))
+        .route("/_sim/downloads/expire", post(expire_downloads))
         .route("/_sim/delta/reset", post(reset_delta))
         .route("/_sim/drives", get(drives))
         .route("/devicelogin", get(login_page).post(login_submit))
@@ -180,6 +181,11 @@ async fn expire_tokens(State(sim): State<Arc<Sim>>) -> StatusCode {
 
 async fn expire_uploads(State(sim): State<Arc<Sim>>) -> StatusCode {
     sim.upload_generation.fetch_add(1, Ordering::Relaxed);
+    StatusCode::NO_CONTENT
+}
+
+async fn expire_downloads(State(sim): State<Arc<Sim>>) -> StatusCode {
+    sim.download_generation.fetch_add(1, Ordering::Relaxed);
     StatusCode::NO_CONTENT
 }
 

@@ -38,6 +38,8 @@ pub struct Sim {
     pub token_generation: AtomicU64,
     /// Upload sessions created before this generation are expired.
     pub upload_generation: AtomicU64,
+    /// Download URLs signed in an earlier generation are expired.
+    pub download_generation: AtomicU64,
     pub sign_key: [u8; 32],
     pub token_lifetime: u64,
     pub device_interval: u64,
@@ -203,6 +205,7 @@ impl Sim {
             network: Arc::new(Network::new(Link::default())),
             token_generation: AtomicU64::new(0),
             upload_generation: AtomicU64::new(0),
+            download_generation: AtomicU64::new(0),
             sign_key: rand::random(),
             token_lifetime: seed.token_lifetime_secs,
             device_interval: seed.device_code_interval_secs,
@@ -388,12 +391,14 @@ impl Sim {
             && token.generation >= self.token_generation.load(Ordering::Relaxed)
     }
 
-    /// Signs a download URL for an item: `exp.sig`.
+    /// Signs a download URL for an item: `exp.sig` (the signature covers the download
+    /// generation, so `/_sim/downloads/expire` expires every URL handed out before).
     pub fn tempauth(&self, drive_id: &str, item_id: &str, expires: i64) -> String {
         use hmac::Mac;
         let mut mac =
             hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.sign_key).expect("any key length");
-        mac.update(format!("{drive_id}|{item_id}|{expires}").as_bytes());
+        let generation = self.download_generation.load(Ordering::Relaxed);
+        mac.update(format!("{drive_id}|{item_id}|{expires}|{generation}").as_bytes());
         let sig = base64::Engine::encode(
             &base64::engine::general_purpose::URL_SAFE_NO_PAD,
             mac.finalize().into_bytes(),

@@ -1,5 +1,7 @@
 //! Request statistics by kind (`GET /_sim/stats`) and the classification of requests.
 
+use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::Method;
@@ -31,6 +33,10 @@ pub struct Stats {
     pub api_requests: AtomicU64,
     pub fragments: AtomicU64,
     by_kind: [AtomicU64; KINDS.len()],
+    /// Downloads of a pre-authenticated URL answered with a range (206).
+    ranged_downloads: AtomicU64,
+    /// The TCP connections (client address and port) those came on.
+    download_peers: parking_lot::Mutex<HashSet<SocketAddr>>,
 }
 
 impl Stats {
@@ -41,12 +47,20 @@ impl Stats {
         }
     }
 
+    /// Counts a ranged download that came on the connection from `peer`.
+    pub fn count_ranged_download(&self, peer: SocketAddr) {
+        self.ranged_downloads.fetch_add(1, Ordering::Relaxed);
+        self.download_peers.lock().insert(peer);
+    }
+
     pub fn reset(&self) {
+        self.download_peers.lock().clear();
         for counter in [
             &self.requests,
             &self.throttled,
             &self.api_requests,
             &self.fragments,
+            &self.ranged_downloads,
         ]
         .into_iter()
         .chain(self.by_kind.iter())
@@ -65,6 +79,8 @@ impl Stats {
             "requests": self.requests.load(Ordering::Relaxed),
             "throttled": self.throttled.load(Ordering::Relaxed),
             "by_kind": by_kind,
+            "ranged_downloads": self.ranged_downloads.load(Ordering::Relaxed),
+            "download_connections": self.download_peers.lock().len(),
         })
     }
 }
