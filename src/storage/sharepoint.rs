@@ -1,8 +1,9 @@
 //! A folder of a SharePoint library as a storage backend, passing every operation through to
 //! Graph in real time.
 //!
-//! - Reads stream: one ranged GET serves consecutive reads; a read elsewhere restarts the stream
-//!   at that offset. Never a Graph request per SFTP/FTP read.
+//! - Reads stream (`reader`): one GET serves consecutive reads of a small file; a large one is
+//!   fetched in blocks, several at once, handed out in order (`prefetch`); a read elsewhere
+//!   restarts at that offset. Never a Graph request per SFTP/FTP read.
 //! - Writes spool to an unlinked temporary file and are uploaded when the handle closes (Graph
 //!   upload sessions need the total size in every fragment, and SFTP/FTP clients do not announce
 //!   it). The file appears in SharePoint only when the upload completes; a failed upload is an
@@ -14,12 +15,15 @@
 //!   mapped back; stored names no encoding produces are left out of listings (they could not
 //!   be reached under their decoded name). The cache holds stored names.
 
+mod prefetch;
+mod reader;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use futures_util::stream::BoxStream;
@@ -33,6 +37,7 @@ use super::{
 use crate::config::Names;
 use crate::connections::Connection;
 use crate::graph::{self, Drive, OnConflict, lookalike};
+use reader::Reader;
 
 const CACHE_TTL: Duration = Duration::from_secs(5);
 /// Folders are kept longer: they change rarely, this gateway's own changes drop them, and a
@@ -228,15 +233,12 @@ impl Backend for SharePoint {
                 format!("{path}: is a folder"),
             ));
         }
-        Ok(Box::new(Reader {
-            drive: self.drive().await?,
-            path: full,
-            size: found.size,
-            id: found.id,
-            position: 0,
-            body: None,
-            buffer: BytesMut::new(),
-        }))
+        Ok(Box::new(Reader::new(
+            self.drive().await?,
+            full,
+            found.size,
+            found.id,
+        )))
     }
 
     async fn open_write(&self, path: &str, mode: WriteMode) -> Result<Box<dyn WriteHandle>> {
@@ -365,77 +367,6 @@ impl Backend for SharePoint {
 
 fn segments_empty(full: &str) -> bool {
     graph::names::segments(full).is_empty()
-}
-
-/// Reads served from one streaming ranged download, restarted when a read jumps.
-struct Reader {
-    drive: Arc<Drive>,
-    path: String,
-    size: u64,
-    id: Option<String>,
-    /// The offset the stream's next byte (after `buffer`) belongs to... minus the buffer:
-    /// `position` is the offset of `buffer[0]`.
-    position: u64,
-    body: Option<BoxStream<'static, std::io::Result<Bytes>>>,
-    buffer: BytesMut,
-}
-
-#[async_trait]
-impl ReadHandle for Reader {
-    fn size(&self) -> u64 {
-        self.size
-    }
-
-    fn id(&self) -> Option<&str> {
-        self.id.as_deref()
-    }
-
-    async fn read_at(&mut self, offset: u64, len: usize) -> Result<Bytes> {
-        if offset >= self.size || len == 0 {
-            return Ok(Bytes::new());
-        }
-        let buffered_end = self.position + self.buffer.len() as u64;
-        if self.body.is_none() || offset < self.position || offset > buffered_end + (4 << 20) {
-            let download = self.drive.download(&self.path, offset, None).await?;
-            self.body = Some(download.body);
-            self.position = offset;
-            self.buffer.clear();
-        }
-        let want = (len as u64).min(self.size - offset) as usize;
-        let mut resumed = false;
-        while self.position + (self.buffer.len() as u64) < offset + want as u64 {
-            let next = self.body.as_mut().expect("opened above").next().await;
-            match next {
-                Some(Ok(chunk)) => self.buffer.extend_from_slice(&chunk),
-                // A download that broke off is resumed once where it stopped (a new ranged
-                // GET, with the connection's retry budget); a second break fails the read.
-                Some(Err(e)) if !resumed => {
-                    resumed = true;
-                    let at = self.position + self.buffer.len() as u64;
-                    tracing::debug!(path = %self.path, at, error = %e, "download broke off; resuming");
-                    self.body = None;
-                    let download = self.drive.download(&self.path, at, None).await?;
-                    self.body = Some(download.body);
-                }
-                Some(Err(e)) => {
-                    self.body = None;
-                    return Err(Error::new(
-                        ErrorKind::Unavailable,
-                        format!("{}: the download broke off", self.path),
-                    )
-                    .with_source(e));
-                }
-                None => break,
-            }
-        }
-        let skip = (offset - self.position) as usize;
-        let _ = self.buffer.split_to(skip.min(self.buffer.len()));
-        self.position = offset;
-        let take = want.min(self.buffer.len());
-        let out = self.buffer.split_to(take).freeze();
-        self.position += take as u64;
-        Ok(out)
-    }
 }
 
 /// Writes spooled to an unlinked temporary file, uploaded at close.
