@@ -107,7 +107,19 @@ async fn throttling_slows_an_upload_down_without_failing_it() {
 /// per queued read: 12.6 minutes with the default budget).
 #[tokio::test]
 async fn a_download_fails_within_one_retry_budget_when_sharepoint_dies() {
-    let gw = Gateway::start_with(Ctx::new().await, &[alice()], "max_retries = 3").await;
+    sharepoint_dies_mid_download("max_retries = 3\ndownload_streams = 1").await;
+}
+
+/// The same with parallel downloads: the blocks already fetched (at most 4 of 1 MiB here) are
+/// delivered, then the block that cannot be fetched fails the download after its one retry.
+#[tokio::test]
+async fn a_parallel_download_fails_within_its_retries_when_sharepoint_dies() {
+    sharepoint_dies_mid_download("max_retries = 3\ndownload_streams = 4\ndownload_block_mib = 1")
+        .await;
+}
+
+async fn sharepoint_dies_mid_download(connection: &str) {
+    let gw = Gateway::start_with(Ctx::new().await, &[alice()], connection).await;
     let bytes = random(24 << 20);
     gw.write_local("big.bin", &bytes);
     gw.sftp_ok("alice", "put big.bin /big.bin\n").await;
@@ -133,5 +145,10 @@ async fn a_download_fails_within_one_retry_budget_when_sharepoint_dies() {
     assert!(
         took < Duration::from_secs(30),
         "the client waited {took:?} after SharePoint died: {run}"
+    );
+    let kept = std::fs::read(&got).unwrap_or_default();
+    assert!(
+        kept[..] == bytes[..kept.len()],
+        "the part that arrived is not the file's start"
     );
 }

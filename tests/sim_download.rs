@@ -1,5 +1,6 @@
 //! GRAPH.md section 3: `/content` answers 302 to a pre-authenticated URL that ignores an
-//! Authorization header; `Range` -> 206 with `Content-Range`; `If-None-Match` -> 304.
+//! Authorization header; `Range` -> 206 with `Content-Range`; `If-None-Match` -> 304. Also the
+//! simulator's counters of ranged downloads and its expiry of download URLs.
 
 mod common;
 
@@ -251,4 +252,39 @@ async fn zero_byte_and_missing_downloads() {
         "tampered URL: {}",
         resp.status()
     );
+}
+
+/// The simulator's own controls for parallel-download tests: ranged downloads and their
+/// connections are counted, and `/_sim/downloads/expire` expires every URL handed out.
+#[tokio::test]
+async fn ranged_downloads_are_counted_and_urls_expire_on_demand() {
+    let (ctx, _file, body) = fixture().await;
+    let url = location(&ctx, &ctx.p("dl/blob.bin", "/content")).await;
+    ctx.sim.control("/stats/reset", serde_json::json!({})).await;
+    // Two ranges on two fresh connections, one whole download (not counted).
+    for range in ["bytes=0-9", "bytes=10-19"] {
+        let client = oneshot_client();
+        let resp = client
+            .get(&url)
+            .header("Range", range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 206);
+    }
+    assert_eq!(ctx.sim.http.get(&url).send().await.unwrap().status(), 200);
+    let stats = ctx.sim.stats().await;
+    assert_eq!(stats["ranged_downloads"], 2, "{stats}");
+    assert_eq!(stats["download_connections"], 2, "{stats}");
+    assert_eq!(stats["by_kind"]["download"], 3, "{stats}");
+
+    ctx.sim
+        .control("/downloads/expire", serde_json::json!({}))
+        .await;
+    let resp = ranged(&ctx, &url, "bytes=0-9").await;
+    assert_eq!(resp.status(), 401);
+    let fresh = location(&ctx, &ctx.p("dl/blob.bin", "/content")).await;
+    let resp = ranged(&ctx, &fresh, "bytes=0-9").await;
+    assert_eq!(resp.status(), 206);
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), &body[..10]);
 }
