@@ -19,6 +19,7 @@ use super::drive::{Blob, Conflict};
 use super::error::{GraphError, GraphResult};
 use super::graph::Request;
 use super::items::{Address, download_url, drive_for, render};
+use super::listener::Peer;
 use super::state::Sim;
 use crate::wire::QuickXor;
 
@@ -48,11 +49,11 @@ pub fn redirect(r: Request, address: Address) -> GraphResult<Response> {
 /// `GET /_layouts/15/download.aspx?UniqueId=&drive=&tempauth=`: the pre-authenticated download.
 pub async fn download(
     State(sim): State<Arc<Sim>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     QueryParams(query): QueryParams<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    match serve_download(&sim, peer, &query, &headers).await {
+    match serve_download(&sim, peer.addr, &query, &headers).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
