@@ -14,7 +14,8 @@ use crate::connections::Connection;
 use crate::connections::store::{Paths, ensure_private_dir};
 use crate::storage::local::Local;
 use crate::storage::metered::{Labels, Metered, OnStored};
-use crate::storage::sharepoint::SharePoint;
+use crate::storage::queue::{Origin, Queue};
+use crate::storage::sharepoint::{Commit, SharePoint};
 use crate::storage::{self, Backend};
 use crate::sync::schedule::Triggers;
 use crate::users::{Account, Users};
@@ -34,13 +35,17 @@ pub struct Gateway {
     pub audit: Arc<crate::audit::Audit>,
     /// Failed-login locks (SFTP), kept across reloads.
     pub lockout: Arc<crate::users::lockout::Lockout>,
+    /// The upload queue, kept across reloads.
+    pub queue: Arc<Queue>,
 }
 
 impl Gateway {
     /// Opens every connection (nothing is sent yet) and prepares the state directory.
     pub fn new(config: Config) -> std::io::Result<Gateway> {
         let triggers = Arc::new(Triggers::new(&config));
-        Gateway::with(config, Arc::default(), triggers, Arc::default())
+        ensure_private_dir(&config.state.dir)?;
+        let queue = Queue::open(&config.state.dir)?;
+        Gateway::with(config, Arc::default(), triggers, Arc::default(), queue)
     }
 
     /// [`Gateway::new`], keeping the metrics, sync triggers and failed-login locks of the
@@ -50,6 +55,7 @@ impl Gateway {
         metrics: Arc<crate::admin::metrics::Metrics>,
         triggers: Arc<Triggers>,
         lockout: Arc<crate::users::lockout::Lockout>,
+        queue: Arc<Queue>,
     ) -> std::io::Result<Gateway> {
         ensure_private_dir(&config.state.dir)?;
         let spool_dir = config.state.dir.join("spool");
@@ -59,12 +65,15 @@ impl Gateway {
         for c in &config.connections {
             connections.insert(c.name.clone(), Arc::new(Connection::open(c, &paths)?));
         }
+        let audit = Arc::new(crate::audit::Audit::open(&config.audit, &config.state.dir));
+        queue.attach(&connections, audit.clone(), paths);
         Ok(Gateway {
             users: Users::new(&config.users),
             triggers,
             metrics,
             lockout,
-            audit: Arc::new(crate::audit::Audit::open(&config.audit, &config.state.dir)),
+            queue,
+            audit,
             config,
             connections,
             spool_dir,
@@ -96,6 +105,7 @@ impl Gateway {
                     connection,
                     remote,
                     names,
+                    commit,
                 } => {
                     let connection = self.connections.get(connection).ok_or_else(|| {
                         storage::Error::new(
@@ -103,12 +113,20 @@ impl Gateway {
                             format!("mount {} names an unknown connection", mount.path),
                         )
                     })?;
-                    Arc::new(SharePoint::new(
-                        connection.clone(),
-                        remote,
-                        self.spool_dir.clone(),
-                        *names,
-                    ))
+                    let commit = Commit {
+                        mode: *commit,
+                        queue: self.queue.clone(),
+                        origin: Origin {
+                            user: account.name.clone(),
+                            protocol: protocol.to_string(),
+                            peer,
+                            vpath: mount.path.clone(),
+                        },
+                    };
+                    Arc::new(
+                        SharePoint::new(connection.clone(), remote, self.spool_dir.clone(), *names)
+                            .with_commit(commit),
+                    )
                 }
             };
             let connection = match &mount.target {
@@ -240,8 +258,14 @@ impl Shared {
             old.triggers.clone()
         };
         let summary = config.summary();
-        let gateway = Gateway::with(config, old.metrics.clone(), triggers, old.lockout.clone())
-            .map_err(|e| format!("opening the new configuration: {e}"))?;
+        let gateway = Gateway::with(
+            config,
+            old.metrics.clone(),
+            triggers,
+            old.lockout.clone(),
+            old.queue.clone(),
+        )
+        .map_err(|e| format!("opening the new configuration: {e}"))?;
         // Saving the configuration again re-enables its disabled connections, changed or not:
         // if their credentials are still bad, the next request disables them with a new alert.
         for connection in gateway.connections.values() {

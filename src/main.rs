@@ -93,6 +93,14 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// The upload queue (`upload_commit = "queued"`): list it, retry or discard a quarantined
+    /// upload.
+    Queue {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: QueueAction,
+    },
     /// Mirrored folders: run a sync job now, or show every job's state.
     Sync {
         #[command(flatten)]
@@ -100,6 +108,16 @@ enum Command {
         #[command(subcommand)]
         action: SyncAction,
     },
+}
+
+#[derive(Subcommand)]
+enum QueueAction {
+    /// Every queued upload: waiting, being uploaded, or quarantined (with the reason).
+    List,
+    /// Put a quarantined upload back in line (after fixing what refused it).
+    Retry { id: i64 },
+    /// Drop a quarantined upload and its file.
+    Discard { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -241,6 +259,21 @@ async fn main() -> anyhow::Result<ExitCode> {
                     }
                 }
                 SyncAction::Status => spgate::sync::command::status(&config, &mut out)?,
+            }
+        }
+        Command::Queue { config, action } => {
+            logging::init(cli.log_format, "warn");
+            let config = config.load()?;
+            let mut out = std::io::stdout();
+            let done = match action {
+                QueueAction::List => spgate::operate::queue_list(&config, &mut out)?,
+                QueueAction::Retry { id } => spgate::operate::queue_retry(&config, id, &mut out)?,
+                QueueAction::Discard { id } => {
+                    spgate::operate::queue_discard(&config, id, &mut out)?
+                }
+            };
+            if !done {
+                return Ok(ExitCode::FAILURE);
             }
         }
         Command::Alerts { config } => {

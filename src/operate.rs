@@ -9,6 +9,7 @@ use crate::config::{Config, Credential};
 use crate::connections::health::open_alerts;
 use crate::connections::store::Paths;
 use crate::connections::{Connection, auth::TokenError};
+use crate::storage::queue::Queue;
 
 /// Gets a token, resolves site and library, and lists the root of each connection.
 pub async fn check(config: &Config, out: &mut impl Write) -> std::io::Result<bool> {
@@ -143,4 +144,71 @@ pub fn alerts(config: &Config, out: &mut impl Write) -> std::io::Result<usize> {
         )?;
     }
     Ok(open.len())
+}
+
+/// `spgate queue list`: one line per queued upload (never its upload URL).
+pub fn queue_list(config: &Config, out: &mut impl Write) -> std::io::Result<bool> {
+    let rows = Queue::open(&config.state.dir)?.list()?;
+    if rows.is_empty() {
+        writeln!(out, "the upload queue is empty")?;
+    }
+    for row in rows {
+        let state = match (&row.failed, row.uploaded, &row.upload_url) {
+            (Some(_), _, _) => "quarantined",
+            (None, true, _) => "finishing",
+            (None, false, Some(_)) => "uploading",
+            (None, false, None) => "waiting",
+        };
+        writeln!(
+            out,
+            "{}	{state}	{}	{}	{} bytes	user {} ({})	queued {}{}",
+            row.id,
+            row.connection,
+            row.target.as_deref().unwrap_or("(deleted)"),
+            row.size,
+            row.origin.user,
+            row.origin.vpath,
+            row.queued_at.format("%Y-%m-%d %H:%M:%SZ"),
+            row.failed
+                .map(|why| format!("\n\tfailed: {why}"))
+                .unwrap_or_default()
+        )?;
+    }
+    Ok(true)
+}
+
+/// `spgate queue retry ID`.
+pub fn queue_retry(config: &Config, id: i64, out: &mut impl Write) -> std::io::Result<bool> {
+    let queue = Queue::open(&config.state.dir)?;
+    let done = queue.retry(id, &Paths::of(config))?;
+    quarantine_answer(
+        out,
+        id,
+        done,
+        "queued again; the gateway uploads it shortly",
+    )
+}
+
+/// `spgate queue discard ID`.
+pub fn queue_discard(config: &Config, id: i64, out: &mut impl Write) -> std::io::Result<bool> {
+    let queue = Queue::open(&config.state.dir)?;
+    let done = queue.discard(id, &Paths::of(config))?;
+    quarantine_answer(out, id, done, "discarded, with its file")
+}
+
+fn quarantine_answer(
+    out: &mut impl Write,
+    id: i64,
+    done: bool,
+    what: &str,
+) -> std::io::Result<bool> {
+    if done {
+        writeln!(out, "{id}: {what}")?;
+    } else {
+        writeln!(
+            out,
+            "{id}: no quarantined upload has this id (see spgate queue list)"
+        )?;
+    }
+    Ok(done)
 }

@@ -33,6 +33,9 @@ pub async fn run_reporting(
 ) -> std::io::Result<()> {
     let shared = Arc::new(Shared::new(Gateway::new(config)?, path, shutdown.clone()));
     let gateway = shared.current();
+    // Queued uploads go on from where they stood, including those queued before a restart.
+    gateway.queue.recover()?;
+    let uploads = tokio::spawn(gateway.queue.clone().run(shutdown.clone()));
     #[cfg(unix)]
     {
         let (shared, shutdown) = (shared.clone(), shutdown.clone());
@@ -104,6 +107,7 @@ pub async fn run_reporting(
         shutdown.cancelled().await;
     }
     shared.wait_syncs().await;
+    let _ = uploads.await;
     Ok(())
 }
 

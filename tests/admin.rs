@@ -28,7 +28,8 @@ async fn serve() -> Served {
          [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\n\
          {connection}\n\
          [[users]]\nname = \"partner\"\npassword_hash = {hash}\n\
-         [[users.mounts]]\npath = \"/\"\nconnection = \"sp\"\nremote = \"/Partner\"\npermissions = \"*\"\n\n\
+         [[users.mounts]]\npath = \"/\"\nconnection = \"sp\"\nremote = \"/Partner\"\npermissions = \"*\"\n\
+         upload_commit = \"close\"\n\n\
          [[syncs]]\nname = \"mirror\"\nlocal = {mirror}\nconnection = \"sp\"\nremote = \"/Mirror\"\n\
          direction = \"pull\"\ninterval = \"1h\"\n",
         connection = ctx.connection_toml("sp"),
@@ -153,6 +154,8 @@ async fn probes_and_metrics_follow_a_real_sftp_upload() {
         "spgate_sessions_total{protocol=\"sftp\"}",
         "spgate_graph_throttled_total{connection=\"sp\"}",
         "spgate_upload_fragments_retried_total{connection=\"sp\"}",
+        "spgate_upload_queue_files 0",
+        "spgate_upload_queue_quarantined 0",
     ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }

@@ -103,36 +103,37 @@ async fn an_expired_download_url_is_renewed_once() {
 async fn a_file_changed_between_ranges_is_refused() {
     let world = World::new().await;
     let (_connection, drive) = world.drive("").await;
-    let bytes = random(200_000);
-    put(&drive, "/c.bin", &bytes).await;
-    let ranges = Ranges::open(drive.clone(), "/c.bin")
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(collect(&ranges, 0, 50_000).await.unwrap() == bytes[..50_000]);
-
-    // Same size, other content: the eTag tells.
-    put(&drive, "/c.bin", &random(200_000)).await;
-    let e = collect(&ranges, 50_000, 50_000).await.unwrap_err();
-    assert_eq!(e.kind, Kind::Modified, "{e}");
-
-    // Longer: the total in Content-Range tells.
-    let ranges = Ranges::open(drive.clone(), "/c.bin")
-        .await
-        .unwrap()
-        .unwrap();
-    collect(&ranges, 0, 10).await.unwrap();
-    put(&drive, "/c.bin", &random(300_000)).await;
-    let e = collect(&ranges, 10, 10).await.unwrap_err();
-    assert_eq!(e.kind, Kind::Modified, "{e}");
-
-    // Shorter, the range straddling the new end: SharePoint sends less than asked.
-    let ranges = Ranges::open(drive.clone(), "/c.bin")
-        .await
-        .unwrap()
-        .unwrap();
-    collect(&ranges, 0, 10).await.unwrap();
-    put(&drive, "/c.bin", &random(150_000)).await;
-    let e = collect(&ranges, 100_000, 100_000).await.unwrap_err();
-    assert_eq!(e.kind, Kind::Modified, "{e}");
+    // (how the file changes, its new size, the range read after the change)
+    let cases: [(&str, usize, (u64, u64)); 3] = [
+        (
+            "same size, other content: the eTag tells",
+            200_000,
+            (50_000, 50_000),
+        ),
+        (
+            "longer: the total in Content-Range tells",
+            300_000,
+            (10, 10),
+        ),
+        (
+            "shorter, the range straddling the new end: SharePoint sends less than asked",
+            150_000,
+            (100_000, 100_000),
+        ),
+    ];
+    for (change, new_size, (offset, len)) in cases {
+        let bytes = random(200_000);
+        put(&drive, "/c.bin", &bytes).await;
+        let ranges = Ranges::open(drive.clone(), "/c.bin")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            collect(&ranges, 0, 10).await.unwrap() == bytes[..10],
+            "{change}"
+        );
+        put(&drive, "/c.bin", &random(new_size)).await;
+        let e = collect(&ranges, offset, len).await.unwrap_err();
+        assert_eq!(e.kind, Kind::Modified, "{change}: {e}");
+    }
 }

@@ -22,6 +22,7 @@ pub async fn metrics(Extract(state): Extract<Arc<State>>) -> Response {
         ..Live::default()
     };
     let gateway = state.gateway();
+    live.queue = gateway.queue.stats();
     let mut names: Vec<&String> = gateway.connections.keys().collect();
     names.sort();
     for name in names {

@@ -191,6 +191,7 @@ pub struct Live {
     pub connections: Vec<ConnectionFigures>,
     pub syncs: Vec<SyncFigures>,
     pub uptime_seconds: f64,
+    pub queue: crate::storage::queue::Stats,
 }
 
 fn family<'a>(
@@ -213,6 +214,32 @@ impl Collector for Live {
             )?;
             ConstGauge::new(self.uptime_seconds)
                 .encode(f.encode_family(&[("process", "spgate")])?)?;
+        }
+        let q = &self.queue;
+        for (name, help, value) in [
+            (
+                "spgate_upload_queue_files",
+                "Queued uploads waiting for or on their way to SharePoint",
+                q.depth as f64,
+            ),
+            (
+                "spgate_upload_queue_bytes",
+                "Bytes of the queued uploads",
+                q.bytes as f64,
+            ),
+            (
+                "spgate_upload_queue_oldest_seconds",
+                "Age of the oldest queued upload (0 when the queue is empty)",
+                q.oldest_seconds as f64,
+            ),
+            (
+                "spgate_upload_queue_quarantined",
+                "Queued uploads SharePoint refused, kept until retried or discarded",
+                q.quarantined as f64,
+            ),
+        ] {
+            let f = family(&mut encoder, name, help, MetricType::Gauge)?;
+            ConstGauge::new(value).encode(f)?;
         }
         type Pick = fn(&ConnectionFigures) -> f64;
         let per_connection: [(&str, &str, MetricType, Pick); 7] = [

@@ -95,7 +95,18 @@ fn render(state: &State, out: &mut String) -> std::fmt::Result {
             text(&c["throttled"])
         )?;
     }
-    write!(out, "</table><h2>Sync jobs</h2>")?;
+    let q = state.gateway().queue.stats();
+    write!(
+        out,
+        "</table><h2>Upload queue</h2><p class=\"{}\">{} file(s), {} bytes waiting for SharePoint; \
+         oldest {} s; {} quarantined (see <code>spgate queue list</code>).</p>",
+        if q.quarantined == 0 { "ok" } else { "bad" },
+        q.depth,
+        q.bytes,
+        q.oldest_seconds,
+        q.quarantined
+    )?;
+    write!(out, "<h2>Sync jobs</h2>")?;
     let syncs = sync_rows(state);
     if syncs.is_empty() {
         write!(out, "<p>No sync jobs configured.</p>")?;

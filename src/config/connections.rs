@@ -139,6 +139,15 @@ fn limits(i: usize, c: &raw::Connection) -> Result<Limits, Error> {
         }
         limits.download_streams = n;
     }
+    if let Some(n) = c.upload_workers {
+        if !(1..=16).contains(&n) {
+            return Err(Error::invalid(
+                at("upload_workers"),
+                "must be between 1 and 16",
+            ));
+        }
+        limits.upload_workers = n;
+    }
     if let Some(mib) = c.download_block_mib {
         if !(1..=64).contains(&mib) {
             return Err(Error::invalid(

@@ -49,7 +49,7 @@ pub use secret::Secret;
 pub use types::{
     Admin, AfterCopy, Audit, AuthorizedKey, CertKey, Config, Conflict, Connection, Credential,
     Direction, Ftp, Limits, MaxDelete, Mount, MountTarget, Names, Sftp, Site, State, SyncJob,
-    TlsRequired, User,
+    TlsRequired, UploadCommit, User,
 };
 
 /// Prefix of the environment variables that override file values.

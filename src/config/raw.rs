@@ -95,6 +95,7 @@ pub(super) struct Connection {
     pub requests_per_second: Option<f64>,
     pub upload_chunk_mib: Option<u64>,
     pub download_streams: Option<usize>,
+    pub upload_workers: Option<usize>,
     pub download_block_mib: Option<u64>,
     pub max_retries: Option<u32>,
     pub request_timeout: Option<String>,
@@ -124,6 +125,7 @@ pub(super) struct Mount {
     pub local: Option<String>,
     pub permissions: Option<Permissions>,
     pub names: Option<String>,
+    pub upload_commit: Option<String>,
 }
 
 /// `permissions = "*"` or `permissions = ["list", ...]`.

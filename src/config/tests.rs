@@ -179,6 +179,7 @@ fn full_config_parses() {
             connection: "secret".into(),
             remote: "/Partners/In".into(),
             names: Names::Refuse,
+            commit: UploadCommit::Queued,
         }
     );
     assert_eq!(root.permissions, Permissions::all());

@@ -207,6 +207,8 @@ pub struct Limits {
     /// Ranged GETs in flight at once for one file being read sequentially (default 4; 1: one
     /// streaming GET per file).
     pub download_streams: usize,
+    /// Queued uploads (`upload_commit = "queued"`) sent at once (default 4).
+    pub upload_workers: usize,
     /// Bytes per ranged GET when `download_streams` > 1 (default 8 MiB). Files under two
     /// blocks are read with one streaming GET.
     pub download_block_bytes: u64,
@@ -223,6 +225,7 @@ impl Default for Limits {
             requests_per_second: None,
             upload_chunk_bytes: 10 * 1024 * 1024,
             download_streams: 4,
+            upload_workers: 4,
             download_block_bytes: 8 * 1024 * 1024,
             max_retries: 6,
             request_timeout: Duration::from_secs(60),
@@ -309,6 +312,8 @@ pub enum MountTarget {
         remote: String,
         /// What happens to names SharePoint refuses.
         names: Names,
+        /// When a client's close of an upload is answered.
+        commit: UploadCommit,
     },
     /// A directory on the gateway host.
     Local {
@@ -356,6 +361,18 @@ pub enum Names {
     Encode,
     /// Refused, with the rule it breaks.
     Refuse,
+}
+
+/// `upload_commit` of a SharePoint mount: when the client hears that an upload is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UploadCommit {
+    /// Once the file is durably in the upload queue; SharePoint gets it in the background.
+    #[default]
+    Queued,
+    /// Once SharePoint has stored it (the client's close waits for the whole upload).
+    Close,
+    /// Waits up to this long for SharePoint's verdict, then answers as `Queued`.
+    CloseWithin(Duration),
 }
 
 /// `syncs[].direction`.

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use ipnet::IpNet;
 
 use super::types::{AuthorizedKey, Connection, Mount, MountTarget, TlsRequired, User};
-use super::validate::{Context, known_connection, names, required, unique};
+use super::validate::{Context, known_connection, names, required, unique, upload_commit};
 use super::{Error, permissions, raw, values};
 
 /// Validates every user. `ftp_tls` is `ftp.tls_required`, or `None` when FTP is off.
@@ -123,11 +123,18 @@ fn mount(
             connection: known_connection(&field("connection"), connection, connections)?,
             remote: values::slash_path(&field("remote"), remote.as_deref().unwrap_or("/"), false)?,
             names: names(&field("names"), m.names.as_deref())?,
+            commit: upload_commit(&field("upload_commit"), m.upload_commit.as_deref())?,
         },
         (None, None, Some(_)) if m.names.is_some() => {
             return Err(Error::invalid(
                 field("names"),
                 "applies to SharePoint mounts only; a local folder takes any name",
+            ));
+        }
+        (None, None, Some(_)) if m.upload_commit.is_some() => {
+            return Err(Error::invalid(
+                field("upload_commit"),
+                "applies to SharePoint mounts only; a local folder stores at close",
             ));
         }
         (None, None, Some(local)) => MountTarget::Local {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::types::{
-    Admin, Audit, CertKey, Config, Connection, Ftp, Names, Sftp, State, TlsRequired,
+    Admin, Audit, CertKey, Config, Connection, Ftp, Names, Sftp, State, TlsRequired, UploadCommit,
 };
 use super::{Error, Secret, connections, raw, secret, syncs, users, values};
 
@@ -67,6 +67,27 @@ pub(super) fn names(key: &str, text: Option<&str>) -> Result<Names, Error> {
         text.unwrap_or("encode"),
         &[("encode", Names::Encode), ("refuse", Names::Refuse)],
     )
+}
+
+/// `upload_commit`: `"queued"` (default), `"close"` or `"close:DURATION"`.
+pub(super) fn upload_commit(key: &str, text: Option<&str>) -> Result<UploadCommit, Error> {
+    match text.unwrap_or("queued") {
+        "queued" => Ok(UploadCommit::Queued),
+        "close" => Ok(UploadCommit::Close),
+        other => match other.strip_prefix("close:") {
+            Some(wait) => {
+                let wait = super::values::duration(key, wait)?;
+                if wait.is_zero() || wait > Duration::from_secs(600) {
+                    return Err(Error::invalid(key, "the wait must be between 1s and 10m"));
+                }
+                Ok(UploadCommit::CloseWithin(wait))
+            }
+            None => Err(Error::invalid(
+                key,
+                "must be \"queued\", \"close\" or \"close:DURATION\" (e.g. \"close:10s\")",
+            )),
+        },
+    }
 }
 
 /// Records `name` in `seen`, failing if it was already there.

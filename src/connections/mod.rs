@@ -59,6 +59,11 @@ impl Connection {
         &self.config.name
     }
 
+    /// Queued uploads of this connection sent at once.
+    pub fn upload_workers(&self) -> usize {
+        self.config.limits.upload_workers
+    }
+
     /// The library, resolved from the site URL and library name on first use.
     pub async fn drive(&self) -> graph::Result<Arc<Drive>> {
         self.drive

@@ -63,6 +63,8 @@ pub struct Upload {
     /// Failed fragment attempts in a row.
     failures: u32,
     finished: bool,
+    /// An unfinished session stays open when dropped (its URL is kept to resume it later).
+    keep: bool,
 }
 
 impl Drive {
@@ -203,6 +205,31 @@ impl Drive {
             pending: BytesMut::new(),
             failures: 0,
             finished: false,
+            keep: false,
+        })
+    }
+
+    /// Takes up an upload session opened earlier (its `uploadUrl`, kept across a restart) for
+    /// `total` bytes, from where the service says it stands (`nextExpectedRanges`): the bytes
+    /// before that are not sent again. `NotFound` when the session expired or was cancelled.
+    pub async fn resume_upload(&self, url: &str, total: u64) -> Result<Upload> {
+        let status: UploadSession =
+            decode(self.client.send(|http| http.get(url), false).await?).await?;
+        let acked = next_expected(&status)
+            .filter(|&next| next < total)
+            .ok_or_else(|| {
+                Error::new(Kind::NotFound, "the upload session has nothing to resume")
+            })?;
+        Ok(Upload {
+            client: self.client.clone(),
+            url: url.to_string(),
+            total,
+            chunk: self.client.upload_chunk() as usize,
+            acked,
+            pending: BytesMut::new(),
+            failures: 0,
+            finished: false,
+            keep: false,
         })
     }
 }
@@ -223,6 +250,17 @@ impl Upload {
 
     pub fn total(&self) -> u64 {
         self.total
+    }
+
+    /// The session's `uploadUrl` (pre-authenticated: never logged).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Leaves the session open if this upload is dropped unfinished, to be resumed from its
+    /// URL ([`Drive::resume_upload`]).
+    pub fn keep_on_drop(&mut self) {
+        self.keep = true;
     }
 
     /// Adds bytes; full fragments are sent as they fill.
@@ -418,7 +456,7 @@ impl Upload {
 
 impl Drop for Upload {
     fn drop(&mut self) {
-        if self.finished {
+        if self.finished || self.keep {
             return;
         }
         let client = self.client.clone();

@@ -253,6 +253,18 @@ pub async fn receive(
     Ok(Received { bytes, complete })
 }
 
+/// The quickXorHash of a stored file, read from disk: a session's fragments may have been sent
+/// more than once (a client resuming after a crash), and only the assembled bytes count.
+pub async fn hash_file(path: &FsPath) -> GraphResult<QuickXor> {
+    let file = tokio::fs::File::open(path).await.map_err(storage_error)?;
+    let mut chunks = ReaderStream::with_capacity(file, 1 << 20);
+    let mut hash = QuickXor::new();
+    while let Some(chunk) = chunks.next().await {
+        hash.update(&chunk.map_err(storage_error)?);
+    }
+    Ok(hash)
+}
+
 pub fn storage_error(e: std::io::Error) -> GraphError {
     tracing::error!(error = %e, "simulator storage failed");
     GraphError::new(

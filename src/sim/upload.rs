@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::io::{AsyncSeekExt, BufWriter};
 
-use super::content::{drain, enrich, receive, storage_error};
+use super::content::{drain, enrich, hash_file, receive, storage_error};
 use super::drive::{Blob, Conflict};
 use super::error::{GraphError, GraphResult};
 use super::graph::Request;
@@ -60,7 +60,6 @@ pub struct UploadState {
     pub received: u64,
     /// The partial content; taken over by the blob at commit, removed otherwise.
     pub path: Option<PathBuf>,
-    pub hash: QuickXor,
     pub created: Instant,
     pub last_activity: Instant,
     pub generation: u64,
@@ -206,7 +205,6 @@ pub async fn create(mut r: Request, address: Address) -> GraphResult<Response> {
         total: None,
         received: 0,
         path: Some(r.sim.blob_path()),
-        hash: QuickXor::new(),
         created: Instant::now(),
         last_activity: Instant::now(),
         generation: r.sim.upload_generation.load(Ordering::Relaxed),
@@ -437,7 +435,9 @@ async fn fragment(
         .await
         .map_err(storage_error)?;
     let body = body.take().unwrap_or_default();
-    let received = receive(body, &mut out, &mut state.hash, len, stop_after).await?;
+    // The file's hash is taken from the assembled file at commit.
+    let mut unused = QuickXor::new();
+    let received = receive(body, &mut out, &mut unused, len, stop_after).await?;
     state.received += received.bytes;
     state.last_activity = Instant::now();
     if stop_after.is_some() {
@@ -469,18 +469,12 @@ async fn fragment(
 async fn commit(sim: &Arc<Sim>, state: &mut UploadState) -> GraphResult<Response> {
     let path = state.path.clone().expect("an open session has its file");
     let mut len = state.received;
-    enrich(
-        sim,
-        state.destination.name(),
-        &path,
-        &mut state.hash,
-        &mut len,
-    )
-    .await?;
+    let mut hash = hash_file(&path).await?;
+    enrich(sim, state.destination.name(), &path, &mut hash, &mut len).await?;
     let blob = Arc::new(Blob {
         path: state.path.take().expect("checked above"),
         len,
-        hash: state.hash.finish(),
+        hash: hash.finish(),
     });
     let mut world = sim.world.lock();
     sim.authorize(&world, &state.caller, &state.drive, true)?;

@@ -12,6 +12,7 @@
 pub mod error;
 pub mod local;
 pub mod metered;
+pub mod queue;
 pub mod sharepoint;
 
 use async_trait::async_trait;

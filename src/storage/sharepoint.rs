@@ -16,6 +16,7 @@
 //!   be reached under their decoded name). The cache holds stored names.
 
 mod prefetch;
+mod queued;
 mod reader;
 
 use std::path::PathBuf;
@@ -29,7 +30,7 @@ use dashmap::DashMap;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 
-use super::local::{read_at, write_all_at};
+use super::local::{read_at, read_exact_at, write_all_at};
 use super::{
     Backend, Capabilities, Entry, Error, ErrorKind, ReadHandle, Result, Space, WriteHandle,
     WriteMode,
@@ -37,7 +38,11 @@ use super::{
 use crate::config::Names;
 use crate::connections::Connection;
 use crate::graph::{self, Drive, OnConflict, lookalike};
+use crate::storage::queue;
+use queued::{Handover, QueuedReader};
 use reader::Reader;
+
+pub use queued::Commit;
 
 const CACHE_TTL: Duration = Duration::from_secs(5);
 /// Folders are kept longer: they change rarely, this gateway's own changes drop them, and a
@@ -52,6 +57,8 @@ pub struct SharePoint {
     cache: Arc<DashMap<String, (Entry, Instant)>>,
     /// `names = "encode"`: names are stored as look-alikes where SharePoint refuses them.
     encode: bool,
+    /// The upload queue: how closes are committed, and the queued files this mount sees.
+    commit: Option<Commit>,
 }
 
 fn entry(e: graph::Entry) -> Entry {
@@ -72,6 +79,33 @@ impl SharePoint {
             spool_dir,
             cache: Arc::new(DashMap::new()),
             encode: names == Names::Encode,
+            commit: None,
+        }
+    }
+
+    /// Commits uploads as `commit` says, and shows the queue's files.
+    pub fn with_commit(mut self, commit: Commit) -> Self {
+        self.commit = Some(commit);
+        self
+    }
+
+    /// The queued file at the library path `full`, if there is one.
+    fn pending(&self, full: &str) -> Option<queue::Pending> {
+        let commit = self.commit.as_ref()?;
+        commit.queue.pending(self.connection.name(), full)
+    }
+
+    fn queue(&self) -> Option<&queue::Queue> {
+        self.commit.as_ref().map(|c| &*c.queue)
+    }
+
+    /// Deletes the SharePoint item at `full` a queued file would have replaced, if any.
+    async fn delete_stale(&self, stale: Option<String>) -> Result<()> {
+        let Some(stale) = stale else { return Ok(()) };
+        self.forget(&stale);
+        match self.drive().await?.delete(&stale).await {
+            Err(e) if e.kind != graph::Kind::NotFound => Err(e.into()),
+            _ => Ok(()),
         }
     }
 
@@ -147,6 +181,10 @@ impl SharePoint {
     }
 
     async fn stat_full(&self, full: &str) -> Result<Entry> {
+        if let Some(pending) = self.pending(full) {
+            let name = full.rsplit('/').next().unwrap_or_default();
+            return Ok(queued::entry(name, &pending));
+        }
         if let Some(hit) = self.cached(full) {
             return Ok(hit);
         }
@@ -196,10 +234,26 @@ impl Backend for SharePoint {
         let cache = self.cache.clone();
         let decoding = self.decoding(segments_empty(path));
         let first = drive.children_url(&folder);
-        let pages = futures_util::stream::try_unfold(Some(first), move |next| {
+        // Queued files show in place of what SharePoint has under their names, and after the
+        // last page where it has nothing.
+        let queued: Vec<Entry> = match self.queue() {
+            Some(q) => q
+                .pending_children(self.connection.name(), &folder)
+                .iter()
+                .map(|(name, p)| queued::entry(name, p))
+                .collect(),
+            None => Vec::new(),
+        };
+        let queued = Arc::new(parking_lot::Mutex::new(queued));
+        let pages = futures_util::stream::try_unfold(Some(Some(first)), move |next| {
             let (drive, cache, folder) = (drive.clone(), cache.clone(), folder.clone());
+            let queued = queued.clone();
             async move {
-                let Some(url) = next else { return Ok(None) };
+                let Some(next) = next else { return Ok(None) };
+                let Some(url) = next else {
+                    let rest = std::mem::take(&mut *queued.lock());
+                    return Ok(Some((shown(rest, decoding, &folder), None)));
+                };
                 let (items, next) = drive.children_page(&url).await?;
                 let mut entries: Vec<Entry> = items.into_iter().map(entry).collect();
                 for e in &entries {
@@ -208,17 +262,15 @@ impl Backend for SharePoint {
                         (e.clone(), Instant::now()),
                     );
                 }
-                if let Some(at_library_root) = decoding {
-                    entries.retain_mut(|e| {
-                        let shown = lookalike::decode_reachable(&e.name, at_library_root);
-                        if shown.is_none() {
-                            tracing::warn!(%folder, name = %e.name, "left out of a listing: \
-                                names = \"encode\" cannot reach this stored name");
+                {
+                    let mut queued = queued.lock();
+                    for e in entries.iter_mut() {
+                        if let Some(at) = queued.iter().position(|q| q.name == e.name) {
+                            *e = queued.swap_remove(at);
                         }
-                        shown.map(|name| e.name = name).is_some()
-                    });
+                    }
                 }
-                Ok::<_, Error>(Some((entries, next)))
+                Ok::<_, Error>(Some((shown(entries, decoding, &folder), Some(next))))
             }
         });
         Ok(pages.boxed())
@@ -226,6 +278,12 @@ impl Backend for SharePoint {
 
     async fn open_read(&self, path: &str) -> Result<Box<dyn ReadHandle>> {
         let full = self.full(path);
+        if let Some(reader) = self
+            .pending(&full)
+            .and_then(|p| QueuedReader::open(&p, path))
+        {
+            return Ok(Box::new(reader));
+        }
         let found = self.stat_full(&full).await?;
         if found.is_dir {
             return Err(Error::new(
@@ -247,7 +305,14 @@ impl Backend for SharePoint {
         drive.check_new_path(&full, false)?;
         // No request for what the upload itself settles: its conflict behaviour decides
         // create-or-replace at close. Only keeping the content needs the file now.
+        let queued = self.commit.as_ref().filter(|c| c.queued());
         let existing = match mode {
+            // A queued close cannot hear SharePoint's "the name is taken": ask now.
+            WriteMode::CreateNew if queued.is_some() => match self.stat_full(&full).await {
+                Ok(e) => Some(e),
+                Err(e) if e.kind == ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            },
             WriteMode::Keep => match self.stat_full(&full).await {
                 Ok(e) => Some(e),
                 Err(e) if e.kind == ErrorKind::NotFound => None,
@@ -271,9 +336,19 @@ impl Backend for SharePoint {
             _ => {}
         }
         self.check_parent(path, &full).await?;
-        let spool = Arc::new(tempfile::tempfile_in(&self.spool_dir)?);
+        let (spool, spooled) = match queued {
+            Some(commit) => {
+                let (file, at) = commit.queue.spool()?;
+                (file, Some(at))
+            }
+            None => (tempfile::tempfile_in(&self.spool_dir)?, None),
+        };
+        let spool = Arc::new(spool);
         let depth = graph::names::segments(path).len();
         let mut writer = Writer {
+            commit: queued.cloned(),
+            connection: self.connection.name().to_string(),
+            spooled,
             drive,
             path: full.clone(),
             shown: path.to_string(),
@@ -287,7 +362,10 @@ impl Backend for SharePoint {
         };
         if let (Some(e), WriteMode::Keep) = (existing, mode) {
             // Resume/append on SharePoint: the existing content is re-uploaded with the new data.
-            writer.fetch_existing(e.size).await?;
+            match self.pending(&full) {
+                Some(pending) => writer.copy_queued(&pending).await?,
+                None => writer.fetch_existing(e.size).await?,
+            }
             writer.unchanged = true;
         }
         self.cache.remove(&full);
@@ -296,6 +374,12 @@ impl Backend for SharePoint {
 
     async fn mkdir(&self, path: &str) -> Result<()> {
         let full = self.full(path);
+        if self.pending(&full).is_some() {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{path}: a file of that name is being uploaded"),
+            ));
+        }
         self.drive().await?.mkdir(&full).await?;
         self.forget(&full);
         Ok(())
@@ -303,6 +387,11 @@ impl Backend for SharePoint {
 
     async fn remove_file(&self, path: &str) -> Result<()> {
         let full = self.full(path);
+        if let Some(queue) = self.queue()
+            && let Some(stale) = queue.remove(self.connection.name(), &full)?
+        {
+            return self.delete_stale(stale).await;
+        }
         if self.stat_full(&full).await?.is_dir {
             return Err(Error::new(
                 ErrorKind::IsADirectory,
@@ -320,6 +409,15 @@ impl Backend for SharePoint {
             return Err(Error::new(
                 ErrorKind::PermissionDenied,
                 "the mounted folder itself cannot be removed",
+            ));
+        }
+        if self
+            .queue()
+            .is_some_and(|q| q.has_pending_below(self.connection.name(), &full))
+        {
+            return Err(Error::new(
+                ErrorKind::DirectoryNotEmpty,
+                format!("{path}: folder not empty (files are being uploaded into it)"),
             ));
         }
         let drive = self.drive().await?;
@@ -343,15 +441,40 @@ impl Backend for SharePoint {
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let vpath = self
+            .commit
+            .as_ref()
+            .map(|c| c.vpath(to))
+            .unwrap_or_default();
         let (from, to) = (self.full(from), self.full(to));
         self.forget_tree(&from);
         self.forget_tree(&to);
+        if let Some(queue) = self.queue() {
+            let connection = self.connection.name();
+            if let Some(stale) = queue.rename(connection, &from, &to, &vpath)? {
+                return self.delete_stale(stale).await;
+            }
+            // Files queued for `to` give way to the renamed item (an upload to it already under
+            // way finishes first, so that it cannot land over it); files queued below a
+            // renamed folder follow it.
+            let drive = self.drive().await?;
+            let held = queue.hold_rename(connection, &from, &to).await;
+            let renamed = drive.rename(&from, &to, true).await;
+            queue.release_rename(&held, renamed.is_ok().then_some((&*from, &*to)))?;
+            renamed?;
+            return Ok(());
+        }
         self.drive().await?.rename(&from, &to, true).await?;
         Ok(())
     }
 
     async fn set_modified(&self, path: &str, at: DateTime<Utc>) -> Result<()> {
         let full = self.full(path);
+        if let Some(queue) = self.queue()
+            && queue.set_modified(self.connection.name(), &full, at)?
+        {
+            return Ok(());
+        }
         self.forget(&full);
         self.drive().await?.set_modified(&full, at).await?;
         Ok(())
@@ -365,12 +488,34 @@ impl Backend for SharePoint {
     }
 }
 
+/// A folder's entries with their names as clients see them (`decoding` as
+/// [`SharePoint::decoding`]).
+fn shown(mut entries: Vec<Entry>, decoding: Option<bool>, folder: &str) -> Vec<Entry> {
+    if let Some(at_library_root) = decoding {
+        entries.retain_mut(|e| {
+            let shown = lookalike::decode_reachable(&e.name, at_library_root);
+            if shown.is_none() {
+                tracing::warn!(%folder, name = %e.name, "left out of a listing: \
+                    names = \"encode\" cannot reach this stored name");
+            }
+            shown.map(|name| e.name = name).is_some()
+        });
+    }
+    entries
+}
+
 fn segments_empty(full: &str) -> bool {
     graph::names::segments(full).is_empty()
 }
 
-/// Writes spooled to an unlinked temporary file, uploaded at close.
+/// Writes spooled to an unlinked temporary file, uploaded at close; or, with a queued commit,
+/// to a spool file of the queue, queued at close.
 struct Writer {
+    /// Set when closes go through the queue.
+    commit: Option<Commit>,
+    connection: String,
+    /// The queue's spool file, until it is queued (removed if it never is).
+    spooled: Option<std::path::PathBuf>,
     drive: Arc<Drive>,
     /// The library path (stored names).
     path: String,
@@ -391,6 +536,88 @@ struct Writer {
 const MAX_READ_BACK: usize = 4 << 20;
 
 impl Writer {
+    /// Starts from the content of the queued file `pending`.
+    async fn copy_queued(&mut self, pending: &queue::Pending) -> Result<()> {
+        let (from, spool) = (pending.file.clone(), self.spool.clone());
+        let copied = tokio::task::spawn_blocking(move || {
+            let mut source = std::fs::File::open(from)?;
+            std::io::copy(&mut source, &mut &*spool)
+        })
+        .await
+        .map_err(|e| Error::new(ErrorKind::Failed, "copying the queued file").with_source(e))?;
+        self.size = copied?;
+        Ok(())
+    }
+
+    /// Hands the spooled file to the queue; the answer as for [`WriteHandle::close`].
+    async fn close_queued(&mut self, commit: &Commit) -> Result<Entry> {
+        let spooled = self
+            .spooled
+            .take()
+            .expect("a queued writer has a spool file");
+        let handover = Handover {
+            connection: self.connection.clone(),
+            path: self.path.clone(),
+            shown: self.shown.clone(),
+            size: self.size,
+            modified: self.modified,
+            replace: !self.create_new,
+            spooled,
+        };
+        self.cache.remove(&self.path);
+        match queued::hand_over(commit, handover).await? {
+            Some(verdict) => self.stored(verdict),
+            None => {
+                let name = self.path.rsplit('/').next().unwrap_or_default();
+                let mut written = Entry::new(
+                    name.to_string(),
+                    self.size,
+                    false,
+                    self.modified.unwrap_or_else(Utc::now),
+                );
+                if let Some(at_library_root) = self.decoding {
+                    written.name = lookalike::decode_name(&written.name, at_library_root);
+                }
+                Ok(written)
+            }
+        }
+    }
+
+    /// The answer to a close from SharePoint's verdict on the upload.
+    fn stored(&self, verdict: graph::Result<graph::Entry>) -> Result<Entry> {
+        let on_conflict = if self.create_new {
+            OnConflict::Fail
+        } else {
+            OnConflict::Replace
+        };
+        let stored = match verdict {
+            Ok(stored) => entry(stored),
+            Err(e) => {
+                self.cache.remove(&self.path);
+                return Err(match (e.kind, on_conflict) {
+                    // Replacing answers a conflict only for a folder of that name.
+                    (graph::Kind::AlreadyExists, OnConflict::Replace) => Error::new(
+                        ErrorKind::IsADirectory,
+                        format!("{}: is a folder", self.shown),
+                    ),
+                    (graph::Kind::AlreadyExists, OnConflict::Fail) => Error::new(
+                        ErrorKind::AlreadyExists,
+                        format!("{}: already exists", self.shown),
+                    ),
+                    _ => e.into(),
+                });
+            }
+        };
+        // The answer is the new item: a client's stat after the upload costs no request.
+        self.cache
+            .insert(self.path.clone(), (stored.clone(), Instant::now()));
+        let mut stored = stored;
+        if let Some(at_library_root) = self.decoding {
+            stored.name = lookalike::decode_name(&stored.name, at_library_root);
+        }
+        Ok(stored)
+    }
+
     async fn fetch_existing(&mut self, size: u64) -> Result<()> {
         let mut download = self.drive.download(&self.path, 0, None).await?;
         let mut offset = 0;
@@ -409,7 +636,7 @@ impl Writer {
 
     /// The spooled bytes in pieces of `piece` bytes, each read on the blocking pool straight
     /// into its own buffer.
-    fn spooled(&self, piece: usize) -> impl Stream<Item = std::io::Result<Bytes>> + use<> {
+    fn spool_pieces(&self, piece: usize) -> impl Stream<Item = std::io::Result<Bytes>> + use<> {
         let (spool, size) = (self.spool.clone(), self.size);
         futures_util::stream::try_unfold(0u64, move |offset| {
             let spool = spool.clone();
@@ -424,21 +651,6 @@ impl Writer {
             }
         })
     }
-}
-
-/// `len` bytes at `offset` of `file`, read into a buffer that is not zeroed first.
-fn read_exact_at(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Bytes> {
-    let mut buf = Vec::with_capacity(len);
-    while buf.len() < len {
-        let at = offset + buf.len() as u64;
-        match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), at) {
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(Bytes::from(buf))
 }
 
 #[async_trait]
@@ -479,6 +691,9 @@ impl WriteHandle for Writer {
                 .map(entry)
                 .map_err(Error::from);
         }
+        if let Some(commit) = self.commit.clone() {
+            return self.close_queued(&commit).await;
+        }
         // The upload's own conflict behaviour settles create-or-replace in the same request.
         let on_conflict = if self.create_new {
             OnConflict::Fail
@@ -491,40 +706,23 @@ impl WriteHandle for Writer {
             .drive
             .upload_pieces(
                 &self.path,
-                Box::pin(self.spooled(piece)),
+                Box::pin(self.spool_pieces(piece)),
                 piece,
                 self.size,
                 self.modified,
                 on_conflict,
             )
             .await;
-        let stored = match stored {
-            Ok(stored) => entry(stored),
-            Err(e) => {
-                self.cache.remove(&self.path);
-                return Err(match (e.kind, on_conflict) {
-                    // Replacing answers a conflict only for a folder of that name.
-                    (graph::Kind::AlreadyExists, OnConflict::Replace) => Error::new(
-                        ErrorKind::IsADirectory,
-                        format!("{}: is a folder", self.shown),
-                    ),
-                    (graph::Kind::AlreadyExists, OnConflict::Fail) => Error::new(
-                        ErrorKind::AlreadyExists,
-                        format!("{}: already exists", self.shown),
-                    ),
-                    _ => e.into(),
-                });
-            }
-        };
-        // The answer is the new item: a client's stat after the upload costs no request.
-        self.cache
-            .insert(self.path.clone(), (stored.clone(), Instant::now()));
-        let mut stored = stored;
-        if let Some(at_library_root) = self.decoding {
-            stored.name = lookalike::decode_name(&stored.name, at_library_root);
-        }
-        Ok(stored)
+        self.stored(stored)
     }
 
     async fn abort(self: Box<Self>) {}
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some(spooled) = self.spooled.take() {
+            let _ = std::fs::remove_file(spooled);
+        }
+    }
 }

@@ -73,15 +73,23 @@ graph_url = "$sim"
 TOML
 }
 
-# bench_mounts_toml: the bench user's mounts: /sp (the library root of "sp") and /local
-# ($work/local), all permissions.
+# ftp_toml: an [ftp] table listening on port 0, with a passive port range of its own
+# (libunftp binds the range itself).
+ftp_toml() {
+  local passive=$((40000 + RANDOM % 20000))
+  printf '[ftp]\nlisten = "127.0.0.1:0"\npassive_ports = "%s-%s"\n' "$passive" "$((passive + 100))"
+}
+
+# sp_mount_toml PATH COMMIT: a mount of the library root of "sp" at PATH, all permissions.
+sp_mount_toml() {
+  printf '[[users.mounts]]\npath = "%s"\nconnection = "sp"\nremote = "/"\npermissions = ["*"]\nupload_commit = "%s"\n' "$1" "$2"
+}
+
+# bench_mounts_toml: the bench user's mounts: /sp (the library root of "sp", upload_commit
+# $UPLOAD_COMMIT, default "queued") and /local ($work/local), all permissions.
 bench_mounts_toml() {
+  sp_mount_toml /sp "${UPLOAD_COMMIT:-queued}"
   cat <<TOML
-[[users.mounts]]
-path = "/sp"
-connection = "sp"
-remote = "/"
-permissions = ["*"]
 [[users.mounts]]
 path = "/local"
 local = "$work/local"

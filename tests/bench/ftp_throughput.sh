@@ -42,13 +42,10 @@ wait_line "$work/ref.out" '^ftp listening on ' "$!"
 ref_port=$(sed -n 's/^ftp listening on [^:]*:\([0-9]*\) .*/\1/p' "$work/ref.out")
 ref_name=$(sed -n 's/^ftp listening on [^ ]* //p' "$work/ref.out")
 
-passive=$((40000 + RANDOM % 20000)) # libunftp needs a range of its own
 cat >"$work/spgate.toml" <<TOML
 [state]
 dir = "$work/state"
-[ftp]
-listen = "127.0.0.1:0"
-passive_ports = "$passive-$((passive + 100))"
+$(ftp_toml)
 $(sim_connection_toml)
 [[users]]
 name = "bench"

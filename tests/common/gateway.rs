@@ -37,6 +37,15 @@ struct Mount {
     permissions: Vec<String>,
     /// `names = ...` of the mount, when written.
     names: Option<String>,
+    /// `upload_commit = ...` of a SharePoint mount, when not the harness's default.
+    commit: Option<String>,
+}
+
+/// The `upload_commit` SharePoint mounts get unless a test sets one: `SPGATE_TEST_UPLOAD_COMMIT`,
+/// else `"close"` (the suites check SharePoint as soon as a client is done; the queue has its
+/// own tests).
+fn default_commit() -> String {
+    std::env::var("SPGATE_TEST_UPLOAD_COMMIT").unwrap_or_else(|_| "close".to_string())
 }
 
 /// A login of the gateway: the harness's client key, and a password if one is given.
@@ -91,6 +100,7 @@ impl User {
             target,
             permissions: permissions.iter().map(|p| p.to_string()).collect(),
             names: None,
+            commit: None,
         });
         self
     }
@@ -99,6 +109,16 @@ impl User {
     pub fn names(mut self, names: &str) -> User {
         let mount = self.mounts.last_mut().expect("a mount to set names on");
         mount.names = Some(names.to_string());
+        self
+    }
+
+    /// Writes `upload_commit = COMMIT` on the mount added last.
+    pub fn commit(mut self, commit: &str) -> User {
+        let mount = self
+            .mounts
+            .last_mut()
+            .expect("a mount to set upload_commit on");
+        mount.commit = Some(commit.to_string());
         self
     }
 
@@ -120,7 +140,12 @@ impl User {
             out += &format!("[[users.mounts]]\npath = {}\n", quote(&m.path));
             match &m.target {
                 Target::SharePoint { remote } => {
-                    out += &format!("connection = \"sp\"\nremote = {}\n", quote(remote))
+                    let commit = m.commit.clone().unwrap_or_else(default_commit);
+                    out += &format!(
+                        "connection = \"sp\"\nremote = {}\nupload_commit = {}\n",
+                        quote(remote),
+                        quote(&commit)
+                    )
                 }
                 Target::Local { dir } => {
                     out += &format!("local = {}\n", quote(dir.to_str().expect("utf-8 path")))
@@ -295,6 +320,41 @@ impl Gateway {
         gateway.sftp_port = sftp;
         gateway.ftp_port = ftp;
         gateway
+    }
+
+    /// Kills `spgate serve` with SIGKILL (no chance to clean up) and starts it again on the
+    /// same configuration and state; the first run's log is kept as `spgate.log.1`.
+    pub fn crash_and_restart(&mut self) {
+        self.child.kill().expect("SIGKILL spgate serve");
+        self.child.wait().expect("reap spgate serve");
+        let log = self.dir.path().join("spgate.log");
+        std::fs::rename(&log, self.dir.path().join("spgate.log.1")).expect("keep the first log");
+        let (child, announced) =
+            spawn_serve(&self.dir.path().join("spgate.toml"), &log, &["sftp", "ftp"]);
+        self.child = child;
+        let port = |i: usize| {
+            announced[i]
+                .as_deref()
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse::<u16>().ok())
+                .unwrap_or_else(|| panic!("restarted spgate did not announce: {}", self.log_tail()))
+        };
+        (self.sftp_port, self.ftp_port) = (port(0), port(1));
+    }
+
+    /// Runs `spgate ARGS --config <this gateway's file>` and answers its output.
+    pub fn spgate(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_spgate"))
+            .args(args)
+            .arg("--config")
+            .arg(self.dir.path().join("spgate.toml"))
+            .output()
+            .expect("run spgate")
+    }
+
+    /// The state directory's file `name` (e.g. `audit.jsonl`), empty if missing.
+    pub fn state_file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join("state").join(name)).unwrap_or_default()
     }
 
     pub fn log_tail(&self) -> String {

@@ -1,0 +1,840 @@
+//! The write-back upload queue (`upload_commit = "queued"`): a client's close is answered once
+//! its file is durably in the queue, and the upload to SharePoint goes on in the background.
+//!
+//! - A queued file is a file in `<state dir>/queue/` (fsync'd, then renamed there from its
+//!   spool name) and a row in `queue.db` (committed with `synchronous=FULL`) saying where it
+//!   goes. Both happen before the client hears the close succeeded, so a crash loses nothing.
+//! - Until it lands, the same mount sees the file ([`Queue::pending`], used by the SharePoint
+//!   backend for stat, list and read); renaming, deleting or re-timing it changes the row, and a
+//!   second upload to the same path supersedes the first.
+//! - Workers (`deliver`) upload rows in order, a few at once per connection, never two that
+//!   touch the same path. A large file's upload session URL is kept in its row: after a
+//!   restart the session is resumed from its `nextExpectedRanges`, not started over.
+//! - A transient failure is retried with growing pauses for [`GIVE_UP_AFTER`]; a final one (or
+//!   one SharePoint refuses: quota, a folder of that name, the app's access revoked) moves the
+//!   file to `queue/quarantine/`, raises an alert and writes a failed `deliver` audit line.
+//!   `spgate queue retry` puts it back in line; `spgate queue discard` drops it.
+
+mod db;
+mod deliver;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, oneshot};
+
+use crate::audit::Audit;
+use crate::connections::Connection;
+use crate::connections::store::{Paths, ensure_private_dir};
+use crate::graph;
+
+/// Transient failures are retried this long after the file was queued, then it is quarantined.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// Uploads of one connection in flight at once, unless its `upload_workers` says otherwise.
+pub const DEFAULT_WORKERS: usize = 4;
+
+/// Who queued a file, for the audit line of its delivery.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Origin {
+    pub user: String,
+    pub protocol: String,
+    pub peer: Option<IpAddr>,
+    /// The user's virtual path.
+    pub vpath: String,
+}
+
+/// One queued upload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub id: i64,
+    pub connection: String,
+    /// The library path (stored names) the upload goes to.
+    pub path: String,
+    /// Where the file ends up: `path`, unless it was renamed while queued; `None` once it was
+    /// deleted (or superseded) while its upload could no longer be called off.
+    pub target: Option<String>,
+    pub size: u64,
+    pub modified: Option<DateTime<Utc>>,
+    /// Replace an existing file (else the upload fails if the name is taken).
+    pub replace: bool,
+    /// The file, relative to the queue directory.
+    pub file: String,
+    /// The open upload session (pre-authenticated: never shown).
+    pub upload_url: Option<String>,
+    /// The content is in SharePoint at `path`; only the rename, delete or time is left.
+    pub uploaded: bool,
+    /// Quarantined, with the reason.
+    pub failed: Option<String>,
+    pub attempts: u32,
+    pub queued_at: DateTime<Utc>,
+    pub origin: Origin,
+}
+
+/// A queued file as the mount sees it.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub size: u64,
+    pub modified: DateTime<Utc>,
+    pub file: PathBuf,
+}
+
+/// What a client waiting at close (`upload_commit = "close:N"`) hears: the stored item, or
+/// why SharePoint refused it.
+pub type Verdict = Result<graph::Entry, graph::Error>;
+
+/// A file written to the spool, to be queued.
+pub struct NewUpload {
+    pub connection: String,
+    pub path: String,
+    pub size: u64,
+    pub modified: Option<DateTime<Utc>>,
+    pub replace: bool,
+    /// The spool file ([`Queue::spool`]).
+    pub spooled: PathBuf,
+    pub origin: Origin,
+}
+
+/// Counts for the metrics and the status page.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    /// Files waiting or being uploaded.
+    pub depth: usize,
+    pub bytes: u64,
+    /// Age of the oldest waiting file, in seconds.
+    pub oldest_seconds: u64,
+    pub quarantined: usize,
+}
+
+pub struct Queue {
+    dir: PathBuf,
+    state: Mutex<State>,
+    /// Wakes the dispatcher.
+    wake: Notify,
+    /// Wakes everyone waiting for a row to end ([`Queue::settled`]).
+    done: Notify,
+    attached: RwLock<Attached>,
+}
+
+struct State {
+    conn: rusqlite::Connection,
+    rows: BTreeMap<i64, Row>,
+    in_flight: HashSet<i64>,
+    /// Rows waiting out a pause after a transient failure.
+    not_before: HashMap<i64, Instant>,
+    waiters: HashMap<i64, oneshot::Sender<Verdict>>,
+    data_version: i64,
+}
+
+/// What the workers need from the gateway in force (replaced by a configuration reload).
+#[derive(Default)]
+struct Attached {
+    connections: HashMap<String, Arc<Connection>>,
+    workers: HashMap<String, usize>,
+    audit: Option<Arc<Audit>>,
+    paths: Option<Paths>,
+}
+
+fn io(e: rusqlite::Error) -> std::io::Error {
+    std::io::Error::other(format!("upload queue: {e}"))
+}
+
+impl Queue {
+    /// `<state dir>/queue`.
+    pub fn dir_in(state_dir: &Path) -> PathBuf {
+        state_dir.join("queue")
+    }
+
+    /// Opens (creating) the queue of a state directory.
+    pub fn open(state_dir: &Path) -> std::io::Result<Arc<Queue>> {
+        let dir = Queue::dir_in(state_dir);
+        ensure_private_dir(&dir.join("quarantine"))?;
+        let db_path = dir.join("queue.db");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&db_path)?;
+        let conn = db::open(&db_path).map_err(io)?;
+        let rows = db::all(&conn).map_err(io)?;
+        let data_version = db::data_version(&conn).map_err(io)?;
+        Ok(Arc::new(Queue {
+            dir,
+            state: Mutex::new(State {
+                conn,
+                rows: rows.into_iter().map(|r| (r.id, r)).collect(),
+                in_flight: HashSet::new(),
+                not_before: HashMap::new(),
+                waiters: HashMap::new(),
+                data_version,
+            }),
+            wake: Notify::new(),
+            done: Notify::new(),
+            attached: RwLock::default(),
+        }))
+    }
+
+    /// Removes what a crash left behind: spool files never queued, and files no row names.
+    /// Only the server calls this (a `spgate queue` command must not touch a live spool).
+    pub fn recover(&self) -> std::io::Result<()> {
+        let named: HashSet<String> = self
+            .state
+            .lock()
+            .rows
+            .values()
+            .map(|r| r.file.clone())
+            .collect();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = name.starts_with(".spool-") || name.starts_with("u-");
+            if ours && entry.file_type()?.is_file() && !named.contains(&name) {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        let queued = self.state.lock().rows.len();
+        if queued > 0 {
+            tracing::info!(
+                queued,
+                "upload queue: resuming the files queued before the restart"
+            );
+        }
+        Ok(())
+    }
+
+    /// A new spool file for an upload that may be queued, mode 0600.
+    pub fn spool(&self) -> std::io::Result<(std::fs::File, PathBuf)> {
+        let path = self
+            .dir
+            .join(format!(".spool-{}", uuid::Uuid::new_v4().simple()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        Ok((file, path))
+    }
+
+    /// Makes a spooled file durable and queues it; answers its id, and the verdict to wait
+    /// for when `wait`. Blocking (fsyncs).
+    pub fn enqueue(
+        &self,
+        new: NewUpload,
+        wait: bool,
+    ) -> std::io::Result<(i64, Option<oneshot::Receiver<Verdict>>)> {
+        std::fs::File::open(&new.spooled)?.sync_all()?;
+        let spool_name = new
+            .spooled
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(".spool-"))
+            .ok_or_else(|| std::io::Error::other("not a spool file of this queue"))?;
+        let file = format!("u-{spool_name}");
+        std::fs::rename(&new.spooled, self.dir.join(&file))?;
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        let mut row = Row {
+            id: 0,
+            connection: new.connection,
+            path: new.path.clone(),
+            target: Some(new.path),
+            size: new.size,
+            modified: new.modified,
+            replace: new.replace,
+            file,
+            upload_url: None,
+            uploaded: false,
+            failed: None,
+            attempts: 0,
+            queued_at: Utc::now(),
+            origin: new.origin,
+        };
+        let mut state = self.state.lock();
+        let target = row.path.clone();
+        state.supersede(&self.dir, &row.connection, &target)?;
+        row.id = db::insert(&state.conn, &row).map_err(io)?;
+        let id = row.id;
+        state.rows.insert(id, row);
+        let waiter = wait.then(|| {
+            let (tx, rx) = oneshot::channel();
+            state.waiters.insert(id, tx);
+            rx
+        });
+        drop(state);
+        self.wake.notify_one();
+        Ok((id, waiter))
+    }
+
+    /// The queued file at `path` of `connection`, as the mount sees it.
+    pub fn pending(&self, connection: &str, path: &str) -> Option<Pending> {
+        let state = self.state.lock();
+        state.visible(connection, path).map(|r| self.view(r))
+    }
+
+    /// The queued files directly in `folder` (a library path without the trailing slash), by
+    /// stored name.
+    pub fn pending_children(&self, connection: &str, folder: &str) -> Vec<(String, Pending)> {
+        let folder = folder.trim_end_matches('/');
+        let state = self.state.lock();
+        let mut found: BTreeMap<String, Pending> = BTreeMap::new();
+        for row in state.rows.values().filter(|r| r.connection == connection) {
+            let Some(target) = row.target.as_deref().filter(|_| row.failed.is_none()) else {
+                continue;
+            };
+            if let Some((parent, name)) = target.rsplit_once('/')
+                && parent == folder
+            {
+                found.insert(name.to_string(), self.view(row));
+            }
+        }
+        found.into_iter().collect()
+    }
+
+    fn view(&self, row: &Row) -> Pending {
+        Pending {
+            size: row.size,
+            modified: row.modified.unwrap_or(row.queued_at),
+            file: self.dir.join(&row.file),
+        }
+    }
+
+    /// A rename of `from`: when a queued file is there, it now goes to `to` (and whatever was
+    /// queued for `to` is superseded); `vpath` is the user's path of `to`, for the audit.
+    /// `None`: nothing is queued at `from`. `Some(stale)`: the queued file moved; `stale` is a
+    /// path whose SharePoint item, if any, the caller must delete (an older version the queued
+    /// file would have replaced).
+    pub fn rename(
+        &self,
+        connection: &str,
+        from: &str,
+        to: &str,
+        vpath: &str,
+    ) -> std::io::Result<Option<Option<String>>> {
+        let mut state = self.state.lock();
+        let Some(id) = state.visible(connection, from).map(|r| r.id) else {
+            return Ok(None);
+        };
+        state.supersede(&self.dir, connection, to)?;
+        let movable = state.movable(id);
+        let row = state.rows.get_mut(&id).expect("visible row");
+        row.target = Some(to.to_string());
+        row.origin.vpath = vpath.to_string();
+        if movable {
+            // Not started: upload straight to the new name.
+            row.path = to.to_string();
+            row.upload_url = None;
+        }
+        let stale = (row.path != from).then(|| from.to_string());
+        let row = row.clone();
+        db::update(&state.conn, &row).map_err(io)?;
+        Ok(Some(stale))
+    }
+
+    /// A delete of `path`: the queued file there is called off. `None`: nothing is queued there;
+    /// `Some(stale)` as for [`Queue::rename`].
+    pub fn remove(&self, connection: &str, path: &str) -> std::io::Result<Option<Option<String>>> {
+        let mut state = self.state.lock();
+        let Some(row) = state.visible(connection, path).cloned() else {
+            return Ok(None);
+        };
+        let dropped = state.movable(row.id);
+        state.drop_or_orphan(&self.dir, row.id)?;
+        Ok(Some(
+            (dropped || row.path != path).then(|| path.to_string()),
+        ))
+    }
+
+    /// A new modification time for the queued file at `path`; false when none is queued.
+    pub fn set_modified(
+        &self,
+        connection: &str,
+        path: &str,
+        at: DateTime<Utc>,
+    ) -> std::io::Result<bool> {
+        let mut state = self.state.lock();
+        let Some(id) = state.visible(connection, path).map(|r| r.id) else {
+            return Ok(false);
+        };
+        let row = state.rows.get_mut(&id).expect("visible row");
+        row.modified = Some(at);
+        let row = row.clone();
+        db::update(&state.conn, &row).map_err(io)?;
+        Ok(true)
+    }
+
+    /// Whether anything is queued below the folder `folder`.
+    pub fn has_pending_below(&self, connection: &str, folder: &str) -> bool {
+        let below = format!("{}/", folder.trim_end_matches('/'));
+        let state = self.state.lock();
+        state.rows.values().any(|r| {
+            r.connection == connection
+                && r.failed.is_none()
+                && r.target.as_deref().is_some_and(|t| t.starts_with(&below))
+        })
+    }
+
+    /// `from` (a SharePoint item, not a queued file) is about to be renamed to `to`: uploads
+    /// to `to` or below `from` already under way are let finish (at most a minute), and the
+    /// rest are held until [`Queue::release_rename`]. Answers the held rows.
+    pub async fn hold_rename(&self, connection: &str, from: &str, to: &str) -> Vec<i64> {
+        let below = format!("{}/", from.trim_end_matches('/'));
+        let touches = |p: &str| p == to || p.starts_with(&below);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let notified = self.done.notified();
+            {
+                let mut state = self.state.lock();
+                let ours: Vec<i64> = state
+                    .rows
+                    .values()
+                    .filter(|r| r.connection == connection && r.failed.is_none())
+                    .filter(|r| touches(&r.path) || r.target.as_deref().is_some_and(touches))
+                    .map(|r| r.id)
+                    .collect();
+                let busy = ours.iter().any(|id| !state.movable(*id));
+                if !busy || Instant::now() >= deadline {
+                    let held: Vec<i64> = ours.into_iter().filter(|id| state.movable(*id)).collect();
+                    let never = Instant::now() + Duration::from_secs(3600);
+                    for id in &held {
+                        state.not_before.insert(*id, never);
+                    }
+                    return held;
+                }
+            }
+            let _ = tokio::time::timeout_at(deadline.into(), notified).await;
+        }
+    }
+
+    /// Lets rows held by [`Queue::hold_rename`] go. When the rename was made, files queued
+    /// for `to` were replaced by it (they are dropped) and those below `from` go below `to`.
+    pub fn release_rename(
+        &self,
+        held: &[i64],
+        renamed: Option<(&str, &str)>,
+    ) -> std::io::Result<()> {
+        let mut state = self.state.lock();
+        for id in held {
+            state.not_before.remove(id);
+            let Some((from, to)) = renamed else { continue };
+            if state
+                .rows
+                .get(id)
+                .is_some_and(|r| r.target.as_deref() == Some(to))
+            {
+                state.drop_or_orphan(&self.dir, *id)?;
+                continue;
+            }
+            let Some(row) = state.rows.get_mut(id) else {
+                continue;
+            };
+            let below = format!("{}/", from.trim_end_matches('/'));
+            let moved = |p: &str| {
+                p.strip_prefix(&below)
+                    .map(|rest| format!("{}/{rest}", to.trim_end_matches('/')))
+            };
+            if let Some(path) = moved(&row.path) {
+                row.path = path;
+                row.upload_url = None;
+            }
+            if let Some(target) = row.target.as_deref().and_then(moved) {
+                row.target = Some(target);
+            }
+            let row = row.clone();
+            db::update(&state.conn, &row).map_err(io)?;
+        }
+        drop(state);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Every row, oldest first (re-read from the file: another process may have changed it).
+    pub fn list(&self) -> std::io::Result<Vec<Row>> {
+        let mut state = self.state.lock();
+        state.refresh()?;
+        Ok(state.rows.values().cloned().collect())
+    }
+
+    pub fn stats(&self) -> Stats {
+        let state = self.state.lock();
+        let mut stats = Stats::default();
+        let now = Utc::now();
+        for row in state.rows.values() {
+            if row.failed.is_some() {
+                stats.quarantined += 1;
+                continue;
+            }
+            stats.depth += 1;
+            stats.bytes += row.size;
+            let age = (now - row.queued_at).num_seconds().max(0) as u64;
+            stats.oldest_seconds = stats.oldest_seconds.max(age);
+        }
+        stats
+    }
+
+    /// Puts a quarantined upload back in line. False when there is no such quarantined row.
+    pub fn retry(&self, id: i64, paths: &Paths) -> std::io::Result<bool> {
+        let mut state = self.state.lock();
+        state.refresh()?;
+        let Some(row) = state.rows.get_mut(&id).filter(|r| r.failed.is_some()) else {
+            return Ok(false);
+        };
+        row.failed = None;
+        row.attempts = 0;
+        row.queued_at = Utc::now();
+        let row = row.clone();
+        db::update(&state.conn, &row).map_err(io)?;
+        drop(state);
+        crate::connections::health::clear(paths, &alert_source(id), "queued again (retry)")?;
+        self.wake.notify_one();
+        Ok(true)
+    }
+
+    /// Drops a quarantined upload and its file. False when there is no such quarantined row.
+    pub fn discard(&self, id: i64, paths: &Paths) -> std::io::Result<bool> {
+        let mut state = self.state.lock();
+        state.refresh()?;
+        if state.rows.get(&id).is_none_or(|r| r.failed.is_none()) {
+            return Ok(false);
+        }
+        state.forget(&self.dir, id)?;
+        drop(state);
+        crate::connections::health::clear(paths, &alert_source(id), "discarded")?;
+        Ok(true)
+    }
+
+    /// The connections, their worker counts and the audit log of the gateway in force.
+    pub fn attach(
+        &self,
+        connections: &HashMap<String, Arc<Connection>>,
+        audit: Arc<Audit>,
+        paths: Paths,
+    ) {
+        let workers = connections
+            .iter()
+            .map(|(name, c)| (name.clone(), c.upload_workers()))
+            .collect();
+        *self.attached.write() = Attached {
+            connections: connections.clone(),
+            workers,
+            audit: Some(audit),
+            paths: Some(paths),
+        };
+        self.wake.notify_one();
+    }
+
+    /// Runs the workers until `stop`: starts every row that may go, then waits for a change
+    /// (a new row, an upload ending, a pause running out, or another process's commit).
+    pub async fn run(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        let tasks = tokio_util::task::TaskTracker::new();
+        loop {
+            let wait = match self.start_ready(&tasks) {
+                Ok(wait) => wait,
+                Err(e) => {
+                    tracing::error!(error = %e, "upload queue: reading the queue failed");
+                    Duration::from_secs(5)
+                }
+            };
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        // Uploads in flight stop where they are; their sessions are resumed after a restart.
+        tasks.close();
+    }
+
+    /// Starts the rows that may go now; answers how long to wait before looking again.
+    fn start_ready(
+        self: &Arc<Self>,
+        tasks: &tokio_util::task::TaskTracker,
+    ) -> std::io::Result<Duration> {
+        let attached = self.attached.read();
+        let mut state = self.state.lock();
+        state.refresh()?;
+        let now = Instant::now();
+        let mut wait = Duration::from_secs(2);
+        let mut busy: HashMap<String, usize> = HashMap::new();
+        let mut touched: HashSet<(String, String)> = HashSet::new();
+        for id in &state.in_flight {
+            let row = &state.rows[id];
+            *busy.entry(row.connection.clone()).or_default() += 1;
+            touched.extend(row_paths(row));
+        }
+        let mut start = Vec::new();
+        for row in state.rows.values() {
+            if row.failed.is_some() || state.in_flight.contains(&row.id) {
+                continue;
+            }
+            if let Some(&at) = state.not_before.get(&row.id)
+                && at > now
+            {
+                wait = wait.min(at - now);
+                continue;
+            }
+            let Some(connection) = attached.connections.get(&row.connection) else {
+                continue;
+            };
+            let limit = attached.workers.get(&row.connection).copied();
+            let running = busy.entry(row.connection.clone()).or_default();
+            let paths = row_paths(row);
+            if *running >= limit.unwrap_or(DEFAULT_WORKERS)
+                || paths.iter().any(|p| touched.contains(p))
+            {
+                // Later rows of other paths may still go; this path waits its turn.
+                touched.extend(paths);
+                continue;
+            }
+            *running += 1;
+            touched.extend(paths);
+            start.push((row.id, connection.clone()));
+        }
+        for (id, connection) in start {
+            state.in_flight.insert(id);
+            state.not_before.remove(&id);
+            tasks.spawn(deliver::deliver(self.clone(), id, connection));
+        }
+        Ok(wait)
+    }
+
+    fn row(&self, id: i64) -> Option<Row> {
+        self.state.lock().rows.get(&id).cloned()
+    }
+
+    /// Records a new upload session's URL before any fragment is sent.
+    fn set_url(&self, id: i64, url: &str) -> std::io::Result<()> {
+        self.update(id, |row| row.upload_url = Some(url.to_string()))
+    }
+
+    fn update(&self, id: i64, change: impl FnOnce(&mut Row)) -> std::io::Result<()> {
+        let mut state = self.state.lock();
+        let Some(row) = state.rows.get_mut(&id) else {
+            return Ok(());
+        };
+        change(row);
+        let row = row.clone();
+        db::update(&state.conn, &row).map_err(io)
+    }
+
+    /// Ends a delivered row if it is still as `seen` (no rename, delete or time change came in
+    /// meanwhile): the row and its file go. False when it changed.
+    fn complete_if(&self, seen: &Row) -> std::io::Result<bool> {
+        let mut state = self.state.lock();
+        if state.rows.get(&seen.id) != Some(seen) {
+            return Ok(false);
+        }
+        state.forget(&self.dir, seen.id)?;
+        state.in_flight.remove(&seen.id);
+        Ok(true)
+    }
+
+    /// Ends an attempt: hands the verdict to a waiting client, schedules a retry, or
+    /// quarantines. Audits deliveries and final failures.
+    fn finish(&self, id: i64, outcome: deliver::Outcome) {
+        self.settle(id, outcome);
+        self.wake.notify_one();
+        self.done.notify_waiters();
+    }
+
+    fn settle(&self, id: i64, outcome: deliver::Outcome) {
+        let attached = self.attached.read();
+        let mut state = self.state.lock();
+        state.in_flight.remove(&id);
+        let waiter = state.waiters.remove(&id);
+        let audit = |row: &Row, item: Option<&str>, error: Option<&str>| {
+            if let Some(audit) = &attached.audit {
+                let o = &row.origin;
+                let mut e = crate::audit::event(
+                    "deliver",
+                    &o.user,
+                    &o.protocol,
+                    o.peer,
+                    &o.vpath,
+                    error.is_none(),
+                );
+                e.size = Some(row.size);
+                e.item_id = item;
+                e.connection = Some(&row.connection);
+                e.error = error;
+                audit.record(&e);
+            }
+        };
+        match outcome {
+            deliver::Outcome::Delivered(row, entry) => {
+                audit(&row, entry.as_ref().map(|e| e.id.as_str()), None);
+                if let (Some(waiter), Some(entry)) = (waiter, entry) {
+                    let _ = waiter.send(Ok(entry));
+                }
+            }
+            deliver::Outcome::Failed(error) => {
+                let Some(mut row) = state.rows.get(&id).cloned() else {
+                    return;
+                };
+                let transient = deliver::transient(&error);
+                let waited_out = (Utc::now() - row.queued_at).to_std().unwrap_or_default();
+                if transient && waited_out < GIVE_UP_AFTER {
+                    row.attempts += 1;
+                    let pause =
+                        Duration::from_secs(1 << row.attempts.min(8)).min(Duration::from_secs(300));
+                    tracing::warn!(connection = %row.connection, path = %row.origin.vpath, error = %error, attempt = row.attempts, ?pause, "upload queue: upload failed; retrying");
+                    state.not_before.insert(id, Instant::now() + pause);
+                    if let Some(waiter) = waiter {
+                        // The client stops waiting: the upload goes on from the queue.
+                        drop(waiter);
+                    }
+                    let _ = db::update(&state.conn, &row).map_err(io);
+                    state.rows.insert(id, row);
+                    return;
+                }
+                if let Some(waiter) = waiter {
+                    // The client is still waiting and hears the refusal: nothing to keep.
+                    let _ = state.forget(&self.dir, id);
+                    let _ = waiter.send(Err(error));
+                    return;
+                }
+                let reason = error.to_string();
+                audit(&row, None, Some(&reason));
+                if let Err(e) = state.quarantine(&self.dir, &mut row, &reason) {
+                    tracing::error!(error = %e, "upload queue: quarantining failed");
+                }
+                if let Some(paths) = &attached.paths {
+                    let message = format!(
+                        "the upload of {} ({} bytes, user {}) to connection {} failed: {reason}",
+                        row.origin.vpath, row.size, row.origin.user, row.connection
+                    );
+                    let action = format!(
+                        "fix the cause, then `spgate queue retry {id}` (or `spgate queue discard {id}`); the file is kept in {}",
+                        self.dir.join(&row.file).display()
+                    );
+                    if let Err(e) = crate::connections::health::raise(
+                        paths,
+                        &alert_source(id),
+                        "upload_failed",
+                        &message,
+                        &action,
+                    ) {
+                        tracing::error!(error = %e, "upload queue: raising the alert failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The alert source of a quarantined upload.
+pub fn alert_source(id: i64) -> String {
+    format!("queue:{id}")
+}
+
+/// The (connection, path) pairs a row's worker touches.
+fn row_paths(row: &Row) -> Vec<(String, String)> {
+    let mut paths = vec![(row.connection.clone(), row.path.clone())];
+    if let Some(target) = row.target.as_ref().filter(|t| **t != row.path) {
+        paths.push((row.connection.clone(), target.clone()));
+    }
+    paths
+}
+
+impl State {
+    /// The newest row that shows at `path`.
+    fn visible(&self, connection: &str, path: &str) -> Option<&Row> {
+        self.rows.values().rev().find(|r| {
+            r.connection == connection && r.failed.is_none() && r.target.as_deref() == Some(path)
+        })
+    }
+
+    /// Whether the row can still change where it uploads to: not started, nothing sent.
+    fn movable(&self, id: i64) -> bool {
+        !self.in_flight.contains(&id) && !self.rows[&id].uploaded
+    }
+
+    /// Everything queued to end at `path` gives way to a newer file.
+    fn supersede(&mut self, dir: &Path, connection: &str, path: &str) -> std::io::Result<()> {
+        let older: Vec<i64> = self
+            .rows
+            .values()
+            .filter(|r| {
+                r.connection == connection
+                    && r.failed.is_none()
+                    && r.target.as_deref() == Some(path)
+            })
+            .map(|r| r.id)
+            .collect();
+        for id in older {
+            self.drop_or_orphan(dir, id)?;
+        }
+        Ok(())
+    }
+
+    /// Drops a row not started yet; one already under way is let finish and then deleted.
+    fn drop_or_orphan(&mut self, dir: &Path, id: i64) -> std::io::Result<()> {
+        if self.movable(id) {
+            return self.forget(dir, id);
+        }
+        let row = self.rows.get_mut(&id).expect("row");
+        row.target = None;
+        let row = row.clone();
+        db::update(&self.conn, &row).map_err(io)
+    }
+
+    /// Removes a row and its file.
+    fn forget(&mut self, dir: &Path, id: i64) -> std::io::Result<()> {
+        if let Some(row) = self.rows.remove(&id) {
+            db::delete(&self.conn, id).map_err(io)?;
+            match std::fs::remove_file(dir.join(&row.file)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        self.not_before.remove(&id);
+        Ok(())
+    }
+
+    /// Moves a row's file to `quarantine/` and marks it failed.
+    fn quarantine(&mut self, dir: &Path, row: &mut Row, reason: &str) -> std::io::Result<()> {
+        let name = row
+            .target
+            .as_deref()
+            .unwrap_or(&row.path)
+            .rsplit('/')
+            .next()
+            .unwrap_or("file")
+            .to_string();
+        let moved = format!("quarantine/{}-{name}", row.id);
+        std::fs::rename(dir.join(&row.file), dir.join(&moved))?;
+        row.file = moved;
+        row.failed = Some(reason.to_string());
+        row.upload_url = None;
+        db::update(&self.conn, row).map_err(io)?;
+        self.rows.insert(row.id, row.clone());
+        Ok(())
+    }
+
+    /// Re-reads the rows another process changed (`spgate queue retry|discard`); rows in
+    /// flight keep their in-memory state.
+    fn refresh(&mut self) -> std::io::Result<()> {
+        let version = db::data_version(&self.conn).map_err(io)?;
+        if version == self.data_version {
+            return Ok(());
+        }
+        self.data_version = version;
+        let stored = db::all(&self.conn).map_err(io)?;
+        let mut rows: BTreeMap<i64, Row> = stored.into_iter().map(|r| (r.id, r)).collect();
+        for id in &self.in_flight {
+            if let Some(row) = self.rows.get(id) {
+                rows.insert(*id, row.clone());
+            }
+        }
+        self.rows = rows;
+        Ok(())
+    }
+}

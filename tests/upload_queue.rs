@@ -1,0 +1,322 @@
+//! The write-back upload queue (`upload_commit = "queued"` and `"close:N"`): the client's close
+//! is answered once the file is durably queued; the upload goes on in the background, survives
+//! `kill -9` (a half-sent upload session resumes where it stood), and a file SharePoint refuses
+//! ends in quarantine with an alert and a failed audit line until `spgate queue retry`.
+//! Checked through real clients and the simulator's Graph API.
+
+mod common;
+mod sftp_support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use common::{Gateway, User, random};
+
+const ALL: &[&str] = &["*"];
+
+/// Polls `check` every 100 ms until it answers `Some`, for at most `secs` seconds.
+async fn eventually<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A gateway whose user `alice` has the library folder `In` mounted at `/` with `commit`.
+async fn start(commit: &str, connection: &str) -> Gateway {
+    let user = User::new("alice")
+        .sharepoint("/", "/In", ALL)
+        .commit(commit);
+    let gw = Gateway::start_with(common::Ctx::new().await, &[user], connection).await;
+    gw.sim_mkdirs("In").await;
+    gw
+}
+
+/// Slows SharePoint to 2 MB/s and queues a 16 MiB file first: with one upload worker, files
+/// queued after it wait several seconds in the queue.
+async fn keep_the_queue_busy(gw: &Gateway) -> Vec<u8> {
+    let big = random(16 << 20);
+    gw.write_local("big.bin", &big);
+    gw.faults(json!({ "bandwidth_mb_s": 2.0 })).await;
+    gw.sftp_ok("alice", "put big.bin\n").await;
+    big
+}
+
+fn audit_lines(gw: &Gateway, action: &str) -> Vec<Value> {
+    gw.state_file("audit.jsonl")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["action"] == action)
+        .collect()
+}
+
+#[tokio::test]
+async fn queued_files_show_at_once_and_land_in_order() {
+    let gw = start("queued", "upload_workers = 1\n").await;
+    let (a, b, d) = (random(10_000), random(300_000), random(300));
+    gw.write_local("a.txt", &a);
+    gw.write_local("b.bin", &b);
+    gw.write_local("d.txt", &d);
+    let big = keep_the_queue_busy(&gw).await;
+    gw.ctx.sim.control("/stats/reset", json!({})).await;
+    // Acknowledged at once, and there for the client before SharePoint has them: listed,
+    // read back, renamed, deleted.
+    let out = gw
+        .sftp_ok(
+            "alice",
+            "put a.txt\nput b.bin\nput d.txt\nrename b.bin c.bin\nrm d.txt\nls -l\nget a.txt back.txt\n",
+        )
+        .await;
+    assert!(sftp_support::listed(&out, "a.txt"), "{out}");
+    assert!(sftp_support::listed(&out, "big.bin"), "{out}");
+    assert!(sftp_support::listed(&out, "c.bin"), "{out}");
+    assert!(!sftp_support::listed(&out, "b.bin"), "{out}");
+    assert!(!sftp_support::listed(&out, "d.txt"), "{out}");
+    assert!(
+        sftp_support::long_line(&out, "c.bin").contains(&b.len().to_string()),
+        "{out}"
+    );
+    assert_eq!(gw.read_local("back.txt"), a, "read back from the queue");
+    assert!(
+        !gw.sim_names("In").await.contains(&"a.txt".to_string()),
+        "a.txt waits behind big.bin"
+    );
+    gw.clear_faults().await;
+    eventually("the files in SharePoint", 60, || async {
+        let names = gw.sim_names("In").await;
+        (names == ["a.txt", "big.bin", "c.bin"]).then_some(())
+    })
+    .await;
+    gw.assert_stored("In/a.txt", &a).await;
+    gw.assert_stored("In/c.bin", &b).await;
+    gw.assert_stored("In/big.bin", &big).await;
+    // b.bin went straight to its new name; d.txt never went.
+    let stats = gw.ctx.sim.stats().await;
+    assert_eq!(stats["by_kind"]["simple_upload"], 2, "{stats}");
+    assert_eq!(stats["by_kind"]["move"], 0, "{stats}");
+    // Once delivered, nothing is left in the queue and each delivery is audited.
+    let listed = gw.spgate(&["queue", "list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("the upload queue is empty"), "{listed}");
+    let delivered = audit_lines(&gw, "deliver");
+    let mut paths: Vec<&str> = delivered
+        .iter()
+        .filter_map(|v| v["path"].as_str())
+        .collect();
+    paths.sort();
+    assert_eq!(paths, ["/a.txt", "/big.bin", "/c.bin"], "{delivered:?}");
+    assert!(
+        delivered
+            .iter()
+            .all(|v| v["outcome"] == "ok" && v["item_id"].is_string()),
+        "{delivered:?}"
+    );
+}
+
+#[tokio::test]
+async fn many_small_files_are_acknowledged_before_they_land_and_land_once() {
+    let gw = start("queued", "").await;
+    let names: Vec<String> = (0..40).map(|i| format!("f{i:02}.txt")).collect();
+    for (i, name) in names.iter().enumerate() {
+        gw.write_local(name, format!("file {i}").as_bytes());
+    }
+    let puts: String = names.iter().map(|n| format!("put {n}\n")).collect();
+    gw.sftp_ok("alice", &puts).await;
+    eventually("40 files in SharePoint", 60, || async {
+        (gw.sim_names("In").await.len() == 40).then_some(())
+    })
+    .await;
+    for (i, name) in names.iter().enumerate() {
+        gw.assert_stored(&format!("In/{name}"), format!("file {i}").as_bytes())
+            .await;
+    }
+    let stats = gw.ctx.sim.stats().await;
+    assert_eq!(
+        stats["by_kind"]["simple_upload"], 40,
+        "one upload each: {stats}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_upload_to_a_queued_path_supersedes_the_first() {
+    let gw = start("queued", "upload_workers = 1\n").await;
+    gw.write_local("one.txt", b"first version");
+    gw.write_local("two.txt", b"second version, longer");
+    keep_the_queue_busy(&gw).await;
+    gw.ctx.sim.control("/stats/reset", json!({})).await;
+    gw.sftp_ok("alice", "put one.txt same.txt\nput two.txt same.txt\n")
+        .await;
+    gw.clear_faults().await;
+    eventually("same.txt in SharePoint", 60, || async {
+        gw.sim_item("In/same.txt").await.map(|_| ())
+    })
+    .await;
+    gw.assert_stored("In/same.txt", b"second version, longer")
+        .await;
+    let stats = gw.ctx.sim.stats().await;
+    assert_eq!(
+        stats["by_kind"]["simple_upload"], 1,
+        "the first never went: {stats}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_upload_is_quarantined_alerted_audited_and_retried() {
+    let gw = start("queued", "").await;
+    // A folder takes the name: SharePoint refuses the file (the client already heard "ok").
+    gw.sim_mkdirs("In/report.csv").await;
+    let body = random(2000);
+    gw.write_local("report.csv", &body);
+    gw.sftp_ok("alice", "put report.csv\n").await;
+    let listed = eventually("the upload quarantined", 60, || async {
+        let out = gw.spgate(&["queue", "list"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("quarantined").then_some(text)
+    })
+    .await;
+    assert!(listed.contains("/In/report.csv"), "{listed}");
+    let id = listed.split('\t').next().expect("an id").trim().to_string();
+    // The alert names the file and the way out; the audit says it failed, and why.
+    let alerts = gw.spgate(&["alerts"]);
+    let alerts = String::from_utf8_lossy(&alerts.stdout);
+    assert!(alerts.contains("upload_failed"), "{alerts}");
+    assert!(alerts.contains("/report.csv"), "{alerts}");
+    assert!(
+        alerts.contains(&format!("spgate queue retry {id}")),
+        "{alerts}"
+    );
+    let failed = audit_lines(&gw, "deliver");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["outcome"], "failed");
+    assert!(
+        failed[0]["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{failed:?}"
+    );
+    // The file is kept, whole, in the quarantine folder; the client no longer sees it.
+    let quarantine = gw.dir.path().join("state/queue/quarantine");
+    let kept: Vec<_> = std::fs::read_dir(&quarantine)
+        .expect("quarantine folder")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read(&kept[0]).expect("quarantined file"), body);
+
+    // The administrator removes the folder and retries: the file lands, the alert clears.
+    let folder = gw.sim_item("In/report.csv").await.expect("the folder");
+    let resp = gw
+        .ctx
+        .req(
+            reqwest::Method::DELETE,
+            &gw.ctx
+                .d(&format!("/items/{}", folder["id"].as_str().expect("id"))),
+        )
+        .send()
+        .await
+        .expect("delete the folder");
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let retried = gw.spgate(&["queue", "retry", &id]);
+    assert!(retried.status.success(), "{retried:?}");
+    eventually("the retried file in SharePoint", 60, || async {
+        let item = gw.sim_item("In/report.csv").await?;
+        item.get("file").map(|_| ())
+    })
+    .await;
+    gw.assert_stored("In/report.csv", &body).await;
+    let alerts = gw.spgate(&["alerts"]);
+    let alerts = String::from_utf8_lossy(&alerts.stdout);
+    assert!(!alerts.contains("upload_failed"), "{alerts}");
+    assert!(
+        std::fs::read_dir(&quarantine)
+            .expect("quarantine")
+            .next()
+            .is_none(),
+        "the quarantined copy is gone"
+    );
+}
+
+#[tokio::test]
+async fn close_within_answers_sharepoints_verdict_when_it_comes_in_time() {
+    let user = User::new("alice")
+        .sharepoint("/", "/In", ALL)
+        .commit("close:10s");
+    let gw = Gateway::start_with_quota(&[user], 1 << 20).await;
+    gw.sim_mkdirs("In").await;
+    gw.write_local("ok.txt", b"fine");
+    gw.write_local("big.bin", &random(2 << 20));
+    // In time: stored when the put returns; refused (the library is full): the client hears
+    // it, and nothing is left queued.
+    gw.sftp_ok("alice", "put ok.txt\n").await;
+    gw.assert_stored("In/ok.txt", b"fine").await;
+    let out = gw.sftp("alice", "put big.bin\n").await;
+    assert!(!out.success, "{out}");
+    let listed = gw.spgate(&["queue", "list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("the upload queue is empty"), "{listed}");
+}
+
+#[tokio::test]
+async fn kill_9_loses_nothing_and_a_half_sent_session_resumes() {
+    // 1 MiB fragments (rounded to 320 KiB units) at 8 MB/s: the big file takes a few seconds.
+    let mut gw = start("queued", "upload_chunk_mib = 1\nupload_workers = 1\n").await;
+    let big = random(24 << 20);
+    gw.write_local("big.bin", &big);
+    let small: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| (format!("s{i:02}.txt"), random(1000 + i)))
+        .collect();
+    for (name, bytes) in &small {
+        gw.write_local(name, bytes);
+    }
+    gw.faults(json!({ "bandwidth_mb_s": 8.0 })).await;
+    let puts: String = small.iter().map(|(n, _)| format!("put {n}\n")).collect();
+    gw.sftp_ok("alice", &format!("put big.bin\n{puts}")).await;
+    // One worker: the big file goes first and the small ones wait behind it.
+    let sent = eventually("half the big file sent", 60, || async {
+        let fragments = gw.ctx.sim.stats().await["by_kind"]["upload_fragment"]
+            .as_u64()
+            .unwrap_or(0);
+        (fragments >= 10).then_some(fragments)
+    })
+    .await;
+    gw.crash_and_restart();
+    gw.assert_absent("In/big.bin").await;
+    gw.ctx.sim.control("/stats/reset", json!({})).await;
+    gw.clear_faults().await;
+    eventually("every file in SharePoint", 120, || async {
+        (gw.sim_names("In").await.len() == 21).then_some(())
+    })
+    .await;
+    common::assert_same(&gw.sim_content("In/big.bin").await, &big, "big.bin");
+    gw.assert_stored("In/big.bin", &big).await;
+    for (name, bytes) in &small {
+        gw.assert_stored(&format!("In/{name}"), bytes).await;
+    }
+    let stats = gw.ctx.sim.stats().await;
+    let total = (big.len() as u64).div_ceil(common::FRAG as u64 * 3);
+    assert_eq!(
+        stats["by_kind"]["create_session"], 0,
+        "resumed, not restarted: {stats}"
+    );
+    let after = stats["by_kind"]["upload_fragment"].as_u64().unwrap_or(0);
+    assert!(
+        after <= total - sent + 1,
+        "after the restart only the rest was sent: {after} fragments of {total}, {sent} before: {stats}"
+    );
+    assert_eq!(
+        stats["by_kind"]["simple_upload"], 20,
+        "each small file once: {stats}"
+    );
+    assert!(
+        gw.log_tail().contains("resuming an upload session"),
+        "{}",
+        gw.log_tail()
+    );
+}
