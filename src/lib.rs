@@ -33,6 +33,7 @@ pub mod audit;
 pub mod config;
 pub mod connections;
 pub mod demo;
+pub mod fsio;
 pub mod ftp;
 pub mod gateway;
 pub mod graph;

@@ -31,6 +31,65 @@ const READ_AHEAD_BYTES: usize = 12 << 20;
 /// Failed fragment attempts in a row before an upload gives up.
 const MAX_FRAGMENT_FAILURES: u32 = 6;
 
+/// Fragments must be multiples of this (but the last).
+const FRAGMENT_UNIT: u64 = 320 * 1024;
+/// Graph refuses fragments of 60 MiB or more.
+const FRAGMENT_LIMIT: u64 = 60 * 1024 * 1024;
+/// A fragment read from a file is sent in pieces of this size.
+const FILE_PIECE: u64 = 1 << 20;
+
+/// The fragment size for a file of `size` bytes sent straight from disk: each fragment costs a
+/// round trip, so a large file goes in about 16 of them (at least `base`, the connection's
+/// chunk; at most just under Graph's 60 MiB), a multiple of 320 KiB. Read from the file as
+/// they are sent, large fragments hold no memory.
+pub fn fragment_for(size: u64, base: u64) -> u64 {
+    let most = FRAGMENT_LIMIT - FRAGMENT_UNIT;
+    let want = (size / 16).clamp(base.min(most), most);
+    (want / FRAGMENT_UNIT).max(1) * FRAGMENT_UNIT
+}
+
+/// Where a fragment's bytes come from.
+enum Fragment {
+    /// Taken out of `pending` (or not yet added to it); put back when not all accepted.
+    Bytes(Bytes),
+    /// `len` bytes of a file from the upload's acknowledged offset, read as they are sent.
+    File { file: Arc<std::fs::File>, len: u64 },
+}
+
+impl Fragment {
+    fn len(&self) -> u64 {
+        match self {
+            Fragment::Bytes(bytes) => bytes.len() as u64,
+            Fragment::File { len, .. } => *len,
+        }
+    }
+
+    /// The request body (a new one for each attempt).
+    fn body(&self, start: u64) -> reqwest::Body {
+        match self {
+            Fragment::Bytes(bytes) => bytes.clone().into(),
+            Fragment::File { file, len } => {
+                let (file, end) = (file.clone(), start + len);
+                let pieces = futures_util::stream::try_unfold(start, move |at| {
+                    let file = file.clone();
+                    async move {
+                        if at >= end {
+                            return Ok(None);
+                        }
+                        let n = (end - at).min(FILE_PIECE) as usize;
+                        let read = tokio::task::spawn_blocking(move || {
+                            crate::fsio::read_exact_at(&file, at, n)
+                        });
+                        let bytes = read.await.map_err(std::io::Error::other)??;
+                        Ok::<_, std::io::Error>(Some((bytes, at + n as u64)))
+                    }
+                });
+                reqwest::Body::wrap_stream(pieces)
+            }
+        }
+    }
+}
+
 /// What an upload does when its name is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnConflict {
@@ -318,6 +377,30 @@ impl Upload {
         Ok(())
     }
 
+    /// Sends the rest of the upload (from what the service has acknowledged) straight from
+    /// `file`, which holds the whole upload, in fragments of `fragment` bytes (see
+    /// [`fragment_for`]); answers the new item. Nothing may be buffered.
+    pub async fn finish_from_file(
+        mut self,
+        file: Arc<std::fs::File>,
+        fragment: u64,
+    ) -> Result<Entry> {
+        if !self.pending.is_empty() {
+            return Err(Error::new(Kind::Invalid, "bytes are buffered: use finish"));
+        }
+        loop {
+            let len = fragment.min(self.total - self.acked);
+            let fragment = Fragment::File {
+                file: file.clone(),
+                len,
+            };
+            if let Some(item) = self.send(fragment).await? {
+                self.finished = true;
+                return Ok(item.into());
+            }
+        }
+    }
+
     /// Sends what is left; answers the new item once SharePoint has committed it.
     pub async fn finish(mut self) -> Result<Entry> {
         if self.written() != self.total {
@@ -344,8 +427,13 @@ impl Upload {
     /// that the caller cuts the next fragment from there with the 320 KiB rule intact. Answers
     /// the item when the file is done.
     async fn send_fragment(&mut self, fragment: Bytes) -> Result<Option<DriveItem>> {
+        self.send(Fragment::Bytes(fragment)).await
+    }
+
+    async fn send(&mut self, fragment: Fragment) -> Result<Option<DriveItem>> {
         let start = self.acked;
-        let end = start + fragment.len() as u64 - 1;
+        let len = fragment.len();
+        let end = start + len - 1;
         let range = format!("bytes {start}-{end}/{}", self.total);
         let url = self.url.clone();
         let sent = self
@@ -353,7 +441,8 @@ impl Upload {
             .send_once(|http| {
                 http.put(&url)
                     .header(header::CONTENT_RANGE, &range)
-                    .body(fragment.clone())
+                    .header(header::CONTENT_LENGTH, len)
+                    .body(fragment.body(start))
             })
             .await;
         let e = match sent {
@@ -428,8 +517,12 @@ impl Upload {
         Ok(None)
     }
 
-    /// Puts a fragment that was not (wholly) accepted back in front of the pending bytes.
-    fn unsend(&mut self, fragment: &Bytes) {
+    /// Puts a fragment that was not (wholly) accepted back in front of the pending bytes (a
+    /// file's fragment is read again from the file).
+    fn unsend(&mut self, fragment: &Fragment) {
+        let Fragment::Bytes(fragment) = fragment else {
+            return;
+        };
         let mut restored = BytesMut::with_capacity(fragment.len() + self.pending.len());
         restored.extend_from_slice(fragment);
         restored.extend_from_slice(&self.pending);
@@ -437,7 +530,10 @@ impl Upload {
     }
 
     fn advance(&mut self, next: u64) {
-        if next > self.acked {
+        if self.pending.is_empty() {
+            // Sending from a file: nothing buffered to drop.
+            self.acked = self.acked.max(next.min(self.total));
+        } else if next > self.acked {
             let done = ((next - self.acked) as usize).min(self.pending.len());
             let _ = self.pending.split_to(done);
             self.acked += done as u64;
@@ -466,5 +562,28 @@ impl Drop for Upload {
                 let _ = client.send(|http| http.delete(&url), false).await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_files_go_in_about_16_fragments_of_320_kib_units_under_60_mib() {
+        const MIB: u64 = 1 << 20;
+        let base = 10 * MIB / FRAGMENT_UNIT * FRAGMENT_UNIT;
+        for (size, want) in [
+            (20 * MIB, base),
+            (256 * MIB, 16 * MIB / FRAGMENT_UNIT * FRAGMENT_UNIT),
+            (1024 * MIB, FRAGMENT_LIMIT - FRAGMENT_UNIT),
+            (100 * 1024 * MIB, FRAGMENT_LIMIT - FRAGMENT_UNIT),
+        ] {
+            let got = fragment_for(size, base);
+            assert_eq!(got, want, "{size}");
+            assert_eq!(got % FRAGMENT_UNIT, 0);
+            assert!(got < FRAGMENT_LIMIT);
+        }
+        assert_eq!(fragment_for(MIB, 1), FRAGMENT_UNIT, "never below one unit");
     }
 }

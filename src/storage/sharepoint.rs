@@ -30,13 +30,14 @@ use dashmap::DashMap;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 
-use super::local::{read_at, read_exact_at, write_all_at};
+use super::local::{read_at, write_all_at};
 use super::{
     Backend, Capabilities, Entry, Error, ErrorKind, ReadHandle, Result, Space, WriteHandle,
     WriteMode,
 };
 use crate::config::Names;
 use crate::connections::Connection;
+use crate::fsio::read_exact_at;
 use crate::graph::{self, Drive, OnConflict, lookalike};
 use crate::storage::queue;
 use queued::{Handover, QueuedReader};

@@ -46,6 +46,22 @@ sim_requests() {
   curl -sf -X POST "$sim/_sim/stats/reset" >/dev/null
 }
 
+# queue_settle CONFIG: waits until the gateway of CONFIG has no queued upload left on its way
+# (upload_commit = "queued": a put is acknowledged before SharePoint has the file).
+queue_settle() {
+  until "$bin" queue list --config "$1" | grep -q "queue is empty"; do sleep 0.05; done
+}
+
+# sim_requests_by_kind: sim_requests with the kinds that are not zero
+# ("203 (simple_upload 200, list 2, get_item 1)").
+sim_requests_by_kind() {
+  curl -sf "$sim/_sim/stats" | python3 -c 'import json, sys
+s = json.load(sys.stdin)
+kinds = ", ".join(f"{k} {n}" for k, n in s["by_kind"].items() if n)
+print(f"{s["requests"]} ({kinds})")'
+  curl -sf -X POST "$sim/_sim/stats/reset" >/dev/null
+}
+
 # start_serve CONFIG PROTOCOL: starts `spgate serve --config CONFIG` and waits until it announces
 # PROTOCOL's listener; sets serve_pid and serve_port.
 start_serve() {

@@ -62,6 +62,7 @@ run() {
   t0=$(now)
   curl -sS -T "$work/file" "$url"
   t1=$(now)
+  queue_settle "$work/spgate.toml"
   put_req=$(sim_requests)
   curl -sS -o "$work/out/$1" "$url"
   t2=$(now)

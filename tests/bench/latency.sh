@@ -56,7 +56,8 @@ token=$(curl -sf "$sim/contoso/oauth2/v2.0/token" -d grant_type=client_credentia
 drive=$(curl -sf -H "Authorization: Bearer $token" \
   "$sim/v1.0/sites/contoso.sharepoint.com:/sites/partners:/drive" | json '["id"]')
 # landed T0 FOLDER COUNT: waits until the library folder holds COUNT items (COUNT 0: until the
-# file FOLDER exists), prints the seconds since T0 (asked of the simulator's Graph API).
+# file FOLDER exists), prints the seconds since T0 (asked of the simulator's Graph API every
+# 50 ms: those requests count as list or get_item in the figures that follow).
 landed() {
   python3 - "$sim" "$drive" "$token" "$1" "$2" "$3" <<'PY'
 import json, sys, time, urllib.request
@@ -87,7 +88,7 @@ t0=$(now)
 { echo "cd /sp/small"; echo "ls"; for f in "$work"/small/*; do echo "put $f"; done; } | sftp_batch
 t1=$(now)
 t2=$(landed "$t0" small 200)
-echo "sftp 200 x 10 KiB put: acknowledged after $(elapsed "$t0" "$t1") s, all in SharePoint after $t2 s, Graph requests $(sim_requests)"
+echo "sftp 200 x 10 KiB put: acknowledged after $(elapsed "$t0" "$t1") s, all in SharePoint after $t2 s, Graph requests $(sim_requests_by_kind)"
 
 # The same over FTP (one ftplib session).
 t0=$(now)
@@ -104,7 +105,7 @@ ftp.quit()
 PY
 t1=$(now)
 t2=$(landed "$t0" ftp 200)
-echo "ftp  200 x 10 KiB put: acknowledged after $(elapsed "$t0" "$t1") s, all in SharePoint after $t2 s, Graph requests $(sim_requests)"
+echo "ftp  200 x 10 KiB put: acknowledged after $(elapsed "$t0" "$t1") s, all in SharePoint after $t2 s, Graph requests $(sim_requests_by_kind)"
 
 # The big put with paramiko: writing and the close timed apart; then with close:10s.
 for mount in sp sp10; do
@@ -132,7 +133,7 @@ size = s.stat(f"/{mount}/big{mount}").st_size
 print(f"sftp big put to /{mount}: writing {t1 - t0:.2f} s, close waits {t2 - t1:.2f} s, size {size}")
 t.close()
 PY
-echo "  in SharePoint after $(landed "$t0" "big$mount" 0) s, Graph requests $(sim_requests)"
+echo "  in SharePoint after $(landed "$t0" "big$mount" 0) s, Graph requests $(sim_requests_by_kind)"
 done
 
 # The big get.
@@ -141,13 +142,13 @@ sftp_batch <<<"get /sp/bigsp $work/out/big"
 t1=$(now)
 cmp -s "$work/big" "$work/out/big" || { echo "downloaded content differs"; exit 1; }
 python3 -c "print(f'sftp big get: {$big_mib * 1.048576 / ($t1 - $t0):.1f} MB/s ({$t1 - $t0:.2f} s)')"
-echo "  Graph requests $(sim_requests)"
+echo "  Graph requests $(sim_requests_by_kind)"
 
 # The big put and get over FTP with curl.
 t0=$(now)
 curl -sS -T "$work/big" "ftp://bench:bench@127.0.0.1:$ftp_port/sp/ftp/big"
 t1=$(now)
-echo "ftp  big put: acknowledged after $(elapsed "$t0" "$t1") s, in SharePoint after $(landed "$t0" ftp/big 0) s, Graph requests $(sim_requests)"
+echo "ftp  big put: acknowledged after $(elapsed "$t0" "$t1") s, in SharePoint after $(landed "$t0" ftp/big 0) s, Graph requests $(sim_requests_by_kind)"
 t0=$(now)
 curl -sS -o "$work/out/ftpbig" "ftp://bench:bench@127.0.0.1:$ftp_port/sp/ftp/big"
 t1=$(now)
@@ -162,5 +163,5 @@ sim_requests >/dev/null
 t0=$(now)
 sftp_batch <<<"ls -l /sp/many"
 t1=$(now)
-echo "sftp ls -l of 1,000 files: $(elapsed "$t0" "$t1") s, Graph requests $(sim_requests)"
+echo "sftp ls -l of 1,000 files: $(elapsed "$t0" "$t1") s, Graph requests $(sim_requests_by_kind)"
 echo "spgate peak RSS $(peak_rss_mib "$serve_pid") MiB"

@@ -65,6 +65,7 @@ run() { # label port user remote-path
   t0=$(now)
   sftp "${ssh_opts[@]}" -P "$2" -b - "$3@127.0.0.1" >/dev/null <<<"put $work/file $4"
   t1=$(now)
+  [ "$1" = a ] || queue_settle "$work/spgate.toml"
   sftp "${ssh_opts[@]}" -P "$2" -b - "$3@127.0.0.1" >/dev/null <<<"get $4 $work/out/$1"
   t2=$(now)
   cmp -s "$work/file" "$work/out/$1" || { echo "$1: downloaded content differs"; exit 1; }
@@ -78,6 +79,7 @@ sim_requests >/dev/null
 t0=$(now)
 sftp "${ssh_opts[@]}" -P "$spgate_port" -b - bench@127.0.0.1 >/dev/null <<<"put $work/file /sp/file"
 t1=$(now)
+queue_settle "$work/spgate.toml"
 put_requests=$(sim_requests)
 sftp "${ssh_opts[@]}" -P "$spgate_port" -b - bench@127.0.0.1 >/dev/null <<<"get /sp/file $work/out/c"
 t2=$(now)

@@ -422,18 +422,53 @@ impl Gateway {
 
     // ---- the simulator's view -------------------------------------------------------------
 
-    /// The simulator's driveItem at `path` (library path, no leading slash), or `None` (404).
+    /// Waits (up to a minute) until the gateway's upload queue holds no upload on its way:
+    /// with `upload_commit = "queued"` a client is answered before SharePoint has its file, and
+    /// the suites check SharePoint once every upload has landed (or been quarantined).
+    pub async fn settle(&self) {
+        let db = self.dir.path().join("state/queue/queue.db");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let open = rusqlite::Connection::open_with_flags(
+                &db,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            );
+            let waiting: i64 = open
+                .and_then(|c| {
+                    c.query_row(
+                        "SELECT count(*) FROM upload WHERE failed IS NULL",
+                        [],
+                        |r| r.get(0),
+                    )
+                })
+                .unwrap_or(0);
+            if waiting == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{waiting} queued upload(s) still on their way after a minute"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The simulator's driveItem at `path` (library path, no leading slash), or `None` (404),
+    /// once the upload queue has settled.
     pub async fn sim_item(&self, path: &str) -> Option<Value> {
+        self.settle().await;
         self.ctx.item_at(path).await
     }
 
     /// The child names of library folder `path` ("" for the root), sorted.
     pub async fn sim_names(&self, path: &str) -> Vec<String> {
+        self.settle().await;
         self.ctx.child_names(path).await
     }
 
     /// The children of library folder `path` ("" for the root), as driveItems.
     pub async fn sim_children(&self, path: &str) -> Vec<Value> {
+        self.settle().await;
         self.ctx.children(path).await
     }
 

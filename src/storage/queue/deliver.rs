@@ -8,7 +8,8 @@ use bytes::Bytes;
 
 use super::{Queue, Row};
 use crate::connections::Connection;
-use crate::graph::{self, Drive, Kind, OnConflict, upload::SIMPLE_UPLOAD_MAX};
+use crate::graph::upload::{SIMPLE_UPLOAD_MAX, fragment_for};
+use crate::graph::{self, Drive, Kind, OnConflict};
 
 /// How an attempt ended.
 pub(super) enum Outcome {
@@ -140,21 +141,13 @@ async fn upload(queue: &Queue, drive: &Drive, row: &Row) -> graph::Result<graph:
         }
     };
     upload.keep_on_drop();
-    let chunk = drive.client.upload_chunk();
-    let mut offset = upload.written();
-    while offset < row.size {
-        let len = chunk.min(row.size - offset);
-        upload
-            .write_bytes(read(&file, offset, len as usize).await?)
-            .await?;
-        offset += len;
-    }
-    upload.finish().await
+    let fragment = fragment_for(row.size, drive.client.upload_chunk());
+    upload.finish_from_file(file, fragment).await
 }
 
 async fn read(file: &Arc<std::fs::File>, offset: u64, len: usize) -> graph::Result<Bytes> {
     let file = file.clone();
-    tokio::task::spawn_blocking(move || crate::storage::local::read_exact_at(&file, offset, len))
+    tokio::task::spawn_blocking(move || crate::fsio::read_exact_at(&file, offset, len))
         .await
         .map_err(|e| local(std::io::Error::other(e)))?
         .map_err(local)

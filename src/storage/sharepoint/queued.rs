@@ -64,8 +64,9 @@ pub(super) struct Handover {
 /// Queues the file; with `close:N`, waits up to N for SharePoint's verdict. `Ok(None)`: queued
 /// (the caller answers with the file as written); `Ok(Some(entry))`: stored in time.
 pub(super) async fn hand_over(commit: &Commit, file: Handover) -> Result<Option<Verdict>> {
+    // The wait counts from the close: making the file durable (fsync) is part of it.
     let wait = match commit.mode {
-        UploadCommit::CloseWithin(wait) => Some(wait),
+        UploadCommit::CloseWithin(wait) => Some(tokio::time::Instant::now() + wait),
         _ => None,
     };
     let new = NewUpload {
@@ -86,7 +87,7 @@ pub(super) async fn hand_over(commit: &Commit, file: Handover) -> Result<Option<
     let (Some(wait), Some(waiter)) = (wait, waiter) else {
         return Ok(None);
     };
-    match tokio::time::timeout(wait, waiter).await {
+    match tokio::time::timeout_at(wait, waiter).await {
         Ok(Ok(verdict)) => Ok(Some(verdict)),
         // Not in time, or a transient failure: the queue goes on with it.
         _ => Ok(None),
