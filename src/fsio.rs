@@ -1,7 +1,51 @@
-//! Positioned reads of local files, for the storage backends' spools and the Graph client's
-//! uploads straight from a file.
+//! Local file helpers shared by the storage backends and the Graph client: positioned reads
+//! (spools, uploads straight from a file) and background writeback of files being written.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
+use tokio::task::JoinHandle;
+
+/// Bytes written after which a [`Writeback`] starts an `fdatasync` in the background.
+const WRITEBACK: u64 = 16 << 20;
+
+/// Writeback of a file being written: an `fdatasync` is started in the background after every
+/// 16 MiB written (when none is running), so that the sync at close has little left to do and
+/// the client is not kept waiting for the whole file to reach the disk.
+#[derive(Default)]
+pub struct Writeback {
+    /// Bytes written since the last background `fdatasync` started.
+    unsynced: u64,
+    /// The background `fdatasync` started last, if any.
+    running: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Writeback {
+    /// Counts `written` bytes of `file`; starts an `fdatasync` when their turn has come.
+    pub async fn wrote(&mut self, file: &Arc<std::fs::File>, written: u64) -> std::io::Result<()> {
+        self.unsynced += written;
+        if self.unsynced < WRITEBACK || self.running.as_ref().is_some_and(|w| !w.is_finished()) {
+            return Ok(());
+        }
+        self.settle().await?; // finished: no wait
+        self.unsynced = 0;
+        let file = file.clone();
+        self.running = Some(tokio::task::spawn_blocking(move || {
+            rustix::fs::fdatasync(&*file).map_err(std::io::Error::from)
+        }));
+        Ok(())
+    }
+
+    /// Waits for the background `fdatasync`, if one was started. Its error must reach the
+    /// caller: the kernel reports a writeback error to one sync only, so the `fsync` at close
+    /// would not see it again.
+    pub async fn settle(&mut self) -> std::io::Result<()> {
+        match self.running.take() {
+            None => Ok(()),
+            Some(sync) => sync.await.map_err(std::io::Error::other)?,
+        }
+    }
+}
 
 /// `len` bytes at `offset` of `file`, read into a buffer that is not zeroed first.
 pub fn read_exact_at(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Bytes> {

@@ -190,7 +190,12 @@ async fn append_and_resume_on_a_local_mount() {
 
 #[tokio::test]
 async fn a_failed_upload_leaves_nothing() {
-    let gw = Gateway::start_with(Ctx::new().await, &[alice()], "max_retries = 1").await;
+    let gw = Gateway::start_with(
+        Ctx::new().await,
+        &[alice().commit("close")],
+        "max_retries = 1",
+    )
+    .await;
     // A first session, so that the connection has its token and library before the faults.
     gw.python_ok("alice", "wonderland", "print(ftp.nlst())")
         .await;

@@ -566,7 +566,7 @@ async fn renames_replace_move_and_change_case() {
 async fn an_upload_refused_at_close_is_552_and_leaves_nothing() {
     // A library with 4 MiB of space: the STOR is accepted and its bytes spooled, the upload
     // when the transfer ends is refused (507 quotaLimitReached).
-    let gw = Gateway::start_with_quota(&[alice()], 4 << 20).await;
+    let gw = Gateway::start_with_quota(&[alice().commit("close")], 4 << 20).await;
     let old = random(1_500_000);
     gw.sim_put("existing.bin", &old).await;
     gw.write_local("session.bin", &random(6 * 1024 * 1024));
@@ -591,7 +591,12 @@ async fn an_upload_refused_at_close_is_552_and_leaves_nothing() {
 
 #[tokio::test]
 async fn a_replacement_failing_upstream_keeps_the_old_file() {
-    let gw = Gateway::start_with(Ctx::new().await, &[alice()], "max_retries = 1").await;
+    let gw = Gateway::start_with(
+        Ctx::new().await,
+        &[alice().commit("close")],
+        "max_retries = 1",
+    )
+    .await;
     let old = random(1000);
     gw.sim_put("existing.bin", &old).await;
     let bytes = random(5 * 1024 * 1024 + 17);

@@ -20,7 +20,12 @@ fn alice() -> User {
 
 #[tokio::test]
 async fn an_upload_failing_with_server_errors_leaves_no_file() {
-    let gw = Gateway::start_with(Ctx::new().await, &[alice()], "max_retries = 1").await;
+    let gw = Gateway::start_with(
+        Ctx::new().await,
+        &[alice().commit("close")],
+        "max_retries = 1",
+    )
+    .await;
     let old = random(1000);
     gw.sim_put("existing.bin", &old).await;
     let bytes = random(5 * 1024 * 1024 + 17);
@@ -48,7 +53,7 @@ async fn an_upload_failing_with_server_errors_leaves_no_file() {
 async fn an_upload_refused_at_close_reaches_the_client() {
     // A library with 4 MiB of space: opening the file and writing it succeed, the upload
     // when the handle closes is refused (507 quotaLimitReached).
-    let gw = Gateway::start_with_quota(&[alice()], 4 << 20).await;
+    let gw = Gateway::start_with_quota(&[alice().commit("close")], 4 << 20).await;
     let old = random(1_500_000);
     gw.sim_put("existing.bin", &old).await;
     let session = random(6 * 1024 * 1024); // upload session

@@ -268,7 +268,13 @@ async fn a_write_failing_half_way_stores_nothing() {
         &[User::new("pat")
             .sharepoint("/", "/Full", ALL)
             .local("/local", &local.0, ALL)],
-        |dir| Tmpfs::mount(&dir.join("state").join("spool"), 4),
+        // Spools of both commits: "close" (state/spool) and "queued" (state/queue).
+        |dir| {
+            (
+                Tmpfs::mount(&dir.join("state").join("spool"), 4),
+                Tmpfs::mount(&dir.join("state").join("queue"), 4),
+            )
+        },
     )
     .await;
     gw.sim_mkdirs("Full").await;

@@ -350,6 +350,7 @@ impl Backend for SharePoint {
             commit: queued.cloned(),
             connection: self.connection.name().to_string(),
             spooled,
+            writeback: crate::fsio::Writeback::default(),
             drive,
             path: full.clone(),
             shown: path.to_string(),
@@ -517,6 +518,8 @@ struct Writer {
     connection: String,
     /// The queue's spool file, until it is queued (removed if it never is).
     spooled: Option<std::path::PathBuf>,
+    /// A queued file goes to disk while it is written: the fsync that queues it is short.
+    writeback: crate::fsio::Writeback,
     drive: Arc<Drive>,
     /// The library path (stored names).
     path: String,
@@ -552,6 +555,7 @@ impl Writer {
 
     /// Hands the spooled file to the queue; the answer as for [`WriteHandle::close`].
     async fn close_queued(&mut self, commit: &Commit) -> Result<Entry> {
+        self.writeback.settle().await?;
         let spooled = self
             .spooled
             .take()
@@ -659,8 +663,12 @@ impl WriteHandle for Writer {
     async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<()> {
         let end = offset + data.len() as u64;
         self.unchanged = false;
+        let len = data.len() as u64;
         write_all_at(&self.spool, &self.path, offset, data).await?;
         self.size = self.size.max(end);
+        if self.commit.is_some() {
+            self.writeback.wrote(&self.spool, len).await?;
+        }
         Ok(())
     }
 

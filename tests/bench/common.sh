@@ -58,7 +58,8 @@ sim_requests_by_kind() {
   curl -sf "$sim/_sim/stats" | python3 -c 'import json, sys
 s = json.load(sys.stdin)
 kinds = ", ".join(f"{k} {n}" for k, n in s["by_kind"].items() if n)
-print(f"{s["requests"]} ({kinds})")'
+total = s["requests"]
+print(f"{total} ({kinds})")'
   curl -sf -X POST "$sim/_sim/stats/reset" >/dev/null
 }
 

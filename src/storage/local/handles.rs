@@ -1,18 +1,18 @@
 //! Open files of the local backend: positional reads, and writers that upload to a temp name
 //! and rename it over the target on close (or write in place for `Keep`).
 //!
-//! A writer starts an `fdatasync` in the background after every [`WRITEBACK`] bytes, so that
+//! A writer starts an `fdatasync` in the background after every 16 MiB ([`Writeback`]), so that
 //! the data goes to disk while more arrives and the `fsync` at close has little left to do.
 
 use std::fs::{File, FileTimes};
 use std::io;
 use std::sync::Arc;
 
+use crate::fsio::Writeback;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cap_std::fs::{Dir, OpenOptions};
 use chrono::{DateTime, Utc};
-use tokio::task::JoinHandle;
 
 use super::{blocking, io_error, read_at, regular_file, temp_name, to_entry, write_all_at};
 use crate::storage::{Entry, Error, ErrorKind, ReadHandle, Result, WriteHandle, WriteMode};
@@ -22,10 +22,6 @@ const MAX_READ: usize = 4 << 20;
 
 /// Sequential reads are served from one larger read ahead, to spare the blocking pool.
 const READ_AHEAD: usize = 1 << 20;
-
-/// Bytes written after which a writer starts an `fdatasync` in the background (when none is
-/// running).
-const WRITEBACK: u64 = 16 << 20;
 
 pub(super) struct Reader {
     file: Arc<File>,
@@ -90,10 +86,8 @@ pub(super) struct Writer {
     no_replace: bool,
     size: u64,
     modified: Option<DateTime<Utc>>,
-    /// Bytes written since the last background `fdatasync` started.
-    unsynced: u64,
-    /// The background `fdatasync` started last, if any.
-    writeback: Option<JoinHandle<io::Result<()>>>,
+    /// Background `fdatasync`s while writing.
+    writeback: Writeback,
     /// Closed or aborted: nothing left to clean up.
     done: bool,
 }
@@ -148,39 +142,20 @@ impl Writer {
             no_replace: mode == WriteMode::CreateNew,
             size,
             modified: None,
-            unsynced: 0,
-            writeback: None,
+            writeback: Writeback::default(),
             done: false,
         })
     }
 
-    /// Waits for the background `fdatasync`, if one was started. Its error must reach the
-    /// caller: the kernel reports a writeback error to one sync only, so the `fsync` at close
-    /// would not see it again.
+    /// Waits for the background `fdatasync`, if one was started.
     async fn settle_writeback(&mut self) -> Result<()> {
-        match self.writeback.take() {
-            None => Ok(()),
-            Some(sync) => match sync.await {
-                Ok(result) => result.map_err(|e| io_error(&self.path, e)),
-                Err(e) => Err(io_error(&self.path, io::Error::other(e))),
-            },
-        }
+        let settled = self.writeback.settle().await;
+        settled.map_err(|e| io_error(&self.path, e))
     }
 
-    /// Starts a background `fdatasync` once [`WRITEBACK`] bytes were written since the last
-    /// one, unless the last one is still running.
     async fn start_writeback(&mut self, written: u64) -> Result<()> {
-        self.unsynced += written;
-        if self.unsynced < WRITEBACK || self.writeback.as_ref().is_some_and(|w| !w.is_finished()) {
-            return Ok(());
-        }
-        self.settle_writeback().await?; // finished: no wait
-        self.unsynced = 0;
-        let file = self.file.clone();
-        self.writeback = Some(tokio::task::spawn_blocking(move || {
-            rustix::fs::fdatasync(&*file).map_err(io::Error::from)
-        }));
-        Ok(())
+        let started = self.writeback.wrote(&self.file, written).await;
+        started.map_err(|e| io_error(&self.path, e))
     }
 }
 
