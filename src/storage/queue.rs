@@ -52,8 +52,8 @@ pub struct Origin {
     pub vpath: String,
 }
 
-/// One queued upload.
-#[derive(Debug, Clone, PartialEq)]
+/// One queued upload. Its `Debug` leaves out the upload URL (it carries its own credentials).
+#[derive(Clone, PartialEq)]
 pub struct Row {
     pub id: i64,
     pub connection: String,
@@ -77,6 +77,27 @@ pub struct Row {
     pub attempts: u32,
     pub queued_at: DateTime<Utc>,
     pub origin: Origin,
+}
+
+impl std::fmt::Debug for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Row")
+            .field("id", &self.id)
+            .field("connection", &self.connection)
+            .field("path", &self.path)
+            .field("target", &self.target)
+            .field("size", &self.size)
+            .field("modified", &self.modified)
+            .field("replace", &self.replace)
+            .field("file", &self.file)
+            .field("upload_url", &self.upload_url.as_ref().map(|_| "***"))
+            .field("uploaded", &self.uploaded)
+            .field("failed", &self.failed)
+            .field("attempts", &self.attempts)
+            .field("queued_at", &self.queued_at)
+            .field("origin", &self.origin)
+            .finish()
+    }
 }
 
 /// A queued file as the mount sees it.

@@ -145,3 +145,18 @@ fn only_quarantined_uploads_can_be_retried_or_discarded() {
     assert!(queue.pending("sp", "/In/a.txt").is_some());
     assert_eq!(queue.stats().depth, 1);
 }
+
+#[test]
+fn the_upload_url_stays_out_of_debug_output() {
+    let state = tempfile::tempdir().unwrap();
+    let queue = Queue::open(state.path()).unwrap();
+    let id = queue_file(&queue, "/In/a.txt", b"content");
+    queue
+        .set_url(id, "https://upload.example/session?tempauth=SECRET")
+        .unwrap();
+    let row = &queue.list().unwrap()[0];
+    assert!(row.upload_url.is_some());
+    let shown = format!("{row:?}");
+    assert!(!shown.contains("SECRET"), "{shown}");
+    assert!(shown.contains("/In/a.txt"), "{shown}");
+}
