@@ -128,6 +128,8 @@ async fn sharepoint_dies_mid_download(connection: &str) {
     let bytes = random(24 << 20);
     gw.write_local("big.bin", &bytes);
     gw.sftp_ok("alice", "put big.bin /big.bin\n").await;
+    // Queued (SPGATE_TEST_UPLOAD_COMMIT): the download must come from SharePoint, not the queue.
+    gw.settle().await;
 
     // 4 Mbit/s: the download takes ~50 s; SharePoint dies after the first 2 MiB arrived.
     let got = gw.client_dir().join("got.bin");
