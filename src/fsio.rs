@@ -47,6 +47,35 @@ impl Writeback {
     }
 }
 
+/// `len` bytes at `offset` of `file`, read on the blocking pool.
+pub async fn read_at(file: &Arc<std::fs::File>, offset: u64, len: usize) -> std::io::Result<Bytes> {
+    let file = file.clone();
+    tokio::task::spawn_blocking(move || read_exact_at(&file, offset, len))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// The bytes of `file` from `start` to `end` in pieces of at most `piece` bytes, each read on
+/// the blocking pool straight into its own buffer (no piece is read before it is asked for).
+pub fn pieces(
+    file: Arc<std::fs::File>,
+    start: u64,
+    end: u64,
+    piece: usize,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    futures_util::stream::try_unfold(start, move |at| {
+        let file = file.clone();
+        async move {
+            if at >= end {
+                return Ok(None);
+            }
+            let n = (end - at).min(piece as u64) as usize;
+            let bytes = read_at(&file, at, n).await?;
+            Ok(Some((bytes, at + n as u64)))
+        }
+    })
+}
+
 /// `len` bytes at `offset` of `file`, read into a buffer that is not zeroed first.
 pub fn read_exact_at(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Bytes> {
     let mut buf = Vec::with_capacity(len);

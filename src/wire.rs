@@ -120,8 +120,9 @@ pub struct Collection<T> {
     pub delta_link: Option<String>,
 }
 
-/// The answer to `createUploadSession` and to a fragment or status request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The answer to `createUploadSession` and to a fragment or status request. Its `Debug` hides
+/// the upload URL (pre-authenticated: whoever has it can write the file).
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UploadSession {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,6 +130,16 @@ pub struct UploadSession {
     pub expiration_date_time: DateTime<Utc>,
     #[serde(default)]
     pub next_expected_ranges: Vec<String>,
+}
+
+impl std::fmt::Debug for UploadSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadSession")
+            .field("upload_url", &self.upload_url.as_ref().map(|_| "***"))
+            .field("expiration_date_time", &self.expiration_date_time)
+            .field("next_expected_ranges", &self.next_expected_ranges)
+            .finish()
+    }
 }
 
 /// A Graph error body: `{"error":{"code","message","innerError":{...}}}`.
@@ -280,5 +291,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(old.error.inner_error.unwrap().code.as_deref(), Some("y"));
+    }
+
+    #[test]
+    fn upload_session_debug_hides_its_url() {
+        let session: UploadSession = serde_json::from_str(
+            r#"{"uploadUrl":"https://x/up?tempauth=SECRET","expirationDateTime":"2026-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        let shown = format!("{session:?}");
+        assert!(
+            !shown.contains("SECRET") && shown.contains("***"),
+            "{shown}"
+        );
     }
 }

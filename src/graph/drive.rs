@@ -79,7 +79,8 @@ pub struct Drive {
     /// The library's server-relative path (`sites/partners/Shared Documents`), for the
     /// 400-character rule.
     prefix: String,
-    pub quota: Option<Quota>,
+    /// The library's quota as last heard (when it was opened, or [`Drive::refresh_quota`]).
+    quota: parking_lot::Mutex<Option<Quota>>,
 }
 
 /// The parent path and the name of a drive path.
@@ -157,8 +158,34 @@ impl Drive {
             client,
             id,
             prefix,
-            quota,
+            quota: parking_lot::Mutex::new(quota),
         })
+    }
+
+    /// The library's quota as last heard.
+    pub fn quota(&self) -> Option<Quota> {
+        *self.quota.lock()
+    }
+
+    /// Counts `bytes` just stored against the quota as last heard, so that it stays close
+    /// without asking (a replaced file's old version still counts: SharePoint keeps it).
+    pub fn note_stored(&self, bytes: u64) {
+        if let Some(quota) = self.quota.lock().as_mut() {
+            quota.used = quota.used.saturating_add(bytes);
+            quota.remaining = quota.remaining.saturating_sub(bytes);
+        }
+    }
+
+    /// Asks SharePoint for the library's quota now (one request) and remembers it.
+    pub async fn refresh_quota(&self) -> Result<Option<Quota>> {
+        let url = self.client.url(&format!(
+            "/drives/{}?$select=quota",
+            names::encode_segment(&self.id)
+        ));
+        let drive: serde_json::Value = get_json(&self.client, &url).await?;
+        let quota = serde_json::from_value::<Quota>(drive["quota"].clone()).ok();
+        *self.quota.lock() = quota;
+        Ok(quota)
     }
 
     /// The Graph URL of the item at `path` plus `suffix` (`/children`, `/content`, ...).

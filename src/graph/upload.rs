@@ -69,25 +69,18 @@ impl Fragment {
         match self {
             Fragment::Bytes(bytes) => bytes.clone().into(),
             Fragment::File { file, len } => {
-                let (file, end) = (file.clone(), start + len);
-                let pieces = futures_util::stream::try_unfold(start, move |at| {
-                    let file = file.clone();
-                    async move {
-                        if at >= end {
-                            return Ok(None);
-                        }
-                        let n = (end - at).min(FILE_PIECE) as usize;
-                        let read = tokio::task::spawn_blocking(move || {
-                            crate::fsio::read_exact_at(&file, at, n)
-                        });
-                        let bytes = read.await.map_err(std::io::Error::other)??;
-                        Ok::<_, std::io::Error>(Some((bytes, at + n as u64)))
-                    }
-                });
+                let pieces =
+                    crate::fsio::pieces(file.clone(), start, start + len, FILE_PIECE as usize);
                 reqwest::Body::wrap_stream(pieces)
             }
         }
     }
+}
+
+/// Whether a file of `len` bytes goes up in one request (no upload session): small, and no
+/// time to send with it.
+pub fn one_request(len: u64, modified: Option<DateTime<Utc>>) -> bool {
+    len == 0 || (len <= SIMPLE_UPLOAD_MAX && modified.is_none())
 }
 
 /// What an upload does when its name is taken.
@@ -100,6 +93,15 @@ pub enum OnConflict {
 }
 
 impl OnConflict {
+    /// `Replace` when the uploader may replace an existing file, else `Fail`.
+    pub fn replacing(replace: bool) -> Self {
+        if replace {
+            OnConflict::Replace
+        } else {
+            OnConflict::Fail
+        }
+    }
+
     /// Graph's `@microsoft.graph.conflictBehavior` value.
     fn behaviour(self) -> &'static str {
         match self {
@@ -153,7 +155,7 @@ impl Drive {
         modified: Option<DateTime<Utc>>,
         on_conflict: OnConflict,
     ) -> Result<Entry> {
-        if len == 0 || (len <= SIMPLE_UPLOAD_MAX && modified.is_none()) {
+        if one_request(len, modified) {
             let mut bytes = BytesMut::with_capacity(len as usize);
             while bytes.len() as u64 != len {
                 match pieces.next().await.transpose()? {
@@ -168,11 +170,9 @@ impl Drive {
                     }
                 }
             }
-            let entry = self.upload_small(path, bytes.freeze(), on_conflict).await?;
-            return match modified {
-                Some(at) => self.set_modified(path, at).await,
-                None => Ok(entry),
-            };
+            return self
+                .upload_whole(path, bytes.freeze(), modified, on_conflict)
+                .await;
         }
         let mut upload = self
             .upload_session(path, len, modified, on_conflict)
@@ -199,6 +199,21 @@ impl Drive {
         let ((), written) = tokio::join!(reader, writer);
         written?;
         upload.finish().await
+    }
+
+    /// A file uploaded in one request (and its time set in a second, when it has one).
+    pub async fn upload_whole(
+        &self,
+        path: &str,
+        bytes: Bytes,
+        modified: Option<DateTime<Utc>>,
+        on_conflict: OnConflict,
+    ) -> Result<Entry> {
+        let entry = self.upload_small(path, bytes, on_conflict).await?;
+        match modified {
+            Some(at) => self.set_modified(path, at).await,
+            None => Ok(entry),
+        }
     }
 
     /// One `PUT .../content`.

@@ -1,12 +1,15 @@
 //! The write-back upload queue (`upload_commit = "queued"`): a client's close is answered once
 //! its file is durably in the queue, and the upload to SharePoint goes on in the background.
 //!
-//! - A queued file is a file in `<state dir>/queue/` (fsync'd, then renamed there from its
-//!   spool name) and a row in `queue.db` (committed with `synchronous=FULL`) saying where it
-//!   goes. Both happen before the client hears the close succeeded, so a crash loses nothing.
+//! - A queued file is a file in `<state dir>/queue/` (spooled there under its queued name,
+//!   fsync'd with its directory) and a row in `queue.db` (committed with `synchronous=FULL`)
+//!   saying where it goes. Both happen before the client hears the close succeeded, so a crash loses nothing.
 //! - Until it lands, the same mount sees the file ([`Queue::pending`], used by the SharePoint
 //!   backend for stat, list and read); renaming, deleting or re-timing it changes the row, and a
 //!   second upload to the same path supersedes the first.
+//! - What the workers record as they go (an upload session's URL, the content being up, a row
+//!   done) is committed without waiting for the disk, off the path of the clients' closes: a
+//!   crash loses none of it, a power cut may cost a repeated upload, never a lost one.
 //! - Workers (`deliver`) upload rows in order, a few at once per connection, never two that
 //!   touch the same path. A large file's upload session URL is kept in its row: after a
 //!   restart the session is resumed from its `nextExpectedRanges`, not started over.
@@ -77,6 +80,18 @@ pub struct Row {
     pub attempts: u32,
     pub queued_at: DateTime<Utc>,
     pub origin: Origin,
+}
+
+impl Row {
+    /// A row of `connection` still on its way (not quarantined).
+    fn live(&self, connection: &str) -> bool {
+        self.connection == connection && self.failed.is_none()
+    }
+
+    /// Where a live row of `connection` ends up.
+    fn live_target(&self, connection: &str) -> Option<&str> {
+        self.target.as_deref().filter(|_| self.live(connection))
+    }
 }
 
 impl std::fmt::Debug for Row {
@@ -222,7 +237,24 @@ impl Queue {
                 std::fs::remove_file(entry.path())?;
             }
         }
-        let queued = self.state.lock().rows.len();
+        // A row whose file is gone was delivered just before a power cut that undid the
+        // row's removal but not the file's (bookkeeping is not synced): nothing is left to do.
+        let mut state = self.state.lock();
+        let gone: Vec<i64> = state
+            .rows
+            .values()
+            .filter(|r| !self.dir.join(&r.file).exists())
+            .map(|r| r.id)
+            .collect();
+        for id in gone {
+            tracing::warn!(
+                id,
+                "upload queue: a queued file is gone; its row is dropped"
+            );
+            state.forget(&self.dir, id)?;
+        }
+        let queued = state.rows.len();
+        drop(state);
         if queued > 0 {
             tracing::info!(
                 queued,
@@ -236,7 +268,7 @@ impl Queue {
     pub fn spool(&self) -> std::io::Result<(std::fs::File, PathBuf)> {
         let path = self
             .dir
-            .join(format!(".spool-{}", uuid::Uuid::new_v4().simple()));
+            .join(format!("u-{}", uuid::Uuid::new_v4().simple()));
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -253,15 +285,17 @@ impl Queue {
         new: NewUpload,
         wait: bool,
     ) -> std::io::Result<(i64, Option<oneshot::Receiver<Verdict>>)> {
-        std::fs::File::open(&new.spooled)?.sync_all()?;
-        let spool_name = new
+        let file = new
             .spooled
-            .file_name()
+            .strip_prefix(&self.dir)
+            .ok()
             .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix(".spool-"))
-            .ok_or_else(|| std::io::Error::other("not a spool file of this queue"))?;
-        let file = format!("u-{spool_name}");
-        std::fs::rename(&new.spooled, self.dir.join(&file))?;
+            .filter(|n| n.starts_with("u-"))
+            .ok_or_else(|| std::io::Error::other("not a spool file of this queue"))?
+            .to_string();
+        // The file's sync commits its directory entry with it (ext4, xfs): the directory's
+        // own sync is then all but free, and it keeps the entry durable elsewhere.
+        std::fs::File::open(&new.spooled)?.sync_data()?;
         std::fs::File::open(&self.dir)?.sync_all()?;
         let mut row = Row {
             id: 0,
@@ -307,8 +341,8 @@ impl Queue {
         let folder = folder.trim_end_matches('/');
         let state = self.state.lock();
         let mut found: BTreeMap<String, Pending> = BTreeMap::new();
-        for row in state.rows.values().filter(|r| r.connection == connection) {
-            let Some(target) = row.target.as_deref().filter(|_| row.failed.is_none()) else {
+        for row in state.rows.values() {
+            let Some(target) = row.live_target(connection) else {
                 continue;
             };
             if let Some((parent, name)) = target.rsplit_once('/')
@@ -397,9 +431,8 @@ impl Queue {
         let below = format!("{}/", folder.trim_end_matches('/'));
         let state = self.state.lock();
         state.rows.values().any(|r| {
-            r.connection == connection
-                && r.failed.is_none()
-                && r.target.as_deref().is_some_and(|t| t.starts_with(&below))
+            r.live_target(connection)
+                .is_some_and(|t| t.starts_with(&below))
         })
     }
 
@@ -417,7 +450,7 @@ impl Queue {
                 let ours: Vec<i64> = state
                     .rows
                     .values()
-                    .filter(|r| r.connection == connection && r.failed.is_none())
+                    .filter(|r| r.live(connection))
                     .filter(|r| touches(&r.path) || r.target.as_deref().is_some_and(touches))
                     .map(|r| r.id)
                     .collect();
@@ -482,6 +515,17 @@ impl Queue {
         let mut state = self.state.lock();
         state.refresh()?;
         Ok(state.rows.values().cloned().collect())
+    }
+
+    /// The bytes queued for `connection` (quarantined files not counted).
+    pub fn queued_bytes(&self, connection: &str) -> u64 {
+        let state = self.state.lock();
+        state
+            .rows
+            .values()
+            .filter(|r| r.live(connection))
+            .map(|r| r.size)
+            .sum()
     }
 
     pub fn stats(&self) -> Stats {
@@ -633,17 +677,37 @@ impl Queue {
 
     /// Records a new upload session's URL before any fragment is sent.
     fn set_url(&self, id: i64, url: &str) -> std::io::Result<()> {
-        self.update(id, |row| row.upload_url = Some(url.to_string()))
+        self.note(id, |row| row.upload_url = Some(url.to_string()))
+    }
+
+    /// Records that the row's content is in SharePoint.
+    fn set_uploaded(&self, id: i64) -> std::io::Result<()> {
+        self.note(id, |row| {
+            row.uploaded = true;
+            row.upload_url = None;
+        })
     }
 
     fn update(&self, id: i64, change: impl FnOnce(&mut Row)) -> std::io::Result<()> {
+        self.change(id, change, true)
+    }
+
+    /// An [`update`](Self::update) of bookkeeping, committed without waiting for the disk.
+    fn note(&self, id: i64, change: impl FnOnce(&mut Row)) -> std::io::Result<()> {
+        self.change(id, change, false)
+    }
+
+    fn change(&self, id: i64, change: impl FnOnce(&mut Row), durable: bool) -> std::io::Result<()> {
         let mut state = self.state.lock();
         let Some(row) = state.rows.get_mut(&id) else {
             return Ok(());
         };
         change(row);
         let row = row.clone();
-        db::update(&state.conn, &row).map_err(io)
+        db::durable(&state.conn, durable).map_err(io)?;
+        let updated = db::update(&state.conn, &row).map_err(io);
+        db::durable(&state.conn, true).map_err(io)?;
+        updated
     }
 
     /// Ends a delivered row if it is still as `seen` (no rename, delete or time change came in
@@ -653,15 +717,25 @@ impl Queue {
         if state.rows.get(&seen.id) != Some(seen) {
             return Ok(false);
         }
-        state.forget(&self.dir, seen.id)?;
+        // Bookkeeping too: a power cut undoing it costs a repeated upload, not a lost one.
+        db::durable(&state.conn, false).map_err(io)?;
+        let forgotten = state.forget(&self.dir, seen.id);
+        db::durable(&state.conn, true).map_err(io)?;
+        forgotten?;
         state.in_flight.remove(&seen.id);
         Ok(true)
     }
 
     /// Ends an attempt: hands the verdict to a waiting client, schedules a retry, or
     /// quarantines. Audits deliveries and final failures.
-    fn finish(&self, id: i64, outcome: deliver::Outcome) {
-        self.settle(id, outcome);
+    /// `None`: the row went away before the attempt began.
+    fn finish(&self, id: i64, outcome: Option<deliver::Outcome>) {
+        match outcome {
+            Some(outcome) => self.settle(id, outcome),
+            None => {
+                self.state.lock().in_flight.remove(&id);
+            }
+        }
         self.wake.notify_one();
         self.done.notify_waiters();
     }
@@ -768,9 +842,10 @@ fn row_paths(row: &Row) -> Vec<(String, String)> {
 impl State {
     /// The newest row that shows at `path`.
     fn visible(&self, connection: &str, path: &str) -> Option<&Row> {
-        self.rows.values().rev().find(|r| {
-            r.connection == connection && r.failed.is_none() && r.target.as_deref() == Some(path)
-        })
+        self.rows
+            .values()
+            .rev()
+            .find(|r| r.live_target(connection) == Some(path))
     }
 
     /// Whether the row can still change where it uploads to: not started, nothing sent.
@@ -783,11 +858,7 @@ impl State {
         let older: Vec<i64> = self
             .rows
             .values()
-            .filter(|r| {
-                r.connection == connection
-                    && r.failed.is_none()
-                    && r.target.as_deref() == Some(path)
-            })
+            .filter(|r| r.live_target(connection) == Some(path))
             .map(|r| r.id)
             .collect();
         for id in older {

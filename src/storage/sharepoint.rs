@@ -37,7 +37,6 @@ use super::{
 };
 use crate::config::Names;
 use crate::connections::Connection;
-use crate::fsio::read_exact_at;
 use crate::graph::{self, Drive, OnConflict, lookalike};
 use crate::storage::queue;
 use queued::{Handover, QueuedReader};
@@ -483,7 +482,13 @@ impl Backend for SharePoint {
     }
 
     async fn space(&self) -> Result<Option<Space>> {
-        Ok(self.drive().await?.quota.map(|q| Space {
+        let drive = self.drive().await?;
+        // Asked for now (a client asks rarely); what was heard last if SharePoint does not say.
+        let quota = match drive.refresh_quota().await {
+            Ok(quota) => quota,
+            Err(_) => drive.quota(),
+        };
+        Ok(quota.map(|q| Space {
             total: q.total,
             free: q.remaining,
         }))
@@ -556,6 +561,7 @@ impl Writer {
     /// Hands the spooled file to the queue; the answer as for [`WriteHandle::close`].
     async fn close_queued(&mut self, commit: &Commit) -> Result<Entry> {
         self.writeback.settle().await?;
+        self.check_room(commit).await?;
         let spooled = self
             .spooled
             .take()
@@ -588,13 +594,35 @@ impl Writer {
         }
     }
 
+    /// The quota check a queued close makes before answering: a file the library cannot hold
+    /// (by its free space as last heard, less what is queued for it already) is refused now,
+    /// after asking SharePoint again (one request, made only then), rather than accepted and
+    /// quarantined later. If SharePoint cannot be asked, the file is queued.
+    async fn check_room(&self, commit: &Commit) -> Result<()> {
+        let queued = commit.queue.queued_bytes(&self.connection);
+        let fits = |quota: Option<graph::drive::Quota>| {
+            quota.is_none_or(|q| self.size.saturating_add(queued) <= q.remaining)
+        };
+        if fits(self.drive.quota()) {
+            return Ok(());
+        }
+        match self.drive.refresh_quota().await {
+            Ok(quota) if !fits(quota) => Err(Error::new(
+                ErrorKind::QuotaExceeded,
+                format!(
+                    "{}: the SharePoint library is full ({} bytes free, {queued} of them taken by queued uploads; the file has {})",
+                    self.shown,
+                    quota.map_or(0, |q| q.remaining),
+                    self.size
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The answer to a close from SharePoint's verdict on the upload.
     fn stored(&self, verdict: graph::Result<graph::Entry>) -> Result<Entry> {
-        let on_conflict = if self.create_new {
-            OnConflict::Fail
-        } else {
-            OnConflict::Replace
-        };
+        let on_conflict = OnConflict::replacing(!self.create_new);
         let stored = match verdict {
             Ok(stored) => entry(stored),
             Err(e) => {
@@ -642,19 +670,7 @@ impl Writer {
     /// The spooled bytes in pieces of `piece` bytes, each read on the blocking pool straight
     /// into its own buffer.
     fn spool_pieces(&self, piece: usize) -> impl Stream<Item = std::io::Result<Bytes>> + use<> {
-        let (spool, size) = (self.spool.clone(), self.size);
-        futures_util::stream::try_unfold(0u64, move |offset| {
-            let spool = spool.clone();
-            async move {
-                if offset >= size {
-                    return Ok(None);
-                }
-                let len = (size - offset).min(piece as u64) as usize;
-                let read = tokio::task::spawn_blocking(move || read_exact_at(&spool, offset, len));
-                let bytes = read.await.map_err(std::io::Error::other)??;
-                Ok(Some((bytes, offset + len as u64)))
-            }
-        })
+        crate::fsio::pieces(self.spool.clone(), 0, self.size, piece)
     }
 }
 
@@ -704,11 +720,7 @@ impl WriteHandle for Writer {
             return self.close_queued(&commit).await;
         }
         // The upload's own conflict behaviour settles create-or-replace in the same request.
-        let on_conflict = if self.create_new {
-            OnConflict::Fail
-        } else {
-            OnConflict::Replace
-        };
+        let on_conflict = OnConflict::replacing(!self.create_new);
         // Pieces of the fragment size go out without a copy.
         let piece = self.drive.client.upload_chunk() as usize;
         let stored = self
@@ -722,6 +734,9 @@ impl WriteHandle for Writer {
                 on_conflict,
             )
             .await;
+        if stored.is_ok() {
+            self.drive.note_stored(self.size);
+        }
         self.stored(stored)
     }
 

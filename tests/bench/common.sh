@@ -76,7 +76,8 @@ start_serve() {
 # peak_rss_mib PID: the peak resident memory (VmHWM) of a running process, in MiB.
 peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 
-# sim_connection_toml: the [[connections]] table "sp" for the simulator at $sim.
+# sim_connection_toml: the [[connections]] table "sp" for the simulator at $sim, plus the
+# lines in SPGATE_BENCH_CONNECTION (e.g. "download_block_mib = 16") to try other limits.
 sim_connection_toml() {
   cat <<TOML
 [[connections]]
@@ -87,6 +88,7 @@ client_secret = "demo-secret"
 site = "https://contoso.sharepoint.com/sites/partners"
 authority = "$sim"
 graph_url = "$sim"
+${SPGATE_BENCH_CONNECTION:-}
 TOML
 }
 

@@ -41,6 +41,12 @@ pub(super) fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// Whether the next commits wait for the disk (`synchronous=FULL`, the default) or only
+/// reach the WAL (`NORMAL`: safe from a crash, not from a power cut).
+pub(super) fn durable(conn: &Connection, durable: bool) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })
+}
+
 fn time(text: Option<String>) -> Option<DateTime<Utc>> {
     text.and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
         .map(|t| t.with_timezone(&Utc))

@@ -4,11 +4,9 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::{Queue, Row};
 use crate::connections::Connection;
-use crate::graph::upload::{SIMPLE_UPLOAD_MAX, fragment_for};
+use crate::graph::upload::{fragment_for, one_request};
 use crate::graph::{self, Drive, Kind, OnConflict};
 
 /// How an attempt ended.
@@ -28,14 +26,9 @@ pub(super) fn transient(error: &graph::Error) -> bool {
 
 pub(super) async fn deliver(queue: Arc<Queue>, id: i64, connection: Arc<Connection>) {
     let outcome = match attempt(&queue, id, &connection).await {
-        Ok(Some((row, entry))) => Outcome::Delivered(Box::new(row), entry),
-        Ok(None) => {
-            queue.state.lock().in_flight.remove(&id);
-            queue.wake.notify_one();
-            queue.done.notify_waiters();
-            return;
-        }
-        Err(e) => Outcome::Failed(e),
+        Ok(Some((row, entry))) => Some(Outcome::Delivered(Box::new(row), entry)),
+        Ok(None) => None,
+        Err(e) => Some(Outcome::Failed(e)),
     };
     queue.finish(id, outcome);
 }
@@ -60,12 +53,8 @@ async fn attempt(
     if !row.uploaded {
         sent_modified = row.modified;
         stored = Some(upload(queue, &drive, &row).await?);
-        queue
-            .update(id, |r| {
-                r.uploaded = true;
-                r.upload_url = None;
-            })
-            .map_err(local)?;
+        drive.note_stored(row.size);
+        queue.set_uploaded(id).map_err(local)?;
     }
     loop {
         let Some(row) = queue.row(id) else {
@@ -106,18 +95,14 @@ async fn attempt(
 /// resumed from where it stood when the row already has one.
 async fn upload(queue: &Queue, drive: &Drive, row: &Row) -> graph::Result<graph::Entry> {
     let file = Arc::new(std::fs::File::open(queue.dir.join(&row.file)).map_err(local)?);
-    let on_conflict = if row.replace {
-        OnConflict::Replace
-    } else {
-        OnConflict::Fail
-    };
-    if row.size == 0 || (row.size <= SIMPLE_UPLOAD_MAX && row.modified.is_none()) {
-        let bytes = read(&file, 0, row.size as usize).await?;
-        let entry = drive.upload_small(&row.path, bytes, on_conflict).await?;
-        return match row.modified {
-            Some(at) => drive.set_modified(&row.path, at).await,
-            None => Ok(entry),
-        };
+    let on_conflict = OnConflict::replacing(row.replace);
+    if one_request(row.size, row.modified) {
+        let bytes = crate::fsio::read_at(&file, 0, row.size as usize)
+            .await
+            .map_err(local)?;
+        return drive
+            .upload_whole(&row.path, bytes, row.modified, on_conflict)
+            .await;
     }
     let resumed = match &row.upload_url {
         Some(url) => match drive.resume_upload(url, row.size).await {
@@ -143,12 +128,4 @@ async fn upload(queue: &Queue, drive: &Drive, row: &Row) -> graph::Result<graph:
     upload.keep_on_drop();
     let fragment = fragment_for(row.size, drive.client.upload_chunk());
     upload.finish_from_file(file, fragment).await
-}
-
-async fn read(file: &Arc<std::fs::File>, offset: u64, len: usize) -> graph::Result<Bytes> {
-    let file = file.clone();
-    tokio::task::spawn_blocking(move || crate::fsio::read_exact_at(&file, offset, len))
-        .await
-        .map_err(|e| local(std::io::Error::other(e)))?
-        .map_err(local)
 }

@@ -69,6 +69,29 @@ fn a_queued_file_survives_reopening_and_strays_are_swept() {
 }
 
 #[test]
+fn a_row_whose_file_is_gone_is_dropped_on_recovery() {
+    let state = tempfile::tempdir().unwrap();
+    let queue = Queue::open(state.path()).unwrap();
+    let kept = queue_file(&queue, "/In/kept.txt", b"kept");
+    let gone = queue_file(&queue, "/In/gone.txt", b"gone");
+    let file = queue
+        .list()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == gone)
+        .unwrap()
+        .file;
+    drop(queue);
+    std::fs::remove_file(Queue::dir_in(state.path()).join(file)).unwrap();
+
+    let queue = Queue::open(state.path()).unwrap();
+    queue.recover().unwrap();
+    let ids: Vec<i64> = queue.list().unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(ids, [kept]);
+    assert!(queue.pending("sp", "/In/gone.txt").is_none());
+}
+
+#[test]
 fn a_second_upload_supersedes_a_first_not_yet_started() {
     let state = tempfile::tempdir().unwrap();
     let queue = Queue::open(state.path()).unwrap();
