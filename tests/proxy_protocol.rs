@@ -28,6 +28,7 @@ async fn serve() -> Served {
     let ctx = Ctx::new().await;
     let dir = tempfile::tempdir().unwrap();
     let base = 20000 + rand::random::<u16>() % 19800;
+    // upload_commit "close": the tests read SharePoint as soon as the client's close returns.
     let config = format!(
         "[state]\ndir = {state}\n\n\
          [sftp]\nlisten = \"127.0.0.1:0\"\nproxy_protocol = true\n\n\
@@ -35,9 +36,9 @@ async fn serve() -> Served {
          proxy_protocol = true\nproxy_control_port = {CONTROL_PORT}\n\n\
          {connection}\n\
          [[users]]\nname = \"partner\"\npassword_hash = {hash}\nallow_from = [\"203.0.113.0/24\"]\n\
-         [[users.mounts]]\npath = \"/\"\nconnection = \"sp\"\nremote = \"/Partner\"\npermissions = \"*\"\n\n\
+         [[users.mounts]]\npath = \"/\"\nconnection = \"sp\"\nremote = \"/Partner\"\npermissions = \"*\"\nupload_commit = \"close\"\n\n\
          [[users]]\nname = \"scanner\"\npassword_hash = {hash}\n\
-         [[users.mounts]]\npath = \"/\"\nconnection = \"sp\"\nremote = \"/Scans\"\npermissions = \"*\"\n",
+         [[users.mounts]]\npath = \"/\"\nconnection = \"sp\"\nremote = \"/Scans\"\npermissions = \"*\"\nupload_commit = \"close\"\n",
         connection = ctx.connection_toml("sp"),
         state = quote_toml(dir.path().join("state").to_str().unwrap()),
         end = base + 99,

@@ -20,10 +20,11 @@ fn config(ctx: &Ctx, state: &std::path::Path, users: &[(&str, &str)]) -> String 
         connection = ctx.connection_toml("sp"),
         state = quote_toml(state.to_str().unwrap()),
     );
+    // upload_commit "close": a test reads SharePoint as soon as the client's close returns.
     for (name, password) in users {
         text += &format!(
             "[[users]]\nname = \"{name}\"\npassword_hash = {}\n\
-             [[users.mounts]]\npath = \"/\"\nconnection = \"sp\"\nremote = \"/Shared\"\npermissions = \"*\"\n\n",
+             [[users.mounts]]\npath = \"/\"\nconnection = \"sp\"\nremote = \"/Shared\"\npermissions = \"*\"\nupload_commit = \"close\"\n\n",
             quote_toml(&spgate::users::hash_password(password))
         );
     }

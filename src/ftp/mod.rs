@@ -71,7 +71,13 @@ pub fn server(
     // libunftp calls this in its accept loop right after accepting each control connection:
     // the one moment that connection's socket can be told (see `control`).
     let controls = Arc::new(control::Controls::new(port));
-    let files = Box::new(move || storage::Files::new(idle, controls.claim()));
+    let files = Box::new(move || {
+        let control = controls.claim();
+        if let Some(control) = &control {
+            control.no_delay();
+        }
+        storage::Files::new(idle, control)
+    });
     let mut builder = ServerBuilder::with_user_detail_provider(files, logins.clone())
         .authenticator(logins)
         .greeting(greeting)

@@ -363,9 +363,14 @@ impl Backend for SharePoint {
         };
         if let (Some(e), WriteMode::Keep) = (existing, mode) {
             // Resume/append on SharePoint: the existing content is re-uploaded with the new data.
-            match self.pending(&full) {
-                Some(pending) => writer.copy_queued(&pending).await?,
-                None => writer.fetch_existing(e.size).await?,
+            let size = match self.pending(&full) {
+                Some(pending) if writer.copy_queued(&pending).await? => None,
+                // Delivered since the stat above, its queued copy gone: SharePoint has it.
+                Some(_) => Some(entry(writer.drive.stat(&full).await?).size),
+                None => Some(e.size),
+            };
+            if let Some(size) = size {
+                writer.fetch_existing(size).await?;
             }
             writer.unchanged = true;
         }
@@ -545,17 +550,26 @@ struct Writer {
 const MAX_READ_BACK: usize = 4 << 20;
 
 impl Writer {
-    /// Starts from the content of the queued file `pending`.
-    async fn copy_queued(&mut self, pending: &queue::Pending) -> Result<()> {
+    /// Starts from the content of the queued file `pending`; false when it is gone (delivered
+    /// meanwhile).
+    async fn copy_queued(&mut self, pending: &queue::Pending) -> Result<bool> {
         let (from, spool) = (pending.file.clone(), self.spool.clone());
         let copied = tokio::task::spawn_blocking(move || {
-            let mut source = std::fs::File::open(from)?;
-            std::io::copy(&mut source, &mut &*spool)
+            let mut source = match std::fs::File::open(from) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                opened => opened?,
+            };
+            std::io::copy(&mut source, &mut &*spool).map(Some)
         })
         .await
         .map_err(|e| Error::new(ErrorKind::Failed, "copying the queued file").with_source(e))?;
-        self.size = copied?;
-        Ok(())
+        match copied? {
+            Some(size) => {
+                self.size = size;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Hands the spooled file to the queue; the answer as for [`WriteHandle::close`].
