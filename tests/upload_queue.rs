@@ -196,14 +196,16 @@ async fn quarantined(gw: &Gateway, path: &str, body: &[u8]) -> String {
     .await;
     let id = line.split('\t').next().expect("an id").trim().to_string();
     let name = path.rsplit('/').next().expect("a name");
-    let alerts = gw.spgate(&["alerts"]);
-    let alerts = String::from_utf8_lossy(&alerts.stdout);
+    // The alert is raised just after the row is marked.
+    let alerts = eventually("the alert raised", 30, || async {
+        let out = gw.spgate(&["alerts"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains(&format!("spgate queue retry {id}"))
+            .then_some(text)
+    })
+    .await;
     assert!(alerts.contains("upload_failed"), "{alerts}");
     assert!(alerts.contains(&format!("/{name}")), "{alerts}");
-    assert!(
-        alerts.contains(&format!("spgate queue retry {id}")),
-        "{alerts}"
-    );
     let failed: Vec<Value> = audit_lines(gw, "deliver")
         .into_iter()
         .filter(|l| l["outcome"] == "failed" && l["path"] == format!("/{name}"))

@@ -131,31 +131,38 @@ impl Control {
             Err(e) => return Err(e.into()),
         };
         // The descriptor may have been closed and reused: only that socket will do.
-        Ok((rustix::fs::fstat(&socket)?.st_ino == self.inode).then_some(socket))
+        let stat = rustix::fs::fstat(&socket)?;
+        let is_it = rustix::fs::FileType::from_raw_mode(stat.st_mode)
+            == rustix::fs::FileType::Socket
+            && stat.st_ino == self.inode;
+        Ok(is_it.then_some(socket))
     }
 
     /// Whether the control connection is still open (the client has not closed it).
     pub fn is_open(&self) -> bool {
-        match self.socket() {
-            Ok(Some(socket)) => {
-                let mut fds = [PollFd::new(&socket, PollFlags::RDHUP)];
-                let now = rustix::event::Timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                };
-                match rustix::event::poll(&mut fds, Some(&now)) {
-                    Ok(_) => !fds[0]
-                        .revents()
-                        .intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR),
-                    Err(_) => false,
-                }
-            }
+        match self
+            .socket()
+            .and_then(|s| s.as_ref().map(peer_open).transpose())
+        {
+            Ok(Some(open)) => open,
             Ok(None) => false,
             Err(_) => sockets()
                 .iter()
                 .any(|s| s.inode == self.inode && s.state == ESTABLISHED),
         }
     }
+}
+
+/// Whether the peer of `socket` has neither closed its side (FIN) nor reset the connection.
+fn peer_open(socket: &OwnedFd) -> std::io::Result<bool> {
+    let mut fds = [PollFd::new(socket, PollFlags::RDHUP)];
+    let now = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    rustix::event::poll(&mut fds, Some(&now))?;
+    let gone = PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR;
+    Ok(!fds[0].revents().intersects(gone))
 }
 
 /// This process's descriptor for the socket `inode`, if it has one.

@@ -183,9 +183,12 @@ impl Drive {
             names::encode_segment(&self.id)
         ));
         let drive: serde_json::Value = get_json(&self.client, &url).await?;
-        let quota = serde_json::from_value::<Quota>(drive["quota"].clone()).ok();
-        *self.quota.lock() = quota;
-        Ok(quota)
+        // A drive answer without a quota (it happens) keeps the one heard before.
+        let mut known = self.quota.lock();
+        if let Ok(quota) = serde_json::from_value::<Quota>(drive["quota"].clone()) {
+            *known = Some(quota);
+        }
+        Ok(*known)
     }
 
     /// The Graph URL of the item at `path` plus `suffix` (`/children`, `/content`, ...).

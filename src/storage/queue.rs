@@ -7,9 +7,9 @@
 //! - Until it lands, the same mount sees the file ([`Queue::pending`], used by the SharePoint
 //!   backend for stat, list and read); renaming, deleting or re-timing it changes the row, and a
 //!   second upload to the same path supersedes the first.
-//! - What the workers record as they go (an upload session's URL, the content being up, a row
-//!   done) is committed without waiting for the disk, off the path of the clients' closes: a
-//!   crash loses none of it, a power cut may cost a repeated upload, never a lost one.
+//! - What the workers record along the way (an upload session's URL, the content being up) is
+//!   committed without waiting for the disk: a crash loses none of it, a power cut at most
+//!   makes a file go up again before its row is done (which is synced).
 //! - Workers (`deliver`) upload rows in order, a few at once per connection, never two that
 //!   touch the same path. A large file's upload session URL is kept in its row: after a
 //!   restart the session is resumed from its `nextExpectedRanges`, not started over.
@@ -237,21 +237,38 @@ impl Queue {
                 std::fs::remove_file(entry.path())?;
             }
         }
-        // A row whose file is gone was delivered just before a power cut that undid the
-        // row's removal but not the file's (bookkeeping is not synced): nothing is left to do.
+        // A row whose file is not where it says: a crash between quarantining's move of the
+        // file and its row's update (the file is in quarantine/: it is tried again), or a file
+        // removed by hand (nothing is left to upload).
         let mut state = self.state.lock();
-        let gone: Vec<i64> = state
-            .rows
-            .values()
-            .filter(|r| !self.dir.join(&r.file).exists())
-            .map(|r| r.id)
-            .collect();
-        for id in gone {
-            tracing::warn!(
-                id,
-                "upload queue: a queued file is gone; its row is dropped"
-            );
-            state.forget(&self.dir, id)?;
+        let mut missing = Vec::new();
+        for row in state.rows.values() {
+            if !self.dir.join(&row.file).try_exists()? {
+                missing.push(row.id);
+            }
+        }
+        for id in missing {
+            match self.quarantined_file(id)? {
+                Some(file) => {
+                    let mut row = state.rows[&id].clone();
+                    tracing::warn!(
+                        id,
+                        file,
+                        "upload queue: a file moved to quarantine before a crash is tried again"
+                    );
+                    row.file = file;
+                    row.failed = None;
+                    db::update(&state.conn, &row).map_err(io)?;
+                    state.rows.insert(id, row);
+                }
+                None => {
+                    tracing::error!(
+                        id,
+                        "upload queue: a queued file is gone (removed by hand?); its upload is dropped"
+                    );
+                    state.forget(&self.dir, id)?;
+                }
+            }
         }
         let queued = state.rows.len();
         drop(state);
@@ -262,6 +279,20 @@ impl Queue {
             );
         }
         Ok(())
+    }
+
+    /// The file of row `id` in `quarantine/`, relative to the queue directory, if there is one.
+    fn quarantined_file(&self, id: i64) -> std::io::Result<Option<String>> {
+        let prefix = format!("{id}-");
+        let found = match std::fs::read_dir(self.dir.join("quarantine")) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|n| n.starts_with(&prefix)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        Ok(found.map(|n| format!("quarantine/{n}")))
     }
 
     /// A new spool file for an upload that may be queued, mode 0600.
@@ -315,6 +346,8 @@ impl Queue {
         };
         let mut state = self.state.lock();
         let target = row.path.clone();
+        // Durable whatever a failed bookkeeping statement may have left set.
+        db::durable(&state.conn, true).map_err(io)?;
         state.supersede(&self.dir, &row.connection, &target)?;
         row.id = db::insert(&state.conn, &row).map_err(io)?;
         let id = row.id;
@@ -436,6 +469,28 @@ impl Queue {
         })
     }
 
+    /// Waits (at most a minute) until no upload still works below the folder `folder` in
+    /// SharePoint: files deleted or renamed away while their upload could not be called off
+    /// are in the folder there until their worker has deleted or moved them.
+    pub async fn leave_folder(&self, connection: &str, folder: &str) {
+        let below = format!("{}/", folder.trim_end_matches('/'));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let notified = self.done.notified();
+            let busy = {
+                let state = self.state.lock();
+                state
+                    .rows
+                    .values()
+                    .any(|r| r.live(connection) && r.path.starts_with(&below))
+            };
+            if !busy || Instant::now() >= deadline {
+                return;
+            }
+            let _ = tokio::time::timeout_at(deadline.into(), notified).await;
+        }
+    }
+
     /// `from` (a SharePoint item, not a queued file) is about to be renamed to `to`: uploads
     /// to `to` or below `from` already under way are let finish (at most a minute), and the
     /// rest are held until [`Queue::release_rename`]. Answers the held rows.
@@ -517,13 +572,14 @@ impl Queue {
         Ok(state.rows.values().cloned().collect())
     }
 
-    /// The bytes queued for `connection` (quarantined files not counted).
-    pub fn queued_bytes(&self, connection: &str) -> u64 {
+    /// The bytes still to go up for `connection`: not quarantined, not up already (counted in
+    /// the quota as last heard), not deleted, not at `except` (a close there supersedes them).
+    pub fn queued_bytes(&self, connection: &str, except: &str) -> u64 {
         let state = self.state.lock();
         state
             .rows
             .values()
-            .filter(|r| r.live(connection))
+            .filter(|r| !r.uploaded && r.live_target(connection).is_some_and(|t| t != except))
             .map(|r| r.size)
             .sum()
     }
@@ -706,8 +762,8 @@ impl Queue {
         let row = row.clone();
         db::durable(&state.conn, durable).map_err(io)?;
         let updated = db::update(&state.conn, &row).map_err(io);
-        db::durable(&state.conn, true).map_err(io)?;
-        updated
+        let restored = db::durable(&state.conn, true).map_err(io);
+        updated.and(restored)
     }
 
     /// Ends a delivered row if it is still as `seen` (no rename, delete or time change came in
@@ -717,11 +773,9 @@ impl Queue {
         if state.rows.get(&seen.id) != Some(seen) {
             return Ok(false);
         }
-        // Bookkeeping too: a power cut undoing it costs a repeated upload, not a lost one.
-        db::durable(&state.conn, false).map_err(io)?;
-        let forgotten = state.forget(&self.dir, seen.id);
-        db::durable(&state.conn, true).map_err(io)?;
-        forgotten?;
+        // Synced (with the bookkeeping before it): a row coming back after a power cut would
+        // upload an old copy again, over whatever became of the file since.
+        state.forget(&self.dir, seen.id)?;
         state.in_flight.remove(&seen.id);
         Ok(true)
     }

@@ -365,7 +365,8 @@ impl Backend for SharePoint {
             // Resume/append on SharePoint: the existing content is re-uploaded with the new data.
             let size = match self.pending(&full) {
                 Some(pending) if writer.copy_queued(&pending).await? => None,
-                // Delivered since the stat above, its queued copy gone: SharePoint has it.
+                // Gone since the stat above: delivered (SharePoint has it), or quarantined or
+                // superseded meanwhile (SharePoint's copy, if any, is what the path holds).
                 Some(_) => Some(entry(writer.drive.stat(&full).await?).size),
                 None => Some(e.size),
             };
@@ -425,6 +426,9 @@ impl Backend for SharePoint {
                 ErrorKind::DirectoryNotEmpty,
                 format!("{path}: folder not empty (files are being uploaded into it)"),
             ));
+        }
+        if let Some(queue) = self.queue() {
+            queue.leave_folder(self.connection.name(), &full).await;
         }
         let drive = self.drive().await?;
         let found = entry(drive.stat(&full).await?);
@@ -488,11 +492,11 @@ impl Backend for SharePoint {
 
     async fn space(&self) -> Result<Option<Space>> {
         let drive = self.drive().await?;
-        // Asked for now (a client asks rarely); what was heard last if SharePoint does not say.
-        let quota = match drive.refresh_quota().await {
-            Ok(quota) => quota,
-            Err(_) => drive.quota(),
-        };
+        // Asked for now (a client asks rarely); what was heard last if SharePoint cannot say.
+        let quota = drive
+            .refresh_quota()
+            .await
+            .unwrap_or_else(|_| drive.quota());
         Ok(quota.map(|q| Space {
             total: q.total,
             free: q.remaining,
@@ -613,7 +617,7 @@ impl Writer {
     /// after asking SharePoint again (one request, made only then), rather than accepted and
     /// quarantined later. If SharePoint cannot be asked, the file is queued.
     async fn check_room(&self, commit: &Commit) -> Result<()> {
-        let queued = commit.queue.queued_bytes(&self.connection);
+        let queued = commit.queue.queued_bytes(&self.connection, &self.path);
         let fits = |quota: Option<graph::drive::Quota>| {
             quota.is_none_or(|q| self.size.saturating_add(queued) <= q.remaining)
         };

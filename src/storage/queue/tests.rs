@@ -92,6 +92,28 @@ fn a_row_whose_file_is_gone_is_dropped_on_recovery() {
 }
 
 #[test]
+fn a_file_moved_to_quarantine_before_a_crash_is_tried_again() {
+    let state = tempfile::tempdir().unwrap();
+    let queue = Queue::open(state.path()).unwrap();
+    let id = queue_file(&queue, "/In/a.txt", b"kept");
+    let file = queue.list().unwrap()[0].file.clone();
+    drop(queue);
+    // The crash came between quarantining's move of the file and its row's update.
+    let dir = Queue::dir_in(state.path());
+    std::fs::create_dir_all(dir.join("quarantine")).unwrap();
+    std::fs::rename(dir.join(file), dir.join(format!("quarantine/{id}-a.txt"))).unwrap();
+
+    let queue = Queue::open(state.path()).unwrap();
+    queue.recover().unwrap();
+    let rows = queue.list().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].file, format!("quarantine/{id}-a.txt"));
+    assert!(rows[0].failed.is_none(), "in line again");
+    let pending = queue.pending("sp", "/In/a.txt").expect("visible");
+    assert_eq!(std::fs::read(&pending.file).unwrap(), b"kept");
+}
+
+#[test]
 fn a_second_upload_supersedes_a_first_not_yet_started() {
     let state = tempfile::tempdir().unwrap();
     let queue = Queue::open(state.path()).unwrap();
