@@ -117,9 +117,7 @@ async fn queued_files_show_at_once_and_land_in_order() {
     assert_eq!(stats["by_kind"]["simple_upload"], 2, "{stats}");
     assert_eq!(stats["by_kind"]["move"], 0, "{stats}");
     // Once delivered, nothing is left in the queue and each delivery is audited.
-    let listed = gw.spgate(&["queue", "list"]);
-    let listed = String::from_utf8_lossy(&listed.stdout);
-    assert!(listed.contains("the upload queue is empty"), "{listed}");
+    assert_queue_empty(&gw);
     let delivered = audit_lines(&gw, "deliver");
     let mut paths: Vec<&str> = delivered
         .iter()
@@ -182,19 +180,41 @@ async fn a_second_upload_to_a_queued_path_supersedes_the_first() {
     );
 }
 
+/// What `spgate queue list` prints.
+fn queue_list(gw: &Gateway) -> String {
+    String::from_utf8_lossy(&gw.spgate(&["queue", "list"]).stdout).into_owned()
+}
+
+fn assert_queue_empty(gw: &Gateway) {
+    let listed = queue_list(gw);
+    assert!(listed.contains("the upload queue is empty"), "{listed}");
+}
+
+/// The id of the quarantined row for library path `path`, if `spgate queue list` shows one.
+fn quarantined_id(gw: &Gateway, path: &str) -> Option<String> {
+    let listed = queue_list(gw);
+    let line = listed
+        .lines()
+        .find(|l| l.contains("quarantined") && l.contains(&format!("\t{path}\t")))?;
+    Some(line.split('\t').next().expect("an id").trim().to_string())
+}
+
+/// Where row `id`'s file for library path `path` is kept while quarantined.
+fn quarantine_copy(gw: &Gateway, id: &str, path: &str) -> std::path::PathBuf {
+    let name = path.rsplit('/').next().expect("a name");
+    gw.dir
+        .path()
+        .join(format!("state/queue/quarantine/{id}-{name}"))
+}
+
 /// The line of `spgate queue list` for library path `path` once it is quarantined; answers
 /// the row's id. Checks the alert (naming the file and the way out), the failed audit line
 /// (with its reason) and the whole file kept in the quarantine folder.
 async fn quarantined(gw: &Gateway, path: &str, body: &[u8]) -> String {
-    let line = eventually("the upload quarantined", 60, || async {
-        let out = gw.spgate(&["queue", "list"]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.lines()
-            .find(|l| l.contains("quarantined") && l.contains(&format!("\t{path}\t")))
-            .map(str::to_string)
+    let id = eventually("the upload quarantined", 60, || async {
+        quarantined_id(gw, path)
     })
     .await;
-    let id = line.split('\t').next().expect("an id").trim().to_string();
     let name = path.rsplit('/').next().expect("a name");
     // The alert is raised just after the row is marked.
     let alerts = eventually("the alert raised", 30, || async {
@@ -215,10 +235,7 @@ async fn quarantined(gw: &Gateway, path: &str, body: &[u8]) -> String {
         failed[0]["error"].as_str().is_some_and(|e| !e.is_empty()),
         "{failed:?}"
     );
-    let kept = gw
-        .dir
-        .path()
-        .join(format!("state/queue/quarantine/{id}-{name}"));
+    let kept = quarantine_copy(gw, &id, path);
     assert_eq!(std::fs::read(&kept).expect("the quarantined file"), body);
     id
 }
@@ -237,12 +254,10 @@ async fn retry_delivers(gw: &Gateway, id: &str, path: &str, body: &[u8]) {
     let alerts = gw.spgate(&["alerts"]);
     let alerts = String::from_utf8_lossy(&alerts.stdout);
     assert!(!alerts.contains(&format!("queue retry {id}")), "{alerts}");
-    let name = path.rsplit('/').next().expect("a name");
-    let kept = gw
-        .dir
-        .path()
-        .join(format!("state/queue/quarantine/{id}-{name}"));
-    assert!(!kept.exists(), "the quarantined copy is gone");
+    assert!(
+        !quarantine_copy(gw, id, path).exists(),
+        "the quarantined copy is gone"
+    );
 }
 
 /// Deletes the library item at `path` through the simulator's Graph API.
@@ -321,9 +336,7 @@ async fn a_file_the_library_cannot_hold_is_refused_at_close() {
     let stats = gw.ctx.sim.stats().await;
     assert_eq!(stats["by_kind"]["simple_upload"], 1, "{stats}");
     assert_eq!(stats["by_kind"]["create_session"], 0, "{stats}");
-    let listed = gw.spgate(&["queue", "list"]);
-    let listed = String::from_utf8_lossy(&listed.stdout);
-    assert!(listed.contains("the upload queue is empty"), "{listed}");
+    assert_queue_empty(&gw);
     let spool: Vec<_> = std::fs::read_dir(gw.dir.path().join("state/queue"))
         .expect("the queue folder")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
@@ -364,14 +377,7 @@ async fn an_upload_refused_for_a_revoked_app_is_quarantined_then_retried() {
         {
             return Some(None);
         }
-        let listed = gw.spgate(&["queue", "list"]);
-        let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
-        let line = listed
-            .lines()
-            .find(|l| l.contains("\t/In/big.bin\t") && l.contains("quarantined"))?;
-        Some(Some(
-            line.split('\t').next().expect("an id").trim().to_string(),
-        ))
+        quarantined_id(&gw, "/In/big.bin").map(Some)
     })
     .await;
     if let Some(big_id) = big_id {
@@ -395,9 +401,7 @@ async fn close_within_answers_sharepoints_verdict_when_it_comes_in_time() {
     gw.assert_stored("In/ok.txt", b"fine").await;
     let out = gw.sftp("alice", "put big.bin\n").await;
     assert!(!out.success, "{out}");
-    let listed = gw.spgate(&["queue", "list"]);
-    let listed = String::from_utf8_lossy(&listed.stdout);
-    assert!(listed.contains("the upload queue is empty"), "{listed}");
+    assert_queue_empty(&gw);
 }
 
 #[tokio::test]

@@ -3,7 +3,8 @@
 //!
 //! - A queued file is a file in `<state dir>/queue/` (spooled there under its queued name,
 //!   fsync'd with its directory) and a row in `queue.db` (committed with `synchronous=FULL`)
-//!   saying where it goes. Both happen before the client hears the close succeeded, so a crash loses nothing.
+//!   saying where it goes. Both happen before the client hears the close succeeded, so a
+//!   crash loses nothing.
 //! - Until it lands, the same mount sees the file ([`Queue::pending`], used by the SharePoint
 //!   backend for stat, list and read); renaming, deleting or re-timing it changes the row, and a
 //!   second upload to the same path supersedes the first.
@@ -474,18 +475,24 @@ impl Queue {
     /// are in the folder there until their worker has deleted or moved them.
     pub async fn leave_folder(&self, connection: &str, folder: &str) {
         let below = format!("{}/", folder.trim_end_matches('/'));
+        self.when_settled(|state, waited_out| {
+            let busy = state
+                .rows
+                .values()
+                .any(|r| r.live(connection) && r.path.starts_with(&below));
+            (!busy || waited_out).then_some(())
+        })
+        .await
+    }
+
+    /// Answers what `ready` answers once it answers something: it is asked under the lock
+    /// now and each time an upload ends, with whether a minute has passed (then it must).
+    async fn when_settled<T>(&self, mut ready: impl FnMut(&mut State, bool) -> Option<T>) -> T {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let notified = self.done.notified();
-            let busy = {
-                let state = self.state.lock();
-                state
-                    .rows
-                    .values()
-                    .any(|r| r.live(connection) && r.path.starts_with(&below))
-            };
-            if !busy || Instant::now() >= deadline {
-                return;
+            if let Some(answer) = ready(&mut self.state.lock(), Instant::now() >= deadline) {
+                return answer;
             }
             let _ = tokio::time::timeout_at(deadline.into(), notified).await;
         }
@@ -497,30 +504,26 @@ impl Queue {
     pub async fn hold_rename(&self, connection: &str, from: &str, to: &str) -> Vec<i64> {
         let below = format!("{}/", from.trim_end_matches('/'));
         let touches = |p: &str| p == to || p.starts_with(&below);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let notified = self.done.notified();
-            {
-                let mut state = self.state.lock();
-                let ours: Vec<i64> = state
-                    .rows
-                    .values()
-                    .filter(|r| r.live(connection))
-                    .filter(|r| touches(&r.path) || r.target.as_deref().is_some_and(touches))
-                    .map(|r| r.id)
-                    .collect();
-                let busy = ours.iter().any(|id| !state.movable(*id));
-                if !busy || Instant::now() >= deadline {
-                    let held: Vec<i64> = ours.into_iter().filter(|id| state.movable(*id)).collect();
-                    let never = Instant::now() + Duration::from_secs(3600);
-                    for id in &held {
-                        state.not_before.insert(*id, never);
-                    }
-                    return held;
-                }
+        self.when_settled(|state, waited_out| {
+            let ours: Vec<i64> = state
+                .rows
+                .values()
+                .filter(|r| r.live(connection))
+                .filter(|r| touches(&r.path) || r.target.as_deref().is_some_and(touches))
+                .map(|r| r.id)
+                .collect();
+            let busy = ours.iter().any(|id| !state.movable(*id));
+            if busy && !waited_out {
+                return None;
             }
-            let _ = tokio::time::timeout_at(deadline.into(), notified).await;
-        }
+            let held: Vec<i64> = ours.into_iter().filter(|id| state.movable(*id)).collect();
+            let never = Instant::now() + Duration::from_secs(3600);
+            for id in &held {
+                state.not_before.insert(*id, never);
+            }
+            Some(held)
+        })
+        .await
     }
 
     /// Lets rows held by [`Queue::hold_rename`] go. When the rename was made, files queued
@@ -760,7 +763,10 @@ impl Queue {
         };
         change(row);
         let row = row.clone();
-        db::durable(&state.conn, durable).map_err(io)?;
+        if durable {
+            return db::update(&state.conn, &row).map_err(io);
+        }
+        db::durable(&state.conn, false).map_err(io)?;
         let updated = db::update(&state.conn, &row).map_err(io);
         let restored = db::durable(&state.conn, true).map_err(io);
         updated.and(restored)
