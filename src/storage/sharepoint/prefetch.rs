@@ -1,8 +1,12 @@
 //! Parallel read-ahead for a file read front to back: the file is fetched in blocks, up to
 //! `streams` of them at once, each by a task of its own, and handed out strictly in order.
 //!
-//! - Memory is bounded: at most `window` (<= `streams`) blocks are in flight or waiting, each
-//!   at most `block` bytes; the block after them starts when the first one is handed out.
+//! - Each stream is kept busy: a block's successor starts about one round trip before the block
+//!   ends (when what is still to come of it would arrive within the last block's time to first
+//!   byte, at its rate), so the stream's next bytes follow without a gap. At most `window`
+//!   (<= `streams`) blocks are downloading with more than that to come.
+//! - Memory is bounded: at most `window + 1` blocks are held (in flight or waiting), each at most
+//!   `block` bytes; the block after them starts when the first one is handed out.
 //! - A block that fails (an error, a body that breaks off, too few or too many bytes) is
 //!   fetched again once from where it stopped; a second failure is the error of the read that
 //!   needs the block. No byte is handed out past a gap, out of order, or twice.
@@ -12,12 +16,15 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
@@ -47,6 +54,23 @@ pub struct Prefetch {
     /// The end of the last block started.
     started: u64,
     blocks: VecDeque<Block>,
+    pace: Arc<Pace>,
+}
+
+/// What the blocks' tasks tell the reader about the link.
+#[derive(Default)]
+struct Pace {
+    /// Bytes one stream receives in one time to first byte: a block with no more than this
+    /// still to come frees its stream for the next block.
+    lead: AtomicU64,
+    /// Woken when a block gets that near its end (or ends).
+    nearing: Notify,
+}
+
+impl Pace {
+    fn lead(&self) -> u64 {
+        self.lead.load(Ordering::Relaxed)
+    }
 }
 
 impl Prefetch {
@@ -61,6 +85,7 @@ impl Prefetch {
             position: at,
             started: at,
             blocks: VecDeque::new(),
+            pace: Arc::default(),
         }
     }
 
@@ -103,12 +128,18 @@ impl Prefetch {
         self.window = 1;
     }
 
-    /// Starts blocks until `window` are in flight or the file is covered.
+    /// Starts blocks until `window` are far from their end, `window + 1` are held, or the file
+    /// is covered.
     fn top_up(&mut self) {
-        while self.blocks.len() < self.window && self.started < self.size {
+        let lead = self.pace.lead();
+        while self.blocks.len() <= self.window && self.started < self.size {
+            let busy = self.blocks.iter().filter(|b| !b.nearly_done(lead)).count();
+            if busy >= self.window {
+                return;
+            }
             let len = self.block.min(self.size - self.started);
-            self.blocks
-                .push_back(Block::start(self.source.clone(), self.started, len));
+            let block = Block::start(self.source.clone(), self.started, len, self.pace.clone());
+            self.blocks.push_back(block);
             self.started += len;
         }
     }
@@ -122,7 +153,13 @@ impl Prefetch {
                 .front_mut()
                 .expect("a block covers every offset below the size");
             if head.pending.is_empty() {
-                head.pending = head.next().await?;
+                // Nearing blocks free their streams while the reader waits on the head.
+                let nearing = self.pace.nearing.notified();
+                tokio::select! {
+                    biased;
+                    chunk = head.next() => head.pending = chunk?,
+                    () = nearing => {}
+                }
                 continue;
             }
             let n = (head.pending.len() as u64).min(max) as usize;
@@ -146,23 +183,40 @@ struct Block {
     received: u64,
     /// Received bytes not handed out yet.
     pending: Bytes,
+    /// Bytes the task has received (ahead of `received` by what is in `chunks`).
+    arrived: Arc<AtomicU64>,
     /// Unbounded, but the task sends at most `len` bytes.
     chunks: mpsc::UnboundedReceiver<Result<Bytes>>,
     _task: AbortOnDropHandle<()>,
 }
 
 impl Block {
-    fn start(source: Arc<dyn Fetch>, start: u64, len: u64) -> Block {
+    fn start(source: Arc<dyn Fetch>, start: u64, len: u64, pace: Arc<Pace>) -> Block {
         let (tx, chunks) = mpsc::unbounded_channel();
-        let task = tokio::spawn(fetch_block(source, start, len, tx).in_current_span());
+        let arrived = Arc::new(AtomicU64::new(0));
+        let progress = Progress {
+            len,
+            arrived: arrived.clone(),
+            pace,
+            asked: Instant::now(),
+            first: None,
+            near: false,
+        };
+        let task = tokio::spawn(fetch_block(source, start, progress, tx).in_current_span());
         Block {
             start,
             len,
             received: 0,
             pending: Bytes::new(),
+            arrived,
             chunks,
             _task: AbortOnDropHandle::new(task),
         }
+    }
+
+    /// Whether no more than `lead` bytes of it are still to come.
+    fn nearly_done(&self, lead: u64) -> bool {
+        self.arrived.load(Ordering::Relaxed).saturating_add(lead) >= self.len
     }
 
     /// The next non-empty chunk; an error if the task failed or sent too few or too many.
@@ -194,26 +248,72 @@ fn short(start: u64, len: u64, got: u64) -> Error {
     )
 }
 
-/// Fetches `len` bytes from `start` into `tx`, fetching the rest again once if the first try
-/// fails; a failure after that is sent as the block's last item.
+/// A block's task's account of its bytes, and what it tells [`Pace`].
+struct Progress {
+    len: u64,
+    arrived: Arc<AtomicU64>,
+    pace: Arc<Pace>,
+    /// When the block was asked for.
+    asked: Instant,
+    /// When its first byte came, and the bytes received then.
+    first: Option<(Instant, u64)>,
+    /// Whether the reader was told the block is nearing its end.
+    near: bool,
+}
+
+impl Progress {
+    /// Counts `n` more bytes; measures the link once a first chunk and a later one came.
+    fn add(&mut self, n: u64) {
+        let got = self.arrived.fetch_add(n, Ordering::Relaxed) + n;
+        let now = Instant::now();
+        match self.first {
+            None => self.first = Some((now, got)),
+            Some((first, then)) => {
+                let receiving = now - first;
+                if receiving >= Duration::from_millis(1) {
+                    let rate = (got - then) as f64 / receiving.as_secs_f64();
+                    let lead = rate * (first - self.asked).as_secs_f64();
+                    self.pace.lead.store(lead as u64, Ordering::Relaxed);
+                }
+            }
+        }
+        if !self.near && got.saturating_add(self.pace.lead()) >= self.len {
+            self.ended();
+        }
+    }
+
+    /// Tells the reader this block no longer holds its stream.
+    fn ended(&mut self) {
+        if !self.near {
+            self.near = true;
+            self.pace.nearing.notify_one();
+        }
+    }
+}
+
+/// Fetches the block into `tx`, fetching the rest again once if the first try fails; a failure
+/// after that is sent as the block's last item.
 async fn fetch_block(
     source: Arc<dyn Fetch>,
     start: u64,
-    len: u64,
+    mut progress: Progress,
     tx: mpsc::UnboundedSender<Result<Bytes>>,
 ) {
+    let len = progress.len;
     let mut got = 0;
     let mut retried = false;
     loop {
-        match pump(&*source, start, len, &mut got, &tx).await {
-            Ok(()) => return,
+        match pump(&*source, start, len, &mut got, &mut progress, &tx).await {
+            Ok(()) => return progress.ended(),
             Err(e) if !retried && e.kind == ErrorKind::Unavailable => {
                 retried = true;
+                progress.asked = Instant::now();
+                progress.first = None;
                 tracing::debug!(start, len, got, error = %e, source = ?e.source, "a download block broke off; fetching the rest again");
             }
             Err(e) => {
                 let _ = tx.send(Err(e));
-                return;
+                return progress.ended();
             }
         }
     }
@@ -226,6 +326,7 @@ async fn pump(
     start: u64,
     len: u64,
     got: &mut u64,
+    progress: &mut Progress,
     tx: &mpsc::UnboundedSender<Result<Bytes>>,
 ) -> Result<()> {
     let mut body = source.fetch(start + *got, len - *got).await?;
@@ -240,6 +341,7 @@ async fn pump(
             ));
         }
         *got += chunk.len() as u64;
+        progress.add(chunk.len() as u64);
         if tx.send(Ok(chunk)).is_err() {
             return Ok(());
         }

@@ -25,11 +25,13 @@ enum Fault {
     Extra,
 }
 
-/// A file of `data` served in chunks of `chunk` bytes, each after `delay(start)`.
+/// A file of `data` served in chunks of `chunk` bytes, each after `delay(start)`, the first
+/// after `latency` more.
 struct Source {
     data: Arc<Vec<u8>>,
     chunk: usize,
     delay: fn(u64) -> Duration,
+    latency: Duration,
     /// Faults for fetches starting in a block (by the block's start), used in turn.
     faults: Mutex<HashMap<u64, VecDeque<Fault>>>,
     /// Every fetch: (start, len).
@@ -43,6 +45,7 @@ fn source(size: usize) -> Source {
         data: Arc::new((0..size).map(|i| (i * 7 % 251) as u8).collect()),
         chunk: 300,
         delay: |_| Duration::from_millis(1),
+        latency: Duration::ZERO,
         faults: Mutex::new(HashMap::new()),
         fetches: Mutex::new(Vec::new()),
         in_flight: Arc::new(AtomicUsize::new(0)),
@@ -103,6 +106,7 @@ impl Fetch for Source {
         self.peak.fetch_max(now, Ordering::SeqCst);
         let guard = InFlight(self.in_flight.clone());
         let (data, chunk, delay) = (self.data.clone(), self.chunk, (self.delay)(start));
+        let latency = self.latency;
         let body = futures_util::stream::unfold(Some((from, guard)), move |state| {
             let data = data.clone();
             async move {
@@ -110,6 +114,9 @@ impl Fetch for Source {
                 if at >= to {
                     let reset = std::io::Error::other("connection reset");
                     return broken.then_some((Err(reset), None));
+                }
+                if at == from {
+                    tokio::time::sleep(latency).await;
                 }
                 tokio::time::sleep(delay).await;
                 let end = (at + chunk).min(to);
@@ -166,21 +173,41 @@ async fn blocks_come_in_order_however_they_finish() {
         fetches.sort();
         assert_eq!(fetches, blocks_of(10_500), "piece {piece}");
     }
-    assert_eq!(s.peak.load(Ordering::SeqCst), 4);
+    // Four streams, and a fifth block started as one of them neared its end.
+    assert_eq!(s.peak.load(Ordering::SeqCst), 5);
 }
 
 #[tokio::test(start_paused = true)]
-async fn no_more_than_streams_blocks_are_held() {
+async fn no_more_than_streams_and_one_blocks_are_held() {
     let s = Arc::new(source(20_000));
     let mut reader = prefetch(&s, 3, 0);
     assert_eq!(reader.read(0, 10).await.unwrap().len(), 10);
     tokio::time::sleep(Duration::from_secs(5)).await;
     // The three blocks have arrived; the reader has not moved on, so nothing more starts.
     assert_eq!(s.fetches(), blocks_of(20_000)[..3]);
+    // Block 0 handed out: the streams of 1 and 2 are free, but only four blocks may be held.
     assert_eq!(reader.read(10, 990).await.unwrap().len(), 990);
     settle().await;
-    assert_eq!(s.fetches(), blocks_of(20_000)[..4]);
-    assert_eq!(reader.blocks.len(), 3);
+    assert_eq!(s.fetches(), blocks_of(20_000)[..5]);
+    assert_eq!(reader.blocks.len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_asks_for_its_next_block_a_round_trip_before_its_block_ends() {
+    // 100 bytes a millisecond per stream, the first byte 5 ms after the request: a block takes
+    // 14 ms, 10 of them receiving. Two streams one block after the other would take 5 x 14 ms.
+    let mut s = source(10_000);
+    s.chunk = 100;
+    s.latency = Duration::from_millis(4);
+    let s = Arc::new(s);
+    let begun = Instant::now();
+    let mut reader = prefetch(&s, 2, 0);
+    assert!(read_all(&mut reader, 4096).await.unwrap() == *s.data);
+    let took = begun.elapsed();
+    assert!(took <= Duration::from_millis(60), "took {took:?}");
+    // Never more than two streams far from their ends: a third block only overlaps a tail.
+    assert_eq!(s.peak.load(Ordering::SeqCst), 3);
+    assert_eq!(s.fetches(), blocks_of(10_000));
 }
 
 #[tokio::test(start_paused = true)]
@@ -188,7 +215,8 @@ async fn one_stream_fetches_one_block_at_a_time() {
     let s = Arc::new(source(5_500));
     let mut reader = prefetch(&s, 1, 0);
     assert!(read_all(&mut reader, 700).await.unwrap() == *s.data);
-    assert_eq!(s.peak.load(Ordering::SeqCst), 1);
+    // The next block overlaps only the last chunk of the one before.
+    assert_eq!(s.peak.load(Ordering::SeqCst), 2);
     assert_eq!(s.fetches(), blocks_of(5_500));
 }
 
@@ -264,9 +292,9 @@ async fn a_jump_restarts_with_one_block_then_widens() {
     // Forward within the blocks in flight: read through, no new fetch.
     let got = reader.read(2500, 100).await.unwrap();
     assert!(got[..] == s.data[2500..2600]);
-    // Blocks 0 and 1 were handed out, so 4 and 5 started.
+    // Blocks 0 and 1 were handed out, so 4 and 5 started, and 6 as 2 neared its end.
     settle().await;
-    assert_eq!(s.fetches(), blocks_of(20_000)[..6]);
+    assert_eq!(s.fetches(), blocks_of(20_000)[..7]);
 
     // Far ahead: one block from there.
     s.fetches.lock().clear();
@@ -274,15 +302,16 @@ async fn a_jump_restarts_with_one_block_then_widens() {
     assert!(got[..] == s.data[12_345..12_355]);
     settle().await;
     assert_eq!(s.fetches(), [(12_345, 1000)]);
-    // Reading on widens the window: 1, 2, 4 blocks.
+    // Reading on widens the window: 1, 2, 4 blocks far from their ends (and one more each
+    // time as one nears its end).
     let got = reader.read(12_355, 990).await.unwrap();
     assert!(got[..] == s.data[12_355..13_345]);
     settle().await;
     assert_eq!(s.fetches().len(), 3);
     reader.read(13_345, 1000).await.unwrap();
     settle().await;
-    assert_eq!(s.fetches().len(), 3 + 3);
-    assert_eq!(reader.blocks.len(), 4);
+    assert_eq!(s.fetches().len(), 3 + 4);
+    assert_eq!(reader.blocks.len(), 5);
 
     // Back: restarts there too.
     s.fetches.lock().clear();
