@@ -33,7 +33,7 @@ pub struct Gateway {
     pub metrics: Arc<crate::admin::metrics::Metrics>,
     /// The transfer audit log.
     pub audit: Arc<crate::audit::Audit>,
-    /// Failed-login locks (SFTP), kept across reloads.
+    /// Failed-login locks (every protocol), kept across reloads.
     pub lockout: Arc<crate::users::lockout::Lockout>,
     /// The upload queue, kept across reloads.
     pub queue: Arc<Queue>,

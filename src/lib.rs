@@ -18,6 +18,8 @@
 //!   Graph client and the simulator share, so that each checks the other.
 //! - [`serve`], [`demo`]: `spgate serve` and `spgate demo`.
 //! - [`gateway`]: the protocol-neutral layer `serve` runs: users, connections, mounts.
+//! - [`session`]: logins for every front-end (lock, credentials, audit, metrics) and the
+//!   session a login makes.
 //! - [`sftp`]: the SFTP front-end (russh + russh-sftp).
 //! - [`ftp`]: the FTP/FTPS front-end (libunftp).
 //! - [`sim`]: `spgate sim`, an offline Microsoft Graph / Microsoft identity platform simulator
@@ -40,6 +42,7 @@ pub mod graph;
 pub mod logging;
 pub mod operate;
 pub mod serve;
+pub mod session;
 pub mod sftp;
 pub mod sim;
 pub mod storage;

@@ -101,6 +101,14 @@ enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
+    /// Logins locked after repeated failures (asked of the running `spgate serve` through its
+    /// admin API): list them, or clear them.
+    Lockouts {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: Option<LockoutsAction>,
+    },
     /// Mirrored folders: run a sync job now, or show every job's state.
     Sync {
         #[command(flatten)]
@@ -118,6 +126,17 @@ enum QueueAction {
     Retry { id: i64 },
     /// Drop a quarantined upload and its file.
     Discard { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum LockoutsAction {
+    /// End the locks of one user (every address), or of everyone with --all.
+    Clear {
+        #[arg(required_unless_present = "all")]
+        user: Option<String>,
+        #[arg(long, conflicts_with = "user")]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -273,6 +292,16 @@ async fn main() -> anyhow::Result<ExitCode> {
                 }
             };
             if !done {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Lockouts { config, action } => {
+            logging::init(cli.log_format, "warn");
+            let config = config.load()?;
+            let clear = action
+                .as_ref()
+                .map(|LockoutsAction::Clear { user, .. }| user.as_deref());
+            if !spgate::operate::lockouts(&config, clear, &mut std::io::stdout()).await? {
                 return Ok(ExitCode::FAILURE);
             }
         }

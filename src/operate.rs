@@ -212,3 +212,76 @@ fn quarantine_answer(
     }
     Ok(done)
 }
+
+/// `spgate lockouts [clear USER | clear --all]`: the login locks live in the running
+/// `spgate serve`, so this asks its admin API (`[admin] listen`, with the admin token). With
+/// `clear`, `Some(None)` clears every lock, `Some(Some(user))` that user's.
+pub async fn lockouts(
+    config: &Config,
+    clear: Option<Option<&str>>,
+    out: &mut impl Write,
+) -> std::io::Result<bool> {
+    let Some(admin) = &config.admin else {
+        writeln!(
+            out,
+            "login locks live in the running `spgate serve`; configure [admin] listen to list or clear them"
+        )?;
+        return Ok(false);
+    };
+    let mut address = admin.listen;
+    if address.ip().is_unspecified() {
+        address.set_ip(match address {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let base = format!("http://{address}/api/v1/lockouts");
+    let http = reqwest::Client::new();
+    let request = match clear {
+        None => http.get(&base),
+        Some(None) => http.post(format!("{base}/clear")),
+        Some(Some(user)) => {
+            let user =
+                percent_encoding::utf8_percent_encode(user, percent_encoding::NON_ALPHANUMERIC);
+            http.post(format!("{base}/{user}/clear"))
+        }
+    };
+    let request = match &admin.token {
+        Some(token) => request.bearer_auth(token.expose()),
+        None => request,
+    };
+    // reqwest's own message names only the URL; the cause (refused, timed out) is its source.
+    let failed = |e: reqwest::Error| {
+        let cause = std::error::Error::source(&e).map(|c| format!(": {c}"));
+        std::io::Error::other(format!(
+            "asking spgate serve at {address}: {e}{}",
+            cause.unwrap_or_default()
+        ))
+    };
+    let response = request.send().await.map_err(failed)?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.map_err(failed)?;
+    if !status.is_success() {
+        writeln!(out, "spgate serve answered {status}: {}", body["error"])?;
+        return Ok(false);
+    }
+    if clear.is_some() {
+        writeln!(out, "{} lock(s) cleared", body["cleared"])?;
+        return Ok(true);
+    }
+    let locked = body["lockouts"].as_array().cloned().unwrap_or_default();
+    if locked.is_empty() {
+        writeln!(out, "no locked logins")?;
+    }
+    for l in &locked {
+        writeln!(
+            out,
+            "{}\tfrom {}\t{} failed logins\tunlocks in {} s",
+            l["user"].as_str().unwrap_or_default(),
+            l["addresses"].as_str().unwrap_or_default(),
+            l["failures"],
+            l["remaining_s"]
+        )?;
+    }
+    Ok(true)
+}

@@ -327,3 +327,98 @@ async fn a_disabled_connection_makes_the_gateway_unready_until_enabled() {
     let (_, alerts) = s.get("/api/v1/alerts", Some(TOKEN)).await;
     assert!(!alerts.contains("\"connection\":\"sp\""), "{alerts}");
 }
+
+/// One paramiko password login to `port` as `user`: whether it was accepted.
+async fn sftp_login(port: u16, user: &str, password: &str) -> bool {
+    let script = "import sys, paramiko\n\
+        t = paramiko.Transport(('127.0.0.1', int(sys.argv[1])))\n\
+        try:\n    t.connect(username=sys.argv[2], password=sys.argv[3]); print('ok')\n\
+        except paramiko.AuthenticationException:\n    print('refused')\n\
+        finally:\n    t.close()\n";
+    let output = tokio::process::Command::new("python3")
+        .args(["-c", script, &port.to_string(), user, password])
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    assert!(said == "ok" || said == "refused", "{output:?}");
+    said == "ok"
+}
+
+/// Runs `spgate lockouts ARGS` with the served configuration, its admin port filled in (an
+/// operator's file names a fixed port; the test's asks for any): (success, stdout and stderr).
+fn lockouts_cli(s: &Served, args: &[&str]) -> (bool, String) {
+    let served = std::fs::read_to_string(s.dir.path().join("spgate.toml")).unwrap();
+    let admin = s.admin.trim_start_matches("http://");
+    let fixed = served.replacen(
+        "[admin]\nlisten = \"127.0.0.1:0\"",
+        &format!("[admin]\nlisten = \"{admin}\""),
+        1,
+    );
+    assert_ne!(fixed, served);
+    let path = s.dir.path().join("cli.toml");
+    std::fs::write(&path, fixed).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_spgate"))
+        .arg("lockouts")
+        .args(args)
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    let err = String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), out + &err)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn locked_logins_are_listed_and_cleared_through_the_api_and_the_cli() {
+    let s = serve().await;
+    for _ in 0..5 {
+        assert!(!sftp_login(s.sftp_port, "partner", "guess").await);
+    }
+    assert!(
+        !sftp_login(s.sftp_port, "partner", "partner-pass").await,
+        "locked"
+    );
+
+    // The API needs the token, and lists the lock.
+    assert_eq!(
+        s.get("/api/v1/lockouts", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, body) = s.get("/api/v1/lockouts", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let locked = body["lockouts"].as_array().unwrap();
+    assert_eq!(locked.len(), 1, "{body}");
+    assert_eq!(locked[0]["user"], "partner");
+    assert_eq!(locked[0]["addresses"], "127.0.0.1/32");
+    assert_eq!(locked[0]["failures"], 5);
+
+    // The CLI asks the same API, with the token from the configuration.
+    let (ok, out) = lockouts_cli(&s, &[]);
+    assert!(
+        ok && out.contains("partner\tfrom 127.0.0.1/32\t5 failed logins"),
+        "{out}"
+    );
+    let (ok, out) = lockouts_cli(&s, &["clear", "somebody-else"]);
+    assert!(ok && out.contains("0 lock(s) cleared"), "{out}");
+    assert!(
+        !sftp_login(s.sftp_port, "partner", "partner-pass").await,
+        "still locked"
+    );
+    let (ok, out) = lockouts_cli(&s, &["clear", "partner"]);
+    assert!(ok && out.contains("1 lock(s) cleared"), "{out}");
+    assert!(sftp_login(s.sftp_port, "partner", "partner-pass").await);
+    let (ok, out) = lockouts_cli(&s, &[]);
+    assert!(ok && out.contains("no locked logins"), "{out}");
+
+    // Through the API: lock again, clear everyone's.
+    for _ in 0..5 {
+        assert!(!sftp_login(s.sftp_port, "partner", "guess").await);
+    }
+    let (status, body) = s.post("/api/v1/lockouts/clear", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("\"cleared\":1"), "{body}");
+    assert!(sftp_login(s.sftp_port, "partner", "partner-pass").await);
+}

@@ -313,55 +313,6 @@ async fn serve_sweeps_upload_leftovers_from_local_mounts() {
     assert!(gw.log_tail().contains("removed a leftover temporary file"));
 }
 
-/// argv: port, then `source,user,password` per attempt; each attempt is a new connection from
-/// that loopback source address. Prints `ok` or `refused` per attempt.
-const LOGINS: &str = r#"
-import socket, sys, paramiko
-port = int(sys.argv[1])
-for attempt in sys.argv[2:]:
-    source, user, password = attempt.split(",")
-    s = socket.socket()
-    s.bind((source, 0))
-    s.connect(("127.0.0.1", port))
-    t = paramiko.Transport(s)
-    try:
-        t.connect(username=user, password=password)
-        print("ok")
-    except paramiko.AuthenticationException:
-        print("refused")
-    finally:
-        t.close()
-"#;
-
-#[tokio::test]
-async fn repeated_failures_lock_that_user_from_that_address() {
-    let users = [
-        User::new("alice")
-            .password("alice-pw")
-            .sharepoint("/", "/", ALL),
-        User::new("bob")
-            .password("bob-pw")
-            .sharepoint("/", "/", ALL),
-    ];
-    let gw = Gateway::start(&users).await;
-    let mut attempts = vec!["127.0.0.1,alice,guess"; 5];
-    attempts.extend([
-        "127.0.0.1,alice,alice-pw", // locked: refused although right
-        "127.0.0.2,alice,alice-pw", // another address
-        "127.0.0.1,bob,bob-pw",     // another user
-    ]);
-    let mut cmd = tokio::process::Command::new("python3");
-    cmd.args(["-c", LOGINS, &gw.sftp_port.to_string()])
-        .args(&attempts);
-    let run = gw.run(cmd, "paramiko logins").await;
-    assert!(run.success, "{run}");
-    let answers: Vec<&str> = run.output.lines().collect();
-    let mut expected = vec!["refused"; 6];
-    expected.extend(["ok", "ok"]);
-    assert_eq!(answers, expected, "{run}");
-    assert!(gw.log_tail().contains("login locked"), "{}", gw.log_tail());
-}
-
 #[tokio::test]
 async fn connections_that_do_not_log_in_are_closed_after_the_grace_time() {
     let users = [User::new("alice")

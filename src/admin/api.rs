@@ -181,3 +181,18 @@ pub async fn reload(Extract(state): Extract<Arc<State>>) -> Response {
         }
     }
 }
+
+pub async fn lockouts(Extract(state): Extract<Arc<State>>) -> Response {
+    Json(json!({ "lockouts": state.gateway().lockout.list() })).into_response()
+}
+
+/// Ends the login locks of one user (`/lockouts/{user}/clear`) or of everyone
+/// (`/lockouts/clear`).
+pub async fn clear_lockouts(
+    Extract(state): Extract<Arc<State>>,
+    user: Option<Path<String>>,
+) -> Response {
+    let user = user.map(|Path(user)| user);
+    let cleared = state.gateway().lockout.clear(user.as_deref());
+    Json(json!({ "user": user, "cleared": cleared })).into_response()
+}

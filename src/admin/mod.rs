@@ -126,6 +126,9 @@ pub async fn serve(
         .route("/api/v1/syncs", get(api::syncs))
         .route("/api/v1/syncs/{name}/run", post(api::run_sync))
         .route("/api/v1/reload", post(api::reload))
+        .route("/api/v1/lockouts", get(api::lockouts))
+        .route("/api/v1/lockouts/clear", post(api::clear_lockouts))
+        .route("/api/v1/lockouts/{user}/clear", post(api::clear_lockouts))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))

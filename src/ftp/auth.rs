@@ -1,14 +1,16 @@
-//! FTP logins: libunftp's authenticator and user-detail provider over spgate's [`Users`]
-//! (passwords only; `allow_from`, disabled accounts and per-user FTPS requirements honoured).
+//! FTP logins: libunftp's authenticator and user-detail provider over the session layer
+//! ([`crate::session::login`]: passwords only; lock, `allow_from`, disabled accounts and
+//! per-user FTPS requirements decided there).
 //!
-//! libunftp splits a login in two: the [`Authenticator`] checks the password and answers a bare
-//! user name, then the [`UserDetailProvider`] turns the name into the session's user. [`Logins`]
-//! is both: a successful password check remembers the user's `Arc<Account>` (the same value for
-//! every login of that name), and the provider builds the session's [`Session`] (with its
-//! virtual file system) from it.
+//! libunftp splits a login in two: the [`Authenticator`] checks the password and answers a
+//! [`Principal`], then the [`UserDetailProvider`] turns the principal into the session's user.
+//! [`Logins`] is both: a successful login parks its session under a principal name of its own
+//! (the user name and a login number, so that two logins of one user at once cannot take each
+//! other's), and the provider takes it out and opens its virtual file system.
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use dashmap::DashMap;
@@ -18,6 +20,7 @@ use unftp_core::auth::{
 };
 
 use crate::gateway::Shared;
+use crate::session::{self as sessions, Attempt, Credential};
 use crate::users::Account;
 use crate::vfs::Vfs;
 
@@ -26,7 +29,7 @@ pub struct Session {
     pub account: Arc<Account>,
     pub vfs: Arc<Vfs>,
     /// Counts the session as active while libunftp holds it.
-    pub _active: crate::admin::metrics::SessionGuard,
+    pub _session: sessions::Session,
 }
 
 impl UserDetail for Session {}
@@ -48,8 +51,10 @@ impl fmt::Display for Session {
 pub struct Logins {
     /// The gateway in force; each login takes the current one.
     shared: Arc<Shared>,
-    /// The accounts that passed a password check, by name.
-    accepted: DashMap<String, (Arc<Account>, std::net::IpAddr)>,
+    /// Sessions logged in and not yet handed to libunftp, by principal name.
+    accepted: DashMap<String, sessions::Session>,
+    /// Numbers the logins.
+    logins: AtomicU64,
 }
 
 impl Logins {
@@ -57,6 +62,7 @@ impl Logins {
         Logins {
             shared,
             accepted: DashMap::new(),
+            logins: AtomicU64::new(0),
         }
     }
 }
@@ -77,35 +83,21 @@ impl Authenticator for Logins {
         let Some(password) = creds.password.as_deref() else {
             return Err(AuthenticationError::BadPassword);
         };
-        let gateway = self.shared.current();
-        let account = gateway
-            .users
-            .password(username, password, creds.source_ip)
-            .await;
-        gateway.metrics.login("ftp", account.is_ok());
-        let mut e = crate::audit::event(
-            "login",
-            username,
-            "ftp",
-            Some(creds.source_ip),
-            "",
-            account.is_ok(),
-        );
-        if account.is_err() {
-            e.error = Some("password refused");
-        }
-        gateway.audit.record(&e);
-        let account = account.map_err(|_| AuthenticationError::BadPassword)?;
-        if account.ftp_tls_required
-            && creds.command_channel_security == ChannelEncryptionState::Plaintext
-        {
-            tracing::warn!(user = %username, peer = %creds.source_ip, "FTP login refused: this user must use FTPS (AUTH TLS)");
-            return Err(AuthenticationError::BadPassword);
-        }
-        self.accepted
-            .insert(username.to_string(), (account, creds.source_ip));
+        let attempt = Attempt {
+            protocol: "ftp",
+            user: username,
+            peer: creds.source_ip,
+            encrypted: creds.command_channel_security == ChannelEncryptionState::Tls,
+        };
+        let credential = Credential::Password(password);
+        let session = sessions::login(&self.shared.current(), attempt, credential)
+            .await
+            .map_err(|_| AuthenticationError::BadPassword)?;
+        let number = self.logins.fetch_add(1, Ordering::Relaxed);
+        let principal = format!("{username}\n{number}");
+        self.accepted.insert(principal.clone(), session);
         Ok(Principal {
-            username: username.to_string(),
+            username: principal,
         })
     }
 
@@ -119,22 +111,19 @@ impl UserDetailProvider for Logins {
     type User = Session;
 
     async fn provide_user_detail(&self, principal: &Principal) -> Result<Session, UserDetailError> {
-        let gateway = self.shared.current();
-        let (account, peer) = self
-            .accepted
-            .get(&principal.username)
-            .map(|a| (Arc::clone(&a.0), a.1))
-            .ok_or_else(|| UserDetailError::UserNotFound {
+        let (_, session) = self.accepted.remove(&principal.username).ok_or_else(|| {
+            UserDetailError::UserNotFound {
                 username: principal.username.clone(),
-            })?;
-        let vfs = gateway.vfs(&account, "ftp", Some(peer)).map_err(|e| {
-            tracing::warn!(user = %account.name, error = %e, "FTP login: the user's mounts cannot be opened");
+            }
+        })?;
+        let vfs = session.vfs().map_err(|e| {
+            tracing::warn!(user = %session.account.name, error = %e, "FTP login: the user's mounts cannot be opened");
             UserDetailError::with_source("mounts unavailable", e)
         })?;
         Ok(Session {
-            account,
+            account: session.account.clone(),
             vfs: Arc::new(vfs),
-            _active: gateway.metrics.session("ftp"),
+            _session: session,
         })
     }
 }

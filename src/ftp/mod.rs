@@ -8,7 +8,9 @@
 //! - [`site`]: `SITE MFMT` / `SITE UTIME` (modification times), `SITE CHMOD` (ignored).
 //!
 //! Explicit FTPS only (`AUTH TLS`), passive mode only (PASV/EPSV) on `[ftp] passive_ports`.
-//! Repeated failed logins block the user from that address for a while (libunftp's policy).
+//! Logins, and the lock after repeated failed ones, are the session layer's
+//! ([`crate::session`]); libunftp's own failed-login policy is off (it checked the password of
+//! a locked user and answered a right one 1.5 s later than a wrong one).
 //!
 //! What libunftp 0.24 decides, not spgate:
 //! - reply texts are fixed per error kind (see [`reply`]); the storage message goes to the log;
@@ -42,7 +44,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libunftp::ServerBuilder;
-use libunftp::options::{FailedLoginsBlock, FailedLoginsPolicy, FtpsRequired, Shutdown};
+use libunftp::options::{FtpsRequired, Shutdown};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Ftp, TlsRequired};
@@ -83,12 +85,6 @@ pub fn server(
         .greeting(greeting)
         .passive_ports(ftp.passive_ports.clone())
         .idle_session_timeout(ftp.idle_timeout.as_secs().max(1))
-        .failed_logins_policy(FailedLoginsPolicy::new(
-            // libunftp's own policy, with the limits SFTP's lock uses.
-            crate::users::lockout::ATTEMPTS,
-            crate::users::lockout::BLOCK,
-            FailedLoginsBlock::UserAndIP,
-        ))
         .site_command("MFMT", site::SetModified)
         .site_command("UTIME", site::SetModified)
         .site_command("CHMOD", site::Chmod)

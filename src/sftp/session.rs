@@ -15,9 +15,8 @@ use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use tracing::Instrument;
 
 use super::files::Files;
-use crate::admin::metrics::SessionGuard;
 use crate::gateway::Gateway;
-use crate::users::Account;
+use crate::session::{self as sessions, Attempt, Credential};
 
 /// Bytes buffered between the SSH channel and the SFTP engine, each way.
 const PIPE_BYTES: usize = 4 * 1024 * 1024;
@@ -25,11 +24,10 @@ const PIPE_BYTES: usize = 4 * 1024 * 1024;
 pub struct Connection {
     gateway: Arc<Gateway>,
     peer: SocketAddr,
-    account: Option<Arc<Account>>,
     channels: HashMap<ChannelId, Channel<Msg>>,
     tracker: tokio_util::task::TaskTracker,
-    /// Counts the session as active from login to disconnect.
-    session: Option<SessionGuard>,
+    /// The first successful login's session, active until the connection ends.
+    session: Option<sessions::Session>,
     /// Set at the first successful login (the listener's login grace time watches it).
     logged_in: Arc<AtomicBool>,
 }
@@ -45,7 +43,6 @@ impl Connection {
             logged_in,
             gateway,
             peer,
-            account: None,
             channels: HashMap::new(),
             tracker,
             session: None,
@@ -62,58 +59,21 @@ impl Connection {
         )
     }
 
-    /// Whether `user` is locked out from this peer after repeated failures; such an attempt is
-    /// refused without checking its credentials, logged and audited.
-    fn locked(&self, user: &str, method: &str) -> bool {
-        let locked = self.gateway.lockout.locked(user, self.peer.ip());
-        if locked {
-            tracing::warn!(user = ?user, peer = %self.peer.ip(), method,
-                "login refused: locked after repeated failures");
-        }
-        locked
-    }
-
-    /// Counts a checked login: a failure towards the user/address lock (attempts refused while
-    /// locked do not count, so the lock ends [`BLOCK`] after the last real failure), a success
-    /// clears it.
-    ///
-    /// [`BLOCK`]: crate::users::lockout::BLOCK
-    fn checked(&mut self, user: &str, method: &str, account: Option<Arc<Account>>) -> Auth {
-        let lockout = &self.gateway.lockout;
-        match &account {
-            Some(_) => lockout.succeeded(user, self.peer.ip()),
-            None => lockout.failed(user, self.peer.ip()),
-        }
-        self.counted(user, method, account)
-    }
-
-    /// Counts a login attempt for the metrics and the audit log (and, when it succeeded, the
-    /// session).
-    fn counted(&mut self, user: &str, method: &str, account: Option<Arc<Account>>) -> Auth {
-        self.gateway.metrics.login("sftp", account.is_some());
-        let mut e = crate::audit::event(
-            "login",
+    /// A login through the session layer; the first success makes the connection's session.
+    async fn login(&mut self, user: &str, credential: Credential<'_>) -> Auth {
+        let attempt = Attempt {
+            protocol: "sftp",
             user,
-            "sftp",
-            Some(self.peer.ip()),
-            "",
-            account.is_some(),
-        );
-        let failure = format!("{method} refused");
-        if account.is_none() {
-            e.error = Some(&failure);
-        }
-        self.gateway.audit.record(&e);
-        match account {
-            Some(account) => {
-                self.account = Some(account);
+            peer: self.peer.ip(),
+            encrypted: true,
+        };
+        match sessions::login(&self.gateway, attempt, credential).await {
+            Ok(session) => {
                 self.logged_in.store(true, Ordering::Relaxed);
-                if self.session.is_none() {
-                    self.session = Some(self.gateway.metrics.session("sftp"));
-                }
+                self.session.get_or_insert(session);
                 Auth::Accept
             }
-            None => Self::reject(),
+            Err(_) => Self::reject(),
         }
     }
 
@@ -122,19 +82,6 @@ impl Connection {
             proceed_with_methods: Some(Self::methods()),
             partial_success: false,
         }
-    }
-
-    async fn login_password(&mut self, user: &str, password: &str) -> Auth {
-        if self.locked(user, "password") {
-            return self.counted(user, "password", None);
-        }
-        let account = self
-            .gateway
-            .users
-            .password(user, password, self.peer.ip())
-            .await
-            .ok();
-        self.checked(user, "password", account)
     }
 }
 
@@ -146,7 +93,7 @@ impl russh::server::Handler for Connection {
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        Ok(self.login_password(user, password).await)
+        Ok(self.login(user, Credential::Password(password)).await)
     }
 
     async fn auth_publickey_offered(
@@ -172,15 +119,9 @@ impl russh::server::Handler for Connection {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        if self.locked(user, "public key") {
-            return Ok(self.counted(user, "public key", None));
-        }
-        let account = self
-            .gateway
-            .users
-            .public_key(user, key.public_key, self.peer.ip())
-            .ok();
-        Ok(self.checked(user, "public key", account))
+        Ok(self
+            .login(user, Credential::PublicKey(key.public_key))
+            .await)
     }
 
     async fn auth_keyboard_interactive<'a>(
@@ -200,7 +141,7 @@ impl russh::server::Handler for Connection {
             .next()
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
-        Ok(self.login_password(user, &answer).await)
+        Ok(self.login(user, Credential::Password(&answer)).await)
     }
 
     async fn channel_open_session(
@@ -209,7 +150,7 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.account.is_some() {
+        if self.session.is_some() {
             self.channels.insert(channel.id(), channel);
             reply.accept().await;
         }
@@ -222,15 +163,15 @@ impl russh::server::Handler for Connection {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let (Some(account), Some(channel)) = (self.account.clone(), self.channels.remove(&id))
-        else {
+        let (Some(logged), Some(channel)) = (&self.session, self.channels.remove(&id)) else {
             return session.channel_failure(id);
         };
         if name != "sftp" {
             tracing::debug!(subsystem = name, "refused a subsystem other than sftp");
             return session.channel_failure(id);
         }
-        let vfs = match self.gateway.vfs(&account, "sftp", Some(self.peer.ip())) {
+        let account = logged.account.clone();
+        let vfs = match logged.vfs() {
             Ok(vfs) => vfs,
             Err(e) => {
                 tracing::error!(user = %account.name, error = %e, "cannot set up the user's mounts");

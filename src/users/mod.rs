@@ -1,18 +1,17 @@
-//! Who may log in, and what they get: the protocol-neutral account and authentication layer
-//! that the SFTP and FTP front-ends call.
+//! Who may log in, and what they get: the accounts and their credentials.
 //!
 //! [`Users`] is built from the validated `[[users]]` and answers two questions, each with an
-//! [`Account`] or [`Denied`]: [`Users::password`] (argon2id, run off the async runtime, bounded
-//! to one check per CPU) and [`Users::public_key`] (SSH keys compared by key data). Every refusal
-//! is the same [`Denied`] and, for passwords, costs the same argon2 check: an unknown user, a
+//! [`Account`] or a [`Refused`] reason: [`Users::password`] (argon2id, run off the async runtime,
+//! bounded to one check per CPU) and [`Users::public_key`] (SSH keys compared by key data). Every
+//! password refusal costs the same argon2 check, [`Users::burn`] included: an unknown user, a
 //! disabled user, a user without a password, a source address outside `allow_from` and a wrong
-//! password cannot be told apart from outside. The reason goes to the log, never the password.
+//! password cannot be told apart from outside. The front-ends never call `Users` to log in:
+//! [`crate::session::login`] does, and decides what is logged, audited and counted.
 //!
 //! `Users` is a plain value; on a configuration reload the caller builds a new one and swaps it
 //! in whole. Sessions keep the `Arc<Account>` they logged in with.
 //!
-//! [`lockout`] locks a user/address pair after repeated failed logins (SFTP; FTP uses
-//! libunftp's policy with the same limits).
+//! [`lockout`] locks a user/address pair after repeated failed logins, for every protocol.
 //!
 //! [`hash_password`] and [`prompt_and_hash`] make the hashes that `password_hash` takes
 //! (`spgate passwd`).
@@ -55,6 +54,10 @@ pub struct Account {
 #[error("authentication failed")]
 pub struct Denied;
 
+/// Why a login was refused: for the log and the audit, never for the client (see [`Denied`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused(pub &'static str);
+
 /// The accounts that may log in, by exact name.
 pub struct Users {
     by_name: HashMap<String, Credentials>,
@@ -70,9 +73,6 @@ struct Credentials {
     allow_from: Vec<IpNet>,
     enabled: bool,
 }
-
-/// Why a login was refused; logged, never shown to the client.
-type Reason = &'static str;
 
 impl Users {
     /// The accounts of `users`. A `password_hash` that is not a PHC string, or an authorized
@@ -96,30 +96,35 @@ impl Users {
         name: &str,
         password: &str,
         peer: IpAddr,
-    ) -> Result<Arc<Account>, Denied> {
+    ) -> Result<Arc<Account>, Refused> {
         let credentials = self.by_name.get(name);
         let hash = credentials.and_then(|c| c.password_hash.clone());
         let matched = self.verify(hash, password).await;
-        let verdict = credentials.ok_or("unknown user").and_then(|c| {
-            c.admits(peer)?;
-            match (c.password_hash.is_some(), matched) {
-                (false, _) => Err("no password set"),
-                (true, false) => Err("wrong password"),
-                (true, true) => Ok(c),
-            }
-        });
-        conclude("password", name, peer, verdict)
+        let credentials = credentials.ok_or(Refused("unknown user"))?;
+        credentials.admits(peer)?;
+        match (credentials.password_hash.is_some(), matched) {
+            (false, _) => Err(Refused("no password set")),
+            (true, false) => Err(Refused("wrong password")),
+            (true, true) => Ok(Arc::clone(&credentials.account)),
+        }
+    }
+
+    /// Costs what [`Users::password`] costs and matches nothing: for an attempt that is refused
+    /// before its password may be looked at.
+    pub async fn burn(&self, password: &str) {
+        self.verify(None, password).await;
     }
 
     /// Public-key login for `name` from `peer`, once the SSH layer has checked the client's
-    /// signature: accepted iff `key` is one of the user's authorized keys. Logs the outcome.
+    /// signature: accepted iff `key` is one of the user's authorized keys.
     pub fn public_key(
         &self,
         name: &str,
         key: &PublicKey,
         peer: IpAddr,
-    ) -> Result<Arc<Account>, Denied> {
-        conclude("publickey", name, peer, self.key_verdict(name, key, peer))
+    ) -> Result<Arc<Account>, Refused> {
+        self.key_verdict(name, key, peer)
+            .map(|c| Arc::clone(&c.account))
     }
 
     /// Whether [`Users::public_key`] would accept `key`, without logging: for the SSH "is this
@@ -133,11 +138,11 @@ impl Users {
         name: &str,
         key: &PublicKey,
         peer: IpAddr,
-    ) -> Result<&Credentials, Reason> {
-        let credentials = self.by_name.get(name).ok_or("unknown user")?;
+    ) -> Result<&Credentials, Refused> {
+        let credentials = self.by_name.get(name).ok_or(Refused("unknown user"))?;
         credentials.admits(peer)?;
         if !credentials.keys.contains(key.key_data()) {
-            return Err("key not authorized");
+            return Err(Refused("key not authorized"));
         }
         Ok(credentials)
     }
@@ -203,35 +208,15 @@ impl Credentials {
     }
 
     /// The conditions every login method shares: the user is enabled and `peer` is allowed.
-    fn admits(&self, peer: IpAddr) -> Result<(), Reason> {
+    fn admits(&self, peer: IpAddr) -> Result<(), Refused> {
         if !self.enabled {
-            return Err("account disabled");
+            return Err(Refused("account disabled"));
         }
         // A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d.
         let peer = peer.to_canonical();
         if !self.allow_from.is_empty() && !self.allow_from.iter().any(|net| net.contains(&peer)) {
-            return Err("source address not allowed");
+            return Err(Refused("source address not allowed"));
         }
         Ok(())
-    }
-}
-
-/// Logs the outcome of a login attempt and turns it into the caller's answer.
-fn conclude(
-    method: &str,
-    name: &str,
-    peer: IpAddr,
-    verdict: Result<&Credentials, Reason>,
-) -> Result<Arc<Account>, Denied> {
-    match verdict {
-        Ok(credentials) => {
-            tracing::info!(user = %name, %peer, method, "login accepted");
-            Ok(Arc::clone(&credentials.account))
-        }
-        Err(reason) => {
-            // Debug-format the name: it is whatever the client sent.
-            tracing::warn!(user = ?name, %peer, method, reason, "login refused");
-            Err(Denied)
-        }
     }
 }

@@ -72,18 +72,18 @@ async fn right_password_logs_in_wrong_one_does_not() {
             .password("alice", "s3cret ", ip(HOME))
             .await
             .unwrap_err(),
-        Denied
+        Refused("wrong password")
     );
     assert_eq!(
         users.password("alice", "", ip(HOME)).await.unwrap_err(),
-        Denied
+        Refused("wrong password")
     );
     assert_eq!(
         users
             .password("Alice", "s3cret", ip(HOME))
             .await
             .unwrap_err(),
-        Denied
+        Refused("unknown user")
     );
 }
 
@@ -102,10 +102,10 @@ async fn unknown_user_costs_as_much_as_a_wrong_password() {
     let (mut unknown, mut wrong) = (Duration::MAX, Duration::MAX);
     for _ in 0..3 {
         let (elapsed, outcome) = time("mallory").await;
-        assert_eq!(outcome.unwrap_err(), Denied);
+        assert_eq!(outcome.unwrap_err(), Refused("unknown user"));
         unknown = unknown.min(elapsed);
         let (elapsed, outcome) = time("alice").await;
-        assert_eq!(outcome.unwrap_err(), Denied);
+        assert_eq!(outcome.unwrap_err(), Refused("wrong password"));
         wrong = wrong.min(elapsed);
     }
     let ratio = unknown.as_secs_f64() / wrong.as_secs_f64();
@@ -130,7 +130,7 @@ async fn disabled_users_and_users_without_password_are_refused() {
     let users = Users::new(&[disabled, disabled_key, keys_only]);
     assert_eq!(
         users.password("bob", "s3cret", ip(HOME)).await.unwrap_err(),
-        Denied
+        Refused("account disabled")
     );
     assert!(
         users
@@ -140,7 +140,7 @@ async fn disabled_users_and_users_without_password_are_refused() {
     assert!(!users.accepts_key("dave", key.public_key(), ip(HOME)));
     assert_eq!(
         users.password("carol", "", ip(HOME)).await.unwrap_err(),
-        Denied
+        Refused("no password set")
     );
     assert!(
         users
@@ -222,7 +222,7 @@ fn public_keys_match_by_key_data() {
         users
             .public_key("alice", other_key.public_key(), ip(HOME))
             .unwrap_err(),
-        Denied
+        Refused("key not authorized")
     );
     assert!(!users.accepts_key("alice", other_key.public_key(), ip(HOME)));
     assert!(
