@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, MountTarget};
 use crate::connections::Connection;
 use crate::connections::store::{Paths, ensure_private_dir};
+use crate::session::admission::Admission;
 use crate::storage::local::Local;
 use crate::storage::metered::{Labels, Metered, OnStored};
 use crate::storage::queue::{Origin, Queue};
@@ -35,8 +36,21 @@ pub struct Gateway {
     pub audit: Arc<crate::audit::Audit>,
     /// Failed-login locks (every protocol), kept across reloads.
     pub lockout: Arc<crate::users::lockout::Lockout>,
+    /// Connections and sessions held against `[limits]`, kept across reloads.
+    pub admission: Arc<Admission>,
     /// The upload queue, kept across reloads.
     pub queue: Arc<Queue>,
+}
+
+/// What a configuration reload keeps of the gateway it replaces: the metrics, the sync
+/// triggers (unless the jobs changed), the failed-login locks, the connection counts and the
+/// upload queue.
+struct Kept {
+    metrics: Arc<crate::admin::metrics::Metrics>,
+    triggers: Arc<Triggers>,
+    lockout: Arc<crate::users::lockout::Lockout>,
+    admission: Arc<Admission>,
+    queue: Arc<Queue>,
 }
 
 impl Gateway {
@@ -45,18 +59,25 @@ impl Gateway {
         let triggers = Arc::new(Triggers::new(&config));
         ensure_private_dir(&config.state.dir)?;
         let queue = Queue::open(&config.state.dir)?;
-        Gateway::with(config, Arc::default(), triggers, Arc::default(), queue)
+        let kept = Kept {
+            metrics: Arc::default(),
+            triggers,
+            lockout: Arc::default(),
+            admission: Arc::default(),
+            queue,
+        };
+        Gateway::with(config, kept)
     }
 
-    /// [`Gateway::new`], keeping the metrics, sync triggers and failed-login locks of the
-    /// gateway it replaces.
-    fn with(
-        config: Config,
-        metrics: Arc<crate::admin::metrics::Metrics>,
-        triggers: Arc<Triggers>,
-        lockout: Arc<crate::users::lockout::Lockout>,
-        queue: Arc<Queue>,
-    ) -> std::io::Result<Gateway> {
+    /// [`Gateway::new`], keeping what outlives a configuration (see [`Kept`]).
+    fn with(config: Config, kept: Kept) -> std::io::Result<Gateway> {
+        let Kept {
+            metrics,
+            triggers,
+            lockout,
+            admission,
+            queue,
+        } = kept;
         ensure_private_dir(&config.state.dir)?;
         let spool_dir = config.state.dir.join("spool");
         ensure_private_dir(&spool_dir)?;
@@ -72,6 +93,7 @@ impl Gateway {
             triggers,
             metrics,
             lockout,
+            admission,
             queue,
             audit,
             config,
@@ -258,14 +280,15 @@ impl Shared {
             old.triggers.clone()
         };
         let summary = config.summary();
-        let gateway = Gateway::with(
-            config,
-            old.metrics.clone(),
+        let kept = Kept {
+            metrics: old.metrics.clone(),
             triggers,
-            old.lockout.clone(),
-            old.queue.clone(),
-        )
-        .map_err(|e| format!("opening the new configuration: {e}"))?;
+            lockout: old.lockout.clone(),
+            admission: old.admission.clone(),
+            queue: old.queue.clone(),
+        };
+        let gateway = Gateway::with(config, kept)
+            .map_err(|e| format!("opening the new configuration: {e}"))?;
         // Saving the configuration again re-enables its disabled connections, changed or not:
         // if their credentials are still bad, the next request disables them with a new alert.
         for connection in gateway.connections.values() {

@@ -28,6 +28,14 @@ pub struct LoginLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub protocol: &'static str,
+    /// The limit that was reached (`max_connections`, `max_per_address`,
+    /// `max_unauthenticated`).
+    pub limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TransferLabels {
     pub protocol: &'static str,
     /// The connection's name, or `local` for a local mount.
@@ -51,6 +59,7 @@ pub struct Metrics {
     pub sessions_active: Family<ProtocolLabels, Gauge>,
     pub sessions: Family<ProtocolLabels, Counter>,
     pub logins: Family<LoginLabels, Counter>,
+    pub refused: Family<RefusedLabels, Counter>,
     pub bytes: Family<TransferLabels, Counter>,
     pub files: Family<FileLabels, Counter>,
 }
@@ -60,6 +69,13 @@ impl Metrics {
         let outcome = if ok { "ok" } else { "failed" };
         self.logins
             .get_or_create(&LoginLabels { protocol, outcome })
+            .inc();
+    }
+
+    /// A connection refused, or cut to make room, at `limit`.
+    pub fn refused(&self, protocol: &'static str, limit: &'static str) {
+        self.refused
+            .get_or_create(&RefusedLabels { protocol, limit })
             .inc();
     }
 
@@ -115,6 +131,11 @@ impl Metrics {
             "spgate_logins",
             "Login attempts by protocol and outcome",
             self.logins.clone(),
+        );
+        registry.register(
+            "spgate_connections_refused",
+            "Connections refused (or, for max_unauthenticated, cut to make room) by protocol and limit",
+            self.refused.clone(),
         );
         registry.register(
             "spgate_transfer_bytes",

@@ -17,12 +17,24 @@ pub(super) struct Config {
     pub ftp: Option<Ftp>,
     pub admin: Option<Admin>,
     pub audit: Option<Audit>,
+    pub limits: Option<Limits>,
     #[serde(default)]
     pub connections: Vec<Connection>,
     #[serde(default)]
     pub users: Vec<User>,
     #[serde(default)]
     pub syncs: Vec<SyncJob>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Limits {
+    pub max_connections: Option<u64>,
+    pub max_per_address: Option<u64>,
+    pub max_unauthenticated: Option<u64>,
+    pub max_sessions_per_user: Option<u64>,
+    pub max_channels_per_connection: Option<u64>,
+    pub max_handles_per_login: Option<u64>,
 }
 
 #[derive(Deserialize)]

@@ -283,6 +283,23 @@ fn download_limits_default_and_parse() {
 }
 
 #[test]
+fn limits_default_and_parse() {
+    let config = parse_str(STATE).unwrap();
+    assert_eq!(config.limits, ClientLimits::default());
+    assert_eq!(config.limits.max_connections, 1000);
+    assert_eq!(config.limits.max_per_address, 20);
+    assert_eq!(config.limits.max_unauthenticated, 100);
+    assert_eq!(config.limits.max_sessions_per_user, 0);
+    let config = parse_str(&format!(
+        "{STATE}[limits]\nmax_sessions_per_user = 2\nmax_handles_per_login = 10\n"
+    ))
+    .unwrap();
+    assert_eq!(config.limits.max_sessions_per_user, 2);
+    assert_eq!(config.limits.max_handles_per_login, 10);
+    assert_eq!(config.limits.max_channels_per_connection, 4);
+}
+
+#[test]
 fn example_file_parses() {
     let config = parse_str(include_str!("../../config/example.toml")).unwrap();
     assert_eq!(config.connections.len(), 3);

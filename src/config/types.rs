@@ -26,6 +26,8 @@ pub struct Config {
     pub admin: Option<Admin>,
     /// `[audit]`: where the transfer audit log goes.
     pub audit: Audit,
+    /// `[limits]`: how many connections, sessions, channels and handles clients may hold.
+    pub limits: ClientLimits,
     /// `[[connections]]`: SharePoint sites the gateway talks to, names unique.
     pub connections: Vec<Connection>,
     /// `[[users]]`: the accounts that may log in, names unique.
@@ -146,6 +148,38 @@ pub enum TlsRequired {
     All,
     /// Each user's `ftp_tls_required` decides (see [`User::ftp_tls_required`]).
     PerUser,
+}
+
+/// `[limits]`: what clients may hold at once, for both protocols. Over a connection limit a
+/// connection is refused at once; `0` in `max_sessions_per_user` means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Open client connections in all (default 1000).
+    pub max_connections: usize,
+    /// Open connections from one address (an IPv6 /64 counts as one; default 20).
+    pub max_per_address: usize,
+    /// Connections not logged in yet (default 100); when full, the oldest of them is closed to
+    /// make room.
+    pub max_unauthenticated: usize,
+    /// Sessions of one user at once (default 0: no limit).
+    pub max_sessions_per_user: usize,
+    /// SFTP session channels on one SSH connection (default 4).
+    pub max_channels_per_connection: usize,
+    /// Open SFTP file and directory handles of one login, over all its channels (default 256).
+    pub max_handles_per_login: usize,
+}
+
+impl Default for ClientLimits {
+    fn default() -> ClientLimits {
+        ClientLimits {
+            max_connections: 1000,
+            max_per_address: 20,
+            max_unauthenticated: 100,
+            max_sessions_per_user: 0,
+            max_channels_per_connection: 4,
+            max_handles_per_login: 256,
+        }
+    }
 }
 
 /// `[audit]`: one JSON line per login, upload, download, delete and rename.

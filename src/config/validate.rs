@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::types::{
-    Admin, Audit, CertKey, Config, Connection, Ftp, Names, Sftp, State, TlsRequired, UploadCommit,
+    Admin, Audit, CertKey, ClientLimits, Config, Connection, Ftp, Names, Sftp, State, TlsRequired,
+    UploadCommit,
 };
 use super::{Error, Secret, connections, raw, secret, syncs, users, values};
 
@@ -112,6 +113,7 @@ pub(super) fn config(raw: raw::Config, cx: &Context<'_>) -> Result<Config, Error
     let ftp = raw.ftp.map(|f| ftp(f, cx)).transpose()?.flatten();
     let admin = raw.admin.map(|a| admin(a, cx)).transpose()?.flatten();
     let audit = audit(raw.audit)?;
+    let limits = limits(raw.limits.unwrap_or_default())?;
     let connections = connections::connections(raw.connections, cx)?;
     let tls_required = ftp.as_ref().map(|f| f.tls_required);
     let users = users::users(raw.users, &connections, tls_required, cx)?;
@@ -122,9 +124,64 @@ pub(super) fn config(raw: raw::Config, cx: &Context<'_>) -> Result<Config, Error
         ftp,
         admin,
         audit,
+        limits,
         connections,
         users,
         syncs,
+    })
+}
+
+fn limits(raw: raw::Limits) -> Result<ClientLimits, Error> {
+    let defaults = ClientLimits::default();
+    let value = |key: &str, given: Option<u64>, default: usize, least: u64| {
+        let Some(n) = given else {
+            return Ok(default);
+        };
+        if !(least..=1_000_000).contains(&n) {
+            return Err(Error::invalid(
+                key,
+                format!("must be between {least} and 1000000"),
+            ));
+        }
+        Ok(n as usize)
+    };
+    Ok(ClientLimits {
+        max_connections: value(
+            "limits.max_connections",
+            raw.max_connections,
+            defaults.max_connections,
+            1,
+        )?,
+        max_per_address: value(
+            "limits.max_per_address",
+            raw.max_per_address,
+            defaults.max_per_address,
+            1,
+        )?,
+        max_unauthenticated: value(
+            "limits.max_unauthenticated",
+            raw.max_unauthenticated,
+            defaults.max_unauthenticated,
+            1,
+        )?,
+        max_sessions_per_user: value(
+            "limits.max_sessions_per_user",
+            raw.max_sessions_per_user,
+            defaults.max_sessions_per_user,
+            0,
+        )?,
+        max_channels_per_connection: value(
+            "limits.max_channels_per_connection",
+            raw.max_channels_per_connection,
+            defaults.max_channels_per_connection,
+            1,
+        )?,
+        max_handles_per_login: value(
+            "limits.max_handles_per_login",
+            raw.max_handles_per_login,
+            defaults.max_handles_per_login,
+            1,
+        )?,
     })
 }
 

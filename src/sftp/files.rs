@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -23,7 +24,6 @@ use crate::vfs::{Vfs, normalize};
 /// shared/CRATES.md on russh's flow-control deadlock with large reads).
 const MAX_IO: u64 = 128 * 1024;
 const MAX_PACKET: u64 = 256 * 1024;
-const MAX_HANDLES: u64 = 256;
 
 enum Open {
     Read {
@@ -61,6 +61,19 @@ pub struct Files {
     user: String,
     handles: HashMap<String, Open>,
     next_handle: u64,
+    /// Handles open over all of the login's channels, and how many it may hold
+    /// (`[limits] max_handles_per_login`).
+    open: Arc<AtomicUsize>,
+    most: usize,
+}
+
+/// A login's open handles, shared by its channels.
+pub type OpenHandles = Arc<AtomicUsize>;
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        self.open.fetch_sub(self.handles.len(), Ordering::SeqCst);
+    }
 }
 
 type Reply<T> = Result<T, StatusReply>;
@@ -83,12 +96,16 @@ fn ssh_string(data: &[u8], at: &mut usize) -> Option<String> {
 }
 
 impl Files {
-    pub fn new(vfs: Arc<Vfs>, user: String) -> Self {
+    /// The SFTP requests of one channel of `user`; `open` counts the handles of all the
+    /// login's channels, at most `most`.
+    pub fn new(vfs: Arc<Vfs>, user: String, open: OpenHandles, most: usize) -> Self {
         Files {
             vfs,
             user,
             handles: HashMap::new(),
             next_handle: 0,
+            open,
+            most,
         }
     }
 
@@ -97,7 +114,8 @@ impl Files {
     }
 
     fn add(&mut self, open: Open) -> Reply<String> {
-        if self.handles.len() as u64 >= MAX_HANDLES {
+        if self.open.fetch_add(1, Ordering::SeqCst) >= self.most {
+            self.open.fetch_sub(1, Ordering::SeqCst);
             return Err(code(StatusCode::Failure, "too many open handles"));
         }
         self.next_handle += 1;
@@ -231,7 +249,11 @@ impl russh_sftp::server::Handler for Files {
 
     async fn close(&mut self, id: u32, handle: String) -> Reply<Status> {
         let user = self.user.clone();
-        match self.handles.remove(&handle) {
+        let closed = self.handles.remove(&handle);
+        if closed.is_some() {
+            self.open.fetch_sub(1, Ordering::SeqCst);
+        }
+        match closed {
             Some(Open::Write {
                 path,
                 writer,
@@ -554,7 +576,7 @@ impl russh_sftp::server::Handler for Files {
                 }))
             }
             "limits@openssh.com" => {
-                let data = [MAX_PACKET, MAX_IO, MAX_IO, MAX_HANDLES]
+                let data = [MAX_PACKET, MAX_IO, MAX_IO, self.most as u64]
                     .iter()
                     .flat_map(|f| f.to_be_bytes())
                     .collect();

@@ -18,14 +18,20 @@ use std::time::Duration;
 
 use russh::server::Config;
 use russh::{MethodKind, MethodSet, Preferred, cipher};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::gateway::{Gateway, Shared};
+use crate::session::accept::Acceptor;
+use crate::session::admission::{Full, Ticket};
 
 /// How long open sessions may go on after a shutdown starts, so transfers can finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// How long a refused connection is kept for the client to read why.
+const REFUSAL_LINGER: Duration = Duration::from_secs(2);
 
 const CIPHERS: &[cipher::Name] = &[
     cipher::AES_128_GCM,
@@ -87,6 +93,58 @@ async fn client_behind(socket: &mut TcpStream, balancer: SocketAddr) -> Option<S
     }
 }
 
+/// What a refused client reads: our identification string, then an unencrypted
+/// SSH_MSG_DISCONNECT (code 12, "too many connections"), which OpenSSH prints as
+/// "Received disconnect from ...: 12: too many connections".
+fn refusal(reason: &str) -> Vec<u8> {
+    let mut payload = vec![1u8]; // SSH_MSG_DISCONNECT
+    payload.extend(12u32.to_be_bytes()); // SSH_DISCONNECT_TOO_MANY_CONNECTIONS
+    payload.extend((reason.len() as u32).to_be_bytes());
+    payload.extend(reason.as_bytes());
+    payload.extend(0u32.to_be_bytes()); // no language tag
+    // length, padding length, payload and padding must be a multiple of 8, with 4+ padding bytes.
+    let mut padding = 8 - (5 + payload.len()) % 8;
+    if padding < 4 {
+        padding += 8;
+    }
+    let mut out = b"SSH-2.0-spgate\r\n".to_vec();
+    out.extend(((1 + payload.len() + padding) as u32).to_be_bytes());
+    out.push(padding as u8);
+    out.extend(payload);
+    out.extend(std::iter::repeat_n(0u8, padding));
+    out
+}
+
+/// Admits a connection from `peer` under `[limits]`, or says why not.
+fn admit(gateway: &Gateway, peer: SocketAddr) -> Result<Ticket, Full> {
+    let admitted = gateway.admission.admit(&gateway.config.limits, peer.ip());
+    if let Err(full) = admitted {
+        tracing::warn!(%peer, limit = %full, "SFTP connection refused: too many connections");
+        gateway.metrics.refused("sftp", full.as_str());
+    }
+    admitted
+}
+
+/// Tells a refused client why and closes its connection: our half first, then reading what it
+/// still sends until it closes too (at most [`REFUSAL_LINGER`]), so that closing does not
+/// reset the connection before the client has read the reason.
+async fn refuse(mut socket: TcpStream) {
+    let told = async {
+        socket.write_all(&refusal("too many connections")).await?;
+        socket.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while socket.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(REFUSAL_LINGER, told).await;
+}
+
+/// Logs and counts a connection not logged in yet that was cut for a newer one.
+fn made_room(gateway: &Gateway, peer: SocketAddr) {
+    tracing::info!(%peer, "SSH connection closed before its login: max_unauthenticated connections were waiting");
+    gateway.metrics.refused("sftp", "max_unauthenticated");
+}
+
 /// Serves SFTP on `listener` until `shutdown` is cancelled; sessions then have
 /// [`SHUTDOWN_GRACE`] to finish before they are disconnected.
 pub async fn serve(
@@ -101,17 +159,19 @@ pub async fn serve(
     let (proxied, grace) = (sftp.proxy_protocol, sftp.login_grace_time);
     let tracker = TaskTracker::new();
     tracing::info!(address = %listener.local_addr()?, "SFTP listening");
+    let mut acceptor = Acceptor::new(listener, "sftp");
     loop {
         let (socket, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
+            accepted = acceptor.accept() => accepted,
         };
+        // Admitted here, in accept order, unless the client's address comes in a PROXY header:
+        // a task admitted later must never make an older connection look newer.
+        let early = (!proxied).then(|| admit(&shared.current(), peer));
+        if let Some(Err(_)) = early {
+            tracker.spawn(refuse(socket));
+            continue;
+        }
         let (config, shared) = (config.clone(), shared.clone());
         let (shutdown, sessions) = (shutdown.clone(), tracker.clone());
         tracker.spawn(async move {
@@ -126,6 +186,15 @@ pub async fn serve(
             } else {
                 peer
             };
+            let gateway = shared.current();
+            let ticket = match early {
+                Some(Ok(ticket)) => ticket,
+                _ => match admit(&gateway, peer) {
+                    Ok(ticket) => ticket,
+                    Err(_) => return refuse(socket).await,
+                },
+            };
+            let cut = ticket.cut.clone();
             let (socket, closer) = match with_closer(socket) {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -135,16 +204,22 @@ pub async fn serve(
             };
             let logged_in = Arc::new(AtomicBool::new(false));
             let handler =
-                session::Connection::new(shared.current(), peer, sessions, logged_in.clone());
+                session::Connection::new(gateway.clone(), peer, sessions, logged_in.clone(), ticket);
             let started = russh::server::run_stream(config, socket, handler);
-            let session = match tokio::time::timeout_at(deadline, started).await {
-                Ok(Ok(session)) => session,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "SSH handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(%peer, "SSH connection closed: no login within the grace time");
+            let session = tokio::select! {
+                started = tokio::time::timeout_at(deadline, started) => match started {
+                    Ok(Ok(session)) => session,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "SSH handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!(%peer, "SSH connection closed: no login within the grace time");
+                        return;
+                    }
+                },
+                () = cut.cancelled() => {
+                    made_room(&gateway, peer);
                     return;
                 }
             };
@@ -171,6 +246,10 @@ pub async fn serve(
                 // not act on a disconnect request.
                 _ = grace_over => {
                     tracing::info!(%peer, "SSH connection closed: no login within the grace time");
+                    let _ = closer.shutdown(std::net::Shutdown::Both);
+                }
+                () = cut.cancelled() => {
+                    made_room(&gateway, peer);
                     let _ = closer.shutdown(std::net::Shutdown::Both);
                 }
             }

@@ -6,30 +6,47 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use russh::server::{
     Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey,
 };
-use russh::{Channel, ChannelId, MethodKind, MethodSet};
+use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
 use tracing::Instrument;
 
 use super::files::Files;
 use crate::gateway::Gateway;
+use crate::session::admission::Ticket;
 use crate::session::{self as sessions, Attempt, Credential};
 
 /// Bytes buffered between the SSH channel and the SFTP engine, each way.
 const PIPE_BYTES: usize = 4 * 1024 * 1024;
 
+/// A session channel's place under `max_channels_per_connection`, given back when dropped.
+struct Held(Arc<AtomicUsize>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 pub struct Connection {
     gateway: Arc<Gateway>,
     peer: SocketAddr,
-    channels: HashMap<ChannelId, Channel<Msg>>,
+    /// Session channels opened and not yet serving SFTP, each with its place.
+    channels: HashMap<ChannelId, (Channel<Msg>, Held)>,
     tracker: tokio_util::task::TaskTracker,
     /// The first successful login's session, active until the connection ends.
     session: Option<sessions::Session>,
     /// Set at the first successful login (the listener's login grace time watches it).
     logged_in: Arc<AtomicBool>,
+    /// The connection's place under `[limits]`.
+    ticket: Ticket,
+    /// Session channels open, against `max_channels_per_connection`.
+    channels_open: Arc<AtomicUsize>,
+    /// Handles open over all channels, against `max_handles_per_login`.
+    handles: Arc<AtomicUsize>,
 }
 
 impl Connection {
@@ -38,9 +55,13 @@ impl Connection {
         peer: SocketAddr,
         tracker: tokio_util::task::TaskTracker,
         logged_in: Arc<AtomicBool>,
+        ticket: Ticket,
     ) -> Self {
         Connection {
             logged_in,
+            ticket,
+            channels_open: Arc::default(),
+            handles: Arc::default(),
             gateway,
             peer,
             channels: HashMap::new(),
@@ -69,6 +90,7 @@ impl Connection {
         };
         match sessions::login(&self.gateway, attempt, credential).await {
             Ok(session) => {
+                self.ticket.logged_in();
                 self.logged_in.store(true, Ordering::Relaxed);
                 self.session.get_or_insert(session);
                 Auth::Accept
@@ -150,10 +172,20 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.session.is_some() {
-            self.channels.insert(channel.id(), channel);
-            reply.accept().await;
+        let Some(logged) = &self.session else {
+            return Ok(());
+        };
+        let most = self.gateway.config.limits.max_channels_per_connection;
+        let held = Held(self.channels_open.clone());
+        if self.channels_open.fetch_add(1, Ordering::SeqCst) >= most {
+            drop(held);
+            tracing::warn!(user = %logged.account.name, peer = %self.peer, most,
+                "session channel refused: max_channels_per_connection are open");
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
         }
+        self.channels.insert(channel.id(), (channel, held));
+        reply.accept().await;
         Ok(())
     }
 
@@ -163,7 +195,8 @@ impl russh::server::Handler for Connection {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let (Some(logged), Some(channel)) = (&self.session, self.channels.remove(&id)) else {
+        let (Some(logged), Some((channel, held))) = (&self.session, self.channels.remove(&id))
+        else {
             return session.channel_failure(id);
         };
         if name != "sftp" {
@@ -180,7 +213,13 @@ impl russh::server::Handler for Connection {
         };
         session.channel_success(id)?;
         let span = tracing::info_span!("sftp", user = %account.name, peer = %self.peer);
-        let files = Files::new(Arc::new(vfs), account.name.clone());
+        let most = self.gateway.config.limits.max_handles_per_login;
+        let files = Files::new(
+            Arc::new(vfs),
+            account.name.clone(),
+            self.handles.clone(),
+            most,
+        );
         // Drain the channel in our own tasks, through a pipe: russh's session loop must never
         // block on a full channel queue, or it stops reading window adjustments and a client
         // that prefetches thousands of reads (paramiko) deadlocks the session (shared/CRATES.md).
@@ -188,8 +227,10 @@ impl russh::server::Handler for Connection {
         let (mut pipe_rx, mut pipe_tx) = tokio::io::split(ours);
         let (mut channel_rx, channel_tx) = channel.split();
         let mut writer = channel_tx.make_writer();
+        // This task lives as long as the channel: it holds the channel's place.
         self.tracker.spawn(async move {
             use tokio::io::AsyncWriteExt;
+            let _held = held;
             while let Some(message) = channel_rx.wait().await {
                 match message {
                     russh::ChannelMsg::Data { data } if pipe_tx.write_all(&data).await.is_err() => {

@@ -39,7 +39,7 @@ pub struct Locked {
 
 /// The addresses `peer` counts with: itself for IPv4 (also written as IPv4-mapped IPv6), its
 /// /64 for IPv6.
-fn group(peer: IpAddr) -> IpNet {
+pub fn group(peer: IpAddr) -> IpNet {
     match peer.to_canonical() {
         IpAddr::V4(v4) => Ipv4Net::from(v4).into(),
         IpAddr::V6(v6) => Ipv6Net::new(v6, 64)

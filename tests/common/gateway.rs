@@ -212,6 +212,12 @@ impl Gateway {
         Gateway::start_full(Ctx::new().await, users, "", sftp, |_| String::new()).await
     }
 
+    /// `limits` holds the lines of a `[limits]` section.
+    pub async fn start_with_limits(users: &[User], limits: &str) -> Gateway {
+        let section = format!("\n[limits]\n{limits}\n");
+        Gateway::start_full(Ctx::new().await, users, "", "", |_| section).await
+    }
+
     /// A simulator whose library (the partners site's Documents) holds `quota_bytes` only.
     pub async fn start_with_quota(users: &[User], quota_bytes: u64) -> Gateway {
         let seed = format!(

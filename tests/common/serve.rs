@@ -14,11 +14,37 @@ pub fn spawn_serve(
     log: &Path,
     protocols: &[&'static str],
 ) -> (Child, Vec<Option<String>>) {
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_spgate"));
+    serve.arg("serve").arg("--config").arg(config);
+    spawn_serve_as(serve, log, protocols)
+}
+
+/// [`spawn_serve`] with open files limited to `nofile` (`ulimit -n`, through `sh`).
+pub fn spawn_serve_limited(
+    config: &Path,
+    log: &Path,
+    protocols: &[&'static str],
+    nofile: u32,
+) -> (Child, Vec<Option<String>>) {
+    let mut serve = Command::new("sh");
+    serve
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n {nofile} && exec \"$0\" serve --config \"$1\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_spgate"))
+        .arg(config);
+    spawn_serve_as(serve, log, protocols)
+}
+
+/// [`spawn_serve`] running `serve`, a command that ends up running `spgate serve`.
+fn spawn_serve_as(
+    mut serve: Command,
+    log: &Path,
+    protocols: &[&'static str],
+) -> (Child, Vec<Option<String>>) {
     let log = std::fs::File::create(log).expect("log file");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spgate"))
-        .arg("serve")
-        .arg("--config")
-        .arg(config)
+    let mut child = serve
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

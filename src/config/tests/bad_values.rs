@@ -22,6 +22,10 @@ fn bad_values_name_their_key() {
             "ftp.passive_ports: expected a port range",
         ),
         (
+            "[limits]\nmax_per_address = 0".into(),
+            "limits.max_per_address: must be between 1 and 1000000",
+        ),
+        (
             "[ftp]\nidle_timeout = \"10 minutes\"".into(),
             "ftp.idle_timeout: \"10 minutes\" is not a duration",
         ),

@@ -1,6 +1,7 @@
 //! The protocol-neutral session layer: every login of every front-end goes through [`login`],
 //! which decides, logs, audits and counts it; a successful one is a [`Session`], which opens the
-//! user's virtual file system and counts as active until it is dropped.
+//! user's virtual file system and counts as active until it is dropped. [`admission`] bounds
+//! connections and sessions (`[limits]`); [`accept`] is the listeners' accept loop.
 //!
 //! What a login checks, in order:
 //! 1. the user/address lock ([`crate::users::lockout`]), before any credential is looked at: a
@@ -10,6 +11,8 @@
 //! 2. the credential and the account's conditions (enabled, `allow_from`), by [`Users`];
 //! 3. the channel: a user who must use FTPS is refused on a plain FTP control connection.
 //!
+//! 4. the user's open sessions (`[limits] max_sessions_per_user`).
+//!
 //! A refusal at 2 or 3 counts towards the lock; a success clears it; a locked attempt counts for
 //! nothing (a lock ends [`BLOCK`] after the last real failure). Every attempt is one audit line
 //! (`login`, `ok` or `failed` with the reason) and one count in `spgate_logins_total`; clients
@@ -17,6 +20,9 @@
 //!
 //! [`Users`]: crate::users::Users
 //! [`BLOCK`]: crate::users::lockout::BLOCK
+
+pub mod accept;
+pub mod admission;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -65,6 +71,7 @@ pub struct Session {
     pub peer: IpAddr,
     gateway: Arc<Gateway>,
     _active: SessionGuard,
+    _counted: admission::UserSession,
 }
 
 impl Session {
@@ -119,12 +126,19 @@ pub async fn login(
         }
         verdict
     };
+    let limits = &gateway.config.limits;
+    let verdict = verdict.and_then(|account| {
+        let counted = gateway.admission.user_session(limits, &account.name);
+        counted
+            .map(|counted| (account, counted))
+            .ok_or(Refused("max_sessions_per_user reached"))
+    });
 
     gateway.metrics.login(protocol, verdict.is_ok());
     let mut event = crate::audit::event("login", user, protocol, Some(peer), "", verdict.is_ok());
     let error;
     match verdict {
-        Ok(account) => {
+        Ok((account, counted)) => {
             gateway.audit.record(&event);
             tracing::info!(user = %account.name, %peer, protocol, method, "login accepted");
             Ok(Session {
@@ -133,6 +147,7 @@ pub async fn login(
                 peer,
                 gateway: gateway.clone(),
                 _active: gateway.metrics.session(protocol),
+                _counted: counted,
             })
         }
         Err(Refused(reason)) => {

@@ -1,0 +1,244 @@
+//! Holding connections against `spgate serve` (SFTP): `[limits]` refuse what is over them with
+//! a reason, idle connections that never log in cannot keep a partner out, and running the
+//! process out of descriptors neither floods the log nor stops it for good.
+
+mod common;
+
+use common::{Ctx, Gateway, KillOnDrop, User, spawn_serve_limited};
+
+const ALL: &[&str] = &["*"];
+
+fn alice() -> User {
+    User::new("alice")
+        .password("alice-pw")
+        .sharepoint("/", "/", ALL)
+}
+
+/// Python (argv: port, count, then what to do): opens `count` TCP connections that never say
+/// anything, then does the rest while holding them. Helpers:
+/// `login()` answers how long a paramiko password login as alice took, or raises;
+/// `login_soon()` tries for up to 15 s and answers `login ok` or `login failed` with why;
+/// `still_open()` answers how many of the held connections the server has not closed.
+const HOLD: &str = r#"
+import socket, sys, time, paramiko
+port, count = int(sys.argv[1]), int(sys.argv[2])
+held = []
+for _ in range(count):
+    s = socket.create_connection(("127.0.0.1", port))
+    held.append(s)
+def login():
+    start = time.monotonic()
+    t = paramiko.Transport(("127.0.0.1", port))
+    try:
+        t.connect(username="alice", password="alice-pw")
+        return time.monotonic() - start
+    finally:
+        t.close()
+def login_soon():
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            login()
+            return "login ok"
+        except Exception as e:
+            if time.monotonic() > deadline:
+                return f"login failed {e}"
+            time.sleep(0.05)
+def closed(s):
+    s.setblocking(False)
+    try:
+        while True:
+            data = s.recv(65536)
+            if not data:
+                return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+def still_open():
+    return sum(not closed(s) for s in held)
+"#;
+
+/// The rest of the line of `output` that starts with `label `.
+fn value_after<'a>(output: &'a str, label: &str) -> &'a str {
+    let prefix = format!("{label} ");
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {label:?} line in:\n{output}"))
+}
+
+/// The command running [`HOLD`] then `script` against `port` with `count` held connections.
+fn holding(port: u16, count: usize, script: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new("python3");
+    cmd.arg("-c")
+        .arg(format!("{HOLD}\n{script}"))
+        .arg(port.to_string())
+        .arg(count.to_string());
+    cmd
+}
+
+/// Runs [`holding`] against `gw`; answers its output.
+async fn hold(gw: &Gateway, count: usize, script: &str) -> String {
+    let run = gw.run(holding(gw.sftp_port, count, script), "hold").await;
+    assert!(run.success, "{run}");
+    run.output
+}
+
+#[tokio::test]
+async fn a_connection_over_the_per_address_limit_is_told_why() {
+    let gw = Gateway::start_with_limits(&[alice()], "max_per_address = 3").await;
+    // Three connections held: OpenSSH's sftp is refused with the reason; once they are gone,
+    // it gets in.
+    let script = r#"
+import subprocess
+refused = subprocess.run(["sftp", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+    "-o", "UserKnownHostsFile=/dev/null", "-P", str(port), "alice@127.0.0.1"],
+    input=b"", capture_output=True)
+print("sftp exit", refused.returncode)
+print("sftp said", refused.stderr.decode().strip().replace("\n", " | "))
+for s in held:
+    s.close()
+print(login_soon())
+"#;
+    let out = hold(&gw, 3, script).await;
+    assert!(!out.contains("sftp exit 0"), "{out}");
+    assert!(out.contains("too many connections"), "{out}");
+    assert!(out.contains("login ok"), "{out}");
+    assert!(
+        gw.log_tail()
+            .contains("SFTP connection refused: too many connections"),
+        "{}",
+        gw.log_tail()
+    );
+}
+
+#[tokio::test]
+async fn idle_connections_cannot_keep_a_partner_out() {
+    let limits = "max_unauthenticated = 20\nmax_per_address = 1000\nmax_connections = 1000";
+    let gw = Gateway::start_with_limits(&[alice()], limits).await;
+    // 300 connections that never log in, all held: a partner still logs in within 2 s, and the
+    // server keeps no more than 20 of them (the oldest are cut to make room).
+    let script = r#"
+took = login()
+print("login took", f"{took:.3f}")
+deadline = time.monotonic() + 10
+while still_open() > 20 and time.monotonic() < deadline:
+    time.sleep(0.05)
+print("still open", still_open())
+"#;
+    let out = hold(&gw, 300, script).await;
+    let took: f64 = value_after(&out, "login took").parse().unwrap();
+    assert!(took < 2.0, "{out}");
+    let open: usize = value_after(&out, "still open").parse().unwrap();
+    assert!(open <= 20, "{out}");
+    assert!(
+        gw.log_tail()
+            .contains("max_unauthenticated connections were waiting"),
+        "{}",
+        gw.log_tail()
+    );
+}
+
+#[tokio::test]
+async fn running_out_of_descriptors_is_logged_calmly_and_recovers() {
+    let ctx = Ctx::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let hash = spgate::users::hash_password("alice-pw");
+    // No limit stands in the way: the process itself runs out of descriptors (ulimit -n 64).
+    let config = format!(
+        "[state]\ndir = \"{state}\"\n\n[sftp]\nlisten = \"127.0.0.1:0\"\n\n\
+         [limits]\nmax_connections = 100000\nmax_per_address = 100000\nmax_unauthenticated = 100000\n\n\
+         {connection}\n\
+         [[users]]\nname = \"alice\"\npassword_hash = \"{hash}\"\n\
+         [[users.mounts]]\npath = \"/\"\nconnection = \"sp\"\nremote = \"/\"\npermissions = \"*\"\n",
+        state = state.display(),
+        connection = ctx.connection_toml("sp"),
+    );
+    let path = dir.path().join("spgate.toml");
+    std::fs::write(&path, config).unwrap();
+    let log = dir.path().join("spgate.log");
+    let (child, announced) = spawn_serve_limited(&path, &log, &["sftp"], 64);
+    let _child = KillOnDrop(child);
+    let port = announced[0]
+        .as_deref()
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("not listening:\n{}", common::file_tail(&log, 4000)));
+
+    // 200 connections held for three seconds, far past the 64 descriptors; then let go.
+    let script = "time.sleep(3)\nfor s in held:\n    s.close()\nprint(login_soon())\n";
+    let output = holding(port, 200, script).output().await.unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let failures = text
+        .lines()
+        .filter(|l| l.contains("accepting connections failed"))
+        .count();
+    assert!(
+        text.contains("Too many open files"),
+        "the limit was never reached:\n{}",
+        common::file_tail(&log, 4000)
+    );
+    assert!(
+        failures < 30 && text.lines().count() < 200,
+        "{failures} accept failure lines:\n{}",
+        common::file_tail(&log, 4000)
+    );
+    assert!(out.contains("login ok"), "{out}{output:?}");
+}
+
+#[tokio::test]
+async fn sessions_channels_and_handles_are_bounded_per_login() {
+    let limits =
+        "max_sessions_per_user = 1\nmax_channels_per_connection = 2\nmax_handles_per_login = 3";
+    let gw = Gateway::start_with_limits(&[alice()], limits).await;
+    let script = r#"
+def connect():
+    t = paramiko.Transport(("127.0.0.1", port))
+    t.connect(username="alice", password="alice-pw")
+    return t
+first = connect()
+try:
+    connect()
+    print("second session ok")
+except paramiko.AuthenticationException:
+    print("second session refused")
+one, two = first.open_sftp_client(), first.open_sftp_client()
+try:
+    first.open_sftp_client()
+    print("third channel ok")
+except Exception as e:
+    print("third channel refused")
+# Three handles over the login's two channels, then no more on either.
+files = [one.open(f"/h{i}.txt", "w") for i in range(2)] + [two.open("/h2.txt", "w")]
+for client in (one, two):
+    try:
+        client.open("/h3.txt", "w")
+        print("fourth handle ok")
+    except IOError as e:
+        print("fourth handle refused", e)
+files[0].close()
+two.open("/h3.txt", "w").close()
+print("handle after a close ok")
+first.close()
+print(login_soon().replace("login", "session after the first"))
+"#;
+    let out = hold(&gw, 0, script).await;
+    for line in [
+        "second session refused",
+        "third channel refused",
+        "handle after a close ok",
+        "session after the first ok",
+    ] {
+        assert!(out.contains(line), "{line}:\n{out}");
+    }
+    assert_eq!(out.matches("fourth handle refused").count(), 2, "{out}");
+    assert!(
+        out.contains("too many open handles"),
+        "the reason reaches the client:\n{out}"
+    );
+    let audit = std::fs::read_to_string(gw.dir.path().join("state/audit.jsonl")).unwrap();
+    assert!(audit.contains("max_sessions_per_user reached"), "{audit}");
+}
