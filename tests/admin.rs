@@ -422,3 +422,31 @@ async fn locked_logins_are_listed_and_cleared_through_the_api_and_the_cli() {
     assert!(body.contains("\"cleared\":1"), "{body}");
     assert!(sftp_login(s.sftp_port, "partner", "partner-pass").await);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_need_bearer_and_a_matching_origin() {
+    let s = serve().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/lockouts/clear", s.admin);
+    let basic = http.post(&url).basic_auth("admin", Some(TOKEN));
+    assert_eq!(
+        basic.send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED,
+        "a browser's cached Basic credentials do not authorise changes"
+    );
+    let (status, _) = s.get("/api/v1/lockouts", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let read = http.get(format!("{}/api/v1/lockouts", s.admin));
+    let read = read.basic_auth("admin", Some(TOKEN)).send().await.unwrap();
+    assert_eq!(read.status(), StatusCode::OK, "Basic still opens pages");
+    let forged = http
+        .post(&url)
+        .bearer_auth(TOKEN)
+        .header("Origin", "https://evil.example");
+    assert_eq!(forged.send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    let own = http
+        .post(&url)
+        .bearer_auth(TOKEN)
+        .header("Origin", &s.admin);
+    assert_eq!(own.send().await.unwrap().status(), StatusCode::OK);
+}

@@ -124,6 +124,8 @@ async fn a_parallel_download_fails_within_its_retries_when_sharepoint_dies() {
 }
 
 async fn sharepoint_dies_mid_download(connection: &str) {
+    // At debug level, no line may carry the download URL's `tempauth`.
+    let _ = common::SERVE_RUST_LOG.set("info,spgate=debug");
     let gw = Gateway::start_with(Ctx::new().await, &[alice()], connection).await;
     let bytes = random(24 << 20);
     gw.write_local("big.bin", &bytes);
@@ -157,5 +159,16 @@ async fn sharepoint_dies_mid_download(connection: &str) {
     assert!(
         kept[..] == bytes[..kept.len()],
         "the part that arrived is not the file's start"
+    );
+    let log = std::fs::read_to_string(gw.dir.path().join("spgate.log")).unwrap();
+    assert!(log.contains("DEBUG"), "debug lines are on");
+    assert!(
+        log.contains("network:"),
+        "the refused connections were logged:\n{}",
+        gw.log_tail()
+    );
+    assert!(
+        !log.contains("tempauth"),
+        "a log line carries tempauth:\n{log}"
     );
 }

@@ -3,9 +3,11 @@
 //! status page.
 //!
 //! `/healthz`, `/readyz` and `/metrics` are open; everything else needs the configured token,
-//! as `Authorization: Bearer TOKEN` (or HTTP Basic with the token as the password, so that a
-//! browser can open the status page). Without a token (allowed only on loopback) the API is open
-//! to local callers.
+//! as `Authorization: Bearer TOKEN` (or, for reading, HTTP Basic with the token as the password,
+//! so that a browser can open the status page; changes need Bearer). A change whose `Origin` is
+//! not this endpoint is refused (another site's page posting here). Without a token (allowed
+//! only on loopback) the API is open to local callers, and answers only requests whose `Host`
+//! is a loopback address or `localhost` (DNS rebinding).
 //!
 //! - [`metrics`]: what is counted and how it is exposed; [`api`]: the JSON API;
 //!   [`page`]: the status page.
@@ -154,7 +156,9 @@ async fn readyz(Extract(state): Extract<Arc<State>>) -> Response {
     }
 }
 
-/// The token a request presents: Bearer, or Basic with the token as the password.
+/// The token a request presents: Bearer; or, to read (GET, HEAD), Basic with the token as the
+/// password, which is what a browser opening the status page sends. A browser also sends cached
+/// Basic credentials with a form another site posts here, so changes need Bearer.
 fn presented(request: &Request) -> Option<String> {
     let value = request
         .headers()
@@ -163,6 +167,9 @@ fn presented(request: &Request) -> Option<String> {
         .ok()?;
     if let Some(token) = value.strip_prefix("Bearer ") {
         return Some(token.trim().to_string());
+    }
+    if !request.method().is_safe() {
+        return None;
     }
     let encoded = value.strip_prefix("Basic ")?;
     let decoded = base64::engine::general_purpose::STANDARD
@@ -173,11 +180,55 @@ fn presented(request: &Request) -> Option<String> {
         .map(|(_, password)| password.to_string())
 }
 
+/// Why a browser-made request must be refused, if it must: a change whose `Origin` is not this
+/// endpoint (another site's page posting here), or, when the API is open (no token, loopback
+/// only), a `Host` that is not a loopback address or `localhost` (a page whose name was made to
+/// resolve to 127.0.0.1: DNS rebinding).
+fn forged(request: &Request, open: bool) -> Option<&'static str> {
+    let header = |name| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v: &axum::http::HeaderValue| v.to_str().ok())
+    };
+    let host = header(header::HOST).unwrap_or_default();
+    if !request.method().is_safe()
+        && let Some(origin) = header(header::ORIGIN)
+    {
+        let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        if !origin_host.eq_ignore_ascii_case(host) {
+            return Some("the request's Origin is not this endpoint");
+        }
+    }
+    if open {
+        let name = host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        });
+        let name = name.trim_start_matches('[').trim_end_matches(']');
+        let loopback = name.eq_ignore_ascii_case("localhost")
+            || name
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            return Some("without a token the API answers only to a loopback Host");
+        }
+    }
+    None
+}
+
 async fn authorize(Extract(state): Extract<Arc<State>>, request: Request, next: Next) -> Response {
     let gateway = state.gateway();
     let Some(admin) = &gateway.config.admin else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    if let Some(why) = forged(&request, admin.token.is_none()) {
+        tracing::warn!(method = %request.method(), path = %request.uri().path(), why, "admin request refused");
+        return (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
+    }
     if let Some(token) = &admin.token {
         let ok = presented(&request)
             .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())));
@@ -191,4 +242,51 @@ async fn authorize(Extract(state): Extract<Arc<State>>, request: Request, next: 
         }
     }
     next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, host: &str, origin: Option<&str>) -> Request {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri("/api/v1/reload")
+            .header(header::HOST, host);
+        if let Some(origin) = origin {
+            builder = builder.header(header::ORIGIN, origin);
+        }
+        builder.body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn changes_from_another_origin_are_forged() {
+        let here = "10.0.0.5:9090";
+        assert!(forged(&request("POST", here, Some("https://evil.example")), false).is_some());
+        assert!(forged(&request("POST", here, Some("http://10.0.0.5:9090")), false).is_none());
+        // Tools send no Origin; reading is not a change.
+        assert!(forged(&request("POST", here, None), false).is_none());
+        assert!(forged(&request("GET", here, Some("https://evil.example")), false).is_none());
+    }
+
+    #[test]
+    fn an_open_api_answers_only_loopback_hosts() {
+        for host in [
+            "127.0.0.1:9090",
+            "localhost:9090",
+            "[::1]:9090",
+            "LOCALHOST",
+        ] {
+            assert!(
+                forged(&request("GET", host, None), true).is_none(),
+                "{host}"
+            );
+        }
+        for host in ["rebound.example:9090", "10.0.0.5:9090", ""] {
+            assert!(
+                forged(&request("GET", host, None), true).is_some(),
+                "{host}"
+            );
+        }
+    }
 }

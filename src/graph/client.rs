@@ -268,7 +268,8 @@ impl Client {
             let response = match outcome {
                 Ok(response) => response,
                 Err(e) => {
-                    self.retry_later(&mut attempts, max_retries, &format!("network: {e}"))
+                    let failure = format!("network: {}", network_failure(e));
+                    self.retry_later(&mut attempts, max_retries, &failure)
                         .await?;
                     continue;
                 }
@@ -343,6 +344,16 @@ impl Client {
         tracing::debug!(connection = %self.name, attempt = *attempts, wait_ms = wait.as_millis() as u64, why, "retrying");
         tokio::time::sleep(wait).await;
         Ok(())
+    }
+}
+
+/// A network failure for logs and errors: reqwest's message without the request's URL (a
+/// download URL carries `tempauth`, an upload session's URL its session token), and its cause.
+fn network_failure(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    match std::error::Error::source(&e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }
 

@@ -6,6 +6,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `RUST_LOG` for every `spgate serve` this test binary starts, when set (e.g. to check what
+/// debug lines carry).
+pub static SERVE_RUST_LOG: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
 /// Spawns `spgate serve --config CONFIG` (stderr to `log`) and waits up to a minute for one
 /// stdout line `PROTOCOL listening on ADDR` per entry of `protocols` (e.g. `["sftp", "ftp"]`);
 /// answers the addresses in that order, `None` for a listener never announced.
@@ -44,6 +48,9 @@ fn spawn_serve_as(
     protocols: &[&'static str],
 ) -> (Child, Vec<Option<String>>) {
     let log = std::fs::File::create(log).expect("log file");
+    if let Some(filter) = SERVE_RUST_LOG.get() {
+        serve.env("RUST_LOG", filter);
+    }
     let mut child = serve
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
