@@ -250,13 +250,9 @@ pub async fn lockouts(
         Some(token) => request.bearer_auth(token.expose()),
         None => request,
     };
-    // reqwest's own message names only the URL; the cause (refused, timed out) is its source.
-    let failed = |e: reqwest::Error| {
-        let cause = std::error::Error::source(&e).map(|c| format!(": {c}"));
-        std::io::Error::other(format!(
-            "asking spgate serve at {address}: {e}{}",
-            cause.unwrap_or_default()
-        ))
+    let failed = |e| {
+        let why = crate::graph::client::network_failure(e);
+        std::io::Error::other(format!("asking spgate serve at {address}: {why}"))
     };
     let response = request.send().await.map_err(failed)?;
     let status = response.status();

@@ -21,15 +21,13 @@ use unftp_core::auth::{
 
 use crate::gateway::Shared;
 use crate::session::{self as sessions, Attempt, Credential};
-use crate::users::Account;
 use crate::vfs::Vfs;
 
-/// A logged-in FTP user: the account and the virtual file system built at login.
+/// A logged-in FTP user: the session (counted as active while libunftp holds it) and the
+/// virtual file system built at login.
 pub struct Session {
-    pub account: Arc<Account>,
+    pub session: sessions::Session,
     pub vfs: Arc<Vfs>,
-    /// Counts the session as active while libunftp holds it.
-    pub _session: sessions::Session,
 }
 
 impl UserDetail for Session {}
@@ -37,13 +35,13 @@ impl UserDetail for Session {}
 /// Short, and without secrets: libunftp prints it in its spans.
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Session({})", self.account.name)
+        write!(f, "Session({})", self.session.account.name)
     }
 }
 
 impl fmt::Display for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.account.name)
+        f.write_str(&self.session.account.name)
     }
 }
 
@@ -121,9 +119,8 @@ impl UserDetailProvider for Logins {
             UserDetailError::with_source("mounts unavailable", e)
         })?;
         Ok(Session {
-            account: session.account.clone(),
+            session,
             vfs: Arc::new(vfs),
-            _session: session,
         })
     }
 }

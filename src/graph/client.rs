@@ -349,7 +349,7 @@ impl Client {
 
 /// A network failure for logs and errors: reqwest's message without the request's URL (a
 /// download URL carries `tempauth`, an upload session's URL its session token), and its cause.
-fn network_failure(e: reqwest::Error) -> String {
+pub(crate) fn network_failure(e: reqwest::Error) -> String {
     let e = e.without_url();
     match std::error::Error::source(&e) {
         Some(cause) => format!("{e}: {cause}"),

@@ -38,10 +38,6 @@ impl Acceptor {
         }
     }
 
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
     /// The next connection; failures are waited out as the module docs say.
     pub async fn accept(&mut self) -> (TcpStream, SocketAddr) {
         loop {

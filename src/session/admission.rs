@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -147,23 +148,22 @@ impl Drop for Ticket {
         let mut state = self.admission.state.lock();
         state.open -= 1;
         state.waiting.remove(&self.id);
-        if let Some(n) = state.by_address.get_mut(&self.group) {
-            *n -= 1;
-            if *n == 0 {
-                state.by_address.remove(&self.group);
-            }
-        }
+        release(&mut state.by_address, &self.group);
     }
 }
 
 impl Drop for UserSession {
     fn drop(&mut self) {
-        let mut state = self.admission.state.lock();
-        if let Some(n) = state.sessions.get_mut(&self.user) {
-            *n -= 1;
-            if *n == 0 {
-                state.sessions.remove(&self.user);
-            }
+        release(&mut self.admission.state.lock().sessions, &self.user);
+    }
+}
+
+/// Takes one off `key`'s count, forgetting the key at zero.
+fn release<K: Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = counts.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(key);
         }
     }
 }

@@ -9,8 +9,7 @@
 //!    real one) and is refused whatever it is, so neither the answer nor its time tells a guesser
 //!    whether the password was right;
 //! 2. the credential and the account's conditions (enabled, `allow_from`), by [`Users`];
-//! 3. the channel: a user who must use FTPS is refused on a plain FTP control connection.
-//!
+//! 3. the channel: a user who must use FTPS is refused on a plain FTP control connection;
 //! 4. the user's open sessions (`[limits] max_sessions_per_user`).
 //!
 //! A refusal at 2 or 3 counts towards the lock; a success clears it; a locked attempt counts for

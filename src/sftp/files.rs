@@ -70,6 +70,15 @@ pub struct Files {
 /// A login's open handles, shared by its channels.
 pub type OpenHandles = Arc<AtomicUsize>;
 
+/// Counts one more in `count` unless `most` are counted already; answers whether it did.
+pub(super) fn take_one(count: &AtomicUsize, most: usize) -> bool {
+    if count.fetch_add(1, Ordering::SeqCst) >= most {
+        count.fetch_sub(1, Ordering::SeqCst);
+        return false;
+    }
+    true
+}
+
 impl Drop for Files {
     fn drop(&mut self) {
         self.open.fetch_sub(self.handles.len(), Ordering::SeqCst);
@@ -114,8 +123,7 @@ impl Files {
     }
 
     fn add(&mut self, open: Open) -> Reply<String> {
-        if self.open.fetch_add(1, Ordering::SeqCst) >= self.most {
-            self.open.fetch_sub(1, Ordering::SeqCst);
+        if !take_one(&self.open, self.most) {
             return Err(code(StatusCode::Failure, "too many open handles"));
         }
         self.next_handle += 1;

@@ -14,7 +14,7 @@ use russh::server::{
 use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
 use tracing::Instrument;
 
-use super::files::Files;
+use super::files::{Files, take_one};
 use crate::gateway::Gateway;
 use crate::session::admission::Ticket;
 use crate::session::{self as sessions, Attempt, Credential};
@@ -176,14 +176,13 @@ impl russh::server::Handler for Connection {
             return Ok(());
         };
         let most = self.gateway.config.limits.max_channels_per_connection;
-        let held = Held(self.channels_open.clone());
-        if self.channels_open.fetch_add(1, Ordering::SeqCst) >= most {
-            drop(held);
+        if !take_one(&self.channels_open, most) {
             tracing::warn!(user = %logged.account.name, peer = %self.peer, most,
                 "session channel refused: max_channels_per_connection are open");
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         }
+        let held = Held(self.channels_open.clone());
         self.channels.insert(channel.id(), (channel, held));
         reply.accept().await;
         Ok(())

@@ -262,6 +262,17 @@ struct Progress {
 }
 
 impl Progress {
+    /// Bytes of the block received so far.
+    fn got(&self) -> u64 {
+        self.arrived.load(Ordering::Relaxed)
+    }
+
+    /// Starts measuring again, for a new request of the rest.
+    fn again(&mut self) {
+        self.asked = Instant::now();
+        self.first = None;
+    }
+
     /// Counts `n` more bytes; measures the link once a first chunk and a later one came.
     fn add(&mut self, n: u64) {
         let got = self.arrived.fetch_add(n, Ordering::Relaxed) + n;
@@ -299,16 +310,14 @@ async fn fetch_block(
     mut progress: Progress,
     tx: mpsc::UnboundedSender<Result<Bytes>>,
 ) {
-    let len = progress.len;
-    let mut got = 0;
     let mut retried = false;
     loop {
-        match pump(&*source, start, len, &mut got, &mut progress, &tx).await {
+        match pump(&*source, start, &mut progress, &tx).await {
             Ok(()) => return progress.ended(),
             Err(e) if !retried && e.kind == ErrorKind::Unavailable => {
                 retried = true;
-                progress.asked = Instant::now();
-                progress.first = None;
+                progress.again();
+                let (len, got) = (progress.len, progress.got());
                 tracing::debug!(start, len, got, error = %e, source = ?e.source, "a download block broke off; fetching the rest again");
             }
             Err(e) => {
@@ -319,35 +328,34 @@ async fn fetch_block(
     }
 }
 
-/// One try at the rest of a block (from `start + got`): `Ok` once it all arrived, or the
-/// reader went away.
+/// One try at the rest of a block (from what `progress` has got): `Ok` once it all arrived, or
+/// the reader went away.
 async fn pump(
     source: &dyn Fetch,
     start: u64,
-    len: u64,
-    got: &mut u64,
     progress: &mut Progress,
     tx: &mpsc::UnboundedSender<Result<Bytes>>,
 ) -> Result<()> {
-    let mut body = source.fetch(start + *got, len - *got).await?;
+    let len = progress.len;
+    let got = progress.got();
+    let mut body = source.fetch(start + got, len - got).await?;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| {
             Error::new(ErrorKind::Unavailable, "the download broke off").with_source(e)
         })?;
-        if *got + chunk.len() as u64 > len {
+        if progress.got() + chunk.len() as u64 > len {
             return Err(Error::new(
                 ErrorKind::Unavailable,
                 format!("bytes {start}+{len}: SharePoint sent more than asked"),
             ));
         }
-        *got += chunk.len() as u64;
         progress.add(chunk.len() as u64);
         if tx.send(Ok(chunk)).is_err() {
             return Ok(());
         }
     }
-    if *got < len {
-        return Err(short(start, len, *got));
+    if progress.got() < len {
+        return Err(short(start, len, progress.got()));
     }
     Ok(())
 }
