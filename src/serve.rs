@@ -68,13 +68,21 @@ pub async fn run_reporting(
                 "FTP accepts passwords in plain text: configure [ftp] tls and tls_required = \"all\" to refuse them"
             );
         }
-        let address = reserve(ftp.listen, "ftp")?;
-        let server = tokio::spawn(crate::ftp::serve(address, shared.clone(), shutdown.clone()));
-        if wait_accepting(address, &server).await {
-            announce("ftp", address);
-            bound("ftp", address);
+        if ftp.proxy_protocol.is_some() {
+            let address = reserve(ftp.listen, "ftp")?;
+            let (shared, shutdown) = (shared.clone(), shutdown.clone());
+            let server = tokio::spawn(crate::ftp::serve_proxied(address, shared, shutdown));
+            if wait_accepting(address, &server).await {
+                announce("ftp", address);
+                bound("ftp", address);
+            }
+            tasks.spawn(async move { server.await.map_err(std::io::Error::other)? });
+        } else {
+            let listener = bind(ftp.listen, "ftp").await?;
+            bound("ftp", listener.local_addr()?);
+            let (shared, shutdown) = (shared.clone(), shutdown.clone());
+            tasks.spawn(crate::ftp::accept::serve(listener, shared, shutdown));
         }
-        tasks.spawn(async move { server.await.map_err(std::io::Error::other)? });
     }
     if let Some(admin) = &gateway.config.admin {
         let listener = bind(admin.listen, "admin").await?;
@@ -151,8 +159,8 @@ fn announce(protocol: &str, address: SocketAddr) {
     let _ = std::io::stdout().flush();
 }
 
-/// A concrete address for a listener that binds by itself (libunftp takes an address, not a
-/// socket): port 0 becomes a port the system just gave out. It is free again when this returns;
+/// A concrete address for a listener that binds by itself (libunftp in PROXY protocol mode
+/// takes an address, not a socket): port 0 becomes a port the system just gave out. It is free again when this returns;
 /// the listener binds it right after.
 fn reserve(address: SocketAddr, protocol: &str) -> std::io::Result<SocketAddr> {
     if address.port() != 0 {

@@ -310,3 +310,53 @@ async fn append_reaches_sharepoint() {
     .await;
     gw.assert_stored("log.txt", b"first\nsecond\n").await;
 }
+
+/// SIGTERM while one session uploads and another sits idle: the idle one is closed at once,
+/// the upload goes on to its end and is stored (226), and then spgate exits.
+#[tokio::test]
+async fn a_shutdown_closes_idle_sessions_and_lets_an_upload_finish() {
+    let mut gw = Gateway::start(&[alice().commit("close")]).await;
+    let bytes = random(640 * 1024);
+    gw.write_local("slow.bin", &bytes);
+    let script = format!(
+        r#"
+import os, signal, time
+idle = ftplib.FTP()
+idle.connect('127.0.0.1', int(sys.argv[1]), timeout=60)
+idle.login(sys.argv[2], sys.argv[3])
+class Slow:
+    def __init__(self, data):
+        self.data, self.sent = data, 0
+    def read(self, n):
+        if self.sent == 128 * 1024:
+            os.kill({pid}, signal.SIGTERM)
+            self.stopped = time.monotonic()
+        chunk = self.data[self.sent:self.sent + min(n, 64 * 1024)]
+        self.sent += len(chunk)
+        if chunk:
+            time.sleep(0.2)
+        return chunk
+slow = Slow(open({local:?}, 'rb').read())
+print('upload', ftp.storbinary('STOR slow.bin', slow, blocksize=64 * 1024))
+print('upload took', f'{{time.monotonic() - slow.stopped:.1f}}', 's after SIGTERM')
+try:
+    idle.voidcmd('NOOP')
+    print('idle session still open')
+except (EOFError, OSError, ftplib.Error) as e:
+    print('idle session closed')
+"#,
+        pid = gw.pid(),
+        local = gw.client_dir().join("slow.bin").display().to_string(),
+    );
+    let run = gw.python("alice", "wonderland", &script).await;
+    assert!(run.success, "{run}");
+    assert!(run.output.contains("upload 226"), "{run}");
+    assert!(run.output.contains("idle session closed"), "{run}");
+    gw.assert_stored("slow.bin", &bytes).await;
+    let status = gw.wait_exit(std::time::Duration::from_secs(20));
+    assert!(
+        status.success(),
+        "spgate serve: {status:?}\n{}",
+        gw.log_tail()
+    );
+}

@@ -1,6 +1,7 @@
-//! Holding connections against `spgate serve` (SFTP): `[limits]` refuse what is over them with
-//! a reason, idle connections that never log in cannot keep a partner out, and running the
-//! process out of descriptors neither floods the log nor stops it for good.
+//! Holding connections against `spgate serve` (SFTP and FTP): `[limits]` refuse what is over
+//! them with a reason, idle connections that never log in cannot keep a partner out (nor can
+//! FTP's NOOP past the login grace time), and running the process out of descriptors neither
+//! floods the log nor stops it for good.
 
 mod common;
 
@@ -19,11 +20,12 @@ fn alice() -> User {
 /// Python (argv: port, count, then what to do): opens `count` TCP connections that never say
 /// anything (those whose handshake takes longer than `patience`, as when the server's accept
 /// queue is full, are given up), then does the rest while holding them. Helpers:
-/// `login()` answers how long a paramiko password login as alice took, or raises;
-/// `login_soon()` tries for up to 15 s and answers `login ok` or `login failed` with why;
+/// `login()` answers how long a paramiko password login as alice took, or raises (`ftp_login()`
+/// the same with ftplib); `login_soon(login=login)` tries for up to 15 s and answers `login ok`
+/// or `login failed` with why;
 /// `still_open()` answers how many of the held connections the server has not closed.
 const HOLD: &str = r#"
-import select, socket, sys, time, paramiko
+import ftplib, select, socket, sys, time, paramiko
 port, count, patience = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 held = []
 for _ in range(count):
@@ -49,7 +51,14 @@ def login():
         return time.monotonic() - start
     finally:
         t.close()
-def login_soon():
+def ftp_login():
+    start = time.monotonic()
+    f = ftplib.FTP()
+    f.connect("127.0.0.1", port, timeout=10)
+    f.login("alice", "alice-pw")
+    f.quit()
+    return time.monotonic() - start
+def login_soon(login=login):
     deadline = time.monotonic() + 15
     while True:
         try:
@@ -94,12 +103,15 @@ fn holding(port: u16, count: usize, patience: Duration, script: &str) -> tokio::
     cmd
 }
 
-/// Runs [`holding`] against `gw`; answers its output.
+/// Runs [`holding`] against `gw`'s SFTP port; answers its output.
 async fn hold(gw: &Gateway, count: usize, script: &str) -> String {
+    hold_on(gw, gw.sftp_port, count, script).await
+}
+
+/// Runs [`holding`] against `port` of `gw`; answers its output.
+async fn hold_on(gw: &Gateway, port: u16, count: usize, script: &str) -> String {
     let patience = Duration::from_secs(60);
-    let run = gw
-        .run(holding(gw.sftp_port, count, patience, script), "hold")
-        .await;
+    let run = gw.run(holding(port, count, patience, script), "hold").await;
     assert!(run.success, "{run}");
     run.output
 }
@@ -126,31 +138,44 @@ print(login_soon())
     assert!(out.contains("login ok"), "{out}");
     assert!(
         gw.log_tail()
-            .contains("SFTP connection refused: too many connections"),
+            .contains("connection refused: too many connections"),
         "{}",
         gw.log_tail()
     );
 }
 
-#[tokio::test]
-async fn idle_connections_cannot_keep_a_partner_out() {
-    let limits = "max_unauthenticated = 20\nmax_per_address = 1000\nmax_connections = 1000";
-    let gw = Gateway::start_with_limits(&[alice()], limits).await;
-    // 300 connections that never log in, all held: a partner still logs in within 2 s, and the
-    // server keeps no more than 20 of them (the oldest are cut to make room).
-    let script = r#"
-took = login()
-print("login took", f"{took:.3f}")
+/// `count` connections to `gw`'s `protocol` port that never log in, all held, with
+/// `max_unauthenticated = waiting`: a partner still logs in within 2 s, and the server keeps
+/// no more than `waiting` of them (the oldest are cut to make room).
+async fn idle_connections_held(protocol: &str, count: usize, waiting: usize) -> Gateway {
+    let limits =
+        format!("max_unauthenticated = {waiting}\nmax_per_address = 1000\nmax_connections = 1000");
+    let gw = Gateway::start_with_limits(&[alice()], &limits).await;
+    let (port, login) = match protocol {
+        "sftp" => (gw.sftp_port, "login"),
+        _ => (gw.ftp_port, "ftp_login"),
+    };
+    let script = format!(
+        r#"
+took = {login}()
+print("login took", f"{{took:.3f}}")
 deadline = time.monotonic() + 10
-while still_open() > 20 and time.monotonic() < deadline:
+while still_open() > {waiting} and time.monotonic() < deadline:
     time.sleep(0.05)
 print("still open", still_open())
-"#;
-    let out = hold(&gw, 300, script).await;
+"#
+    );
+    let out = hold_on(&gw, port, count, &script).await;
     let took: f64 = value_after(&out, "login took").parse().unwrap();
     assert!(took < 2.0, "{out}");
     let open: usize = value_after(&out, "still open").parse().unwrap();
-    assert!(open <= 20, "{out}");
+    assert!(open <= waiting, "{out}");
+    gw
+}
+
+#[tokio::test]
+async fn idle_connections_cannot_keep_a_partner_out() {
+    let gw = idle_connections_held("sftp", 300, 20).await;
     assert!(
         gw.log_tail()
             .contains("max_unauthenticated connections were waiting"),
@@ -262,4 +287,75 @@ print(login_soon().replace("login", "session after the first"))
     );
     let audit = std::fs::read_to_string(gw.dir.path().join("state/audit.jsonl")).unwrap();
     assert!(audit.contains("max_sessions_per_user reached"), "{audit}");
+}
+
+#[tokio::test]
+async fn ftp_connections_are_bounded_and_told_why() {
+    let limits = "max_per_address = 3";
+    let gw = Gateway::start_with_limits(&[alice()], limits).await;
+    let script = r#"
+try:
+    f = ftplib.FTP()
+    f.connect("127.0.0.1", port, timeout=10)
+    print("ftp greeting", f.getwelcome())
+except ftplib.all_errors as e:
+    print("ftp refused", e)
+for s in held:
+    s.close()
+print(login_soon(ftp_login))
+"#;
+    let out = hold_on(&gw, gw.ftp_port, 3, script).await;
+    assert!(
+        out.contains("ftp refused 421 Too many connections"),
+        "{out}"
+    );
+    assert!(out.contains("login ok"), "{out}");
+    assert!(
+        gw.log_tail()
+            .contains("connection refused: too many connections"),
+        "{}",
+        gw.log_tail()
+    );
+}
+
+#[tokio::test]
+async fn idle_ftp_connections_cannot_keep_a_partner_out() {
+    idle_connections_held("ftp", 60, 5).await;
+}
+
+/// `[ftp] login_grace_time`: a connection that only sends NOOP is closed when it is over; a
+/// logged-in one stays.
+#[tokio::test]
+async fn ftp_connections_that_do_not_log_in_are_closed_after_the_grace_time() {
+    let gw = Gateway::start_full(Ctx::new().await, &[alice()], "", "", |_| {
+        "login_grace_time = \"2s\"\n".to_string()
+    })
+    .await;
+    let script = r#"
+f = ftplib.FTP()
+f.connect("127.0.0.1", port, timeout=10)
+start = time.monotonic()
+try:
+    while time.monotonic() - start < 10:
+        f.voidcmd("NOOP")
+        time.sleep(0.2)
+    print("still open after 10 s")
+except (EOFError, OSError, ftplib.Error) as e:
+    print("closed after", f"{time.monotonic() - start:.1f}")
+g = ftplib.FTP()
+g.connect("127.0.0.1", port, timeout=10)
+g.login("alice", "alice-pw")
+time.sleep(3)
+print("logged in", g.voidcmd("NOOP"))
+"#;
+    let out = hold_on(&gw, gw.ftp_port, 0, script).await;
+    let closed: f64 = value_after(&out, "closed after").parse().unwrap();
+    assert!((1.5..6.0).contains(&closed), "{out}");
+    assert!(out.contains("logged in 200"), "{out}");
+    assert!(
+        gw.log_tail()
+            .contains("FTP connection closed: no login within the grace time"),
+        "{}",
+        gw.log_tail()
+    );
 }

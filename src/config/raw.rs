@@ -60,6 +60,7 @@ pub(super) struct Ftp {
     pub passive_ports: Option<PortRange>,
     pub passive_host: Option<String>,
     pub idle_timeout: Option<String>,
+    pub login_grace_time: Option<String>,
     pub greeting: Option<String>,
     pub tls: Option<CertKey>,
     pub tls_required: Option<String>,

@@ -35,6 +35,7 @@ listen = "[::]:21"
 passive_ports = [40000, 40010]
 passive_host = "ftp.example.com"
 idle_timeout = "1h30m"
+login_grace_time = "30s"
 greeting = "hello"
 tls = { cert = "/etc/spgate/ftp.crt", key = "/etc/spgate/ftp.key" }
 tls_required = "per-user"
@@ -134,6 +135,7 @@ fn full_config_parses() {
     assert_eq!(ftp.passive_ports, 40000..=40010);
     assert_eq!(ftp.passive_host.as_deref(), Some("ftp.example.com"));
     assert_eq!(ftp.idle_timeout, Duration::from_secs(5400));
+    assert_eq!(ftp.login_grace_time, Duration::from_secs(30));
     assert_eq!(ftp.greeting, "hello");
     assert_eq!(
         ftp.tls.as_ref().unwrap().key,
@@ -231,6 +233,7 @@ fn empty_sections_take_defaults() {
     assert_eq!(ftp.listen.to_string(), "0.0.0.0:2121");
     assert_eq!(ftp.passive_ports, 50000..=50100);
     assert_eq!(ftp.idle_timeout, Duration::from_secs(600));
+    assert_eq!(ftp.login_grace_time, Duration::from_secs(120));
     assert_eq!(ftp.tls_required, TlsRequired::None);
     assert!(ftp.tls.is_none() && ftp.proxy_protocol.is_none());
     let admin = config

@@ -118,6 +118,9 @@ pub struct Ftp {
     pub passive_host: Option<String>,
     /// Idle sessions are closed after this long.
     pub idle_timeout: Duration,
+    /// Control connections not logged in this long after they opened are closed, whatever
+    /// they send meanwhile (`NOOP` does not extend it). Not applied in PROXY protocol mode.
+    pub login_grace_time: Duration,
     /// Text of the 220 greeting.
     pub greeting: String,
     /// Certificate and key for explicit FTPS (`AUTH TLS`); `None` = no FTPS.

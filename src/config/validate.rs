@@ -13,7 +13,7 @@ use super::types::{
 use super::{Error, Secret, connections, raw, secret, syncs, users, values};
 
 const SFTP_LISTEN: &str = "0.0.0.0:2222";
-const SFTP_LOGIN_GRACE: Duration = Duration::from_secs(120);
+const LOGIN_GRACE: Duration = Duration::from_secs(120);
 const FTP_LISTEN: &str = "0.0.0.0:2121";
 const FTP_PASSIVE_PORTS: std::ops::RangeInclusive<u16> = 50000..=50100;
 const FTP_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -222,7 +222,7 @@ fn sftp(raw: raw::Sftp) -> Result<Option<Sftp>, Error> {
     let proxy_protocol = raw.proxy_protocol.unwrap_or(false);
     let login_grace_time = match raw.login_grace_time {
         Some(text) => values::duration("sftp.login_grace_time", &text)?,
-        None => SFTP_LOGIN_GRACE,
+        None => LOGIN_GRACE,
     };
     Ok(raw.enabled.unwrap_or(true).then_some(Sftp {
         listen,
@@ -244,6 +244,10 @@ fn ftp(raw: raw::Ftp, cx: &Context<'_>) -> Result<Option<Ftp>, Error> {
     let idle_timeout = match raw.idle_timeout {
         Some(text) => values::duration("ftp.idle_timeout", &text)?,
         None => FTP_IDLE_TIMEOUT,
+    };
+    let login_grace_time = match raw.login_grace_time {
+        Some(text) => values::duration("ftp.login_grace_time", &text)?,
+        None => LOGIN_GRACE,
     };
     let greeting = raw.greeting.unwrap_or_else(|| FTP_GREETING.to_owned());
     if greeting.chars().any(char::is_control) {
@@ -273,6 +277,7 @@ fn ftp(raw: raw::Ftp, cx: &Context<'_>) -> Result<Option<Ftp>, Error> {
         passive_ports,
         passive_host,
         idle_timeout,
+        login_grace_time,
         greeting,
         tls,
         tls_required,

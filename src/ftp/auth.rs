@@ -20,6 +20,7 @@ use unftp_core::auth::{
 };
 
 use crate::gateway::Shared;
+use crate::session::admission::Ticket;
 use crate::session::{self as sessions, Attempt, Credential};
 use crate::vfs::Vfs;
 
@@ -53,14 +54,18 @@ pub struct Logins {
     accepted: DashMap<String, sessions::Session>,
     /// Numbers the logins.
     logins: AtomicU64,
+    /// The connection's place under `[limits]`, marked logged in at its first login; `None`
+    /// where libunftp accepts the connections (PROXY protocol mode).
+    ticket: Option<Arc<Ticket>>,
 }
 
 impl Logins {
-    pub fn new(shared: Arc<Shared>) -> Logins {
+    pub fn new(shared: Arc<Shared>, ticket: Option<Arc<Ticket>>) -> Logins {
         Logins {
             shared,
             accepted: DashMap::new(),
             logins: AtomicU64::new(0),
+            ticket,
         }
     }
 }
@@ -91,6 +96,9 @@ impl Authenticator for Logins {
         let session = sessions::login(&self.shared.current(), attempt, credential)
             .await
             .map_err(|_| AuthenticationError::BadPassword)?;
+        if let Some(ticket) = &self.ticket {
+            ticket.logged_in();
+        }
         let number = self.logins.fetch_add(1, Ordering::Relaxed);
         let principal = format!("{username}\n{number}");
         self.accepted.insert(principal.clone(), session);

@@ -7,11 +7,13 @@
 //! killed client closes too. libunftp 0.24 hands the storage adapter the data connection only,
 //! so spgate identifies the control connection by its TCP socket:
 //!
-//! - libunftp creates each session's storage adapter in its accept loop, one connection at a
-//!   time, right after accepting it. At that moment the newly accepted socket is the only
-//!   control socket of the listening port (`/proc/self/net/tcp*`, local port = the FTP port,
-//!   attached to a file: inode not 0) that no session has claimed: [`Controls::claim`] takes
-//!   its inode. Sockets still in the kernel's accept queue have no inode yet.
+//! - spgate's own accept loop ([`super::accept`]) knows it: [`Control::of`] the accepted socket.
+//! - In PROXY protocol mode libunftp accepts, and creates each session's storage adapter in its
+//!   accept loop, one connection at a time, right after accepting it. At that moment the newly
+//!   accepted socket is the only control socket of the listening port (`/proc/self/net/tcp*`,
+//!   local port = the FTP port, attached to a file: inode not 0) that no session has claimed:
+//!   [`Controls::claim`] takes its inode. Sockets still in the kernel's accept queue have no
+//!   inode yet.
 //! - [`Control::is_open`] looks at the socket again before a commit: through a duplicate of
 //!   this process's descriptor for it (`pidfd_getfd` on ourselves, checked to be that socket),
 //!   open means no `POLLRDHUP`/`POLLHUP`/`POLLERR`; the client's FIN, the descriptor gone
@@ -22,13 +24,13 @@
 //! Where the socket cannot be told (not Linux, several unclaimed sockets at once), a session
 //! has no [`Control`] and its uploads are committed at the data connection's end, as before.
 //!
-//! The claimed socket is also set `TCP_NODELAY` ([`Control::no_delay`]): libunftp leaves Nagle
-//! on, so after a `150` the client has not acknowledged yet (it is busy on the data
-//! connection; Linux delays that acknowledgement by 40 ms), the `226` waited for it, and every
-//! small upload took 50 ms.
+//! A claimed socket is also set `TCP_NODELAY` ([`Control::no_delay`]; spgate's own accept loop
+//! sets it directly): libunftp leaves Nagle on, so after a `150` the client has not
+//! acknowledged yet (it is busy on the data connection; Linux delays that acknowledgement by
+//! 40 ms), the `226` waited for it, and every small upload took 50 ms.
 
 use std::collections::HashSet;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::OnceLock;
 
 use parking_lot::Mutex;
@@ -100,6 +102,15 @@ impl Controls {
 }
 
 impl Control {
+    /// The control connection on `socket`, accepted by spgate itself.
+    pub fn of(socket: &tokio::net::TcpStream) -> std::io::Result<Control> {
+        let stat = rustix::fs::fstat(socket)?;
+        Ok(Control {
+            inode: stat.st_ino,
+            fd: Some(socket.as_raw_fd()),
+        })
+    }
+
     /// Turns Nagle's algorithm off on the control socket, so that replies go out at once. The
     /// socket is reached through a duplicate of this process's descriptor for it
     /// (`pidfd_getfd` on ourselves), checked to be that socket; where that is refused (old

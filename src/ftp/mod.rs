@@ -1,5 +1,7 @@
 //! The FTP/FTPS front-end: libunftp over the protocol-neutral gateway.
 //!
+//! - [`accept`]: the accept loop, one libunftp server per control connection (limits, login
+//!   grace time, shutdown);
 //! - [`auth`]: logins (spgate's users and passwords) and the session's user type;
 //! - [`control`]: whether a session's control connection is still open (an upload is
 //!   committed only then);
@@ -33,6 +35,7 @@
 //!   `STOR` ends its data connection like a finished upload; spgate commits an upload only
 //!   while the session's control connection is still open (see [`control`]).
 
+pub mod accept;
 pub mod auth;
 pub mod control;
 pub mod reply;
@@ -58,28 +61,15 @@ pub fn plaintext_passwords(ftp: &Ftp) -> bool {
     ftp.tls.is_none() || ftp.tls_required != TlsRequired::All
 }
 
-/// The libunftp server for `ftp` listening on `port`, stopping (with [`SHUTDOWN_GRACE`]) when
-/// `shutdown` is cancelled.
-pub fn server(
+/// The libunftp server for one control connection or, in PROXY protocol mode, for the
+/// listener: `ftp`'s settings, logins through `logins`, and a storage adapter from `files` for
+/// each session.
+fn server(
     ftp: &Ftp,
-    port: u16,
-    gateway: Arc<Shared>,
-    shutdown: CancellationToken,
-) -> std::io::Result<libunftp::Server<storage::Files, auth::Session>> {
-    // libunftp 0.24 takes only a `&'static str`; the greeting is leaked once per server.
-    let greeting: &'static str = Box::leak(ftp.greeting.clone().into_boxed_str());
-    let logins = Arc::new(auth::Logins::new(gateway));
-    let idle = ftp.idle_timeout;
-    // libunftp calls this in its accept loop right after accepting each control connection:
-    // the one moment that connection's socket can be told (see `control`).
-    let controls = Arc::new(control::Controls::new(port));
-    let files = Box::new(move || {
-        let control = controls.claim();
-        if let Some(control) = &control {
-            control.no_delay();
-        }
-        storage::Files::new(idle, control)
-    });
+    greeting: &'static str,
+    logins: Arc<auth::Logins>,
+    files: Box<dyn Fn() -> storage::Files + Send + Sync>,
+) -> std::io::Result<libunftp::ServerBuilder<storage::Files, auth::Session>> {
     let mut builder = ServerBuilder::with_user_detail_provider(files, logins.clone())
         .authenticator(logins)
         .greeting(greeting)
@@ -87,11 +77,7 @@ pub fn server(
         .idle_session_timeout(ftp.idle_timeout.as_secs().max(1))
         .site_command("MFMT", site::SetModified)
         .site_command("UTIME", site::SetModified)
-        .site_command("CHMOD", site::Chmod)
-        .shutdown_indicator(async move {
-            shutdown.cancelled_owned().await;
-            Shutdown::new().grace_period(SHUTDOWN_GRACE)
-        });
+        .site_command("CHMOD", site::Chmod);
     if let Some(host) = &ftp.passive_host {
         builder = builder.passive_host(host.as_str());
     }
@@ -107,14 +93,25 @@ pub fn server(
             .ftps(tls.cert.clone(), tls.key.clone())
             .ftps_required(required, required);
     }
-    if let Some(control_port) = ftp.proxy_protocol {
-        builder = builder.proxy_protocol_mode(control_port);
-    }
-    builder.build().map_err(std::io::Error::other)
+    Ok(builder)
 }
 
-/// Serves FTP on `address` (already probed free; see `serve`) until `shutdown` is cancelled.
-pub async fn serve(
+/// libunftp 0.24 takes the greeting as a `&'static str`: each distinct text is leaked once.
+fn greeting(text: &str) -> &'static str {
+    static LEAKED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut leaked = LEAKED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = leaked.iter().find(|g| **g == text) {
+        return known;
+    }
+    let new: &'static str = Box::leak(text.to_owned().into_boxed_str());
+    leaked.push(new);
+    new
+}
+
+/// Serves FTP in PROXY protocol mode on `address` (already probed free; see `serve`) until
+/// `shutdown` is cancelled: libunftp's own listener, the one that reads the headers of control
+/// and data connections. Without PROXY protocol, [`accept::serve`] serves instead.
+pub async fn serve_proxied(
     address: SocketAddr,
     gateway: Arc<Shared>,
     shutdown: CancellationToken,
@@ -122,8 +119,31 @@ pub async fn serve(
     let Some(ftp) = gateway.current().config.ftp.clone() else {
         return Ok(());
     };
-    let server = server(&ftp, address.port(), gateway, shutdown.clone())?;
-    tracing::info!(%address, passive_ports = ?ftp.passive_ports, "FTP listening");
+    let Some(control_port) = ftp.proxy_protocol else {
+        return Err(std::io::Error::other("[ftp] proxy_protocol is off"));
+    };
+    let logins = Arc::new(auth::Logins::new(gateway, None));
+    let idle = ftp.idle_timeout;
+    // libunftp calls this in its accept loop right after accepting each control connection:
+    // the one moment that connection's socket can be told (see `control`).
+    let controls = Arc::new(control::Controls::new(address.port()));
+    let files = Box::new(move || {
+        let control = controls.claim();
+        if let Some(control) = &control {
+            control.no_delay();
+        }
+        storage::Files::new(idle, control, Arc::default())
+    });
+    let stop = shutdown.clone().cancelled_owned();
+    let server = server(&ftp, greeting(&ftp.greeting), logins, files)?
+        .proxy_protocol_mode(control_port)
+        .shutdown_indicator(async move {
+            stop.await;
+            Shutdown::new().grace_period(SHUTDOWN_GRACE)
+        })
+        .build()
+        .map_err(std::io::Error::other)?;
+    tracing::info!(%address, passive_ports = ?ftp.passive_ports, "FTP listening (PROXY protocol)");
     match server.listen(address.to_string()).await {
         Ok(()) => Ok(()),
         // After a shutdown, the only error is sessions outliving the grace period.

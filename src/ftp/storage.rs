@@ -8,13 +8,14 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::watch;
 use unftp_core::storage::{
     self as ftp, FEATURE_RESTART, Fileinfo, Metadata, Permissions, StorageBackend,
 };
@@ -48,15 +49,62 @@ pub struct Files {
     /// The session's control connection, when it could be told: an upload is committed only
     /// while it is open.
     control: Option<Control>,
+    /// The connection's transfers in progress (a shutdown waits for them).
+    transfers: Arc<Transfers>,
+}
+
+/// How long after its last transfer a connection counts as idle (see [`Transfers::settled`]).
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// How many transfers of one connection are in progress: uploads from their `STOR` to their
+/// commit, downloads until the client has read the last byte or gone.
+#[derive(Debug)]
+pub struct Transfers(watch::Sender<usize>);
+
+/// One transfer in progress; dropping it ends it.
+struct Transfer(Arc<Transfers>);
+
+impl Default for Transfers {
+    fn default() -> Self {
+        Transfers(watch::Sender::new(0))
+    }
+}
+
+impl Transfers {
+    fn start(self: &Arc<Self>) -> Transfer {
+        self.0.send_modify(|n| *n += 1);
+        Transfer(self.clone())
+    }
+
+    /// Returns once no transfer has been in progress for [`SETTLE`]: libunftp writes a
+    /// transfer's reply (`226`) just after the storage adapter is done with it.
+    pub async fn settled(&self) {
+        let mut count = self.0.subscribe();
+        loop {
+            let _ = count.wait_for(|n| *n == 0).await;
+            tokio::time::sleep(SETTLE).await;
+            // Unchanged since it was seen at zero: nothing started (and ended) meanwhile.
+            if !count.has_changed().unwrap_or(false) {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Transfer {
+    fn drop(&mut self) {
+        self.0.0.send_modify(|n| *n -= 1);
+    }
 }
 
 impl Files {
-    pub fn new(idle: Duration, control: Option<Control>) -> Files {
+    pub fn new(idle: Duration, control: Option<Control>, transfers: Arc<Transfers>) -> Files {
         Files {
             idle,
             working_dir: Mutex::new("/".to_string()),
             failed_lookup: Mutex::new(None),
             control,
+            transfers,
         }
     }
 
@@ -290,6 +338,7 @@ impl StorageBackend<Session> for Files {
         path: P,
         start_pos: u64,
     ) -> ftp::Result<Box<dyn AsyncRead + Send + Sync + Unpin>> {
+        let transfer = self.transfers.start();
         let path = self.vpath(path.as_ref())?;
         let mut handle = user.vfs.open_read(&path).await.map_err(reply::error)?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
@@ -311,7 +360,11 @@ impl StorageBackend<Session> for Files {
                 }
             }
         });
-        let chunks = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        // The transfer lasts as long as libunftp holds the reader.
+        let chunks = futures_util::stream::poll_fn(move |cx| {
+            let _in_progress = &transfer;
+            rx.poll_recv(cx)
+        });
         Ok(Box::new(tokio_util::io::StreamReader::new(chunks)))
     }
 
@@ -325,6 +378,7 @@ impl StorageBackend<Session> for Files {
         path: P,
         start_pos: u64,
     ) -> ftp::Result<u64> {
+        let _transfer = self.transfers.start();
         let path = self.vpath(path.as_ref())?;
         if self.refuses_put(&path, start_pos) {
             return Err(reply::error(Error::new(

@@ -4,17 +4,27 @@
 //! once until something is closed: [`Acceptor`] waits before trying again, 5 ms doubling to
 //! 1 s, and logs such failures at most once a second with their count. Other accept errors
 //! (a connection reset before it was accepted) are about one connection and are retried at once.
+//!
+//! Then, for each connection, what every front-end does the same way: [`admit`] it under
+//! `[limits]` (or [`refuse`] it with the protocol's own words), keep a [`with_closer`] handle
+//! to cut it later, and log a connection cut for a newer one ([`made_room`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use rustix::io::Errno;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
+
+use super::admission::{Full, Ticket};
+use crate::gateway::Gateway;
 
 const FIRST_PAUSE: Duration = Duration::from_millis(5);
 const LONGEST_PAUSE: Duration = Duration::from_secs(1);
 const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// How long a refused connection is kept for the client to read why.
+const REFUSAL_LINGER: Duration = Duration::from_secs(2);
 
 /// A listener's accept loop state.
 pub struct Acceptor {
@@ -64,4 +74,43 @@ impl Acceptor {
             }
         }
     }
+}
+
+/// Admits a connection from `peer` under `[limits]`, or logs and counts why not.
+pub fn admit(gateway: &Gateway, protocol: &'static str, peer: SocketAddr) -> Result<Ticket, Full> {
+    let admitted = gateway.admission.admit(&gateway.config.limits, peer.ip());
+    if let Err(full) = admitted {
+        tracing::warn!(protocol, %peer, limit = %full, "connection refused: too many connections");
+        gateway.metrics.refused(protocol, full.as_str());
+    }
+    admitted
+}
+
+/// Tells a refused client why (`reason`, in its protocol's words) and closes its connection:
+/// our half first, then reading what it still sends until it closes too (at most
+/// [`REFUSAL_LINGER`]), so that closing does not reset the connection before the client has
+/// read the reason.
+pub async fn refuse(mut socket: TcpStream, reason: &[u8]) {
+    let told = async {
+        socket.write_all(reason).await?;
+        socket.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while socket.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(REFUSAL_LINGER, told).await;
+}
+
+/// Logs and counts a connection not logged in yet that was cut for a newer one.
+pub fn made_room(gateway: &Gateway, protocol: &'static str, peer: SocketAddr) {
+    tracing::info!(protocol, %peer, "connection closed before its login: max_unauthenticated connections were waiting");
+    gateway.metrics.refused(protocol, "max_unauthenticated");
+}
+
+/// `socket` and a second handle on it, which can cut the connection (`shutdown`) while the
+/// session owns the first.
+pub fn with_closer(socket: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
+    let socket = socket.into_std()?;
+    let closer = socket.try_clone()?;
+    Ok((TcpStream::from_std(socket)?, closer))
 }

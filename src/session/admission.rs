@@ -13,6 +13,7 @@ use std::fmt;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ipnet::IpNet;
 use parking_lot::Mutex;
@@ -70,6 +71,7 @@ pub struct Ticket {
     group: IpNet,
     /// Cancelled when the connection must close to make room for a newer one.
     pub cut: CancellationToken,
+    logged_in: AtomicBool,
 }
 
 /// One user's session, counted until dropped.
@@ -108,6 +110,7 @@ impl Admission {
             id,
             group,
             cut,
+            logged_in: AtomicBool::new(false),
         })
     }
 
@@ -139,7 +142,13 @@ impl Admission {
 impl Ticket {
     /// The connection logged in: it no longer counts against `max_unauthenticated`.
     pub fn logged_in(&self) {
+        self.logged_in.store(true, Ordering::Relaxed);
         self.admission.state.lock().waiting.remove(&self.id);
+    }
+
+    /// Whether [`Ticket::logged_in`] was called (a login grace time is over for it).
+    pub fn has_logged_in(&self) -> bool {
+        self.logged_in.load(Ordering::Relaxed)
     }
 }
 

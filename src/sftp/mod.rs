@@ -13,25 +13,19 @@ pub mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use russh::server::Config;
 use russh::{MethodKind, MethodSet, Preferred, cipher};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::gateway::{Gateway, Shared};
-use crate::session::accept::Acceptor;
-use crate::session::admission::{Full, Ticket};
+use crate::session::accept::{self, Acceptor, admit, made_room, with_closer};
 
 /// How long open sessions may go on after a shutdown starts, so transfers can finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-/// How long a refused connection is kept for the client to read why.
-const REFUSAL_LINGER: Duration = Duration::from_secs(2);
 
 const CIPHERS: &[cipher::Name] = &[
     cipher::AES_128_GCM,
@@ -67,14 +61,6 @@ pub fn ssh_config(gateway: &Gateway) -> std::io::Result<Config> {
         },
         ..Config::default()
     })
-}
-
-/// `socket` and a second handle on it, which can cut the connection while the session owns the
-/// first.
-fn with_closer(socket: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
-    let socket = socket.into_std()?;
-    let closer = socket.try_clone()?;
-    Ok((TcpStream::from_std(socket)?, closer))
 }
 
 /// The client a load balancer's PROXY protocol header names on `socket` (the balancer itself
@@ -115,34 +101,9 @@ fn refusal(reason: &str) -> Vec<u8> {
     out
 }
 
-/// Admits a connection from `peer` under `[limits]`, or says why not.
-fn admit(gateway: &Gateway, peer: SocketAddr) -> Result<Ticket, Full> {
-    let admitted = gateway.admission.admit(&gateway.config.limits, peer.ip());
-    if let Err(full) = admitted {
-        tracing::warn!(%peer, limit = %full, "SFTP connection refused: too many connections");
-        gateway.metrics.refused("sftp", full.as_str());
-    }
-    admitted
-}
-
-/// Tells a refused client why and closes its connection: our half first, then reading what it
-/// still sends until it closes too (at most [`REFUSAL_LINGER`]), so that closing does not
-/// reset the connection before the client has read the reason.
-async fn refuse(mut socket: TcpStream) {
-    let told = async {
-        socket.write_all(&refusal("too many connections")).await?;
-        socket.shutdown().await?;
-        let mut sink = [0u8; 1024];
-        while socket.read(&mut sink).await? > 0 {}
-        Ok::<_, std::io::Error>(())
-    };
-    let _ = tokio::time::timeout(REFUSAL_LINGER, told).await;
-}
-
-/// Logs and counts a connection not logged in yet that was cut for a newer one.
-fn made_room(gateway: &Gateway, peer: SocketAddr) {
-    tracing::info!(%peer, "SSH connection closed before its login: max_unauthenticated connections were waiting");
-    gateway.metrics.refused("sftp", "max_unauthenticated");
+/// Tells a refused client why, in SSH's words (see [`refusal`]).
+async fn refuse(socket: TcpStream) {
+    accept::refuse(socket, &refusal("too many connections")).await;
 }
 
 /// Serves SFTP on `listener` until `shutdown` is cancelled; sessions then have
@@ -167,7 +128,7 @@ pub async fn serve(
         };
         // Admitted here, in accept order, unless the client's address comes in a PROXY header:
         // a task admitted later must never make an older connection look newer.
-        let early = (!proxied).then(|| admit(&shared.current(), peer));
+        let early = (!proxied).then(|| admit(&shared.current(), "sftp", peer));
         if let Some(Err(_)) = early {
             tracker.spawn(refuse(socket));
             continue;
@@ -189,11 +150,12 @@ pub async fn serve(
             let gateway = shared.current();
             let ticket = match early {
                 Some(Ok(ticket)) => ticket,
-                _ => match admit(&gateway, peer) {
+                _ => match admit(&gateway, "sftp", peer) {
                     Ok(ticket) => ticket,
                     Err(_) => return refuse(socket).await,
                 },
             };
+            let ticket = Arc::new(ticket);
             let cut = ticket.cut.clone();
             let (socket, closer) = match with_closer(socket) {
                 Ok(pair) => pair,
@@ -202,9 +164,7 @@ pub async fn serve(
                     return;
                 }
             };
-            let logged_in = Arc::new(AtomicBool::new(false));
-            let handler =
-                session::Connection::new(gateway.clone(), peer, sessions, logged_in.clone(), ticket);
+            let handler = session::Connection::new(gateway.clone(), peer, sessions, ticket.clone());
             let started = russh::server::run_stream(config, socket, handler);
             let session = tokio::select! {
                 started = tokio::time::timeout_at(deadline, started) => match started {
@@ -219,14 +179,14 @@ pub async fn serve(
                     }
                 },
                 () = cut.cancelled() => {
-                    made_room(&gateway, peer);
+                    made_room(&gateway, "sftp", peer);
                     return;
                 }
             };
             // Closes the connection at the deadline unless someone logged in by then.
             let grace_over = async {
                 tokio::time::sleep_until(deadline).await;
-                if logged_in.load(Ordering::Relaxed) {
+                if ticket.has_logged_in() {
                     std::future::pending::<()>().await;
                 }
             };
@@ -249,7 +209,7 @@ pub async fn serve(
                     let _ = closer.shutdown(std::net::Shutdown::Both);
                 }
                 () = cut.cancelled() => {
-                    made_room(&gateway, peer);
+                    made_room(&gateway, "sftp", peer);
                     let _ = closer.shutdown(std::net::Shutdown::Both);
                 }
             }

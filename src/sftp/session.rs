@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use russh::server::{
     Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey,
@@ -39,10 +39,9 @@ pub struct Connection {
     tracker: tokio_util::task::TaskTracker,
     /// The first successful login's session, active until the connection ends.
     session: Option<sessions::Session>,
-    /// Set at the first successful login (the listener's login grace time watches it).
-    logged_in: Arc<AtomicBool>,
-    /// The connection's place under `[limits]`.
-    ticket: Ticket,
+    /// The connection's place under `[limits]`; marked at the first successful login (the
+    /// listener's login grace time watches it).
+    ticket: Arc<Ticket>,
     /// Session channels open, against `max_channels_per_connection`.
     channels_open: Arc<AtomicUsize>,
     /// Handles open over all channels, against `max_handles_per_login`.
@@ -54,11 +53,9 @@ impl Connection {
         gateway: Arc<Gateway>,
         peer: SocketAddr,
         tracker: tokio_util::task::TaskTracker,
-        logged_in: Arc<AtomicBool>,
-        ticket: Ticket,
+        ticket: Arc<Ticket>,
     ) -> Self {
         Connection {
-            logged_in,
             ticket,
             channels_open: Arc::default(),
             handles: Arc::default(),
@@ -91,7 +88,6 @@ impl Connection {
         match sessions::login(&self.gateway, attempt, credential).await {
             Ok(session) => {
                 self.ticket.logged_in();
-                self.logged_in.store(true, Ordering::Relaxed);
                 self.session.get_or_insert(session);
                 Auth::Accept
             }

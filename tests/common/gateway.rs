@@ -348,6 +348,27 @@ impl Gateway {
         (self.sftp_port, self.ftp_port) = (port(0), port(1));
     }
 
+    /// The process id of `spgate serve`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for `spgate serve` to exit (after a signal the test sent); panics after `limit`.
+    pub fn wait_exit(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for spgate serve") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "spgate serve still running after {limit:?}:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Runs `spgate ARGS --config <this gateway's file>` and answers its output.
     pub fn spgate(&self, args: &[&str]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_spgate"))

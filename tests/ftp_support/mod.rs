@@ -106,14 +106,23 @@ impl Gateway {
                  set ssl:verify-certificate no\n"
             }
         };
+        // lftp's protocol trace, shown when the run fails.
+        let trace = tempfile::NamedTempFile::new_in(self.dir.path()).unwrap();
         let full = format!(
-            "{LFTP_SETTINGS}{tls}open -u {user},{password} -p {port} ftp://127.0.0.1\n{script}",
+            "debug -t -o {trace} 9\n{LFTP_SETTINGS}{tls}open -u {user},{password} -p {port} \
+             ftp://127.0.0.1\n{script}",
+            trace = trace.path().display(),
             port = self.ftp_port
         );
         let mut cmd = tokio::process::Command::new("lftp");
         cmd.arg("-c").arg(&full).env("HOME", self.dir.path());
         let mut run = self.run(cmd, "lftp").await;
         run.asked = script.to_string();
+        if !run.success {
+            let trace = std::fs::read(trace.path()).unwrap_or_default();
+            let tail = String::from_utf8_lossy(&trace[trace.len().saturating_sub(12_000)..]);
+            run.output = format!("{}\n---- lftp trace (tail) ----\n{tail}", run.output);
+        }
         run
     }
 
