@@ -1,6 +1,7 @@
 //! Sync safety rules of `shared/SYNC.md` through the real binary and the simulator: the
 //! max-delete guard, vanished roots, first runs and rebuilds, dry runs, throttling and server
-//! errors, and files SharePoint rewrites after upload. Crash safety is in `sync_crash.rs`.
+//! errors, files SharePoint rewrites after upload, and what must never lead out of the job's
+//! folder (symlinks, hostile SharePoint names). Crash safety is in `sync_crash.rs`.
 
 mod common;
 mod sync_support;
@@ -522,4 +523,130 @@ async fn files_sharepoint_rewrites_are_not_transferred_again() {
             .unwrap()
             .starts_with(b"PK\x03\x04 the second draft")
     );
+}
+
+/// A symlink in the job's folder to a folder outside it (the scan skips it): a pull writes
+/// nothing through it, reports the files it could not place, and syncs the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_never_writes_through_a_symlink_out_of_the_folder() {
+    let env = Env::new("pull", "").await;
+    let outside = env.dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, env.lp("reports")).unwrap();
+    env.put_remote("reports/q1.txt", b"quarter").await;
+    env.put_remote("plain.txt", b"plain").await;
+    let ran = env.sync(&[]).await;
+    let leaked: Vec<_> = std::fs::read_dir(&outside).unwrap().collect();
+    assert!(
+        leaked.is_empty(),
+        "written outside: {leaked:?}\n{}",
+        ran.out
+    );
+    assert_eq!(env.read("plain.txt").as_deref(), Some(&b"plain"[..]));
+    assert!(
+        !ran.ok && ran.out.contains("reports"),
+        "the blocked file is reported:\n{}\n{}",
+        ran.out,
+        ran.err
+    );
+    assert_eq!(
+        env.remote_bytes("reports/q1.txt").await.as_deref(),
+        Some(&b"quarter"[..]),
+        "the SharePoint side is untouched"
+    );
+}
+
+/// A Python HTTP proxy in front of the simulator that renames items in Graph's JSON answers
+/// (`"name":"FROM"` becomes `"name":"TO"`, for each pair in argv after the simulator's URL),
+/// standing in for a hostile or broken server. Prints `port N` once listening.
+const RENAMING_PROXY: &str = r#"
+import http.server, sys, urllib.request, urllib.error
+target, pairs = sys.argv[1], sys.argv[2:]
+swaps = [(('"name":"%s"' % a).encode(), ('"name":"%s"' % b).encode()) for a, b in zip(pairs[::2], pairs[1::2])]
+class Proxy(http.server.BaseHTTPRequestHandler):
+    def forward(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+        request = urllib.request.Request(target + self.path, data=body, headers=headers, method=self.command)
+        try:
+            response = urllib.request.urlopen(request)
+        except urllib.error.HTTPError as e:
+            response = e
+        data = response.read()
+        for a, b in swaps:
+            data = data.replace(a, b)
+        self.send_response(response.status)
+        for k, v in response.headers.items():
+            if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = forward
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+print("port", server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+/// SharePoint names that would lead out of the job's folder or into another file (`..`, a name
+/// with `/`, a control character), served by a renaming proxy: a pull never uses them, reports
+/// each as a problem (printed escaped), and syncs the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn sharepoint_names_that_cannot_be_local_are_never_used() {
+    use tokio::io::AsyncBufReadExt;
+    let env = Env::new("pull", "").await;
+    env.put_remote("dotdot/escaped.txt", b"escaped").await;
+    env.put_remote("slashed.txt", b"slashed").await;
+    env.put_remote("bell.txt", b"bell").await;
+    env.put_remote("plain.txt", b"plain").await;
+    let mut proxy = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(RENAMING_PROXY)
+        .arg(&env.ctx.sim.base)
+        .args(["dotdot", "..", "slashed.txt", "sub/slashed.txt"])
+        .args(["bell.txt", "bell\\u0007.txt"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3");
+    let mut lines = tokio::io::BufReader::new(proxy.stdout.take().unwrap()).lines();
+    let line = lines.next_line().await.unwrap().expect("the proxy's port");
+    let port = line.strip_prefix("port ").expect("port N");
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    let sim = sync_support::quote_toml(&env.ctx.sim.base);
+    let proxied = config.replace(
+        &format!("graph_url = {sim}"),
+        &format!("graph_url = \"http://127.0.0.1:{port}\""),
+    );
+    assert_ne!(config, proxied, "graph_url goes through the proxy");
+    std::fs::write(&env.config, proxied).unwrap();
+
+    let ran = env.sync(&[]).await;
+    assert!(
+        !env.dir.path().join("escaped.txt").exists(),
+        "written outside the job's folder:\n{}",
+        ran.out
+    );
+    assert_eq!(env.local_files(), ["plain.txt"], "{}\n{}", ran.out, ran.err);
+    for (path, reason) in [
+        ("..", "parent"),
+        ("sub/slashed.txt", "path separator"),
+        ("\"bell\\u{7}.txt\"", "control character"),
+    ] {
+        assert!(
+            ran.out
+                .lines()
+                .any(|l| l.starts_with(&format!("skipped {path} (remote)")) && l.contains(reason)),
+            "no problem for {path}:\n{}",
+            ran.out
+        );
+    }
+    assert!(
+        !ran.out.contains('\u{7}'),
+        "a control character reached the terminal"
+    );
+    assert!(env.alerts().out.contains("sync:job"));
 }

@@ -6,14 +6,13 @@
 //! copy only once the copy is verified and the source is unchanged.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::local::temp_path;
+use super::local::{Root, Stat, temp_path};
 use super::plan::{Action, Loser, Winner};
 use super::remote::item;
 use super::store::Store;
@@ -45,14 +44,8 @@ pub struct Context<'a> {
     pub remote_dirs: tokio::sync::Mutex<HashSet<String>>,
     /// Host name for conflict names.
     pub host: String,
-}
-
-fn mtime(meta: &std::fs::Metadata) -> i64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    /// The job's local folder: every local file is reached through it.
+    pub root: Root,
 }
 
 fn rewritten(path: &str) -> bool {
@@ -82,9 +75,9 @@ pub fn conflict_name(path: &str, host: &str, at: DateTime<Utc>) -> String {
 }
 
 impl Context<'_> {
-    pub fn local_path(&self, path: &str) -> PathBuf {
-        path.split('/')
-            .fold(self.job.local.clone(), |p, s| p.join(s))
+    /// Local `path` as a full path, for messages (files are reached through [`Context::root`]).
+    pub fn local_path(&self, path: &str) -> String {
+        self.root.display(path)
     }
 
     pub fn remote_path(&self, path: &str) -> String {
@@ -137,13 +130,8 @@ impl Context<'_> {
             }
             Action::DeleteLocal { path } => {
                 let base = self.baseline.get(&key(path));
-                let file = self.local_path(path);
-                let unchanged = match (std::fs::symlink_metadata(&file), base) {
-                    (Ok(meta), Some(b)) => {
-                        meta.is_file()
-                            && meta.len() == b.local_size
-                            && (mtime(&meta) - b.local_modified).abs() <= 1
-                    }
+                let unchanged = match (self.root.stat(path).await, base) {
+                    (Ok(stat), Some(b)) => stat.matches(b.local_size, b.local_modified),
                     (Err(e), _) if e.kind() == std::io::ErrorKind::NotFound => true,
                     _ => false,
                 };
@@ -153,10 +141,12 @@ impl Context<'_> {
                         std::io::Error::other("changed"),
                     ));
                 }
-                match tokio::fs::remove_file(&file).await {
+                match self.root.remove_file(path).await {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io(format!("deleting {}", file.display()), e)),
+                    Err(e) => {
+                        return Err(Error::io(format!("deleting {}", self.local_path(path)), e));
+                    }
                 }
                 self.store
                     .remove_baseline(&self.job.name, std::slice::from_ref(path))?;
@@ -203,10 +193,10 @@ impl Context<'_> {
                 Ok(Effect::default())
             }
             Action::MkdirLocal { path } => {
-                let dir = self.local_path(path);
-                tokio::fs::create_dir_all(&dir)
+                self.root
+                    .create_dir_all(path)
                     .await
-                    .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+                    .map_err(|e| Error::io(format!("creating {}", self.local_path(path)), e))?;
                 if let Some(remote) = self.remote_entry(path)
                     && self.keep_rows()
                 {
@@ -231,7 +221,7 @@ impl Context<'_> {
             }
             Action::RemoveDirLocal { path } => {
                 // Fails (and keeps the folder) when something is still in it.
-                let _ = tokio::fs::remove_dir(self.local_path(path)).await;
+                let _ = self.root.remove_dir(path).await;
                 self.store
                     .remove_baseline(&self.job.name, std::slice::from_ref(path))?;
                 Ok(Effect::default())
@@ -345,15 +335,17 @@ impl Context<'_> {
     /// Uploads local `path` to remote `to` (job-relative), verifies it, records the row.
     /// Returns the local file as it was sent.
     async fn upload(&self, path: &str, to: &str) -> Result<(LocalEntry, Effect)> {
-        let file = self.local_path(path);
-        let opened = tokio::fs::File::open(&file)
+        let opened = self
+            .root
+            .open_read(path)
             .await
-            .map_err(|e| Error::io(format!("opening {}", file.display()), e))?;
+            .map_err(|e| Error::io(format!("opening {}", self.local_path(path)), e))?;
         let before = opened
             .metadata()
             .await
-            .map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
-        let len = before.len();
+            .map(|meta| Stat::of_std(&meta))
+            .map_err(|e| Error::io(format!("reading {}", self.local_path(path)), e))?;
+        let len = before.len;
         self.ensure_remote_parent(to).await?;
         // Hash what is sent, as it is read.
         let hasher = std::sync::Arc::new(parking_lot::Mutex::new(QuickXor::new()));
@@ -361,7 +353,7 @@ impl Context<'_> {
             inner: opened,
             hasher: hasher.clone(),
         };
-        let modified = DateTime::from_timestamp(mtime(&before), 0);
+        let modified = DateTime::from_timestamp(before.modified, 0);
         // Small files go in one simple upload (one request); their SharePoint modification
         // time is the upload time. Larger ones carry the local mtime in the session.
         let modified = modified.filter(|_| len > graph::upload::SIMPLE_UPLOAD_MAX);
@@ -385,7 +377,7 @@ impl Context<'_> {
             path: path.to_string(),
             is_dir: false,
             size: len,
-            modified: mtime(&before),
+            modified: before.modified,
         };
         self.put_row(to, false, &entry, Some(&local), Some(sent))?;
         self.store.upsert_remote(
@@ -411,45 +403,47 @@ impl Context<'_> {
         remote: &RemoteEntry,
         expected: Option<&LocalEntry>,
     ) -> Result<Effect> {
-        let target = self.local_path(path);
-        let dir = target.parent().unwrap_or(Path::new("/")).to_path_buf();
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let name = path.rsplit('/').next().unwrap_or(path);
-        let temp = temp_path(&dir, name);
+        if let Some((dir, _)) = path.rsplit_once('/') {
+            self.root
+                .create_dir_all(dir)
+                .await
+                .map_err(|e| Error::io(format!("creating {}", self.local_path(dir)), e))?;
+        }
+        let temp = temp_path(path);
         let result = self.fetch(&temp, remote).await;
         let (len, hash) = match result {
             Ok(done) => done,
             Err(e) => {
-                let _ = tokio::fs::remove_file(&temp).await;
+                let _ = self.root.remove_file(&temp).await;
                 return Err(e);
             }
         };
-        let still = match std::fs::symlink_metadata(&target) {
-            Ok(meta) => expected.is_some_and(|e| {
-                meta.is_file() && meta.len() == e.size && (mtime(&meta) - e.modified).abs() <= 1
-            }),
+        let still = match self.root.stat(path).await {
+            Ok(stat) => expected.is_some_and(|e| stat.matches(e.size, e.modified)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => expected.is_none(),
             Err(_) => false,
         };
         if !still {
-            let _ = tokio::fs::remove_file(&temp).await;
+            let _ = self.root.remove_file(&temp).await;
             return Err(Error::io(
                 format!("{path} changed locally during the download; left for the next run"),
                 std::io::Error::other("changed"),
             ));
         }
-        tokio::fs::rename(&temp, &target)
+        self.root
+            .rename(&temp, path)
             .await
-            .map_err(|e| Error::io(format!("renaming into {}", target.display()), e))?;
-        let meta = std::fs::metadata(&target)
-            .map_err(|e| Error::io(format!("reading {}", target.display()), e))?;
+            .map_err(|e| Error::io(format!("renaming into {}", self.local_path(path)), e))?;
+        let stat = self
+            .root
+            .stat(path)
+            .await
+            .map_err(|e| Error::io(format!("reading {}", self.local_path(path)), e))?;
         let local = LocalEntry {
             path: path.to_string(),
             is_dir: false,
             size: len,
-            modified: mtime(&meta),
+            modified: stat.modified,
         };
         self.put_row(
             path,
@@ -466,14 +460,15 @@ impl Context<'_> {
         })
     }
 
-    /// Streams the remote file into `temp`, verifies size and hash, sets the remote mtime.
-    async fn fetch(&self, temp: &Path, remote: &RemoteEntry) -> Result<(u64, String)> {
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(temp)
+    /// Streams the remote file into local `temp` (job-relative), verifies size and hash, sets
+    /// the remote mtime.
+    async fn fetch(&self, temp: &str, remote: &RemoteEntry) -> Result<(u64, String)> {
+        let shown = self.local_path(temp);
+        let mut file = self
+            .root
+            .create_new(temp)
             .await
-            .map_err(|e| Error::io(format!("creating {}", temp.display()), e))?;
+            .map_err(|e| Error::io(format!("creating {shown}"), e))?;
         let mut hasher = QuickXor::new();
         let mut len = 0u64;
         if remote.item.size > 0 {
@@ -491,12 +486,12 @@ impl Context<'_> {
                 len += chunk.len() as u64;
                 file.write_all(&chunk)
                     .await
-                    .map_err(|e| Error::io(format!("writing {}", temp.display()), e))?;
+                    .map_err(|e| Error::io(format!("writing {shown}"), e))?;
             }
         }
         file.sync_all()
             .await
-            .map_err(|e| Error::io(format!("writing {}", temp.display()), e))?;
+            .map_err(|e| Error::io(format!("writing {shown}"), e))?;
         let hash = hasher.finish();
         let hash_ok = remote.item.hash.as_deref().is_none_or(|h| h == hash);
         if len != remote.item.size || !hash_ok {
@@ -514,25 +509,25 @@ impl Context<'_> {
         file.into_std()
             .await
             .set_modified(at)
-            .map_err(|e| Error::io(format!("setting the time of {}", temp.display()), e))?;
+            .map_err(|e| Error::io(format!("setting the time of {shown}"), e))?;
         Ok((len, hash))
     }
 
     /// After a verified push: delete the local source if it did not change during the copy.
     async fn delete_local_source(&self, sent: &LocalEntry) -> Result<()> {
         let path = sent.path.as_str();
-        let file = self.local_path(path);
-        let meta = match std::fs::symlink_metadata(&file) {
-            Ok(meta) => meta,
+        let stat = match self.root.stat(path).await {
+            Ok(stat) => stat,
             Err(_) => return Ok(()),
         };
-        if !meta.is_file() || meta.len() != sent.size || (mtime(&meta) - sent.modified).abs() > 1 {
+        if !stat.matches(sent.size, sent.modified) {
             tracing::warn!(job = %self.job.name, path, "source changed during the copy; kept");
             return Ok(());
         }
-        tokio::fs::remove_file(&file)
+        self.root
+            .remove_file(path)
             .await
-            .map_err(|e| Error::io(format!("deleting {}", file.display()), e))?;
+            .map_err(|e| Error::io(format!("deleting {}", self.local_path(path)), e))?;
         self.store
             .remove_baseline(&self.job.name, &[path.to_string()])?;
         tracing::info!(job = %self.job.name, path, "source deleted after a verified copy");
@@ -594,11 +589,10 @@ impl Context<'_> {
             }
             (Winner::Remote, loser) => {
                 // The local version moves aside (it has no version history).
-                let from = self.local_path(path);
-                let to = self.local_path(&aside);
-                tokio::fs::rename(&from, &to)
+                self.root
+                    .rename(path, &aside)
                     .await
-                    .map_err(|e| Error::io(format!("renaming {}", from.display()), e))?;
+                    .map_err(|e| Error::io(format!("renaming {}", self.local_path(path)), e))?;
                 if loser == Loser::KeepBoth {
                     add(self.upload(&aside, &aside).await?.1);
                 }

@@ -173,7 +173,9 @@ fn summary(
         writeln!(
             out,
             "skipped {} ({}): {}",
-            problem.path, problem.side, problem.reason
+            shown(&problem.path),
+            problem.side,
+            problem.reason
         )?;
     }
     for error in &report.errors {
@@ -268,11 +270,21 @@ pub fn status(config: &Config, out: &mut impl Write) -> std::io::Result<()> {
                 out,
                 "  problem since {}: {} ({}): {}",
                 time(first),
-                problem.path,
+                shown(&problem.path),
                 problem.side,
                 problem.reason
             )?;
         }
     }
     Ok(())
+}
+
+/// A path as printed: quoted and escaped when it holds control characters (a hostile name must
+/// not drive the terminal).
+fn shown(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.chars().any(char::is_control) {
+        format!("{path:?}").into()
+    } else {
+        path.into()
+    }
 }

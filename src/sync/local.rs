@@ -1,13 +1,17 @@
 //! The local side of a sync run: the job's exclude [`Filter`], the full [`scan`] of the local
-//! folder, [`hash_file`] and the [`temp_path`] downloads are written to.
+//! folder, [`hash_file`], the [`temp_path`] downloads are written to, and the job's folder as a
+//! capability ([`Root`]) through which the engine reaches every local file.
 //!
 //! Blocking code: the engine calls it on tokio's blocking pool. The scan never aborts on one bad
 //! path: what it cannot sync it reports as a [`Problem`], and what it cannot read it reports as
 //! [`Scan::incomplete`], which the engine treats as unknown, never as deleted (`SYNC.md`, "A
 //! failed transfer is never a deletion" applies to reads as much as to transfers).
 
+mod root;
 #[cfg(test)]
 mod tests;
+
+pub use root::{Root, Stat};
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -416,7 +420,11 @@ fn job_path(rel: &Path) -> String {
 
 /// The quickXorHash (base64) and length of the file at `path`.
 pub fn hash_file(path: &Path) -> io::Result<(String, u64)> {
-    let mut file = File::open(path)?;
+    hash_reader(File::open(path)?)
+}
+
+/// The quickXorHash and length of what `file` holds from where it is.
+pub fn hash_reader(mut file: impl Read) -> io::Result<(String, u64)> {
     let mut buffer = vec![0; HASH_BUFFER];
     let mut hash = QuickXor::new();
     let mut length = 0u64;
@@ -434,9 +442,12 @@ pub fn hash_file(path: &Path) -> io::Result<(String, u64)> {
     Ok((hash.finish(), length))
 }
 
-/// Where a download of `name` into the folder `dir` is written before it is renamed:
+/// Where a download to the job-relative `path` (`dir/name`) is written before it is renamed:
 /// `dir/.spgate.<name>.<random hex>.partial`, the same temp names as the local storage
 /// backend's uploads (never synced, hidden from listings).
-pub fn temp_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(crate::storage::local::temp_name(name))
+pub fn temp_path(path: &str) -> String {
+    match path.rsplit_once('/') {
+        Some((dir, name)) => format!("{dir}/{}", crate::storage::local::temp_name(name)),
+        None => crate::storage::local::temp_name(path),
+    }
 }

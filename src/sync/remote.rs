@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::store::{RemoteChange, Store};
-use super::{Error, RemoteEntry, RemoteItem, Result};
+use super::{Error, Problem, RemoteEntry, RemoteItem, Result};
 use crate::config::Names;
 use crate::graph::{self, Drive, Entry, Kind, lookalike};
 use crate::wire::DriveItem;
@@ -34,6 +34,9 @@ pub struct View {
     pub entries: Vec<RemoteEntry>,
     /// Whether this refresh listed the subtree in full.
     pub full_scan: bool,
+    /// Items left out of `entries`, each with why: names that cannot be local file names
+    /// ([`local_safe`]) or that `names = "encode"` cannot reach.
+    pub problems: Vec<Problem>,
 }
 
 /// What became of the job's remote folder.
@@ -69,23 +72,42 @@ pub async fn refresh(
 ) -> Result<Refresh> {
     Ok(
         match refresh_stored(drive, store, job, root, create).await? {
-            Refresh::Ready(view) if names == Names::Encode => Refresh::Ready(decoded(view, root)),
+            Refresh::Ready(view) if names == Names::Encode => {
+                // Checked before decoding too, for the precise reason.
+                Refresh::Ready(checked(decoded(checked(view), root)))
+            }
+            Refresh::Ready(view) => Refresh::Ready(checked(view)),
             other => other,
         },
     )
 }
 
-/// The view with decoded paths. Stored names no encoding produces are left out: they could
-/// not be reached again under their decoded names.
+/// The view without the items [`local_safe`] leaves out, which become problems.
+fn checked(mut view: View) -> View {
+    let (entries, problems) = local_safe(std::mem::take(&mut view.entries));
+    view.entries = entries;
+    view.problems.extend(problems);
+    view
+}
+
+/// The view with decoded paths. Stored names no encoding produces are left out (problems):
+/// they could not be reached again under their decoded names.
 fn decoded(mut view: View, root: &str) -> View {
     let library = lookalike::is_library_root(root);
+    let mut unreachable = Vec::new();
     view.entries.retain_mut(|e| {
         let shown = lookalike::decode_reachable(&e.path, library);
         if shown.is_none() {
-            tracing::warn!(path = %e.path, "not synced: names = \"encode\" cannot reach this SharePoint name");
+            unreachable.push(Problem {
+                side: "remote",
+                path: e.path.clone(),
+                reason: "not synced: names = \"encode\" cannot reach this SharePoint name"
+                    .to_string(),
+            });
         }
         shown.map(|path| e.path = path).is_some()
     });
+    view.problems.extend(unreachable);
     view.entries.sort_by(|a, b| a.path.cmp(&b.path));
     view
 }
@@ -234,6 +256,7 @@ fn apply(
         root_id: root_id.to_string(),
         entries: place(root_id, tree.into_values().collect()),
         full_scan: false,
+        problems: Vec::new(),
     })
 }
 
@@ -351,7 +374,9 @@ async fn full_scan(
     let mut folders = VecDeque::from([(root.to_string(), root_entry.id.clone())]);
     while let Some((path, id)) = folders.pop_front() {
         for entry in drive.list_all(&path).await? {
-            if entry.is_dir {
+            // A folder whose name is not a path segment cannot be listed by path; it is kept
+            // (and reported by `local_safe`), its content left unread.
+            if entry.is_dir && unsafe_name(&entry.name).is_none() {
                 folders.push_back((
                     format!("{}/{}", path.trim_end_matches('/'), entry.name),
                     entry.id.clone(),
@@ -376,6 +401,7 @@ async fn full_scan(
         entries: place(&root_entry.id, items),
         root_id: root_entry.id,
         full_scan: true,
+        problems: Vec::new(),
     }))
 }
 
@@ -395,5 +421,115 @@ pub async fn mkdir_all(drive: &Drive, path: &str) -> Result<Entry> {
     match last {
         Some(entry) => Ok(entry),
         None => Ok(drive.stat("/").await?),
+    }
+}
+
+/// Why the SharePoint name `name` cannot be a local file name, if it cannot. Graph never
+/// lists such names, but a run must not trust it to: joined to a local path, `..` or a name
+/// with `/` would lead out of the job's folder or into another file.
+fn unsafe_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("an empty name")
+    } else if name == "." || name == ".." {
+        Some("a name that means a folder itself or its parent")
+    } else if name.contains('/') {
+        Some("a name with a path separator")
+    } else if name.chars().any(char::is_control) {
+        Some("a name with a control character")
+    } else {
+        None
+    }
+}
+
+/// `entries` without the items whose name cannot be a local file name (as SharePoint stores it,
+/// or as the job's `names` decode it) and without what is inside them; a problem for each such
+/// item (its content is not reported item by item).
+fn local_safe(entries: Vec<RemoteEntry>) -> (Vec<RemoteEntry>, Vec<Problem>) {
+    let mut problems = Vec::new();
+    let mut bad: HashSet<String> = HashSet::new();
+    for entry in &entries {
+        let local_name = entry.path.rsplit('/').next().unwrap_or_default();
+        if let Some(reason) = unsafe_name(&entry.item.name).or_else(|| unsafe_name(local_name)) {
+            bad.insert(entry.item.id.clone());
+            problems.push(Problem {
+                side: "remote",
+                path: entry.path.clone(),
+                reason: format!(
+                    "not synced: the SharePoint name {:?} is {reason}",
+                    entry.item.name
+                ),
+            });
+        }
+    }
+    if bad.is_empty() {
+        return (entries, problems);
+    }
+    let parents: HashMap<&str, &str> = entries
+        .iter()
+        .map(|e| (e.item.id.as_str(), e.item.parent_id.as_str()))
+        .collect();
+    let tainted = |id: &str| {
+        let mut at = id;
+        for _ in 0..=parents.len() {
+            if bad.contains(at) {
+                return true;
+            }
+            match parents.get(at) {
+                Some(parent) => at = parent,
+                None => return false,
+            }
+        }
+        true // a cycle: not placed under the root either
+    };
+    let kept = entries
+        .iter()
+        .filter(|e| !tainted(&e.item.id))
+        .cloned()
+        .collect();
+    (kept, problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, parent: &str, name: &str, path: &str) -> RemoteEntry {
+        RemoteEntry {
+            path: path.to_string(),
+            item: RemoteItem {
+                id: id.to_string(),
+                parent_id: parent.to_string(),
+                name: name.to_string(),
+                is_dir: false,
+                size: 0,
+                etag: None,
+                ctag: None,
+                hash: None,
+                modified: 0,
+            },
+        }
+    }
+
+    /// `..`, `/`, empty and control-character names are problems, and what is inside such a
+    /// folder goes with it; a legitimate item at the same path as a `/` name stays.
+    #[test]
+    fn names_that_cannot_be_local_are_left_out() {
+        let entries = vec![
+            entry("up", "root", "..", ".."),
+            entry("under", "up", "passwd", "../passwd"),
+            entry("slash", "root", "a/b", "a/b"),
+            entry("a", "root", "a", "a"),
+            entry("b", "a", "b", "a/b"),
+            entry("nul", "root", "x\0y", "x\0y"),
+            entry("empty", "root", "", ""),
+            entry("ok", "root", "report.pdf", "report.pdf"),
+        ];
+        let (kept, problems) = local_safe(entries);
+        let ids: Vec<&str> = kept.iter().map(|e| e.item.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "ok"]);
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["..", "a/b", "x\0y", ""]);
+        assert!(problems.iter().all(|p| p.side == "remote"));
+        assert!(problems[0].reason.contains("parent"), "{:?}", problems[0]);
     }
 }

@@ -256,6 +256,7 @@ async fn execute(
                 root_id: String::new(),
                 entries: Vec::new(),
                 full_scan: true,
+                problems: Vec::new(),
             },
             Refresh::RootMissing => {
                 return Err(abort(format!(
@@ -266,6 +267,12 @@ async fn execute(
         };
     let mut remote_entries = view.entries;
     remote_entries.retain(|e| !filter.excludes(&e.path, e.item.is_dir));
+    let mut problems = scan.problems.clone();
+    problems.extend(
+        view.problems
+            .into_iter()
+            .filter(|p| !filter.excludes(&p.path, false)),
+    );
     let remote_files = remote_entries.iter().filter(|e| !e.item.is_dir).count();
     if remote_files == 0
         && baseline_files > 0
@@ -280,7 +287,7 @@ async fn execute(
 
     // The plan.
     let mut unknown = scan.incomplete.clone();
-    unknown.extend(scan.problems.iter().map(|p| p.path.clone()));
+    unknown.extend(problems.iter().map(|p| p.path.clone()));
     let no_hashes = HashMap::new();
     let needed = plan::hashes_needed(&Sides {
         local: &scan.entries,
@@ -304,20 +311,20 @@ async fn execute(
         copy_only: first_run,
     };
     let plan = plan::plan(&policy, &sides);
-    for problem in &scan.problems {
-        tracing::warn!(job = %job.name, path = %problem.path, reason = %problem.reason, "skipped");
+    for problem in &problems {
+        tracing::warn!(job = %job.name, side = problem.side, path = %problem.path, reason = %problem.reason, "skipped");
     }
-    store.set_problems(&job.name, &scan.problems)?;
+    store.set_problems(&job.name, &problems)?;
     guard(job, &plan, options)?;
     let mut report = Report {
         counts: Counts {
-            skipped: scan.problems.len() as u64,
+            skipped: problems.len() as u64,
             ..Counts::default()
         },
         outcome: Outcome::Success,
         message: None,
         actions: plan.actions.clone(),
-        problems: scan.problems.clone(),
+        problems,
         errors: Vec::new(),
     };
     if options.dry_run {
@@ -349,6 +356,7 @@ async fn execute(
                 .collect(),
         ),
         host: host(),
+        root: open_root(job)?,
     };
     let (transfers, bytes) = plan.actions.iter().fold((0, 0), |(n, b), a| match a {
         Action::Upload { path, .. } => (
@@ -484,13 +492,25 @@ fn guard(job: &SyncJob, plan: &plan::Plan, options: Options) -> Result<()> {
     Ok(())
 }
 
+/// The job's local folder as a capability (see [`local::Root`]).
+fn open_root(job: &SyncJob) -> Result<local::Root> {
+    local::Root::open(&job.local).map_err(|e| {
+        abort(format!(
+            "cannot open the local folder {}: {e}",
+            job.local.display()
+        ))
+    })
+}
+
 async fn hash_all(job: &SyncJob, paths: Vec<String>) -> Result<HashMap<String, String>> {
-    let root = job.local.clone();
+    if paths.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let root = open_root(job)?;
     tokio::task::spawn_blocking(move || {
         let mut out = HashMap::new();
         for path in paths {
-            let file = path.split('/').fold(root.clone(), |p, s| p.join(s));
-            match local::hash_file(&file) {
+            match root.open_read_blocking(&path).and_then(local::hash_reader) {
                 Ok((hash, _)) => {
                     out.insert(path, hash);
                 }
@@ -560,7 +580,7 @@ async fn remove_emptied(context: &Context<'_>, emptied: HashSet<String>) {
             }
         } else {
             // remove_dir refuses a folder that is not empty.
-            let _ = tokio::fs::remove_dir(context.local_path(&folder)).await;
+            let _ = context.root.remove_dir(&folder).await;
         }
     }
 }

@@ -418,7 +418,8 @@ fn hash_file_matches_the_quick_xor_hash_of_the_bytes() {
 #[test]
 fn temp_paths_are_spgate_partials_the_scan_never_sees() {
     let dir = tempfile::tempdir().unwrap();
-    let temp = temp_path(dir.path(), "report.docx");
+    assert!(temp_path("a/b/report.docx").starts_with("a/b/.spgate.report.docx."));
+    let temp = dir.path().join(temp_path("report.docx"));
     assert_eq!(temp.parent().unwrap(), dir.path());
     let name = temp.file_name().unwrap().to_str().unwrap();
     let random = name
@@ -427,7 +428,7 @@ fn temp_paths_are_spgate_partials_the_scan_never_sees() {
         .unwrap();
     assert_eq!(random.len(), 16);
     assert!(random.chars().all(|c| c.is_ascii_hexdigit()));
-    assert_ne!(temp, temp_path(dir.path(), "report.docx"));
+    assert_ne!(temp, dir.path().join(temp_path("report.docx")));
     assert!(crate::storage::local::is_partial(name));
 
     fs::write(&temp, b"half").unwrap();
