@@ -5,6 +5,13 @@
 //! slashes resolved; `..` at the top stays at the top; NUL refused), so a user can never name
 //! anything outside the virtual tree, and a backend only ever sees clean paths below its root.
 //! The parents of mounts are listable, read-only virtual folders.
+//!
+//! What is created is checked here too, for every backend: a name with a control character is
+//! refused (it breaks clients, terminals and logs), and so is a name that equals a mount point
+//! or one of its virtual parents apart from case (the listing would hide it behind the mount;
+//! SharePoint sees one name). A write handle refuses a write that would leave a gap of more than
+//! [`MAX_GAP`] past the end written so far, or end past [`MAX_FILE`] (SharePoint's limit), so a
+//! single far-off SFTP write cannot make spgate spool or send terabytes of zeros.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,6 +26,12 @@ use crate::config::{Permission, Permissions};
 use crate::storage::{
     Backend, Entry, Error, ErrorKind, ReadHandle, Result, Space, WriteHandle, WriteMode,
 };
+
+/// The largest gap a write may leave past the end written so far (out-of-order SFTP writes
+/// stay within a few MiB of it).
+pub const MAX_GAP: u64 = 1 << 30;
+/// The largest file: SharePoint's limit, 250 GB.
+pub const MAX_FILE: u64 = 250_000_000_000;
 
 /// One mount of a user's tree.
 pub struct MountPoint {
@@ -159,6 +172,30 @@ impl Vfs {
         self.mounts.iter().any(|m| m.path == vpath) || !self.children_of(vpath).is_empty()
     }
 
+    /// Whether creating `vpath` is refused for its name: see the module docs.
+    fn refuses_to_create(&self, vpath: &str) -> Result<()> {
+        let name = vpath.rsplit('/').next().unwrap_or_default();
+        if name.chars().any(char::is_control) {
+            return Err(Error::new(
+                ErrorKind::InvalidName,
+                format!("{vpath:?}: a name cannot hold control characters"),
+            ));
+        }
+        let wanted = vpath.to_lowercase();
+        let below = format!("{wanted}/");
+        let shadows = self.mounts.iter().any(|m| {
+            let path = m.path.to_lowercase();
+            path == wanted || path.starts_with(&below)
+        });
+        if shadows {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{vpath}: already exists (a mount point has this name)"),
+            ));
+        }
+        Ok(())
+    }
+
     pub async fn stat(&self, vpath: &str) -> Result<Entry> {
         match self.place(vpath)? {
             Place::Virtual => Ok(folder(vpath.rsplit('/').next().unwrap_or(""))),
@@ -210,6 +247,19 @@ impl Vfs {
     /// Whether the file exists is not asked beforehand where the backend can settle it with the
     /// write itself (SharePoint: the upload's conflict behaviour, one request for a small file).
     pub async fn open_write(&self, vpath: &str, mode: WriteMode) -> Result<Box<dyn WriteHandle>> {
+        self.refuses_to_create(vpath)?;
+        let handle = self.open_write_unbounded(vpath, mode).await?;
+        Ok(Box::new(Bounded {
+            inner: handle,
+            vpath: vpath.to_string(),
+        }))
+    }
+
+    async fn open_write_unbounded(
+        &self,
+        vpath: &str,
+        mode: WriteMode,
+    ) -> Result<Box<dyn WriteHandle>> {
         let (mount, path) =
             self.mounted(vpath, Permission::Write)
                 .or_else(|e| match self.place(vpath) {
@@ -263,12 +313,7 @@ impl Vfs {
     }
 
     pub async fn mkdir(&self, vpath: &str) -> Result<()> {
-        if self.is_mount_point(vpath) {
-            return Err(Error::new(
-                ErrorKind::AlreadyExists,
-                format!("{vpath}: already exists"),
-            ));
-        }
+        self.refuses_to_create(vpath)?;
         let (mount, path) = self.mounted(vpath, Permission::Mkdir)?;
         mount.backend.mkdir(&path).await
     }
@@ -297,6 +342,7 @@ impl Vfs {
                 format!("{from}: permission denied (mount points cannot be renamed)"),
             ));
         }
+        self.refuses_to_create(to)?;
         let (source, from_path) = self.mounted(from, Permission::Rename)?;
         let (target, to_path) = self.mounted(to, Permission::Rename)?;
         if !std::ptr::eq(source, target) {
@@ -368,9 +414,59 @@ impl WriteHandle for CreateOnly {
     }
 }
 
+/// A write handle that refuses far-off writes: see the module docs.
+struct Bounded {
+    inner: Box<dyn WriteHandle>,
+    vpath: String,
+}
+
+#[async_trait]
+impl WriteHandle for Bounded {
+    async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<()> {
+        let end = offset.saturating_add(data.len() as u64);
+        if end > MAX_FILE {
+            return Err(Error::new(
+                ErrorKind::QuotaExceeded,
+                format!("{}: a file cannot be larger than 250 GB", self.vpath),
+            ));
+        }
+        if offset > self.inner.size().saturating_add(MAX_GAP) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{}: a write at {offset} would leave a gap of more than 1 GiB after the {} bytes written",
+                    self.vpath,
+                    self.inner.size()
+                ),
+            ));
+        }
+        self.inner.write_at(offset, data).await
+    }
+
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+
+    async fn read_at(&mut self, offset: u64, len: usize) -> Result<Bytes> {
+        self.inner.read_at(offset, len).await
+    }
+
+    fn set_modified(&mut self, at: DateTime<Utc>) {
+        self.inner.set_modified(at)
+    }
+
+    async fn close(self: Box<Self>) -> Result<Entry> {
+        self.inner.close().await
+    }
+
+    async fn abort(self: Box<Self>) {
+        self.inner.abort().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::normalize;
+    use super::*;
 
     #[test]
     fn paths_stay_inside_the_tree() {
@@ -395,5 +491,87 @@ mod tests {
         let e = normalize("/", &lossy).unwrap_err();
         assert_eq!(e.kind, crate::storage::ErrorKind::InvalidName);
         assert!(e.message.contains("UTF-8"), "{}", e.message);
+    }
+}
+
+#[cfg(test)]
+mod creation_tests {
+    use super::*;
+    use crate::config::Permissions;
+    use crate::storage::local::Local;
+
+    /// A user with a local mount at `/` and another at `/Inbox`, every permission.
+    fn tree(dir: &std::path::Path) -> Vfs {
+        let (top, inbox) = (dir.join("top"), dir.join("inbox"));
+        std::fs::create_dir_all(&top).unwrap();
+        std::fs::create_dir_all(&inbox).unwrap();
+        let all = Permissions::all();
+        Vfs::new(vec![
+            MountPoint {
+                path: "/".into(),
+                backend: Arc::new(Local::new(top).unwrap()),
+                permissions: all,
+            },
+            MountPoint {
+                path: "/Inbox".into(),
+                backend: Arc::new(Local::new(inbox).unwrap()),
+                permissions: all,
+            },
+        ])
+    }
+
+    #[tokio::test]
+    async fn names_with_control_characters_or_of_a_mount_point_are_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = tree(dir.path());
+        let e = vfs.mkdir("/a\u{1b}[31m").await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidName);
+        assert!(e.message.contains("\\u{1b}"), "escaped: {}", e.message);
+        let e = vfs
+            .open_write("/bell\u{7}.txt", WriteMode::Truncate)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(e.kind, ErrorKind::InvalidName);
+        for shadow in ["/inbox", "/INBOX"] {
+            assert_eq!(
+                vfs.mkdir(shadow).await.unwrap_err().kind,
+                ErrorKind::AlreadyExists
+            );
+            let refused = vfs.open_write(shadow, WriteMode::Truncate).await.err();
+            assert_eq!(refused.unwrap().kind, ErrorKind::AlreadyExists);
+        }
+        vfs.mkdir("/plain").await.unwrap();
+        assert!(vfs.rename("/plain", "/inBox").await.is_err());
+        vfs.mkdir("/Inbox/inside").await.unwrap();
+        assert!(dir.path().join("inbox/inside").is_dir());
+        assert!(!dir.path().join("top/inbox").exists() && !dir.path().join("top/INBOX").exists());
+    }
+
+    #[tokio::test]
+    async fn far_off_writes_are_refused_and_nothing_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = tree(dir.path());
+        let mut handle = vfs.open_write("/f.bin", WriteMode::Truncate).await.unwrap();
+        handle
+            .write_at(0, Bytes::from_static(b"head"))
+            .await
+            .unwrap();
+        handle
+            .write_at(4 + MAX_GAP, Bytes::from_static(b"x"))
+            .await
+            .expect("a gap of 1 GiB at most");
+        let e = handle
+            .write_at(2 * MAX_GAP + 10, Bytes::from_static(b"y"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unsupported);
+        let e = handle
+            .write_at(MAX_FILE - 1, Bytes::from_static(b"zz"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::QuotaExceeded);
+        handle.abort().await;
+        assert!(!dir.path().join("top/f.bin").exists());
     }
 }

@@ -1,8 +1,8 @@
 //! SFTP as client libraries use it beyond OpenSSH's batch mode, on a SharePoint mount and a
 //! local mount alike: readdir past the end, read-write handles (`r+`, `w+`, `a+`) with seek
-//! and readline, the APPEND flag, names that are not UTF-8, OpenSSH's status wording, and the
-//! poisoned handle (a failed write stores nothing at close). Results are checked through the
-//! simulator's Graph API and on disk.
+//! and readline, the APPEND flag, names that are not UTF-8 or hold control characters, OpenSSH's
+//! status wording, the poisoned handle (a failed write stores nothing at close), and a write far
+//! past the end (refused). Results are checked through the simulator's Graph API and on disk.
 
 mod common;
 mod sftp_support;
@@ -133,6 +133,26 @@ except IOError as e:
     assert "Permission denied" in str(e), str(e)
 f.close()
 print("ok status-texts")
+
+# 7. names with control characters are refused; a write far past the end is refused, and the
+#    file is not stored.
+refused("control-character mkdir", lambda: s.mkdir(base + "/esc\x1b[31m"), "control characters")
+refused("control-character open", lambda: s.open(base + "/bell\x07.txt", "wb"),
+        "control characters")
+f = s.open(base + "/sparse.bin", "wb")
+f.write(b"head")
+f.flush()
+try:
+    s._request(CMD_WRITE, f.handle, int64(5 * 2**30), b"x")
+    raise SystemExit("a write 5 GiB past the end was accepted")
+except IOError as e:
+    assert "gap" in str(e), str(e)
+try:
+    f.close()
+except IOError:
+    pass
+refused("the refused file", lambda: s.stat(base + "/sparse.bin"), "No such file")
+print("ok far-off-write")
 s.close()
 t.close()
 "#;
