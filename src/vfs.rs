@@ -6,10 +6,10 @@
 //! anything outside the virtual tree, and a backend only ever sees clean paths below its root.
 //! The parents of mounts are listable, read-only virtual folders.
 //!
-//! What is created is checked here too, for every backend: a name with a control character is
-//! refused (it breaks clients, terminals and logs), and so is a name that equals a mount point
-//! or one of its virtual parents apart from case (the listing would hide it behind the mount;
-//! SharePoint sees one name). A write handle refuses a write that would leave a gap of more than
+//! What is created is checked here too, for every backend: a name with a control character
+//! other than TAB is refused ([`crate::storage::unprintable`]), and so is a name that equals a
+//! mount point or one of its virtual parents apart from case (the listing would hide it behind
+//! the mount; SharePoint sees one name). A write handle refuses a write that would leave a gap of more than
 //! [`MAX_GAP`] past the end written so far, or end past [`MAX_FILE`] (SharePoint's limit), so a
 //! single far-off SFTP write cannot make spgate spool or send terabytes of zeros.
 
@@ -175,7 +175,7 @@ impl Vfs {
     /// Whether creating `vpath` is refused for its name: see the module docs.
     fn refuses_to_create(&self, vpath: &str) -> Result<()> {
         let name = vpath.rsplit('/').next().unwrap_or_default();
-        if name.chars().any(char::is_control) {
+        if crate::storage::unprintable(name) {
             return Err(Error::new(
                 ErrorKind::InvalidName,
                 format!("{vpath:?}: a name cannot hold control characters"),
@@ -542,6 +542,7 @@ mod creation_tests {
             assert_eq!(refused.unwrap().kind, ErrorKind::AlreadyExists);
         }
         vfs.mkdir("/plain").await.unwrap();
+        vfs.mkdir("/tab\there").await.expect("TAB is allowed");
         assert!(vfs.rename("/plain", "/inBox").await.is_err());
         vfs.mkdir("/Inbox/inside").await.unwrap();
         assert!(dir.path().join("inbox/inside").is_dir());

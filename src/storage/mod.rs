@@ -129,6 +129,13 @@ pub trait Backend: Send + Sync {
     async fn space(&self) -> Result<Option<Space>>;
 }
 
+/// Whether `name` holds a control character other than TAB: such a name is never created (it
+/// drives terminals and breaks logs and clients). TAB is kept: it is harmless, and
+/// `names = "encode"` carries it to SharePoint and back.
+pub fn unprintable(name: &str) -> bool {
+    name.chars().any(|c| c.is_control() && c != '\t')
+}
+
 /// Joins a backend path and a name.
 pub fn join(dir: &str, name: &str) -> String {
     if dir.ends_with('/') {

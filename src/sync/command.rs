@@ -282,7 +282,7 @@ pub fn status(config: &Config, out: &mut impl Write) -> std::io::Result<()> {
 /// A path as printed: quoted and escaped when it holds control characters (a hostile name must
 /// not drive the terminal).
 fn shown(path: &str) -> std::borrow::Cow<'_, str> {
-    if path.chars().any(char::is_control) {
+    if crate::storage::unprintable(path) {
         format!("{path:?}").into()
     } else {
         path.into()

@@ -434,7 +434,7 @@ fn unsafe_name(name: &str) -> Option<&'static str> {
         Some("a name that means a folder itself or its parent")
     } else if name.contains('/') {
         Some("a name with a path separator")
-    } else if name.chars().any(char::is_control) {
+    } else if crate::storage::unprintable(name) {
         Some("a name with a control character")
     } else {
         None
@@ -523,10 +523,11 @@ mod tests {
             entry("nul", "root", "x\0y", "x\0y"),
             entry("empty", "root", "", ""),
             entry("ok", "root", "report.pdf", "report.pdf"),
+            entry("tab", "root", "tab\there.txt", "tab\there.txt"),
         ];
         let (kept, problems) = local_safe(entries);
         let ids: Vec<&str> = kept.iter().map(|e| e.item.id.as_str()).collect();
-        assert_eq!(ids, ["a", "b", "ok"]);
+        assert_eq!(ids, ["a", "b", "ok", "tab"]);
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["..", "a/b", "x\0y", ""]);
         assert!(problems.iter().all(|p| p.side == "remote"));
