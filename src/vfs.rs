@@ -248,18 +248,21 @@ impl Vfs {
     /// write itself (SharePoint: the upload's conflict behaviour, one request for a small file).
     pub async fn open_write(&self, vpath: &str, mode: WriteMode) -> Result<Box<dyn WriteHandle>> {
         self.refuses_to_create(vpath)?;
-        let handle = self.open_write_unbounded(vpath, mode).await?;
-        Ok(Box::new(Bounded {
-            inner: handle,
+        let (inner, create_only) = self.open_backend_write(vpath, mode).await?;
+        Ok(Box::new(Writing {
+            inner,
             vpath: vpath.to_string(),
+            create_only,
         }))
     }
 
-    async fn open_write_unbounded(
+    /// The backend's write handle for `vpath`, and whether it was opened create-only for a
+    /// user who may create but not replace.
+    async fn open_backend_write(
         &self,
         vpath: &str,
         mode: WriteMode,
-    ) -> Result<Box<dyn WriteHandle>> {
+    ) -> Result<(Box<dyn WriteHandle>, bool)> {
         let (mount, path) =
             self.mounted(vpath, Permission::Write)
                 .or_else(|e| match self.place(vpath) {
@@ -273,10 +276,10 @@ impl Vfs {
         let allows = |p| mount.permissions.allows(p);
         match mode {
             WriteMode::CreateNew if allows(Permission::Write) => {
-                return mount.backend.open_write(&path, mode).await;
+                return Ok((mount.backend.open_write(&path, mode).await?, false));
             }
             WriteMode::Truncate if allows(Permission::Write) && allows(Permission::Overwrite) => {
-                return mount.backend.open_write(&path, mode).await;
+                return Ok((mount.backend.open_write(&path, mode).await?, false));
             }
             // May create but not replace: create-only, an existing file refused as denied.
             WriteMode::Truncate if allows(Permission::Write) => {
@@ -289,10 +292,7 @@ impl Vfs {
                     .open_write(&path, WriteMode::CreateNew)
                     .await
                     .map_err(refused)?;
-                return Ok(Box::new(CreateOnly {
-                    inner: writer,
-                    vpath: vpath.to_string(),
-                }));
+                return Ok((writer, true));
             }
             _ => {}
         }
@@ -309,7 +309,7 @@ impl Vfs {
         if !allows(need) {
             return Err(denied(need, vpath));
         }
-        mount.backend.open_write(&path, mode).await
+        Ok((mount.backend.open_write(&path, mode).await?, false))
     }
 
     pub async fn mkdir(&self, vpath: &str) -> Result<()> {
@@ -376,52 +376,17 @@ impl Vfs {
     }
 }
 
-/// A file opened to replace by a user who may only create: stored with create-only
-/// semantics, and a file that exists by the time it is stored is refused as denied.
-struct CreateOnly {
+/// Every write handle the vfs hands out: it refuses far-off writes (see the module docs); and
+/// a file opened to replace by a user who may only create (`create_only`: stored with
+/// create-only semantics) that exists by the time it is stored is refused as denied.
+struct Writing {
     inner: Box<dyn WriteHandle>,
     vpath: String,
+    create_only: bool,
 }
 
 #[async_trait]
-impl WriteHandle for CreateOnly {
-    async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<()> {
-        self.inner.write_at(offset, data).await
-    }
-
-    fn size(&self) -> u64 {
-        self.inner.size()
-    }
-
-    async fn read_at(&mut self, offset: u64, len: usize) -> Result<Bytes> {
-        self.inner.read_at(offset, len).await
-    }
-
-    fn set_modified(&mut self, at: DateTime<Utc>) {
-        self.inner.set_modified(at)
-    }
-
-    async fn close(self: Box<Self>) -> Result<Entry> {
-        let vpath = self.vpath;
-        self.inner.close().await.map_err(|e| match e.kind {
-            ErrorKind::AlreadyExists => denied(Permission::Overwrite, &vpath),
-            _ => e,
-        })
-    }
-
-    async fn abort(self: Box<Self>) {
-        self.inner.abort().await
-    }
-}
-
-/// A write handle that refuses far-off writes: see the module docs.
-struct Bounded {
-    inner: Box<dyn WriteHandle>,
-    vpath: String,
-}
-
-#[async_trait]
-impl WriteHandle for Bounded {
+impl WriteHandle for Writing {
     async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<()> {
         let end = offset.saturating_add(data.len() as u64);
         if end > MAX_FILE {
@@ -456,7 +421,11 @@ impl WriteHandle for Bounded {
     }
 
     async fn close(self: Box<Self>) -> Result<Entry> {
-        self.inner.close().await
+        let (vpath, create_only) = (self.vpath, self.create_only);
+        self.inner.close().await.map_err(|e| match e.kind {
+            ErrorKind::AlreadyExists if create_only => denied(Permission::Overwrite, &vpath),
+            _ => e,
+        })
     }
 
     async fn abort(self: Box<Self>) {
