@@ -83,6 +83,13 @@ def still_open():
     return sum(not closed(s) for s in held)
 "#;
 
+/// Asserts that the gateway's log holds `text` (shows the log's tail when it does not).
+#[track_caller]
+fn assert_logged(gw: &Gateway, text: &str) {
+    let log = gw.log_tail();
+    assert!(log.contains(text), "{text:?} not logged:\n{log}");
+}
+
 /// The rest of the line of `output` that starts with `label `.
 fn value_after<'a>(output: &'a str, label: &str) -> &'a str {
     let prefix = format!("{label} ");
@@ -136,12 +143,7 @@ print(login_soon())
     assert!(!out.contains("sftp exit 0"), "{out}");
     assert!(out.contains("too many connections"), "{out}");
     assert!(out.contains("login ok"), "{out}");
-    assert!(
-        gw.log_tail()
-            .contains("connection refused: too many connections"),
-        "{}",
-        gw.log_tail()
-    );
+    assert_logged(&gw, "connection refused: too many connections");
 }
 
 /// `count` connections to `gw`'s `protocol` port that never log in, all held, with
@@ -176,12 +178,7 @@ print("still open", still_open())
 #[tokio::test]
 async fn idle_connections_cannot_keep_a_partner_out() {
     let gw = idle_connections_held("sftp", 300, 20).await;
-    assert!(
-        gw.log_tail()
-            .contains("max_unauthenticated connections were waiting"),
-        "{}",
-        gw.log_tail()
-    );
+    assert_logged(&gw, "max_unauthenticated connections were waiting");
 }
 
 #[tokio::test]
@@ -310,12 +307,7 @@ print(login_soon(ftp_login))
         "{out}"
     );
     assert!(out.contains("login ok"), "{out}");
-    assert!(
-        gw.log_tail()
-            .contains("connection refused: too many connections"),
-        "{}",
-        gw.log_tail()
-    );
+    assert_logged(&gw, "connection refused: too many connections");
 }
 
 #[tokio::test]
@@ -352,10 +344,5 @@ print("logged in", g.voidcmd("NOOP"))
     let closed: f64 = value_after(&out, "closed after").parse().unwrap();
     assert!((1.5..6.0).contains(&closed), "{out}");
     assert!(out.contains("logged in 200"), "{out}");
-    assert!(
-        gw.log_tail()
-            .contains("FTP connection closed: no login within the grace time"),
-        "{}",
-        gw.log_tail()
-    );
+    assert_logged(&gw, "FTP connection closed: no login within the grace time");
 }
