@@ -8,6 +8,7 @@
 //!   validated typed values) from a TOML file plus `SPGATE_...` environment overrides.
 //! - [`connections`]: SharePoint connections: tokens (secret, certificate, device code),
 //!   health with durable alerts, and each connection's Graph client and library.
+//! - [`events`]: what the session layer announces (a file stored) for the sync scheduler.
 //! - [`graph`]: spgate's Microsoft Graph client: limits, throttling, retries, paths, uploads,
 //!   SharePoint's naming rules and the look-alike encoding of names it refuses.
 //! - [`storage`]: object-safe storage backends (`local`, `sharepoint`) behind mounts.
@@ -17,9 +18,9 @@
 //! - [`wire`]: plain Microsoft Graph data types and the quickXorHash; the only code that the
 //!   Graph client and the simulator share, so that each checks the other.
 //! - [`serve`], [`demo`]: `spgate serve` and `spgate demo`.
-//! - [`gateway`]: the protocol-neutral layer `serve` runs: users, connections, mounts.
-//! - [`session`]: logins for every front-end (lock, credentials, audit, metrics) and the
-//!   session a login makes.
+//! - [`session`]: the protocol-neutral layer `serve` runs: the gateway in force (users,
+//!   connections, mounts, limits), logins for every front-end (lock, credentials, audit,
+//!   metrics), the session a login makes and its accounting of transfers.
 //! - [`sftp`]: the SFTP front-end (russh + russh-sftp).
 //! - [`ftp`]: the FTP/FTPS front-end (libunftp).
 //! - [`sim`]: `spgate sim`, an offline Microsoft Graph / Microsoft identity platform simulator
@@ -35,9 +36,9 @@ pub mod audit;
 pub mod config;
 pub mod connections;
 pub mod demo;
+pub mod events;
 pub mod fsio;
 pub mod ftp;
-pub mod gateway;
 pub mod graph;
 pub mod logging;
 pub mod operate;

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::gateway::{Gateway, Shared};
+use crate::session::{Gateway, Shared};
 
 /// Runs the gateway until `shutdown` is cancelled. Prints `sftp listening on ADDR` and
 /// `ftp listening on ADDR` on stdout for each listener once bound (tests start it on port 0 and

@@ -85,37 +85,41 @@ fn users() -> [User; 2] {
 #[tokio::test]
 async fn a_locked_ftp_login_looks_the_same_whatever_the_password() {
     let gw = Gateway::start(&users()).await;
-    let mut attempts = vec!["alice,guess"; 5];
-    // Locked now: the right and a wrong password in turn, seven times each.
-    for _ in 0..7 {
-        attempts.extend(["alice,alice-pw", "alice,wrong"]);
-    }
-    attempts.push("bob,bob-pw"); // another user is not locked
-    let answers = logins(&gw, FTP_LOGINS, gw.ftp_port, &attempts).await;
-    let verdicts: Vec<&str> = answers.iter().map(|a| a[0].as_str()).collect();
-    let mut expected = vec!["refused"; 5 + 14];
-    expected.push("ok");
-    assert_eq!(verdicts, expected, "{answers:?}");
+    let answers = logins(&gw, FTP_LOGINS, gw.ftp_port, &["alice,guess"; 5]).await;
+    assert!(answers.iter().all(|a| a[0] == "refused"), "{answers:?}");
 
-    // The fastest of each kind (a busy machine only ever adds time).
-    let fastest = |password: &str| {
-        attempts
-            .iter()
-            .zip(&answers)
-            .skip(5)
-            .filter(|(a, _)| a.ends_with(password))
-            .map(|(_, answer)| answer[1].parse::<f64>().unwrap())
-            .fold(f64::MAX, f64::min)
-    };
-    let (right, wrong) = (fastest(",alice-pw"), fastest(",wrong"));
-    let ratio = right / wrong;
+    // Locked now: the right and a wrong password in turn, seven times each per round. The
+    // fastest of each kind is compared (a busy machine only ever adds time); while other tests
+    // load the machine that may take more samples, so up to four rounds are pooled. A leak
+    // like libunftp's own (about 1.5 s against 33 ms) fails every round.
+    let round: Vec<&str> = ["alice,alice-pw", "alice,wrong"].repeat(7);
+    let (mut right, mut wrong) = (f64::MAX, f64::MAX);
+    let mut locked_attempts = 0;
+    for _ in 0..4 {
+        let answers = logins(&gw, FTP_LOGINS, gw.ftp_port, &round).await;
+        locked_attempts += answers.len();
+        for (attempt, answer) in round.iter().zip(&answers) {
+            assert_eq!(answer[0], "refused", "{attempt}: {answers:?}");
+            let took = answer[1].parse::<f64>().unwrap();
+            let fastest = match attempt.ends_with(",alice-pw") {
+                true => &mut right,
+                false => &mut wrong,
+            };
+            *fastest = fastest.min(took);
+        }
+        if (0.8..=1.25).contains(&(right / wrong)) {
+            break;
+        }
+    }
     assert!(
-        (0.8..=1.25).contains(&ratio),
+        (0.8..=1.25).contains(&(right / wrong)),
         "locked: right password {right} s, wrong {wrong} s"
     );
+    let answers = logins(&gw, FTP_LOGINS, gw.ftp_port, &["bob,bob-pw"]).await;
+    assert_eq!(answers[0][0], "ok", "another user is not locked");
 
     let audited = audited_logins(&gw, "alice");
-    assert_eq!(audited.len(), 5 + 14, "{audited:#?}");
+    assert_eq!(audited.len(), 5 + locked_attempts, "{audited:#?}");
     for (i, e) in audited.iter().enumerate() {
         assert_eq!(e["outcome"], "failed", "{e}");
         assert_eq!(e["protocol"], "ftp", "{e}");

@@ -172,3 +172,51 @@ async fn sharepoint_dies_mid_download(connection: &str) {
         "a log line carries tempauth:\n{log}"
     );
 }
+
+/// SIGTERM while one SFTP connection uploads and another sits idle (paramiko): the idle one is
+/// closed at once, the upload goes on to its close and is stored, and then spgate exits.
+#[tokio::test]
+async fn a_shutdown_closes_idle_connections_and_lets_an_upload_finish() {
+    let mut gw = Gateway::start(&[alice().password("pw").commit("close")]).await;
+    let bytes = random(640 * 1024);
+    let local = gw.write_local("slow.bin", &bytes);
+    let script = format!(
+        r#"
+import os, signal, sys, time, paramiko
+def connect():
+    t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
+    t.connect(username="alice", password="pw")
+    return paramiko.SFTPClient.from_transport(t)
+idle, busy = connect(), connect()
+data = open({local:?}, "rb").read()
+with busy.open("slow.bin", "wb") as f:
+    for at in range(0, len(data), 64 * 1024):
+        if at == 128 * 1024:
+            os.kill({pid}, signal.SIGTERM)
+            stopped = time.monotonic()
+        f.write(data[at:at + 64 * 1024])
+        time.sleep(0.2)
+print("upload closed", f"{{time.monotonic() - stopped:.1f}}", "s after SIGTERM")
+try:
+    idle.listdir(".")
+    print("idle connection still open")
+except (EOFError, OSError, paramiko.SSHException):
+    print("idle connection closed")
+"#,
+        pid = gw.pid(),
+        local = local.display().to_string(),
+    );
+    let mut cmd = tokio::process::Command::new("python3");
+    cmd.args(["-c", &script, &gw.sftp_port.to_string()]);
+    let run = gw.run(cmd, "paramiko-shutdown").await;
+    assert!(run.success, "{run}");
+    assert!(run.output.contains("upload closed"), "{run}");
+    assert!(run.output.contains("idle connection closed"), "{run}");
+    gw.assert_stored("slow.bin", &bytes).await;
+    let status = gw.wait_exit(Duration::from_secs(20));
+    assert!(
+        status.success(),
+        "spgate serve: {status:?}\n{}",
+        gw.log_tail()
+    );
+}

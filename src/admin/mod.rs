@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::connections::store::Paths;
-use crate::gateway::{Gateway, Shared};
+use crate::session::{Gateway, Shared};
 use crate::sync::Outcome;
 use crate::sync::store::Store;
 

@@ -28,36 +28,8 @@ const DELEGATED_SCOPES: [&str; 3] = [
     "offline_access",
 ];
 
-/// A bearer token; never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AccessToken(Arc<str>);
-
-impl AccessToken {
-    pub fn secret(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AccessToken(***)")
-    }
-}
-
-/// Why no token could be had.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum TokenError {
-    /// Worth retrying later (network, 5xx, `temporarily_unavailable`).
-    #[error("token request failed, will retry: {0}")]
-    Transient(String),
-    /// The connection is (now) disabled; the alert says what to do.
-    #[error("{message} ({code}). {action}")]
-    Disabled {
-        code: String,
-        message: String,
-        action: String,
-    },
-}
+use crate::graph::access::TokenSource;
+pub use crate::graph::access::{AccessToken, TokenError};
 
 struct Cached {
     token: AccessToken,
@@ -76,6 +48,17 @@ pub struct Tokens {
     /// Access tokens obtained, and token requests that failed (for metrics).
     pub refreshes: std::sync::atomic::AtomicU64,
     pub failures: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl TokenSource for Tokens {
+    async fn token(&self) -> Result<AccessToken, TokenError> {
+        self.get().await
+    }
+
+    fn invalidate(&self, used: &AccessToken) {
+        Tokens::invalidate(self, used)
+    }
 }
 
 impl Tokens {
@@ -264,10 +247,7 @@ impl Tokens {
             }
         };
         let lifetime = response.expires_in().unwrap_or(Duration::from_secs(3599));
-        Ok((
-            AccessToken(Arc::from(response.access_token().secret().as_str())),
-            lifetime,
-        ))
+        Ok((AccessToken::new(response.access_token().secret()), lifetime))
     }
 
     /// Runs the device-code sign-in: `show` gets the message for the user (URL and code); waits

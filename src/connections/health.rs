@@ -53,6 +53,13 @@ pub struct Health {
     disabled: RwLock<Option<Alert>>,
 }
 
+impl crate::graph::access::Standing for Health {
+    fn disabled(&self) -> Option<String> {
+        self.alert()
+            .map(|a| format!("{} ({}). {}", a.message, a.code, a.action))
+    }
+}
+
 impl Health {
     /// Loads the saved state. A connection disabled under a different configuration
     /// (`fingerprint`) starts enabled again: its configuration was changed.

@@ -29,11 +29,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::control::Control;
-use super::storage::{Files, Transfers};
+use super::storage::Files;
 use super::{SHUTDOWN_GRACE, auth, greeting, server};
-use crate::gateway::Shared;
+use crate::session::Shared;
 use crate::session::accept::{self, Acceptor, admit, made_room, with_closer};
 use crate::session::admission::Ticket;
+use crate::session::transfers::Transfers;
 
 /// The reply to a connection over `[limits]`.
 const TOO_MANY: &[u8] = b"421 Too many connections, try again later.\r\n";

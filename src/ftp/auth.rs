@@ -19,7 +19,7 @@ use unftp_core::auth::{
     UserDetailError, UserDetailProvider,
 };
 
-use crate::gateway::Shared;
+use crate::session::Shared;
 use crate::session::admission::Ticket;
 use crate::session::{self as sessions, Attempt, Credential};
 use crate::vfs::Vfs;

@@ -51,7 +51,7 @@ use libunftp::options::{FtpsRequired, Shutdown};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Ftp, TlsRequired};
-use crate::gateway::Shared;
+use crate::session::Shared;
 
 /// How long open sessions may go on after a shutdown starts, so transfers can finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

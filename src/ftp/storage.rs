@@ -15,7 +15,6 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::watch;
 use unftp_core::storage::{
     self as ftp, FEATURE_RESTART, Fileinfo, Metadata, Permissions, StorageBackend,
 };
@@ -23,6 +22,7 @@ use unftp_core::storage::{
 use super::auth::Session;
 use super::control::Control;
 use super::reply;
+use crate::session::transfers::Transfers;
 use crate::storage::{Entry, Error, ErrorKind, WriteHandle, WriteMode};
 use crate::vfs;
 
@@ -51,50 +51,6 @@ pub struct Files {
     control: Option<Control>,
     /// The connection's transfers in progress (a shutdown waits for them).
     transfers: Arc<Transfers>,
-}
-
-/// How long after its last transfer a connection counts as idle (see [`Transfers::settled`]).
-const SETTLE: Duration = Duration::from_millis(200);
-
-/// How many transfers of one connection are in progress: uploads from their `STOR` to their
-/// commit, downloads until the client has read the last byte or gone.
-#[derive(Debug)]
-pub struct Transfers(watch::Sender<usize>);
-
-/// One transfer in progress; dropping it ends it.
-struct Transfer(Arc<Transfers>);
-
-impl Default for Transfers {
-    fn default() -> Self {
-        Transfers(watch::Sender::new(0))
-    }
-}
-
-impl Transfers {
-    fn start(self: &Arc<Self>) -> Transfer {
-        self.0.send_modify(|n| *n += 1);
-        Transfer(self.clone())
-    }
-
-    /// Returns once no transfer has been in progress for [`SETTLE`]: libunftp writes a
-    /// transfer's reply (`226`) just after the storage adapter is done with it.
-    pub async fn settled(&self) {
-        let mut count = self.0.subscribe();
-        loop {
-            let _ = count.wait_for(|n| *n == 0).await;
-            tokio::time::sleep(SETTLE).await;
-            // Unchanged since it was seen at zero: nothing started (and ended) meanwhile.
-            if !count.has_changed().unwrap_or(false) {
-                return;
-            }
-        }
-    }
-}
-
-impl Drop for Transfer {
-    fn drop(&mut self) {
-        self.0.0.send_modify(|n| *n -= 1);
-    }
 }
 
 impl Files {

@@ -15,10 +15,9 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use super::access::{Standing, TokenError, TokenSource};
 use super::error::{Error, Kind, Result, Retry, parse_retry_after, retry_hint};
 use crate::config::Limits;
-use crate::connections::auth::{TokenError, Tokens};
-use crate::connections::health::Health;
 
 /// `ISV|spgate|spgate/<version>`, as Microsoft asks ISVs to identify their traffic.
 pub const USER_AGENT: &str = concat!("ISV|spgate|spgate/", env!("CARGO_PKG_VERSION"));
@@ -88,8 +87,8 @@ pub struct Client {
     pub name: String,
     http: reqwest::Client,
     graph_url: String,
-    tokens: Arc<Tokens>,
-    health: Arc<Health>,
+    tokens: Arc<dyn TokenSource>,
+    standing: Arc<dyn Standing>,
     gate: Gate,
     permits: Semaphore,
     limiter: Option<DefaultDirectRateLimiter>,
@@ -119,8 +118,8 @@ impl Client {
         name: &str,
         graph_url: &str,
         http: reqwest::Client,
-        tokens: Arc<Tokens>,
-        health: Arc<Health>,
+        tokens: Arc<dyn TokenSource>,
+        standing: Arc<dyn Standing>,
         limits: &Limits,
     ) -> Self {
         let limiter = limits.requests_per_second.map(|rps| {
@@ -135,7 +134,7 @@ impl Client {
             http,
             graph_url: format!("{}/v1.0", graph_url.trim_end_matches('/')),
             tokens,
-            health,
+            standing,
             gate: Gate::default(),
             permits: Semaphore::new(limits.max_concurrent_requests),
             limiter,
@@ -169,12 +168,9 @@ impl Client {
     }
 
     fn disabled(&self) -> Option<Error> {
-        self.health.alert().map(|a| {
-            Error::disabled(
-                &self.name,
-                &format!("{} ({}). {}", a.message, a.code, a.action),
-            )
-        })
+        self.standing
+            .disabled()
+            .map(|why| Error::disabled(&self.name, &why))
     }
 
     /// Sends the request `build` makes (called again for each attempt), with the bearer token
@@ -226,7 +222,7 @@ impl Client {
                 .expect("the semaphore is never closed");
             let mut request = build(&self.http);
             let token = if authorized {
-                match self.tokens.get().await {
+                match self.tokens.token().await {
                     Ok(token) => Some(token),
                     Err(TokenError::Disabled {
                         code,

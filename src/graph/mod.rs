@@ -1,5 +1,6 @@
 //! spgate's Microsoft Graph client for SharePoint document libraries.
 //!
+//! - [`access`]: what the client needs from its connection (tokens, standing);
 //! - [`client`]: requests with limits, throttling pauses, token refresh and retries;
 //! - [`drive`]: one library's operations by path; [`download`]: streaming and parallel ranged
 //!   downloads; [`upload`]: simple and session uploads;
@@ -8,6 +9,7 @@
 //!
 //! It shares only the plain types of [`crate::wire`] with the simulator.
 
+pub mod access;
 pub mod client;
 pub mod download;
 pub mod drive;

@@ -1,7 +1,14 @@
 //! The protocol-neutral session layer: every login of every front-end goes through [`login`],
 //! which decides, logs, audits and counts it; a successful one is a [`Session`], which opens the
-//! user's virtual file system and counts as active until it is dropped. [`admission`] bounds
-//! connections and sessions (`[limits]`); [`accept`] is the listeners' accept loop.
+//! user's virtual file system and counts as active until it is dropped.
+//!
+//! - [`gateway`]: the gateway in force (configuration, users, connections, mounts), replaced
+//!   as a whole by a reload;
+//! - [`admission`]: connections and sessions held against `[limits]`; [`accept`]: the
+//!   listeners' accept loop;
+//! - [`accounting`]: what a session's file operations leave behind: metrics, audit lines and
+//!   the "file stored" event; [`metrics`]: the counters; [`transfers`]: the transfers in
+//!   progress on a connection, which a shutdown waits for.
 //!
 //! What a login checks, in order:
 //! 1. the user/address lock ([`crate::users::lockout`]), before any credential is looked at: a
@@ -21,7 +28,13 @@
 //! [`BLOCK`]: crate::users::lockout::BLOCK
 
 pub mod accept;
+pub mod accounting;
 pub mod admission;
+pub mod gateway;
+pub mod metrics;
+pub mod transfers;
+
+pub use gateway::{Gateway, Shared};
 
 use std::fmt;
 use std::net::IpAddr;
@@ -29,11 +42,10 @@ use std::sync::Arc;
 
 use russh::keys::ssh_key::PublicKey;
 
-use crate::admin::metrics::SessionGuard;
-use crate::gateway::Gateway;
 use crate::storage;
 use crate::users::{Account, Denied, Refused};
 use crate::vfs::Vfs;
+use metrics::SessionGuard;
 
 /// What a client offers to prove who it is.
 pub enum Credential<'a> {

@@ -17,6 +17,7 @@ use russh_sftp::protocol::{
 use russh_sftp::server::StatusReply;
 
 use super::reply::{self, code, status, status_at};
+use crate::session::transfers::{Transfer, Transfers};
 use crate::storage::{self, Entry, Error, ErrorKind, ReadHandle, WriteHandle, WriteMode};
 use crate::vfs::{Vfs, normalize};
 
@@ -65,6 +66,10 @@ pub struct Files {
     /// (`[limits] max_handles_per_login`).
     open: Arc<AtomicUsize>,
     most: usize,
+    /// The connection's transfers in progress: one per open file handle, ended once its close
+    /// is done (a shutdown waits for them).
+    transfers: Arc<Transfers>,
+    transferring: HashMap<String, Transfer>,
 }
 
 /// A login's open handles, shared by its channels.
@@ -107,7 +112,13 @@ fn ssh_string(data: &[u8], at: &mut usize) -> Option<String> {
 impl Files {
     /// The SFTP requests of one channel of `user`; `open` counts the handles of all the
     /// login's channels, at most `most`.
-    pub fn new(vfs: Arc<Vfs>, user: String, open: OpenHandles, most: usize) -> Self {
+    pub fn new(
+        vfs: Arc<Vfs>,
+        user: String,
+        open: OpenHandles,
+        most: usize,
+        transfers: Arc<Transfers>,
+    ) -> Self {
         Files {
             vfs,
             user,
@@ -115,6 +126,8 @@ impl Files {
             next_handle: 0,
             open,
             most,
+            transfers,
+            transferring: HashMap::new(),
         }
     }
 
@@ -128,6 +141,10 @@ impl Files {
         }
         self.next_handle += 1;
         let handle = self.next_handle.to_string();
+        if !matches!(open, Open::Dir { .. }) {
+            self.transferring
+                .insert(handle.clone(), self.transfers.start());
+        }
         self.handles.insert(handle.clone(), open);
         Ok(handle)
     }
@@ -261,6 +278,8 @@ impl russh_sftp::server::Handler for Files {
         if closed.is_some() {
             self.open.fetch_sub(1, Ordering::SeqCst);
         }
+        // Ends when the close is done (stored or not), not before.
+        let _transfer = self.transferring.remove(&handle);
         match closed {
             Some(Open::Write {
                 path,

@@ -21,10 +21,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::gateway::{Gateway, Shared};
 use crate::session::accept::{self, Acceptor, admit, made_room, with_closer};
+use crate::session::transfers::Transfers;
+use crate::session::{Gateway, Shared};
 
-/// How long open sessions may go on after a shutdown starts, so transfers can finish.
+/// How long a connection's transfers may go on after a shutdown starts (idle connections close
+/// at once).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 const CIPHERS: &[cipher::Name] = &[
@@ -164,7 +166,8 @@ pub async fn serve(
                     return;
                 }
             };
-            let handler = session::Connection::new(gateway.clone(), peer, sessions, ticket.clone());
+            let transfers = Arc::new(Transfers::default());
+            let handler = session::Connection::new(gateway.clone(), peer, sessions, ticket.clone(), transfers.clone());
             let started = russh::server::run_stream(config, socket, handler);
             let session = tokio::select! {
                 started = tokio::time::timeout_at(deadline, started) => match started {
@@ -197,7 +200,12 @@ pub async fn serve(
                         tracing::debug!(%peer, error = %e, "SSH connection ended with an error");
                     }
                 }
-                _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+                // Idle connections close at once; the others when their files are done.
+                _ = async {
+                    shutdown.cancelled().await;
+                    let _ = tokio::time::timeout(SHUTDOWN_GRACE, transfers.settled()).await;
+                } => {
+                    tracing::debug!(%peer, "SSH connection closed: the server is shutting down");
                     let bye = handle.disconnect(russh::Disconnect::ByApplication, "the server is shutting down".into(), "en".into());
                     let _ = tokio::time::timeout(Duration::from_secs(1), bye).await;
                     let _ = closer.shutdown(std::net::Shutdown::Both);

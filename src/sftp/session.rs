@@ -15,8 +15,9 @@ use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
 use tracing::Instrument;
 
 use super::files::{Files, take_one};
-use crate::gateway::Gateway;
+use crate::session::Gateway;
 use crate::session::admission::Ticket;
+use crate::session::transfers::Transfers;
 use crate::session::{self as sessions, Attempt, Credential};
 
 /// Bytes buffered between the SSH channel and the SFTP engine, each way.
@@ -46,6 +47,8 @@ pub struct Connection {
     channels_open: Arc<AtomicUsize>,
     /// Handles open over all channels, against `max_handles_per_login`.
     handles: Arc<AtomicUsize>,
+    /// Files being transferred over all channels.
+    transfers: Arc<Transfers>,
 }
 
 impl Connection {
@@ -54,9 +57,11 @@ impl Connection {
         peer: SocketAddr,
         tracker: tokio_util::task::TaskTracker,
         ticket: Arc<Ticket>,
+        transfers: Arc<Transfers>,
     ) -> Self {
         Connection {
             ticket,
+            transfers,
             channels_open: Arc::default(),
             handles: Arc::default(),
             gateway,
@@ -214,6 +219,7 @@ impl russh::server::Handler for Connection {
             account.name.clone(),
             self.handles.clone(),
             most,
+            self.transfers.clone(),
         );
         // Drain the channel in our own tasks, through a pipe: russh's session loop must never
         // block on a full channel queue, or it stops reading window adjustments and a client

@@ -1,17 +1,16 @@
 //! Object-safe storage backends: what a mount points at. A user's mount table mixes them as
-//! `Arc<dyn Backend>`; the front-ends (SFTP, FTP) and the sync worker speak only this trait.
+//! `Arc<dyn Backend>`; the front-ends (SFTP, FTP) speak only this trait. Backends account for
+//! nothing: metrics and audit are the session layer's (`crate::session::accounting`).
 //!
 //! Paths given to a backend are relative to its root, `/`-separated, already normalised by the
 //! virtual file system (`/`, `/a`, `/a/b.txt`; never `..`, never empty segments).
 //!
 //! - [`local`]: a folder on the gateway host; [`sharepoint`]: a SharePoint library folder;
-//! - [`metered`]: a decorator counting transfers for the metrics and the audit log, and
-//!   reporting stored files (which starts sync jobs early);
+//! - [`queue`]: the durable queue that delivers uploads committed with `upload_commit = "queued"`;
 //! - [`error`]: the one error type whose kinds each front-end maps in exactly one place.
 
 pub mod error;
 pub mod local;
-pub mod metered;
 pub mod queue;
 pub mod sharepoint;
 

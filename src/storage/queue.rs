@@ -16,7 +16,7 @@
 //!   restart the session is resumed from its `nextExpectedRanges`, not started over.
 //! - A transient failure is retried with growing pauses for [`GIVE_UP_AFTER`]; a final one (or
 //!   one SharePoint refuses: quota, a folder of that name, the app's access revoked) moves the
-//!   file to `queue/quarantine/`, raises an alert and writes a failed `deliver` audit line.
+//!   file to `queue/quarantine/`, raises an alert and reports a failed [`Delivery`].
 //!   `spgate queue retry` puts it back in line; `spgate queue discard` drops it.
 
 mod db;
@@ -36,7 +36,6 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, oneshot};
 
-use crate::audit::Audit;
 use crate::connections::Connection;
 use crate::connections::store::{Paths, ensure_private_dir};
 use crate::graph;
@@ -55,6 +54,21 @@ pub struct Origin {
     /// The user's virtual path.
     pub vpath: String,
 }
+
+/// How a queued upload ended: delivered, or given up (quarantined). The gateway in force
+/// writes it to the audit log.
+pub struct Delivery<'a> {
+    pub origin: &'a Origin,
+    pub connection: &'a str,
+    pub size: u64,
+    /// The item SharePoint stored, when it said.
+    pub item_id: Option<&'a str>,
+    /// Why it was given up; `None` once delivered.
+    pub error: Option<&'a str>,
+}
+
+/// Called with each [`Delivery`].
+pub type OnDelivery = Arc<dyn Fn(&Delivery<'_>) + Send + Sync>;
 
 /// One queued upload. Its `Debug` leaves out the upload URL (it carries its own credentials).
 #[derive(Clone, PartialEq)]
@@ -176,7 +190,7 @@ struct State {
 struct Attached {
     connections: HashMap<String, Arc<Connection>>,
     workers: HashMap<String, usize>,
-    audit: Option<Arc<Audit>>,
+    on_delivery: Option<OnDelivery>,
     paths: Option<Paths>,
 }
 
@@ -635,11 +649,11 @@ impl Queue {
         Ok(true)
     }
 
-    /// The connections, their worker counts and the audit log of the gateway in force.
+    /// The connections, their worker counts and the delivery report of the gateway in force.
     pub fn attach(
         &self,
         connections: &HashMap<String, Arc<Connection>>,
-        audit: Arc<Audit>,
+        on_delivery: OnDelivery,
         paths: Paths,
     ) {
         let workers = connections
@@ -649,7 +663,7 @@ impl Queue {
         *self.attached.write() = Attached {
             connections: connections.clone(),
             workers,
-            audit: Some(audit),
+            on_delivery: Some(on_delivery),
             paths: Some(paths),
         };
         self.wake.notify_one();
@@ -787,7 +801,7 @@ impl Queue {
     }
 
     /// Ends an attempt: hands the verdict to a waiting client, schedules a retry, or
-    /// quarantines. Audits deliveries and final failures.
+    /// quarantines. Reports deliveries and final failures.
     /// `None`: the row went away before the attempt began.
     fn finish(&self, id: i64, outcome: Option<deliver::Outcome>) {
         match outcome {
@@ -805,27 +819,20 @@ impl Queue {
         let mut state = self.state.lock();
         state.in_flight.remove(&id);
         let waiter = state.waiters.remove(&id);
-        let audit = |row: &Row, item: Option<&str>, error: Option<&str>| {
-            if let Some(audit) = &attached.audit {
-                let o = &row.origin;
-                let mut e = crate::audit::event(
-                    "deliver",
-                    &o.user,
-                    &o.protocol,
-                    o.peer,
-                    &o.vpath,
-                    error.is_none(),
-                );
-                e.size = Some(row.size);
-                e.item_id = item;
-                e.connection = Some(&row.connection);
-                e.error = error;
-                audit.record(&e);
+        let report = |row: &Row, item_id: Option<&str>, error: Option<&str>| {
+            if let Some(on_delivery) = &attached.on_delivery {
+                on_delivery(&Delivery {
+                    origin: &row.origin,
+                    connection: &row.connection,
+                    size: row.size,
+                    item_id,
+                    error,
+                });
             }
         };
         match outcome {
             deliver::Outcome::Delivered(row, entry) => {
-                audit(&row, entry.as_ref().map(|e| e.id.as_str()), None);
+                report(&row, entry.as_ref().map(|e| e.id.as_str()), None);
                 if let (Some(waiter), Some(entry)) = (waiter, entry) {
                     let _ = waiter.send(Ok(entry));
                 }
@@ -857,7 +864,7 @@ impl Queue {
                     return;
                 }
                 let reason = error.to_string();
-                audit(&row, None, Some(&reason));
+                report(&row, None, Some(&reason));
                 if let Err(e) = state.quarantine(&self.dir, &mut row, &reason) {
                     tracing::error!(error = %e, "upload queue: quarantining failed");
                 }

@@ -1,5 +1,5 @@
 //! The local side of a sync run: the job's exclude [`Filter`], the full [`scan`] of the local
-//! folder, [`hash_file`], the [`temp_path`] downloads are written to, and the job's folder as a
+//! folder, [`hash_reader`], the [`temp_path`] downloads are written to, and the job's folder as a
 //! capability ([`Root`]) through which the engine reaches every local file.
 //!
 //! Blocking code: the engine calls it on tokio's blocking pool. The scan never aborts on one bad
@@ -15,7 +15,6 @@ pub use root::{Root, Stat};
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -28,7 +27,7 @@ use walkdir::{DirEntry, WalkDir};
 use super::{LocalEntry, Problem, TEMP_PREFIX, key};
 use crate::wire::QuickXor;
 
-/// Buffer size of [`hash_file`].
+/// Buffer size of [`hash_reader`].
 const HASH_BUFFER: usize = 1 << 20;
 
 /// Which paths a job leaves alone, built from its `exclude` patterns. Excluded paths are
@@ -418,12 +417,7 @@ fn job_path(rel: &Path) -> String {
     String::from_utf8_lossy(os.as_bytes()).nfc().collect()
 }
 
-/// The quickXorHash (base64) and length of the file at `path`.
-pub fn hash_file(path: &Path) -> io::Result<(String, u64)> {
-    hash_reader(File::open(path)?)
-}
-
-/// The quickXorHash and length of what `file` holds from where it is.
+/// The quickXorHash (base64) and length of what `file` holds from where it is.
 pub fn hash_reader(mut file: impl Read) -> io::Result<(String, u64)> {
     let mut buffer = vec![0; HASH_BUFFER];
     let mut hash = QuickXor::new();

@@ -1,6 +1,7 @@
 //! Sync jobs inside `spgate serve`: each enabled job runs at start and then every `interval`;
-//! a file stored by an SFTP/FTP upload into a pushed local folder starts its job after a short
-//! quiet period instead. A run still going when the next is due makes that one be skipped
+//! a file stored by an SFTP/FTP upload into a pushed local folder (the session layer's
+//! [`Event::Stored`], which the scheduler subscribes to) starts its job after a short quiet
+//! period instead. A run still going when the next is due makes that one be skipped
 //! (the loop is sequential per job, and across processes the run lock refuses a second run).
 //! Jobs whose connection is disabled pause until it is enabled again. Shutdown lets the files
 //! in flight finish and records the run as interrupted.
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,6 +23,7 @@ use super::{Error, Outcome};
 use crate::config::{Config, Direction, SyncJob};
 use crate::connections::Connection;
 use crate::connections::store::Paths;
+use crate::events::{Event, Events, Place};
 
 /// How long uploads must pause before a triggered run starts (a partner uploading many files
 /// starts one run, not one per file).
@@ -64,19 +67,44 @@ impl Triggers {
         }
     }
 
-    /// Whether files stored under `dir` may concern a job.
-    pub fn watching(&self, dir: &Path) -> bool {
-        self.jobs.iter().any(|(local, _, _, pushes)| {
-            *pushes && (dir.starts_with(local) || local.starts_with(dir))
-        })
-    }
-
     /// A file was stored at `file`: wake the jobs whose folder holds it.
     pub fn stored(&self, file: &Path) {
         for (local, notify, name, pushes) in &self.jobs {
             if *pushes && file.starts_with(local) {
                 tracing::debug!(job = %name, file = %file.display(), "upload into a sync folder");
                 notify.notify_one();
+            }
+        }
+    }
+
+    /// Events were missed: wake every job that pushes, as one of them may concern it.
+    fn lagged(&self) {
+        for (_, notify, _, pushes) in &self.jobs {
+            if *pushes {
+                notify.notify_one();
+            }
+        }
+    }
+
+    /// Wakes the jobs `events` concern until `stop`.
+    async fn follow(
+        self: Arc<Self>,
+        mut events: tokio::sync::broadcast::Receiver<Event>,
+        stop: CancellationToken,
+    ) {
+        loop {
+            let event = tokio::select! {
+                _ = stop.cancelled() => return,
+                event = events.recv() => event,
+            };
+            match event {
+                Ok(Event::Stored(Place::Local(file))) => self.stored(&file),
+                Ok(Event::Stored(Place::SharePoint { .. })) => {}
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "sync scheduler: file-stored events missed");
+                    self.lagged();
+                }
+                Err(RecvError::Closed) => return,
             }
         }
     }
@@ -89,12 +117,13 @@ impl Triggers {
     }
 }
 
-/// Starts a task per enabled job on `tracker`; they stop (between files) when `stop` is
-/// cancelled.
+/// Starts a task per enabled job on `tracker`, and one following `events` for the jobs'
+/// triggers; they stop (between files) when `stop` is cancelled.
 pub fn start(
     config: &Config,
     connections: &HashMap<String, Arc<Connection>>,
-    triggers: &Triggers,
+    triggers: &Arc<Triggers>,
+    events: &Events,
     stop: &CancellationToken,
     tracker: &TaskTracker,
 ) -> std::io::Result<()> {
@@ -104,6 +133,7 @@ pub fn start(
     }
     let store = Store::open(&Store::path_in(&config.state.dir)).map_err(std::io::Error::other)?;
     let paths = Paths::of(config);
+    tracker.spawn(triggers.clone().follow(events.subscribe(), stop.clone()));
     for job in jobs {
         let Some(connection) = connections.get(&job.connection).cloned() else {
             continue;

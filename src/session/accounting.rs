@@ -1,10 +1,10 @@
-//! A backend decorator that accounts for what a session does: it counts transfers for the
-//! metrics (bytes and files up and down, by protocol and connection, each file once when its
-//! handle ends: a download when the client closes it, an upload when it is stored or fails),
-//! writes the audit log (uploads, downloads, deletes, renames), and reports each file stored
-//! (an upload closed, a rename landed) to `on_stored`: the gateway sets that on local mounts
-//! inside a pushed sync folder, so that a partner's upload starts the job soon instead of at
-//! its next interval.
+//! The session layer's accounting, as a decorator around each mount's backend: it counts
+//! transfers for the metrics (bytes and files up and down, by protocol and connection, each
+//! file once when its handle ends: a download when the client closes it, an upload when it is
+//! stored or fails), writes the audit log (uploads, downloads, deletes, renames), and
+//! publishes [`Event::Stored`] for each file stored (an upload closed, a rename landed): the
+//! sync scheduler subscribes, so that a partner's upload into a pushed folder starts its job
+//! soon instead of at its next interval. The backends themselves account for nothing.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -15,12 +15,12 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 
-use super::{Backend, Capabilities, Entry, ReadHandle, Result, Space, WriteHandle, WriteMode};
-use crate::admin::metrics::Metrics;
+use super::metrics::Metrics;
 use crate::audit::{Audit, event};
-
-/// Called with the backend path of a file that was just stored.
-pub type OnStored = Arc<dyn Fn(&str) + Send + Sync>;
+use crate::events::{Event, Events, Place};
+use crate::storage::{
+    Backend, Capabilities, Entry, ReadHandle, Result, Space, WriteHandle, WriteMode,
+};
 
 /// Who is transferring, for the metrics' labels and the audit log.
 #[derive(Clone)]
@@ -34,10 +34,25 @@ pub struct Labels {
     /// The mount's virtual path, to report users' paths.
     pub mount: String,
     pub audit: Arc<Audit>,
-    pub on_stored: Option<OnStored>,
+    /// Where the mount's files are, to announce the ones stored.
+    pub base: Place,
+    pub events: Arc<Events>,
 }
 
 impl Labels {
+    /// Announces that the file at the backend path `path` was stored.
+    fn stored(&self, path: &str) {
+        let relative = path.trim_start_matches('/');
+        let place = match &self.base {
+            Place::Local(dir) => Place::Local(dir.join(relative)),
+            Place::SharePoint { connection, path } => Place::SharePoint {
+                connection: connection.clone(),
+                path: format!("{}/{relative}", path.trim_end_matches('/')),
+            },
+        };
+        self.events.publish(Event::Stored(place));
+    }
+
     fn vpath(&self, path: &str) -> String {
         match (self.mount.as_str(), path) {
             ("/", p) => p.to_string(),
@@ -73,14 +88,14 @@ impl Labels {
     }
 }
 
-pub struct Metered {
+pub struct Accounted {
     inner: Arc<dyn Backend>,
     labels: Labels,
 }
 
-impl Metered {
-    pub fn new(inner: Arc<dyn Backend>, labels: Labels) -> Metered {
-        Metered { inner, labels }
+impl Accounted {
+    pub fn new(inner: Arc<dyn Backend>, labels: Labels) -> Accounted {
+        Accounted { inner, labels }
     }
 
     /// The item id of `path` before it is deleted or renamed, for the audit line (SharePoint
@@ -195,9 +210,7 @@ impl WriteHandle for Writer {
         match &stored {
             Ok(entry) => {
                 self.count(size, entry.id.as_deref(), None);
-                if let Some(on_stored) = &self.labels.on_stored {
-                    on_stored(&self.path);
-                }
+                self.labels.stored(&self.path);
             }
             Err(e) => self.count(size, None, Some(&e.to_string())),
         }
@@ -223,7 +236,7 @@ impl Drop for Writer {
 }
 
 #[async_trait]
-impl Backend for Metered {
+impl Backend for Accounted {
     fn describe(&self) -> String {
         self.inner.describe()
     }
@@ -300,8 +313,8 @@ impl Backend for Metered {
         let error = done.as_ref().err().map(|e| e.to_string());
         e.error = error.as_deref();
         l.audit.record(&e);
-        if let (Ok(()), Some(on_stored)) = (&done, &l.on_stored) {
-            on_stored(to);
+        if done.is_ok() {
+            l.stored(to);
         }
         done
     }

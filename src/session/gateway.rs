@@ -12,15 +12,17 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, MountTarget};
 use crate::connections::Connection;
 use crate::connections::store::{Paths, ensure_private_dir};
-use crate::session::admission::Admission;
+use crate::events::{Events, Place};
 use crate::storage::local::Local;
-use crate::storage::metered::{Labels, Metered, OnStored};
-use crate::storage::queue::{Origin, Queue};
+use crate::storage::queue::{Delivery, OnDelivery, Origin, Queue};
 use crate::storage::sharepoint::{Commit, SharePoint};
 use crate::storage::{self, Backend};
 use crate::sync::schedule::Triggers;
 use crate::users::{Account, Users};
 use crate::vfs::{MountPoint, Vfs};
+
+use super::accounting::{Accounted, Labels};
+use super::admission::Admission;
 
 pub struct Gateway {
     pub config: Config,
@@ -28,10 +30,12 @@ pub struct Gateway {
     pub connections: HashMap<String, Arc<Connection>>,
     /// Where SharePoint uploads are spooled before they are sent.
     pub spool_dir: PathBuf,
-    /// Wakes the sync jobs whose local folders receive uploads.
+    /// Wakes the sync jobs (`POST /api/v1/syncs/NAME/run`).
     pub triggers: Arc<Triggers>,
+    /// What sessions announce (files stored), kept across reloads.
+    pub events: Arc<Events>,
     /// What the front-ends count for `/metrics`.
-    pub metrics: Arc<crate::admin::metrics::Metrics>,
+    pub metrics: Arc<crate::session::metrics::Metrics>,
     /// The transfer audit log.
     pub audit: Arc<crate::audit::Audit>,
     /// Failed-login locks (every protocol), kept across reloads.
@@ -43,11 +47,12 @@ pub struct Gateway {
 }
 
 /// What a configuration reload keeps of the gateway it replaces: the metrics, the sync
-/// triggers (unless the jobs changed), the failed-login locks, the connection counts and the
-/// upload queue.
+/// triggers (unless the jobs changed), the event bus, the failed-login locks, the connection
+/// counts and the upload queue.
 struct Kept {
-    metrics: Arc<crate::admin::metrics::Metrics>,
+    metrics: Arc<crate::session::metrics::Metrics>,
     triggers: Arc<Triggers>,
+    events: Arc<Events>,
     lockout: Arc<crate::users::lockout::Lockout>,
     admission: Arc<Admission>,
     queue: Arc<Queue>,
@@ -62,6 +67,7 @@ impl Gateway {
         let kept = Kept {
             metrics: Arc::default(),
             triggers,
+            events: Arc::default(),
             lockout: Arc::default(),
             admission: Arc::default(),
             queue,
@@ -74,6 +80,7 @@ impl Gateway {
         let Kept {
             metrics,
             triggers,
+            events,
             lockout,
             admission,
             queue,
@@ -87,10 +94,11 @@ impl Gateway {
             connections.insert(c.name.clone(), Arc::new(Connection::open(c, &paths)?));
         }
         let audit = Arc::new(crate::audit::Audit::open(&config.audit, &config.state.dir));
-        queue.attach(&connections, audit.clone(), paths);
+        queue.attach(&connections, audit_deliveries(&audit), paths);
         Ok(Gateway {
             users: Users::new(&config.users),
             triggers,
+            events,
             metrics,
             lockout,
             admission,
@@ -112,17 +120,8 @@ impl Gateway {
     ) -> storage::Result<Vfs> {
         let mut mounts = Vec::new();
         for mount in &account.mounts {
-            let mut on_stored: Option<OnStored> = None;
             let backend: Arc<dyn Backend> = match &mount.target {
-                MountTarget::Local { dir } => {
-                    if self.triggers.watching(dir) {
-                        let (triggers, dir) = (self.triggers.clone(), dir.clone());
-                        on_stored = Some(Arc::new(move |path: &str| {
-                            triggers.stored(&dir.join(path.trim_start_matches('/')))
-                        }));
-                    }
-                    Arc::new(Local::new(dir.clone())?)
-                }
+                MountTarget::Local { dir } => Arc::new(Local::new(dir.clone())?),
                 MountTarget::SharePoint {
                     connection,
                     remote,
@@ -151,11 +150,19 @@ impl Gateway {
                     )
                 }
             };
-            let connection = match &mount.target {
-                MountTarget::Local { .. } => "local".to_string(),
-                MountTarget::SharePoint { connection, .. } => connection.clone(),
+            let (connection, base) = match &mount.target {
+                MountTarget::Local { dir } => ("local".to_string(), Place::Local(dir.clone())),
+                MountTarget::SharePoint {
+                    connection, remote, ..
+                } => (
+                    connection.clone(),
+                    Place::SharePoint {
+                        connection: connection.clone(),
+                        path: remote.clone(),
+                    },
+                ),
             };
-            let backend: Arc<dyn Backend> = Arc::new(Metered::new(
+            let backend: Arc<dyn Backend> = Arc::new(Accounted::new(
                 backend,
                 Labels {
                     protocol,
@@ -165,7 +172,8 @@ impl Gateway {
                     peer,
                     mount: mount.path.clone(),
                     audit: self.audit.clone(),
-                    on_stored,
+                    base,
+                    events: self.events.clone(),
                 },
             ));
             mounts.push(MountPoint {
@@ -176,6 +184,27 @@ impl Gateway {
         }
         Ok(Vfs::new(mounts))
     }
+}
+
+/// Writes each delivery of the upload queue to `audit` as a `deliver` line.
+fn audit_deliveries(audit: &Arc<crate::audit::Audit>) -> OnDelivery {
+    let audit = audit.clone();
+    Arc::new(move |d: &Delivery<'_>| {
+        let o = d.origin;
+        let mut e = crate::audit::event(
+            "deliver",
+            &o.user,
+            &o.protocol,
+            o.peer,
+            &o.vpath,
+            d.error.is_none(),
+        );
+        e.size = Some(d.size);
+        e.item_id = d.item_id;
+        e.connection = Some(d.connection);
+        e.error = d.error;
+        audit.record(&e);
+    })
 }
 
 /// The gateway in force, replaced as a whole by a configuration reload (SIGHUP or
@@ -214,6 +243,7 @@ impl Shared {
             &gateway.config,
             &gateway.connections,
             &gateway.triggers,
+            &gateway.events,
             &stop,
             &tracker,
         )?;
@@ -283,6 +313,7 @@ impl Shared {
         let kept = Kept {
             metrics: old.metrics.clone(),
             triggers,
+            events: old.events.clone(),
             lockout: old.lockout.clone(),
             admission: old.admission.clone(),
             queue: old.queue.clone(),
