@@ -1,6 +1,10 @@
-//! Local file helpers shared by the storage backends and the Graph client: positioned reads
-//! (spools, uploads straight from a file) and background writeback of files being written.
+//! Local file helpers shared by the storage backends, the Graph client and the state: positioned
+//! reads (spools, uploads straight from a file), background writeback of files being written,
+//! and private files written atomically (mode 0600, in 0700 folders).
 
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -89,4 +93,35 @@ pub fn read_exact_at(file: &std::fs::File, offset: u64, len: usize) -> std::io::
         }
     }
     Ok(Bytes::from(buf))
+}
+
+/// Creates `dir` (mode 0700) if needed.
+pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Replaces `path` atomically with `bytes`, mode 0600.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    ensure_private_dir(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
+    let temp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
 }

@@ -11,6 +11,8 @@
 //! - [`events`]: what the session layer announces (a file stored) for the sync scheduler.
 //! - [`graph`]: spgate's Microsoft Graph client: limits, throttling, retries, paths, uploads,
 //!   SharePoint's naming rules and the look-alike encoding of names it refuses.
+//! - [`state`]: the state store (embedded SQLite or PostgreSQL): records, sealed secrets,
+//!   host keys, under a versioned schema.
 //! - [`storage`]: object-safe storage backends (`local`, `sharepoint`) behind mounts.
 //! - [`sync`]: the sync worker for mirrored folders (push, pull, two-way) and its SQLite state.
 //! - [`users`]: accounts, password and public-key authentication.
@@ -46,6 +48,7 @@ pub mod serve;
 pub mod session;
 pub mod sftp;
 pub mod sim;
+pub mod state;
 pub mod storage;
 pub mod sync;
 pub mod users;

@@ -38,6 +38,8 @@ enum Command {
     },
     /// Read a password (twice, without echo) and print its argon2id hash for `password_hash`.
     Passwd,
+    /// Print a new random master key for `[state] secret_key` (base64 of 32 bytes).
+    Keygen,
     /// Run the offline Microsoft Graph (SharePoint) simulator.
     Sim {
         /// Address to listen on (port 0 picks a free port; the bound address is printed).
@@ -200,6 +202,9 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Passwd => {
             println!("{}", spgate::users::prompt_and_hash()?);
+        }
+        Command::Keygen => {
+            println!("{}", spgate::state::seal::Sealer::generate().expose());
         }
         Command::Sim {
             listen,

@@ -31,7 +31,18 @@ pub async fn run_reporting(
     shutdown: CancellationToken,
     bound: impl Fn(&str, SocketAddr),
 ) -> std::io::Result<()> {
-    let shared = Arc::new(Shared::new(Gateway::new(config)?, path, shutdown.clone()));
+    let store = crate::state::Store::open(
+        &config.state.database,
+        config.state.secret_key.as_ref(),
+        &config.state.dir,
+    )
+    .await
+    .map_err(std::io::Error::other)?;
+    let shared = Arc::new(Shared::new(
+        Gateway::new(config, Arc::new(store))?,
+        path,
+        shutdown.clone(),
+    ));
     let gateway = shared.current();
     // Queued uploads go on from where they stood, including those queued before a restart.
     gateway.queue.recover()?;
@@ -54,10 +65,13 @@ pub async fn run_reporting(
     }
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(sftp) = &gateway.config.sftp {
+        // The host keys come first: a store that cannot give them stops the start.
+        let ssh = crate::sftp::ssh_config(&gateway).await?;
         let listener = bind(sftp.listen, "sftp").await?;
         bound("sftp", listener.local_addr()?);
         tasks.spawn(crate::sftp::serve(
             listener,
+            ssh,
             shared.clone(),
             shutdown.clone(),
         ));

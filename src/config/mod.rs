@@ -48,8 +48,8 @@ pub use permissions::{Permission, Permissions};
 pub use secret::Secret;
 pub use types::{
     Admin, AfterCopy, Audit, AuthorizedKey, CertKey, ClientLimits, Config, Conflict, Connection,
-    Credential, Direction, Ftp, Limits, MaxDelete, Mount, MountTarget, Names, Sftp, Site, State,
-    SyncJob, TlsRequired, UploadCommit, User,
+    Credential, Database, Direction, Ftp, Limits, MaxDelete, Mount, MountTarget, Names, Sftp, Site,
+    State, SyncJob, TlsRequired, UploadCommit, User,
 };
 
 /// Prefix of the environment variables that override file values.

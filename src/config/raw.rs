@@ -41,6 +41,9 @@ pub(super) struct Limits {
 #[serde(deny_unknown_fields)]
 pub(super) struct State {
     pub dir: Option<String>,
+    pub database: Option<String>,
+    pub database_password: Option<String>,
+    pub secret_key: Option<String>,
 }
 
 #[derive(Deserialize)]

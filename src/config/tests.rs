@@ -286,6 +286,52 @@ fn download_limits_default_and_parse() {
 }
 
 #[test]
+fn the_state_store_defaults_to_sqlite_in_the_state_dir() {
+    let config = parse_str(STATE).unwrap();
+    let Database::Sqlite(path) = &config.state.database else {
+        panic!("{:?}", config.state.database)
+    };
+    assert_eq!(path, std::path::Path::new("/var/lib/spgate/spgate.db"));
+    assert!(config.state.secret_key.is_none());
+    let config = parse_str(&format!(
+        "{STATE}database = \"postgres://spgate@db.internal:5432/spgate?sslmode=require\"\n\
+         database_password = \"pg-pw-literal\"\nsecret_key = \"key-literal\"\n"
+    ))
+    .unwrap();
+    let Database::Postgres { url, password } = &config.state.database else {
+        panic!("{:?}", config.state.database)
+    };
+    assert_eq!(
+        url,
+        "postgres://spgate@db.internal:5432/spgate?sslmode=require"
+    );
+    assert_eq!(password.as_ref().unwrap().expose(), "pg-pw-literal");
+    assert_eq!(
+        config.state.secret_key.as_ref().unwrap().expose(),
+        "key-literal"
+    );
+    let shown = format!("{:?}", config.state);
+    assert!(
+        !shown.contains("pg-pw-literal") && !shown.contains("key-literal"),
+        "{shown}"
+    );
+    let other = parse_str(&format!(
+        "{STATE}database = \"sqlite:/srv/spgate/state.db\"\n"
+    ))
+    .unwrap();
+    assert!(!config.state.same_store(&other.state));
+    assert!(config.state.same_store(&config.state.clone()));
+    // A password in the URL would end up wherever the URL is shown.
+    let message = error(&format!(
+        "{STATE}database = \"postgres://spgate:hunter2@db/spgate\"\n"
+    ));
+    assert!(message.contains("database_password"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+    let message = error(&format!("{STATE}database = \"mysql://db/spgate\"\n"));
+    assert!(message.contains("state.database"), "{message}");
+}
+
+#[test]
 fn limits_default_and_parse() {
     let config = parse_str(STATE).unwrap();
     assert_eq!(config.limits, ClientLimits::default());

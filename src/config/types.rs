@@ -93,6 +93,38 @@ impl Config {
 pub struct State {
     /// Directory for host keys, tokens, alerts and the sync database.
     pub dir: PathBuf,
+    /// The state store (default: SQLite at `<dir>/spgate.db`).
+    pub database: Database,
+    /// The master key secrets are sealed with in the store (see `crate::state`).
+    pub secret_key: Option<Secret>,
+}
+
+/// `[state] database`: where the state store is.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// Embedded SQLite, in this file.
+    Sqlite(PathBuf),
+    /// PostgreSQL at `url` (`postgres://user@host:port/db?sslmode=...`), with
+    /// `[state] database_password`.
+    Postgres {
+        url: String,
+        password: Option<Secret>,
+    },
+}
+
+impl State {
+    /// Whether `other` names the same store with the same key (a reload cannot change them).
+    pub fn same_store(&self, other: &State) -> bool {
+        let key = |s: &State| s.secret_key.as_ref().map(|k| k.expose().to_string());
+        let database = |s: &State| match &s.database {
+            Database::Sqlite(path) => (path.display().to_string(), None),
+            Database::Postgres { url, password } => (
+                url.clone(),
+                password.as_ref().map(|p| p.expose().to_string()),
+            ),
+        };
+        self.dir == other.dir && database(self) == database(other) && key(self) == key(other)
+    }
 }
 
 /// `[sftp]`.

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::types::{
-    Admin, Audit, CertKey, ClientLimits, Config, Connection, Ftp, Names, Sftp, State, TlsRequired,
-    UploadCommit,
+    Admin, Audit, CertKey, ClientLimits, Config, Connection, Database, Ftp, Names, Sftp, State,
+    TlsRequired, UploadCommit,
 };
 use super::{Error, Secret, connections, raw, secret, syncs, users, values};
 
@@ -106,8 +106,47 @@ pub(super) fn unique(seen: &mut HashSet<String>, key: &str, name: &str) -> Resul
 /// Validates the whole file.
 pub(super) fn config(raw: raw::Config, cx: &Context<'_>) -> Result<Config, Error> {
     let state = required(raw.state, "state")?;
+    let dir = cx.path("state.dir", &required(state.dir, "state.dir")?)?;
+    let password = state
+        .database_password
+        .map(|p| cx.secret("state.database_password", &p))
+        .transpose()?;
+    let database = match state.database.as_deref() {
+        None => Database::Sqlite(dir.join("spgate.db")),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|e| Error::invalid("state.database", format!("not a URL: {e}")))?;
+            if parsed.password().is_some() {
+                return Err(Error::invalid(
+                    "state.database",
+                    "put the password in state.database_password (env: or file:), not in the URL",
+                ));
+            }
+            Database::Postgres {
+                url: url.to_string(),
+                password,
+            }
+        }
+        Some(path) if path.starts_with("sqlite:") => {
+            let path = path
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
+            Database::Sqlite(cx.path("state.database", path)?)
+        }
+        Some(_) => {
+            return Err(Error::invalid(
+                "state.database",
+                "must be a postgres://... URL, or sqlite:PATH (default: SQLite in state.dir)",
+            ));
+        }
+    };
     let state = State {
-        dir: cx.path("state.dir", &required(state.dir, "state.dir")?)?,
+        dir,
+        database,
+        secret_key: state
+            .secret_key
+            .map(|k| cx.secret("state.secret_key", &k))
+            .transpose()?,
     };
     let sftp = raw.sftp.map(sftp).transpose()?.flatten();
     let ftp = raw.ftp.map(|f| ftp(f, cx)).transpose()?.flatten();

@@ -13,6 +13,7 @@ use crate::config::{Config, MountTarget};
 use crate::connections::Connection;
 use crate::connections::store::{Paths, ensure_private_dir};
 use crate::events::{Events, Place};
+use crate::state::Store;
 use crate::storage::local::Local;
 use crate::storage::queue::{Delivery, OnDelivery, Origin, Queue};
 use crate::storage::sharepoint::{Commit, SharePoint};
@@ -44,11 +45,13 @@ pub struct Gateway {
     pub admission: Arc<Admission>,
     /// The upload queue, kept across reloads.
     pub queue: Arc<Queue>,
+    /// The state store, kept across reloads.
+    pub store: Arc<Store>,
 }
 
 /// What a configuration reload keeps of the gateway it replaces: the metrics, the sync
 /// triggers (unless the jobs changed), the event bus, the failed-login locks, the connection
-/// counts and the upload queue.
+/// counts, the upload queue and the state store.
 struct Kept {
     metrics: Arc<crate::session::metrics::Metrics>,
     triggers: Arc<Triggers>,
@@ -56,11 +59,13 @@ struct Kept {
     lockout: Arc<crate::users::lockout::Lockout>,
     admission: Arc<Admission>,
     queue: Arc<Queue>,
+    store: Arc<Store>,
 }
 
 impl Gateway {
-    /// Opens every connection (nothing is sent yet) and prepares the state directory.
-    pub fn new(config: Config) -> std::io::Result<Gateway> {
+    /// Opens every connection (nothing is sent yet) and prepares the state directory; `store`
+    /// is the state store `config` names, already open.
+    pub fn new(config: Config, store: Arc<Store>) -> std::io::Result<Gateway> {
         let triggers = Arc::new(Triggers::new(&config));
         ensure_private_dir(&config.state.dir)?;
         let queue = Queue::open(&config.state.dir)?;
@@ -71,6 +76,7 @@ impl Gateway {
             lockout: Arc::default(),
             admission: Arc::default(),
             queue,
+            store,
         };
         Gateway::with(config, kept)
     }
@@ -84,6 +90,7 @@ impl Gateway {
             lockout,
             admission,
             queue,
+            store,
         } = kept;
         ensure_private_dir(&config.state.dir)?;
         let spool_dir = config.state.dir.join("spool");
@@ -103,6 +110,7 @@ impl Gateway {
             lockout,
             admission,
             queue,
+            store,
             audit,
             config,
             connections,
@@ -282,8 +290,8 @@ impl Shared {
         let old = self.current();
         let before = &old.config;
         let mut needs_restart = Vec::new();
-        if before.state.dir != config.state.dir {
-            needs_restart.push("state.dir");
+        if !before.state.same_store(&config.state) {
+            needs_restart.push("[state]");
         }
         // The listeners are built once: any change to their sections needs a restart.
         if before.sftp != config.sftp {
@@ -317,6 +325,7 @@ impl Shared {
             lockout: old.lockout.clone(),
             admission: old.admission.clone(),
             queue: old.queue.clone(),
+            store: old.store.clone(),
         };
         let gateway = Gateway::with(config, kept)
             .map_err(|e| format!("opening the new configuration: {e}"))?;

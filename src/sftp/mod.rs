@@ -38,9 +38,9 @@ const CIPHERS: &[cipher::Name] = &[
 ];
 
 /// The russh configuration: tuned windows and buffers (see shared/CRATES.md).
-pub fn ssh_config(gateway: &Gateway) -> std::io::Result<Config> {
+pub async fn ssh_config(gateway: &Gateway) -> std::io::Result<Config> {
     Ok(Config {
-        keys: keys::load_or_create(&gateway.config.state.dir)?,
+        keys: keys::load_or_create(&gateway.store, &gateway.config.state.dir).await?,
         methods: MethodSet::from(
             &[
                 MethodKind::PublicKey,
@@ -108,14 +108,15 @@ async fn refuse(socket: TcpStream) {
     accept::refuse(socket, &refusal("too many connections")).await;
 }
 
-/// Serves SFTP on `listener` until `shutdown` is cancelled; sessions then have
-/// [`SHUTDOWN_GRACE`] to finish before they are disconnected.
+/// Serves SFTP on `listener` with `config` (see [`ssh_config`]) until `shutdown` is cancelled;
+/// connections then have until their transfers end, at most [`SHUTDOWN_GRACE`].
 pub async fn serve(
     listener: TcpListener,
+    config: Config,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let config = Arc::new(ssh_config(&shared.current())?);
+    let config = Arc::new(config);
     let Some(sftp) = shared.current().config.sftp.clone() else {
         return Ok(());
     };

@@ -8,12 +8,14 @@
 //! - [`check`]: JSON shape assertions, error assertions, hashing, encoding, test data;
 //! - [`serve`]: spawning `spgate serve` and reading its announced addresses;
 //! - [`gateway`]: [`Gateway`], `spgate serve` with SFTP and FTP for [`User`]s, the client runner
-//!   and the simulator-side checks of the front-end suites.
+//!   and the simulator-side checks of the front-end suites;
+//! - [`postgres`]: a real PostgreSQL server for the state store suites.
 #![allow(dead_code, unused_imports)]
 
 pub mod check;
 pub mod ctx;
 pub mod gateway;
+pub mod postgres;
 pub mod serve;
 
 pub use check::*;

@@ -1,0 +1,243 @@
+//! The state store: what spgate keeps that is not in the configuration file, in one database.
+//! Two engines, one code path: embedded SQLite (`<state dir>/spgate.db`, the default, nothing
+//! to set up) or PostgreSQL (`[state] database = "postgres://..."`, for several instances),
+//! both reached through sqlx's `Any` driver with the same portable SQL.
+//!
+//! - [`schema`]: versioned migrations, applied at start; a newer schema is refused;
+//! - [`seal`]: secrets at rest, sealed with AES-256-GCM under `[state] secret_key`;
+//! - [`records`]: users, connections and sync jobs as records, each managed either by the
+//!   configuration file or through the API and the CLI;
+//! - [`host_keys`]: the SSH host keys, generated once.
+//!
+//! The master key: `[state] secret_key` when set. Without it, an SQLite store keeps a key of
+//! its own in `<state dir>/secret.key` (0600), generated on first start; a PostgreSQL store
+//! refuses to start (every instance must hold the same key). A store holding sealed secrets
+//! opens only with the key that sealed them: a missing or different key is refused at start,
+//! before anything is served.
+
+pub mod host_keys;
+pub mod records;
+pub mod schema;
+pub mod seal;
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Row};
+
+use crate::config::{Database, Secret};
+use seal::{SealError, Sealer};
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("state store: {0}")]
+    Database(String),
+    #[error(
+        "the state store's schema is version {found}, newer than this spgate knows ({known}): \
+         run the newer spgate, or restore a backup taken before it"
+    )]
+    Newer { found: i64, known: i64 },
+    #[error("state store: {0}")]
+    Seal(#[from] SealError),
+    #[error("state store: {0}")]
+    Key(String),
+    #[error("{kind} {name} is managed by the configuration file {file}: change it there")]
+    Managed {
+        kind: &'static str,
+        name: String,
+        file: String,
+    },
+    #[error("state store: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Error {
+        Error::Database(e.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// An open state store.
+pub struct Store {
+    pool: AnyPool,
+    engine: Engine,
+    sealer: Sealer,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({:?}, {:?})", self.engine, self.sealer)
+    }
+}
+
+/// The meta row that proves the key: a known text sealed with it.
+const KEY_CHECK: &str = "key_check";
+const KEY_CHECK_PLACE: &str = "spgate_meta/key_check";
+
+impl Store {
+    /// Opens (creating, then migrating) the store `database` names, with the master key
+    /// `secret_key` (see the module docs); `state_dir` holds an SQLite store's own key.
+    pub async fn open(
+        database: &Database,
+        secret_key: Option<&Secret>,
+        state_dir: &Path,
+    ) -> Result<Store> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let (engine, url) = match database {
+            Database::Sqlite(path) => {
+                if let Some(parent) = path.parent() {
+                    crate::fsio::ensure_private_dir(parent)?;
+                }
+                (Engine::Sqlite, sqlite_url(path)?)
+            }
+            Database::Postgres { url, password } => {
+                let mut url = reqwest::Url::parse(url)
+                    .map_err(|e| Error::Key(format!("[state] database is not a URL: {e}")))?;
+                if let Some(password) = password {
+                    url.set_password(Some(password.expose())).map_err(|()| {
+                        Error::Key("[state] database cannot take a password".into())
+                    })?;
+                }
+                (Engine::Postgres, url.to_string())
+            }
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if engine == Engine::Sqlite { 4 } else { 8 })
+            .acquire_timeout(std::time::Duration::from_secs(15))
+            .connect(&url)
+            .await?;
+        if engine == Engine::Sqlite {
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+        }
+        schema::migrate(&pool, engine).await?;
+        let check: Option<String> = sqlx::query("SELECT value FROM spgate_meta WHERE key = $1")
+            .bind(KEY_CHECK)
+            .fetch_optional(&pool)
+            .await?
+            .map(|row| row.try_get("value"))
+            .transpose()?;
+        let sealer = key(engine, secret_key, state_dir, check.as_deref())?;
+        match check {
+            Some(check) => {
+                sealer.open(KEY_CHECK_PLACE, &check)?;
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO spgate_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(KEY_CHECK)
+                .bind(sealer.seal(KEY_CHECK_PLACE, "spgate"))
+                .execute(&pool)
+                .await?;
+            }
+        }
+        Ok(Store {
+            pool,
+            engine,
+            sealer,
+        })
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The id of the key secrets are sealed with.
+    pub fn key_id(&self) -> &str {
+        self.sealer.id()
+    }
+
+    /// The schema version in force.
+    pub async fn version(&self) -> Result<i64> {
+        Ok(
+            sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM spgate_schema")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("v")?,
+        )
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub(crate) fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    /// Closes the pool's connections (an SQLite store's file can then be copied or removed).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// `<state dir>/secret.key`: an SQLite store's own key when `[state] secret_key` is not set.
+pub fn key_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("secret.key")
+}
+
+/// The master key: the configured one, or an SQLite store's own (read, or made when the store
+/// holds nothing sealed yet). `sealed` is the store's key check, if it has one.
+fn key(
+    engine: Engine,
+    configured: Option<&Secret>,
+    state_dir: &Path,
+    sealed: Option<&str>,
+) -> Result<Sealer> {
+    if let Some(key) = configured {
+        return Ok(Sealer::new(key)?);
+    }
+    if engine == Engine::Postgres {
+        return Err(Error::Key(
+            "a PostgreSQL store needs [state] secret_key (the same on every instance; \
+             `spgate keygen` prints one)"
+                .into(),
+        ));
+    }
+    let file = key_file(state_dir);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => Ok(Sealer::new(&Secret::new(text))?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(sealed) = sealed {
+                let id = Sealer::sealed_with(sealed).unwrap_or("?");
+                return Err(Error::Key(format!(
+                    "the store holds secrets sealed with key {id}, and there is no key: set \
+                     [state] secret_key, or put back {}",
+                    file.display()
+                )));
+            }
+            let key = Sealer::generate();
+            crate::fsio::write_private(&file, key.expose().as_bytes())?;
+            tracing::info!(file = %file.display(), "state store: generated its secret key");
+            Ok(Sealer::new(&key)?)
+        }
+        Err(e) => Err(Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("{}: {e}", file.display()),
+        ))),
+    }
+}
+
+/// `sqlite://PATH?mode=rwc`, the path percent-encoded (it may hold `?`, `#`, `%`).
+fn sqlite_url(path: &Path) -> Result<String> {
+    let text = path
+        .to_str()
+        .ok_or_else(|| Error::Key(format!("{}: not a UTF-8 path", path.display())))?;
+    let encoded: String =
+        percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC)
+            .to_string()
+            .replace("%2F", "/");
+    Ok(format!("sqlite://{encoded}?mode=rwc"))
+}

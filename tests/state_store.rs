@@ -1,0 +1,374 @@
+//! The state store against both engines, the same checks each: embedded SQLite in a temp dir,
+//! and a real PostgreSQL server started by the harness (tests/common/postgres.rs). Records and
+//! who may change them, sealed secrets (absent from the SQLite file and from `pg_dump`), host
+//! keys made once, the schema's version rule and the master key rules.
+
+mod common;
+
+use serde_json::json;
+use spgate::config::{Database, Secret};
+use spgate::state::records::{By, Kind};
+use spgate::state::seal::Sealer;
+use spgate::state::{Error, Store, host_keys::HostKey, key_file};
+
+use common::postgres;
+
+const FILE: &str = "/etc/spgate/spgate.toml";
+
+/// One store under test: where it is, and how to read what it holds raw.
+struct Place {
+    database: Database,
+    pg_name: Option<String>,
+    dir: tempfile::TempDir,
+}
+
+impl Place {
+    fn sqlite() -> Place {
+        let dir = tempfile::tempdir().unwrap();
+        Place {
+            database: Database::Sqlite(dir.path().join("state/spgate.db")),
+            pg_name: None,
+            dir,
+        }
+    }
+
+    fn postgres() -> Place {
+        let name = postgres::database();
+        Place {
+            database: Database::Postgres {
+                url: postgres::server().url(&name),
+                password: None,
+            },
+            pg_name: Some(name),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn state_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("state")
+    }
+
+    async fn open(&self, key: Option<&Secret>) -> Result<Store, Error> {
+        Store::open(&self.database, key, &self.state_dir()).await
+    }
+
+    /// Everything the database holds, as text: the SQLite files' bytes, or a `pg_dump`.
+    fn raw(&self) -> String {
+        match &self.pg_name {
+            Some(name) => postgres::server().dump(name),
+            None => {
+                let mut all = Vec::new();
+                for suffix in ["", "-wal", "-shm"] {
+                    let path = self.state_dir().join(format!("spgate.db{suffix}"));
+                    all.extend(std::fs::read(path).unwrap_or_default());
+                }
+                String::from_utf8_lossy(&all).into_owned()
+            }
+        }
+    }
+
+    /// Runs `sql` on the database directly.
+    fn execute(&self, sql: &str) {
+        match &self.pg_name {
+            Some(name) => {
+                postgres::server().psql(name, sql);
+            }
+            None => {
+                let db = rusqlite::Connection::open(self.state_dir().join("spgate.db")).unwrap();
+                db.execute_batch(sql).unwrap();
+            }
+        }
+    }
+}
+
+fn key() -> Secret {
+    Sealer::generate()
+}
+
+/// One test per engine for each check below.
+macro_rules! on_both {
+    ($($check:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $check() { super::$check(super::Place::sqlite()).await })*
+        }
+        mod postgresql {
+            $(#[tokio::test] async fn $check() { super::$check(super::Place::postgres()).await })*
+        }
+    };
+}
+
+on_both!(
+    records_are_written_read_listed_and_deleted,
+    a_record_the_file_manages_is_read_only_through_the_api,
+    a_connection_secret_is_sealed_and_kept,
+    host_keys_are_made_once_and_sealed,
+    a_newer_schema_is_refused,
+    a_store_opens_only_with_the_key_that_sealed_it,
+);
+
+async fn records_are_written_read_listed_and_deleted(place: Place) {
+    let key = key();
+    let store = place.open(Some(&key)).await.unwrap();
+    assert_eq!(
+        store.version().await.unwrap(),
+        spgate::state::schema::VERSION
+    );
+    let alice = json!({"name": "alice", "password_hash": "$argon2id$x", "mounts": []});
+    assert_eq!(
+        store
+            .put(Kind::Users, "alice", &alice, None, By::Api)
+            .await
+            .unwrap(),
+        1
+    );
+    let bob = json!({"name": "bob", "enabled": false});
+    store
+        .put(Kind::Users, "bob", &bob, None, By::Api)
+        .await
+        .unwrap();
+    let got = store.get(Kind::Users, "alice").await.unwrap().unwrap();
+    assert_eq!((got.record, got.revision, got.managed_by), (alice, 1, None));
+    assert!(got.updated_at > 1_700_000_000);
+    let changed = json!({"name": "alice", "enabled": false});
+    assert_eq!(
+        store
+            .put(Kind::Users, "alice", &changed, None, By::Api)
+            .await
+            .unwrap(),
+        2
+    );
+    let names: Vec<String> = store
+        .list(Kind::Users)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    // Kinds are apart.
+    assert!(store.list(Kind::Syncs).await.unwrap().is_empty());
+    assert!(store.delete(Kind::Users, "bob", By::Api).await.unwrap());
+    assert!(!store.delete(Kind::Users, "bob", By::Api).await.unwrap());
+    assert!(store.get(Kind::Users, "bob").await.unwrap().is_none());
+    // A second opening finds it all (migrations are not applied twice).
+    store.close().await;
+    let again = place.open(Some(&key)).await.unwrap();
+    assert_eq!(
+        again
+            .get(Kind::Users, "alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .revision,
+        2
+    );
+}
+
+async fn a_record_the_file_manages_is_read_only_through_the_api(place: Place) {
+    let store = place.open(Some(&key())).await.unwrap();
+    let job = json!({"name": "nightly", "direction": "push"});
+    store
+        .put(Kind::Syncs, "nightly", &job, None, By::Config(FILE))
+        .await
+        .unwrap();
+    let refused = store
+        .put(
+            Kind::Syncs,
+            "nightly",
+            &json!({"name": "nightly"}),
+            None,
+            By::Api,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, Error::Managed { file, .. } if file == FILE),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains(FILE), "{refused}");
+    assert!(matches!(
+        store.delete(Kind::Syncs, "nightly", By::Api).await,
+        Err(Error::Managed { .. })
+    ));
+    let kept = store.get(Kind::Syncs, "nightly").await.unwrap().unwrap();
+    assert_eq!((kept.record, kept.revision), (job, 1));
+    assert_eq!(kept.managed_by.as_deref(), Some(FILE));
+    // The file may change and remove it; it then belongs to nobody.
+    store
+        .put(
+            Kind::Syncs,
+            "nightly",
+            &json!({"name": "nightly"}),
+            None,
+            By::Config(FILE),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .delete(Kind::Syncs, "nightly", By::Config(FILE))
+            .await
+            .unwrap()
+    );
+    // An API record taken over by the file becomes the file's.
+    store
+        .put(Kind::Users, "carol", &json!({}), None, By::Api)
+        .await
+        .unwrap();
+    store
+        .put(
+            Kind::Users,
+            "carol",
+            &json!({"x": 1}),
+            None,
+            By::Config(FILE),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .put(Kind::Users, "carol", &json!({}), None, By::Api)
+            .await,
+        Err(Error::Managed { .. })
+    ));
+}
+
+async fn a_connection_secret_is_sealed_and_kept(place: Place) {
+    let store = place.open(Some(&key())).await.unwrap();
+    let secret = Secret::new("client-secret-Xq7-visible-only-sealed");
+    let record = json!({"name": "acme", "tenant": "contoso"});
+    store
+        .put(Kind::Connections, "acme", &record, Some(&secret), By::Api)
+        .await
+        .unwrap();
+    let got = store.get(Kind::Connections, "acme").await.unwrap().unwrap();
+    assert_eq!(got.secret.unwrap().expose(), secret.expose());
+    // Saving without a secret keeps the one stored.
+    store
+        .put(Kind::Connections, "acme", &record, None, By::Api)
+        .await
+        .unwrap();
+    let got = store.get(Kind::Connections, "acme").await.unwrap().unwrap();
+    assert!(!format!("{got:?}").contains("Xq7"));
+    assert_eq!(got.secret.unwrap().expose(), secret.expose());
+    // Users and sync jobs have none.
+    assert!(
+        store
+            .put(Kind::Users, "u", &json!({}), Some(&secret), By::Api)
+            .await
+            .is_err()
+    );
+    store.close().await;
+    let raw = place.raw();
+    assert!(raw.contains("contoso"), "the raw read sees the records");
+    assert!(
+        !raw.contains("Xq7"),
+        "the secret is readable in the database"
+    );
+}
+
+async fn host_keys_are_made_once_and_sealed(place: Place) {
+    let store = place.open(Some(&key())).await.unwrap();
+    let first = HostKey {
+        algorithm: "ssh-ed25519".into(),
+        public_key: "ssh-ed25519 AAAAfirst".into(),
+        private_key: Secret::new("-----BEGIN OPENSSH PRIVATE KEY-----\nFIRSTprivate\n"),
+    };
+    let second = HostKey {
+        public_key: "ssh-ed25519 AAAAsecond".into(),
+        private_key: Secret::new("SECONDprivate"),
+        ..first.clone()
+    };
+    assert!(store.add_host_key(&first).await.unwrap());
+    assert!(!store.add_host_key(&second).await.unwrap());
+    let keys = store.host_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].public_key, first.public_key);
+    assert_eq!(keys[0].private_key.expose(), first.private_key.expose());
+    store.close().await;
+    let raw = place.raw();
+    assert!(raw.contains("AAAAfirst"));
+    assert!(!raw.contains("FIRSTprivate") && !raw.contains("SECONDprivate"));
+}
+
+async fn a_newer_schema_is_refused(place: Place) {
+    let key = key();
+    let store = place.open(Some(&key)).await.unwrap();
+    store.close().await;
+    place.execute("INSERT INTO spgate_schema (version, name, applied_at) VALUES (99, 'future', 0)");
+    let refused = place.open(Some(&key)).await.unwrap_err();
+    assert!(
+        matches!(refused, Error::Newer { found: 99, .. }),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("newer"), "{refused}");
+}
+
+async fn a_store_opens_only_with_the_key_that_sealed_it(place: Place) {
+    let key = key();
+    let store = place.open(Some(&key)).await.unwrap();
+    store.close().await;
+    let other = place.open(Some(&Sealer::generate())).await.unwrap_err();
+    assert!(
+        other.to_string().contains("not with the key given"),
+        "{other}"
+    );
+    assert!(!other.to_string().contains(key.expose()));
+    let bad = place
+        .open(Some(&Secret::new("not-a-key")))
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("keygen"), "{bad}");
+    let without = place.open(None).await;
+    match place.pg_name {
+        // PostgreSQL never makes a key of its own: instances must share one.
+        Some(_) => {
+            let e = without.unwrap_err();
+            assert!(e.to_string().contains("secret_key"), "{e}");
+        }
+        // SQLite keeps its own key only for a store that has none yet.
+        None => {
+            let e = without.unwrap_err();
+            assert!(e.to_string().contains("no key"), "{e}");
+            assert!(!key_file(&place.state_dir()).exists());
+        }
+    }
+}
+
+/// Without `[state] secret_key`, a new SQLite store makes a key of its own (0600) and keeps
+/// using it.
+#[tokio::test]
+async fn a_new_sqlite_store_keeps_a_key_of_its_own() {
+    use std::os::unix::fs::PermissionsExt;
+    let place = Place::sqlite();
+    let store = place.open(None).await.unwrap();
+    let secret = Secret::new("pw-Zk4");
+    store
+        .put(Kind::Connections, "c", &json!({}), Some(&secret), By::Api)
+        .await
+        .unwrap();
+    let id = store.key_id().to_string();
+    store.close().await;
+    let file = key_file(&place.state_dir());
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let again = place.open(None).await.unwrap();
+    assert_eq!(again.key_id(), id);
+    let got = again.get(Kind::Connections, "c").await.unwrap().unwrap();
+    assert_eq!(got.secret.unwrap().expose(), "pw-Zk4");
+    assert!(!place.raw().contains("Zk4"));
+}
+
+/// Several instances starting at once on one new PostgreSQL database: the schema is made once.
+#[tokio::test]
+async fn instances_starting_together_migrate_once() {
+    let place = Place::postgres();
+    let key = key();
+    let opens = (0..4).map(|_| place.open(Some(&key)));
+    for opened in futures_util::future::join_all(opens).await {
+        opened.unwrap();
+    }
+    let name = place.pg_name.as_deref().unwrap();
+    let rows = postgres::server().psql(name, "SELECT count(*) FROM spgate_schema");
+    assert_eq!(rows.trim(), spgate::state::schema::VERSION.to_string());
+}
