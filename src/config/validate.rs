@@ -127,10 +127,11 @@ pub(super) fn config(raw: raw::Config, cx: &Context<'_>) -> Result<Config, Error
                 password,
             }
         }
-        Some(path) if path.starts_with("sqlite:") => {
-            let path = path
-                .trim_start_matches("sqlite://")
-                .trim_start_matches("sqlite:");
+        Some(url) if url.starts_with("sqlite:") => {
+            let path = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .unwrap_or_default();
             Database::Sqlite(cx.path("state.database", path)?)
         }
         Some(_) => {

@@ -26,20 +26,26 @@ use crate::storage::{
 #[derive(Clone)]
 pub struct Labels {
     pub protocol: &'static str,
-    /// The connection's name, or `local`.
-    pub connection: String,
     pub metrics: Arc<Metrics>,
     pub user: String,
     pub peer: Option<IpAddr>,
     /// The mount's virtual path, to report users' paths.
     pub mount: String,
     pub audit: Arc<Audit>,
-    /// Where the mount's files are, to announce the ones stored.
+    /// Where the mount's files are: names the connection, and the files stored.
     pub base: Place,
     pub events: Arc<Events>,
 }
 
 impl Labels {
+    /// The connection's name, or `local` for a local mount.
+    fn connection(&self) -> &str {
+        match &self.base {
+            Place::Local(_) => "local",
+            Place::SharePoint { connection, .. } => connection,
+        }
+    }
+
     /// Announces that the file at the backend path `path` was stored.
     fn stored(&self, path: &str) {
         let relative = path.trim_start_matches('/');
@@ -82,7 +88,7 @@ impl Labels {
         .duration(started.elapsed());
         e.size = size;
         e.item_id = item_id;
-        e.connection = Some(&self.connection);
+        e.connection = Some(self.connection());
         e.error = error;
         self.audit.record(&e);
     }
@@ -141,7 +147,7 @@ impl Drop for Reader {
     fn drop(&mut self) {
         let l = &self.labels;
         l.metrics
-            .transfer(l.protocol, &l.connection, "down", self.bytes, !self.failed);
+            .transfer(l.protocol, l.connection(), "down", self.bytes, !self.failed);
         let error = self.failed.then_some("a read failed");
         l.audit(
             "download",
@@ -165,7 +171,7 @@ impl Writer {
     fn count(&self, bytes: u64, item_id: Option<&str>, error: Option<&str>) {
         let l = &self.labels;
         l.metrics
-            .transfer(l.protocol, &l.connection, "up", bytes, error.is_none());
+            .transfer(l.protocol, l.connection(), "up", bytes, error.is_none());
         l.audit(
             "upload",
             &self.path,
@@ -309,7 +315,7 @@ impl Backend for Accounted {
             .duration(started.elapsed());
         e.to = Some(&to_v);
         e.item_id = id.as_deref();
-        e.connection = Some(&l.connection);
+        e.connection = Some(l.connection());
         let error = done.as_ref().err().map(|e| e.to_string());
         e.error = error.as_deref();
         l.audit.record(&e);

@@ -158,23 +158,19 @@ impl Gateway {
                     )
                 }
             };
-            let (connection, base) = match &mount.target {
-                MountTarget::Local { dir } => ("local".to_string(), Place::Local(dir.clone())),
+            let base = match &mount.target {
+                MountTarget::Local { dir } => Place::Local(dir.clone()),
                 MountTarget::SharePoint {
                     connection, remote, ..
-                } => (
-                    connection.clone(),
-                    Place::SharePoint {
-                        connection: connection.clone(),
-                        path: remote.clone(),
-                    },
-                ),
+                } => Place::SharePoint {
+                    connection: connection.clone(),
+                    path: remote.clone(),
+                },
             };
             let backend: Arc<dyn Backend> = Arc::new(Accounted::new(
                 backend,
                 Labels {
                     protocol,
-                    connection,
                     metrics: self.metrics.clone(),
                     user: account.name.clone(),
                     peer,

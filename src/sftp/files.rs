@@ -33,6 +33,8 @@ enum Open {
         /// The first read that failed: every later read answers it at once (a client queues
         /// dozens of reads; each would otherwise wait out the whole retry budget again).
         failed: Option<Error>,
+        /// Counts the download among the connection's transfers until the handle is gone.
+        _transfer: Transfer,
     },
     /// Opened with WRITE (or APPEND, CREAT, TRUNC); reads too when opened with READ.
     Write {
@@ -44,6 +46,9 @@ enum Open {
         readable: bool,
         /// A write failed: the handle is poisoned, and its close stores nothing.
         failed: Option<Error>,
+        /// Counts the upload among the connection's transfers until its close is done (the
+        /// closed handle is dropped only after its commit).
+        _transfer: Transfer,
     },
     Dir {
         /// Fused: polled again after its end it keeps answering the end.
@@ -66,10 +71,9 @@ pub struct Files {
     /// (`[limits] max_handles_per_login`).
     open: Arc<AtomicUsize>,
     most: usize,
-    /// The connection's transfers in progress: one per open file handle, ended once its close
-    /// is done (a shutdown waits for them).
+    /// The connection's transfers in progress: one per open file handle (a shutdown waits
+    /// for them).
     transfers: Arc<Transfers>,
-    transferring: HashMap<String, Transfer>,
 }
 
 /// A login's open handles, shared by its channels.
@@ -127,7 +131,6 @@ impl Files {
             open,
             most,
             transfers,
-            transferring: HashMap::new(),
         }
     }
 
@@ -141,10 +144,6 @@ impl Files {
         }
         self.next_handle += 1;
         let handle = self.next_handle.to_string();
-        if !matches!(open, Open::Dir { .. }) {
-            self.transferring
-                .insert(handle.clone(), self.transfers.start());
-        }
         self.handles.insert(handle.clone(), open);
         Ok(handle)
     }
@@ -253,6 +252,7 @@ impl russh_sftp::server::Handler for Files {
                 append: pflags.contains(OpenFlags::APPEND),
                 readable: pflags.contains(OpenFlags::READ),
                 failed: None,
+                _transfer: self.transfers.start(),
             }
         } else {
             let reader = self
@@ -264,6 +264,7 @@ impl russh_sftp::server::Handler for Files {
                 path,
                 reader,
                 failed: None,
+                _transfer: self.transfers.start(),
             }
         };
         Ok(Handle {
@@ -278,8 +279,6 @@ impl russh_sftp::server::Handler for Files {
         if closed.is_some() {
             self.open.fetch_sub(1, Ordering::SeqCst);
         }
-        // Ends when the close is done (stored or not), not before.
-        let _transfer = self.transferring.remove(&handle);
         match closed {
             Some(Open::Write {
                 path,

@@ -26,16 +26,13 @@ pub async fn load_or_create(store: &Store, dir: &Path) -> std::io::Result<Vec<Pr
             continue;
         }
         let path = dir.join(file);
-        let (key, origin) = if path.exists() {
-            let key = russh::keys::load_secret_key(&path, None)
-                .map_err(|e| io(format!("{}: {e}", path.display())))?;
-            (key, "imported")
+        let imported = path.exists();
+        let key = if imported {
+            russh::keys::load_secret_key(&path, None)
+                .map_err(|e| io(format!("{}: {e}", path.display())))?
         } else {
             let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
-            (
-                PrivateKey::random(&mut rng, algorithm).map_err(io)?,
-                "generated",
-            )
+            PrivateKey::random(&mut rng, algorithm).map_err(io)?
         };
         let text = key.to_openssh(LineEnding::LF).map_err(io)?;
         let public = key.public_key().to_openssh().map_err(io)?;
@@ -45,6 +42,7 @@ pub async fn load_or_create(store: &Store, dir: &Path) -> std::io::Result<Vec<Pr
             private_key: Secret::new(text.as_str()),
         };
         let key = if store.add_host_key(&entry).await.map_err(io)? {
+            let origin = if imported { "imported" } else { "generated" };
             tracing::info!(algorithm = %name, origin, fingerprint = %key.public_key().fingerprint(Default::default()), "SSH host key stored");
             key
         } else {
@@ -56,7 +54,7 @@ pub async fn load_or_create(store: &Store, dir: &Path) -> std::io::Result<Vec<Pr
                 .ok_or_else(|| io(format!("the {name} host key vanished from the store")))?;
             parse(&first.private_key, &name)?
         };
-        if origin == "imported" {
+        if imported {
             let imported = path.with_file_name(format!("{file}.imported"));
             std::fs::rename(&path, &imported)?;
         }
@@ -71,7 +69,7 @@ fn io(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> std::io::Error 
 
 fn parse(text: &Secret, algorithm: &str) -> std::io::Result<PrivateKey> {
     PrivateKey::from_openssh(text.expose()).map_err(|e| {
-        std::io::Error::other(format!(
+        io(format!(
             "the stored {algorithm} host key is unreadable: {e}"
         ))
     })

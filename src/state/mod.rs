@@ -161,12 +161,7 @@ impl Store {
 
     /// The schema version in force.
     pub async fn version(&self) -> Result<i64> {
-        Ok(
-            sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM spgate_schema")
-                .fetch_one(&self.pool)
-                .await?
-                .try_get("v")?,
-        )
+        schema::applied(&self.pool).await
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {

@@ -96,6 +96,9 @@ impl Store {
         secret: Option<&Secret>,
         by: By<'_>,
     ) -> Result<i64> {
+        if secret.is_some() && kind != Kind::Connections {
+            return Err(Error::Key(format!("a {} has no secret", kind.one())));
+        }
         let table = kind.table();
         let managed_by = match by {
             By::Api => None,
@@ -127,8 +130,6 @@ impl Store {
             .bind(chrono::Utc::now().timestamp());
         if kind == Kind::Connections {
             query = query.bind(sealed);
-        } else if sealed.is_some() {
-            return Err(Error::Key(format!("a {} has no secret", kind.one())));
         }
         match query.fetch_optional(self.pool()).await? {
             Some(row) => Ok(row.try_get("revision")?),

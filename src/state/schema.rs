@@ -4,7 +4,7 @@
 //! Concurrent starts (several instances on one PostgreSQL) take turns: an advisory lock on
 //! PostgreSQL, the database's write lock on SQLite.
 
-use sqlx::{Any, AnyPool, Row};
+use sqlx::{Any, AnyPool, Executor, Row};
 
 use super::{Engine, Error, Result};
 
@@ -44,10 +44,7 @@ pub(super) async fn migrate(pool: &AnyPool, engine: Engine) -> Result<i64> {
     )
     .execute(&mut *tx)
     .await?;
-    let found: i64 = sqlx::query::<Any>("SELECT COALESCE(MAX(version), 0) AS v FROM spgate_schema")
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("v")?;
+    let found = applied(&mut *tx).await?;
     if found > VERSION {
         return Err(Error::Newer {
             found,
@@ -72,6 +69,14 @@ pub(super) async fn migrate(pool: &AnyPool, engine: Engine) -> Result<i64> {
     }
     tx.commit().await?;
     Ok(found)
+}
+
+/// The newest version applied (0 for a new store).
+pub(super) async fn applied<'e>(executor: impl Executor<'e, Database = Any>) -> Result<i64> {
+    let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM spgate_schema")
+        .fetch_one(executor)
+        .await?;
+    Ok(row.try_get("v")?)
 }
 
 #[cfg(test)]

@@ -211,8 +211,3 @@ pub fn database() -> String {
     server().psql("postgres", &format!("CREATE DATABASE {name}"));
     name
 }
-
-/// Where the socket is, for clients that take a host folder.
-pub fn socket_dir() -> &'static Path {
-    &server().dir
-}
