@@ -28,6 +28,7 @@
 //! - [`sim`]: `spgate sim`, an offline Microsoft Graph / Microsoft identity platform simulator
 //!   serving the subset of Graph that spgate speaks (see `shared/GRAPH.md`).
 //! - [`operate`]: the operator's commands about connections (`check`, `connect`, `alerts`...).
+//! - [`manage`]: `spgate users ...`, the users in the state store, server running or not.
 //! - [`logging`]: the one `tracing` stack.
 //!
 //! Dependencies point inwards: front-ends depend on the user/mount layer, which depends on the
@@ -43,6 +44,7 @@ pub mod fsio;
 pub mod ftp;
 pub mod graph;
 pub mod logging;
+pub mod manage;
 pub mod operate;
 pub mod serve;
 pub mod session;

@@ -111,6 +111,14 @@ enum Command {
         #[command(subcommand)]
         action: Option<LockoutsAction>,
     },
+    /// Users kept in the state store: list, show, add, replace, enable, disable, delete. Works
+    /// with `spgate serve` running (it puts changes in force within a second) or stopped.
+    Users {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: Option<UsersAction>,
+    },
     /// Mirrored folders: run a sync job now, or show every job's state.
     Sync {
         #[command(flatten)]
@@ -128,6 +136,124 @@ enum QueueAction {
     Retry { id: i64 },
     /// Drop a quarantined upload and its file.
     Discard { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum UsersAction {
+    /// Every user, with who manages it (the configuration file, or the API and this command).
+    List {
+        /// The users as JSON, as the admin API shows them.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One user as JSON (without its password hash).
+    Show { name: String },
+    /// Add a user with one mount: a SharePoint folder (--connection, --remote) or a local one
+    /// (--local); or, with --json FILE (- for stdin), the user as the configuration file's
+    /// `[[users]]` would declare it, in JSON.
+    Add {
+        name: String,
+        #[command(flatten)]
+        user: UserArgs,
+    },
+    /// Replace a user with the record in --json FILE (- for stdin); its password stays unless
+    /// the record gives `password` or `password_hash`.
+    Set {
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        json: PathBuf,
+    },
+    /// Let a disabled user log in again.
+    Enable { name: String },
+    /// Refuse a user's logins and close its open sessions.
+    Disable { name: String },
+    /// Delete a user and close its open sessions.
+    Delete { name: String },
+}
+
+#[derive(clap::Args)]
+struct UserArgs {
+    /// The SharePoint connection of the mount.
+    #[arg(long, conflicts_with_all = ["local", "json"])]
+    connection: Option<String>,
+    /// The folder in the connection's library (default /).
+    #[arg(long, requires = "connection")]
+    remote: Option<String>,
+    /// A folder on this host instead of SharePoint.
+    #[arg(long, conflicts_with = "json")]
+    local: Option<String>,
+    /// Where the mount appears to the user (default /).
+    #[arg(long, conflicts_with = "json")]
+    path: Option<String>,
+    /// A permission (repeat it; default all: *).
+    #[arg(long = "permission", conflicts_with = "json")]
+    permissions: Vec<String>,
+    /// Set a password: asked twice on a terminal, else read from the first line of stdin.
+    #[arg(long)]
+    password: bool,
+    /// A file of OpenSSH public keys (one per line) the user may log in with.
+    #[arg(long, value_name = "FILE", conflicts_with = "json")]
+    keys: Option<PathBuf>,
+    /// An address or network (CIDR) the user may log in from (repeat it; default anywhere).
+    #[arg(long, conflicts_with = "json")]
+    allow_from: Vec<String>,
+    /// The whole user as JSON (- for stdin).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+impl UserArgs {
+    /// The record these arguments describe.
+    fn record(self) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+        if let Some(file) = &self.json {
+            let mut record = read_json(file)?;
+            if self.password {
+                record.insert(
+                    "password_hash".into(),
+                    spgate::users::prompt_and_hash()?.into(),
+                );
+            }
+            return Ok(record);
+        }
+        let authorized_keys = match &self.keys {
+            Some(file) => std::fs::read_to_string(file)
+                .with_context(|| format!("{}", file.display()))?
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string)
+                .collect(),
+            None => Vec::new(),
+        };
+        let password_hash = match self.password {
+            true => Some(spgate::users::prompt_and_hash()?),
+            false => None,
+        };
+        Ok(spgate::manage::NewUser {
+            connection: self.connection,
+            remote: self.remote,
+            local: self.local,
+            path: self.path,
+            permissions: self.permissions,
+            password_hash,
+            authorized_keys,
+            allow_from: self.allow_from,
+        }
+        .record())
+    }
+}
+
+/// A JSON object from `file` (`-`: stdin).
+fn read_json(file: &std::path::Path) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("{}", file.display()))?
+    };
+    match serde_json::from_str(&text).with_context(|| format!("{}", file.display()))? {
+        serde_json::Value::Object(record) => Ok(record),
+        _ => anyhow::bail!("{}: expected a JSON object", file.display()),
+    }
 }
 
 #[derive(Subcommand)]
@@ -307,6 +433,40 @@ async fn main() -> anyhow::Result<ExitCode> {
                 .as_ref()
                 .map(|LockoutsAction::Clear { user, .. }| user.as_deref());
             if !spgate::operate::lockouts(&config, clear, &mut std::io::stdout()).await? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Users { config, action } => {
+            logging::init(cli.log_format, "warn");
+            let config = config.load()?;
+            let out = &mut std::io::stdout();
+            use spgate::manage;
+            use spgate::session::control::UserChange;
+            let change = |name: String, fields, create| UserChange {
+                name,
+                fields,
+                create,
+            };
+            let done = match action.unwrap_or(UsersAction::List { json: false }) {
+                UsersAction::List { json } => manage::list(&config, json, out).await?,
+                UsersAction::Show { name } => manage::show(&config, &name, out).await?,
+                UsersAction::Add { name, user } => {
+                    let record = user.record()?;
+                    manage::save(&config, change(name, record, true), out).await?
+                }
+                UsersAction::Set { name, json } => {
+                    let record = read_json(&json)?;
+                    manage::save(&config, change(name, record, false), out).await?
+                }
+                UsersAction::Enable { name } => {
+                    manage::set_enabled(&config, &name, true, out).await?
+                }
+                UsersAction::Disable { name } => {
+                    manage::set_enabled(&config, &name, false, out).await?
+                }
+                UsersAction::Delete { name } => manage::delete(&config, &name, out).await?,
+            };
+            if !done {
                 return Ok(ExitCode::FAILURE);
             }
         }

@@ -38,11 +38,21 @@ pub async fn run_reporting(
     )
     .await
     .map_err(std::io::Error::other)?;
+    // The file's records go into the store; what is in force is the store's.
+    crate::session::control::provision(&store, &config)
+        .await
+        .map_err(std::io::Error::other)?;
+    let changes = store.changes().await.map_err(std::io::Error::other)?;
+    let config = crate::session::control::assemble(&store, &config)
+        .await
+        .map_err(std::io::Error::other)?;
     let shared = Arc::new(Shared::new(
         Gateway::new(config, Arc::new(store))?,
         path,
         shutdown.clone(),
     ));
+    shared.seen(changes);
+    tokio::spawn(shared.clone().follow_store(shutdown.clone()));
     let gateway = shared.current();
     // Queued uploads go on from where they stood, including those queued before a restart.
     gateway.queue.recover()?;
@@ -55,7 +65,7 @@ pub async fn run_reporting(
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = hangup.recv() => match shared.reload() {
+                    _ = hangup.recv() => match shared.reload().await {
                         Ok(_) => {}
                         Err(why) => tracing::error!(%why, "configuration reload refused; the old configuration stays in force"),
                     },
@@ -67,7 +77,7 @@ pub async fn run_reporting(
     if let Some(sftp) = &gateway.config.sftp {
         // The host keys come first: a store that cannot give them stops the start.
         let ssh = crate::sftp::ssh_config(&gateway).await?;
-        let listener = bind(sftp.listen, "sftp").await?;
+        let listener = bind(sftp.listen, "sftp")?;
         bound("sftp", listener.local_addr()?);
         tasks.spawn(crate::sftp::serve(
             listener,
@@ -92,14 +102,14 @@ pub async fn run_reporting(
             }
             tasks.spawn(async move { server.await.map_err(std::io::Error::other)? });
         } else {
-            let listener = bind(ftp.listen, "ftp").await?;
+            let listener = bind(ftp.listen, "ftp")?;
             bound("ftp", listener.local_addr()?);
             let (shared, shutdown) = (shared.clone(), shutdown.clone());
             tasks.spawn(crate::ftp::accept::serve(listener, shared, shutdown));
         }
     }
     if let Some(admin) = &gateway.config.admin {
-        let listener = bind(admin.listen, "admin").await?;
+        let listener = bind(admin.listen, "admin")?;
         bound("admin", listener.local_addr()?);
         let state = Arc::new(crate::admin::State::new(shared.clone()));
         state
@@ -158,8 +168,23 @@ async fn sweep_local_mounts(shared: Arc<Shared>, shutdown: CancellationToken) {
     }
 }
 
-async fn bind(address: SocketAddr, protocol: &str) -> std::io::Result<TcpListener> {
-    let listener = TcpListener::bind(address).await.map_err(|e| {
+/// How many connections the kernel may hold for a listener before spgate accepts them (capped
+/// by `net.core.somaxconn`). Tokio's default, 128, overflows when hundreds of partners connect
+/// at once; Linux then drops the handshake's last packet and the client, which believes it is
+/// connected, waits for the server's retransmission, seconds later.
+const LISTEN_BACKLOG: u32 = 1024;
+
+fn bind(address: SocketAddr, protocol: &str) -> std::io::Result<TcpListener> {
+    let listen = || {
+        let socket = match address {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(address)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    let listener = listen().map_err(|e| {
         std::io::Error::new(e.kind(), format!("binding {protocol} on {address}: {e}"))
     })?;
     announce(protocol, listener.local_addr()?);

@@ -7,7 +7,7 @@ mod common;
 
 use serde_json::json;
 use spgate::config::{Database, Secret};
-use spgate::state::records::{By, Kind};
+use spgate::state::records::{By, Kind, SecretWrite};
 use spgate::state::seal::Sealer;
 use spgate::state::{Error, Store, host_keys::HostKey, key_file};
 
@@ -104,7 +104,75 @@ on_both!(
     host_keys_are_made_once_and_sealed,
     a_newer_schema_is_refused,
     a_store_opens_only_with_the_key_that_sealed_it,
+    provisioning_follows_the_file,
 );
+
+/// What a file declares is put, unchanged records are left alone, what it no longer declares
+/// is deleted, and its connection secrets are sealed, never in a record.
+async fn provisioning_follows_the_file(place: Place) {
+    let store = place.open(Some(&key())).await.unwrap();
+    let file = |users: &str, secret: &str| {
+        let text = format!(
+            "[state]\ndir = \"/nonexistent\"\n\
+             [[connections]]\nname = \"sp\"\ntenant = \"t\"\nclient_id = \"c\"\n\
+             site = \"https://contoso.sharepoint.com/sites/x\"\nclient_secret = \"{secret}\"\n\
+             {users}"
+        );
+        spgate::config::parse_str(&text).unwrap()
+    };
+    let alice = "[[users]]\nname = \"alice\"\npassword_hash = \"$argon2id$x\"\n\
+                 [[users.mounts]]\npath = \"/\"\nconnection = \"sp\"\n";
+    let bob = alice.replace("alice", "bob");
+    let config = file(&format!("{alice}{bob}"), "Sealed-Pv9-secret");
+    let done = store
+        .provision(FILE, config.source.declared())
+        .await
+        .unwrap();
+    assert_eq!((done.written.len(), done.deleted.len()), (3, 0), "{done:?}");
+    let sp = store.get(Kind::Connections, "sp").await.unwrap().unwrap();
+    assert_eq!(sp.secret.unwrap().expose(), "Sealed-Pv9-secret");
+    assert!(sp.record.get("client_secret").is_none(), "{}", sp.record);
+    assert_eq!(sp.managed_by.as_deref(), Some(FILE));
+    // The same file again changes nothing.
+    let again = store
+        .provision(FILE, config.source.declared())
+        .await
+        .unwrap();
+    assert!(
+        again.written.is_empty() && again.deleted.is_empty(),
+        "{again:?}"
+    );
+    // Bob removed from the file, the secret changed.
+    let config = file(alice, "Rotated-Pv9-secret");
+    let done = store
+        .provision(FILE, config.source.declared())
+        .await
+        .unwrap();
+    assert_eq!(done.written, vec![(Kind::Connections, "sp".to_string())]);
+    assert_eq!(done.deleted, vec![(Kind::Users, "bob".to_string())]);
+    let (records, managers) = store.records().await.unwrap();
+    assert_eq!(records.users.len(), 1);
+    assert_eq!(
+        records.connections[0].secret.as_ref().unwrap().0,
+        "Rotated-Pv9-secret"
+    );
+    assert!(
+        managers
+            .iter()
+            .all(|(_, _, by)| by.as_deref() == Some(FILE))
+    );
+    // The assembled configuration is the file's.
+    let assembled = config.with_records(&records).unwrap();
+    assert_eq!(assembled.users[0].name, "alice");
+    assert_eq!(assembled.connections[0].name, "sp");
+    store.close().await;
+    let raw = place.raw();
+    assert!(raw.contains("alice"));
+    assert!(
+        !raw.contains("Pv9"),
+        "a connection secret is readable in the database"
+    );
+}
 
 async fn records_are_written_read_listed_and_deleted(place: Place) {
     let key = key();
@@ -116,14 +184,14 @@ async fn records_are_written_read_listed_and_deleted(place: Place) {
     let alice = json!({"name": "alice", "password_hash": "$argon2id$x", "mounts": []});
     assert_eq!(
         store
-            .put(Kind::Users, "alice", &alice, None, By::Api)
+            .put(Kind::Users, "alice", &alice, SecretWrite::Keep, By::Api)
             .await
             .unwrap(),
         1
     );
     let bob = json!({"name": "bob", "enabled": false});
     store
-        .put(Kind::Users, "bob", &bob, None, By::Api)
+        .put(Kind::Users, "bob", &bob, SecretWrite::Keep, By::Api)
         .await
         .unwrap();
     let got = store.get(Kind::Users, "alice").await.unwrap().unwrap();
@@ -132,7 +200,7 @@ async fn records_are_written_read_listed_and_deleted(place: Place) {
     let changed = json!({"name": "alice", "enabled": false});
     assert_eq!(
         store
-            .put(Kind::Users, "alice", &changed, None, By::Api)
+            .put(Kind::Users, "alice", &changed, SecretWrite::Keep, By::Api)
             .await
             .unwrap(),
         2
@@ -168,7 +236,13 @@ async fn a_record_the_file_manages_is_read_only_through_the_api(place: Place) {
     let store = place.open(Some(&key())).await.unwrap();
     let job = json!({"name": "nightly", "direction": "push"});
     store
-        .put(Kind::Syncs, "nightly", &job, None, By::Config(FILE))
+        .put(
+            Kind::Syncs,
+            "nightly",
+            &job,
+            SecretWrite::Keep,
+            By::Config(FILE),
+        )
         .await
         .unwrap();
     let refused = store
@@ -176,7 +250,7 @@ async fn a_record_the_file_manages_is_read_only_through_the_api(place: Place) {
             Kind::Syncs,
             "nightly",
             &json!({"name": "nightly"}),
-            None,
+            SecretWrite::Keep,
             By::Api,
         )
         .await
@@ -199,7 +273,7 @@ async fn a_record_the_file_manages_is_read_only_through_the_api(place: Place) {
             Kind::Syncs,
             "nightly",
             &json!({"name": "nightly"}),
-            None,
+            SecretWrite::Keep,
             By::Config(FILE),
         )
         .await
@@ -212,7 +286,7 @@ async fn a_record_the_file_manages_is_read_only_through_the_api(place: Place) {
     );
     // An API record taken over by the file becomes the file's.
     store
-        .put(Kind::Users, "carol", &json!({}), None, By::Api)
+        .put(Kind::Users, "carol", &json!({}), SecretWrite::Keep, By::Api)
         .await
         .unwrap();
     store
@@ -220,14 +294,14 @@ async fn a_record_the_file_manages_is_read_only_through_the_api(place: Place) {
             Kind::Users,
             "carol",
             &json!({"x": 1}),
-            None,
+            SecretWrite::Keep,
             By::Config(FILE),
         )
         .await
         .unwrap();
     assert!(matches!(
         store
-            .put(Kind::Users, "carol", &json!({}), None, By::Api)
+            .put(Kind::Users, "carol", &json!({}), SecretWrite::Keep, By::Api)
             .await,
         Err(Error::Managed { .. })
     ));
@@ -238,14 +312,26 @@ async fn a_connection_secret_is_sealed_and_kept(place: Place) {
     let secret = Secret::new("client-secret-Xq7-visible-only-sealed");
     let record = json!({"name": "acme", "tenant": "contoso"});
     store
-        .put(Kind::Connections, "acme", &record, Some(&secret), By::Api)
+        .put(
+            Kind::Connections,
+            "acme",
+            &record,
+            SecretWrite::Set(&secret),
+            By::Api,
+        )
         .await
         .unwrap();
     let got = store.get(Kind::Connections, "acme").await.unwrap().unwrap();
     assert_eq!(got.secret.unwrap().expose(), secret.expose());
     // Saving without a secret keeps the one stored.
     store
-        .put(Kind::Connections, "acme", &record, None, By::Api)
+        .put(
+            Kind::Connections,
+            "acme",
+            &record,
+            SecretWrite::Keep,
+            By::Api,
+        )
         .await
         .unwrap();
     let got = store.get(Kind::Connections, "acme").await.unwrap().unwrap();
@@ -254,7 +340,13 @@ async fn a_connection_secret_is_sealed_and_kept(place: Place) {
     // Users and sync jobs have none.
     assert!(
         store
-            .put(Kind::Users, "u", &json!({}), Some(&secret), By::Api)
+            .put(
+                Kind::Users,
+                "u",
+                &json!({}),
+                SecretWrite::Set(&secret),
+                By::Api
+            )
             .await
             .is_err()
     );
@@ -344,7 +436,13 @@ async fn a_new_sqlite_store_keeps_a_key_of_its_own() {
     let store = place.open(None).await.unwrap();
     let secret = Secret::new("pw-Zk4");
     store
-        .put(Kind::Connections, "c", &json!({}), Some(&secret), By::Api)
+        .put(
+            Kind::Connections,
+            "c",
+            &json!({}),
+            SecretWrite::Set(&secret),
+            By::Api,
+        )
         .await
         .unwrap();
     let id = store.key_id().to_string();

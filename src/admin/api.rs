@@ -11,9 +11,90 @@ use serde_json::{Value, json};
 use super::State;
 use super::metrics::{self, ConnectionFigures, Live, SyncFigures};
 use crate::connections::health::open_alerts;
+use crate::session::control::Refusal;
+
+/// An API error: `{"error": {"code", "message", "field"}}` with its status.
+#[derive(Debug)]
+pub struct Failure {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<String>,
+}
+
+impl Failure {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Failure {
+        Failure {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Failure {
+        Failure::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Failure {
+        Failure::new(StatusCode::CONFLICT, code, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Failure {
+        Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    /// A value of `field` is not acceptable (`field` empty: the body as a whole).
+    pub fn invalid(field: &str, message: impl Into<String>) -> Failure {
+        let message = message.into();
+        Failure {
+            message: match field {
+                "" => message,
+                field => format!("{field}: {message}"),
+            },
+            field: (!field.is_empty()).then(|| field.to_string()),
+            ..Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "")
+        }
+    }
+
+    pub fn bad_json(rejection: axum::extract::rejection::JsonRejection) -> Failure {
+        Failure::new(rejection.status(), "bad_request", rejection.body_text())
+    }
+
+    pub fn store(error: crate::state::Error) -> Failure {
+        Failure::from(Refusal::from(error))
+    }
+}
+
+impl From<Refusal> for Failure {
+    fn from(refusal: Refusal) -> Failure {
+        let message = refusal.to_string();
+        match refusal {
+            Refusal::Managed { .. } => Failure::conflict("managed_by_config", message),
+            Refusal::Exists(_) => Failure::conflict("exists", message),
+            Refusal::NotFound(_) => Failure::not_found(message),
+            Refusal::Invalid { field, .. } => Failure {
+                field,
+                ..Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+            },
+            Refusal::Failed(_) => Failure::internal(message),
+        }
+    }
+}
+
+pub fn failure(f: Failure) -> Response {
+    let body = json!({ "error": { "code": f.code, "message": f.message, "field": f.field } });
+    (f.status, Json(body)).into_response()
+}
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::BAD_REQUEST => "bad_request",
+        _ => "internal",
+    };
+    failure(Failure::new(status, code, message))
 }
 
 pub async fn metrics(Extract(state): Extract<Arc<State>>) -> Response {
@@ -173,7 +254,7 @@ pub async fn run_sync(Extract(state): Extract<Arc<State>>, Path(name): Path<Stri
 }
 
 pub async fn reload(Extract(state): Extract<Arc<State>>) -> Response {
-    match state.shared.reload() {
+    match state.shared.reload().await {
         Ok(summary) => Json(json!({ "reloaded": true, "summary": summary })).into_response(),
         Err(why) => {
             tracing::error!(%why, "configuration reload refused; the old configuration stays in force");

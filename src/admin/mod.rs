@@ -15,6 +15,7 @@
 pub mod api;
 pub mod metrics;
 pub mod page;
+pub mod records;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +26,7 @@ use axum::extract::{Request, State as Extract};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use base64::Engine;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -129,6 +130,18 @@ pub async fn serve(
         .route("/api/v1/syncs/{name}/run", post(api::run_sync))
         .route("/api/v1/reload", post(api::reload))
         .route("/api/v1/lockouts", get(api::lockouts))
+        .route(
+            "/api/v1/users",
+            get(records::list_users).post(records::create_user),
+        )
+        .route(
+            "/api/v1/users/{name}",
+            get(records::get_user)
+                .put(records::put_user)
+                .delete(records::delete_user),
+        )
+        .route("/api/v1/sessions", get(records::sessions))
+        .route("/api/v1/sessions/{id}", delete(records::kick))
         .route("/api/v1/lockouts/clear", post(api::clear_lockouts))
         .route("/api/v1/lockouts/{user}/clear", post(api::clear_lockouts))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));

@@ -95,6 +95,20 @@ pub enum Error {
 }
 
 impl Error {
+    /// The key the error is about, if it is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Error::Shape { key, .. } => key.as_deref(),
+            Error::Missing { key }
+            | Error::Invalid { key, .. }
+            | Error::Duplicate { key, .. }
+            | Error::UnknownConnection { key, .. }
+            | Error::MissingEnv { key, .. }
+            | Error::SecretFile { key, .. } => Some(key),
+            Error::Read { .. } | Error::Syntax { .. } | Error::EnvNotUnicode { .. } => None,
+        }
+    }
+
     pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Error {
         Error::Invalid {
             key: key.into(),

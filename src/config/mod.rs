@@ -31,6 +31,7 @@ mod connections;
 mod error;
 mod permissions;
 mod raw;
+mod records;
 mod secret;
 mod syncs;
 #[cfg(test)]
@@ -41,10 +42,11 @@ mod validate;
 mod values;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use error::Error;
 pub use permissions::{Permission, Permissions};
+pub use records::{Entry, Records, SecretText, Section, Source, culprit};
 pub use secret::Secret;
 pub use types::{
     Admin, AfterCopy, Audit, AuthorizedKey, CertKey, ClientLimits, Config, Conflict, Connection,
@@ -77,6 +79,22 @@ pub fn load_with_env(path: &Path, env: &HashMap<String, String>) -> Result<Confi
         path: path.to_owned(),
         source,
     })?;
+    let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
+    let origin = path.display().to_string();
+    Source::new(&text, &origin, env.clone(), true, base).assemble(&text)
+}
+
+/// Parses a configuration from a string, without environment overrides. `env:` secrets are read
+/// from the process environment; relative paths stay relative to the working directory.
+pub fn parse_str(toml: &str) -> Result<Config, Error> {
+    let env = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    Source::new(toml, "<string>", env, false, PathBuf::new()).assemble(toml)
+}
+
+/// The `SPGATE_<SECTION>__<KEY>` overrides among `env`; the array sections refuse them.
+fn overrides(env: &HashMap<String, String>) -> Result<config::Environment, Error> {
     let overrides: config::Map<String, String> = env
         .iter()
         .filter(|(key, _)| is_override(key))
@@ -97,29 +115,15 @@ pub fn load_with_env(path: &Path, env: &HashMap<String, String>) -> Result<Confi
             ));
         }
     }
-    let environment = config::Environment::with_prefix(ENV_PREFIX.trim_end_matches('_'))
-        .prefix_separator("_")
-        .separator("__")
-        // Not `try_parsing(true)`: it would turn a token "0123" into 123. Typed fields parse
-        // strings themselves ("true", "50"), so nothing is lost.
-        .try_parsing(false)
-        .source(Some(overrides));
-    let base = path.parent().unwrap_or(Path::new(""));
-    let lookup = |var: &str| env.get(var).cloned();
-    build(
-        &text,
-        &path.display().to_string(),
-        Some(environment),
-        &lookup,
-        base,
+    Ok(
+        config::Environment::with_prefix(ENV_PREFIX.trim_end_matches('_'))
+            .prefix_separator("_")
+            .separator("__")
+            // Not `try_parsing(true)`: it would turn a token "0123" into 123. Typed fields parse
+            // strings themselves ("true", "50"), so nothing is lost.
+            .try_parsing(false)
+            .source(Some(overrides)),
     )
-}
-
-/// Parses a configuration from a string, without environment overrides. `env:` secrets are read
-/// from the process environment; relative paths stay relative to the working directory.
-pub fn parse_str(toml: &str) -> Result<Config, Error> {
-    let lookup = |var: &str| std::env::var(var).ok();
-    build(toml, "<string>", None, &lookup, Path::new(""))
 }
 
 /// Whether an environment variable is a configuration override: `SPGATE_` (any case) followed

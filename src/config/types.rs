@@ -16,6 +16,8 @@ use super::{Permissions, Secret};
 /// The whole validated gateway configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Where it came from, to assemble it again with the state store's records.
+    pub source: super::Source,
     /// `[state]`: where the gateway keeps its own files.
     pub state: State,
     /// `[sftp]`: the SFTP listener, `None` when off.

@@ -159,6 +159,13 @@ pub(super) fn config(raw: raw::Config, cx: &Context<'_>) -> Result<Config, Error
     let users = users::users(raw.users, &connections, tls_required, cx)?;
     let syncs = syncs::syncs(raw.syncs, &connections, cx)?;
     Ok(Config {
+        source: super::Source::new(
+            "",
+            "<unassembled>",
+            Default::default(),
+            false,
+            PathBuf::new(),
+        ),
         state,
         sftp,
         ftp,

@@ -32,7 +32,7 @@ use super::control::Control;
 use super::storage::Files;
 use super::{SHUTDOWN_GRACE, auth, greeting, server};
 use crate::session::Shared;
-use crate::session::accept::{self, Acceptor, admit, made_room, with_closer};
+use crate::session::accept::{self, Acceptor, admit, cut_off, with_closer};
 use crate::session::admission::Ticket;
 use crate::session::transfers::Transfers;
 
@@ -145,7 +145,7 @@ async fn connection(
             std::net::Shutdown::Both
         }
         () = ticket.cut.cancelled() => {
-            made_room(&gateway, "ftp", peer);
+            cut_off(&gateway, "ftp", peer, &ticket);
             std::net::Shutdown::Both
         }
         // Only what the client sends is cut: libunftp sees the end of its commands and ends the

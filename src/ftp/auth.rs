@@ -97,7 +97,7 @@ impl Authenticator for Logins {
             .await
             .map_err(|_| AuthenticationError::BadPassword)?;
         if let Some(ticket) = &self.ticket {
-            ticket.logged_in();
+            ticket.logged_in(username, "ftp");
         }
         let number = self.logins.fetch_add(1, Ordering::Relaxed);
         let principal = format!("{username}\n{number}");

@@ -7,7 +7,7 @@
 //!
 //! Then, for each connection, what every front-end does the same way: [`admit`] it under
 //! `[limits]` (or [`refuse`] it with the protocol's own words), keep a [`with_closer`] handle
-//! to cut it later, and log a connection cut for a newer one ([`made_room`]).
+//! to cut it later, and log why a connection was cut ([`cut_off`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -101,8 +101,13 @@ pub async fn refuse(mut socket: TcpStream, reason: &[u8]) {
     let _ = tokio::time::timeout(REFUSAL_LINGER, told).await;
 }
 
-/// Logs and counts a connection not logged in yet that was cut for a newer one.
-pub fn made_room(gateway: &Gateway, protocol: &'static str, peer: SocketAddr) {
+/// Logs why `ticket`'s connection was cut: kicked (a session closed through the API, or its
+/// user disabled or deleted), or, not logged in yet, cut for a newer one (also counted).
+pub fn cut_off(gateway: &Gateway, protocol: &'static str, peer: SocketAddr, ticket: &Ticket) {
+    if let Some(why) = ticket.kicked() {
+        tracing::info!(protocol, %peer, why, "session closed");
+        return;
+    }
     tracing::info!(protocol, %peer, "connection closed before its login: max_unauthenticated connections were waiting");
     gateway.metrics.refused(protocol, "max_unauthenticated");
 }

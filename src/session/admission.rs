@@ -7,13 +7,17 @@
 //! oldest of them is cut (it has had the longest to log in) to make room, so idle connections
 //! from many addresses cannot keep partners out. A login moves its ticket out of that count
 //! ([`Ticket::logged_in`]); [`Admission::user_session`] bounds one user's sessions.
+//!
+//! The logged-in connections are listed ([`Admission::sessions`]) and can be closed one by one
+//! or all of a user's ([`Admission::kick`], [`Admission::kick_user`]: a user disabled or deleted
+//! while logged in), through the same `cut` token, with the reason kept for the log.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use ipnet::IpNet;
 use parking_lot::Mutex;
@@ -34,8 +38,36 @@ struct State {
     by_address: HashMap<IpNet, usize>,
     /// Connections not logged in yet, oldest first, with the token that cuts each.
     waiting: BTreeMap<u64, CancellationToken>,
+    /// Connections logged in, by ticket.
+    live: BTreeMap<u64, Live>,
     next: u64,
     sessions: HashMap<String, usize>,
+}
+
+/// A logged-in connection.
+struct Live {
+    session: Session,
+    cut: CancellationToken,
+    why: Arc<OnceLock<String>>,
+}
+
+impl fmt::Debug for Live {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.session.fmt(f)
+    }
+}
+
+/// A logged-in connection as the API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Session {
+    /// Its number, unique while the process runs.
+    pub id: u64,
+    pub user: String,
+    /// `sftp` or `ftp`.
+    pub protocol: &'static str,
+    pub peer: IpAddr,
+    /// When it logged in (RFC 3339, UTC).
+    pub since: String,
 }
 
 /// Why a connection was refused.
@@ -68,9 +100,12 @@ impl fmt::Display for Full {
 pub struct Ticket {
     admission: Arc<Admission>,
     id: u64,
+    peer: IpAddr,
     group: IpNet,
-    /// Cancelled when the connection must close to make room for a newer one.
+    /// Cancelled when the connection must close: to make room for a newer one, or kicked
+    /// ([`Ticket::kicked`] then says why).
     pub cut: CancellationToken,
+    why: Arc<OnceLock<String>>,
     logged_in: AtomicBool,
 }
 
@@ -108,8 +143,10 @@ impl Admission {
         Ok(Ticket {
             admission: self.clone(),
             id,
+            peer,
             group,
             cut,
+            why: Arc::default(),
             logged_in: AtomicBool::new(false),
         })
     }
@@ -132,6 +169,38 @@ impl Admission {
         })
     }
 
+    /// The logged-in connections, oldest first.
+    pub fn sessions(&self) -> Vec<Session> {
+        let state = self.state.lock();
+        state.live.values().map(|l| l.session.clone()).collect()
+    }
+
+    /// Closes session `id` for `why`: whether there was one.
+    pub fn kick(&self, id: u64, why: &str) -> bool {
+        let state = self.state.lock();
+        let Some(live) = state.live.get(&id) else {
+            return false;
+        };
+        let _ = live.why.set(why.to_string());
+        live.cut.cancel();
+        true
+    }
+
+    /// Closes every session of `user` for `why`: how many there were.
+    pub fn kick_user(&self, user: &str, why: &str) -> usize {
+        let state = self.state.lock();
+        let mine: Vec<&Live> = state
+            .live
+            .values()
+            .filter(|l| l.session.user == user)
+            .collect();
+        for live in &mine {
+            let _ = live.why.set(why.to_string());
+            live.cut.cancel();
+        }
+        mine.len()
+    }
+
     /// Connections open, and how many of them have not logged in.
     pub fn counts(&self) -> (usize, usize) {
         let state = self.state.lock();
@@ -140,10 +209,30 @@ impl Admission {
 }
 
 impl Ticket {
-    /// The connection logged in: it no longer counts against `max_unauthenticated`.
-    pub fn logged_in(&self) {
+    /// The connection logged in as `user` over `protocol`: it no longer counts against
+    /// `max_unauthenticated`, and it is listed among the sessions.
+    pub fn logged_in(&self, user: &str, protocol: &'static str) {
         self.logged_in.store(true, Ordering::Relaxed);
-        self.admission.state.lock().waiting.remove(&self.id);
+        let mut state = self.admission.state.lock();
+        state.waiting.remove(&self.id);
+        let session = Session {
+            id: self.id,
+            user: user.to_string(),
+            protocol,
+            peer: self.peer.to_canonical(),
+            since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        };
+        let live = Live {
+            session,
+            cut: self.cut.clone(),
+            why: self.why.clone(),
+        };
+        state.live.insert(self.id, live);
+    }
+
+    /// Why the connection was kicked, if it was (rather than cut to make room).
+    pub fn kicked(&self) -> Option<&str> {
+        self.why.get().map(String::as_str)
     }
 
     /// Whether [`Ticket::logged_in`] was called (a login grace time is over for it).
@@ -157,6 +246,7 @@ impl Drop for Ticket {
         let mut state = self.admission.state.lock();
         state.open -= 1;
         state.waiting.remove(&self.id);
+        state.live.remove(&self.id);
         release(&mut state.by_address, &self.group);
     }
 }
@@ -231,7 +321,7 @@ mod tests {
             ..limits()
         };
         let first = admission.admit(&limits, ip("10.0.0.1")).unwrap();
-        first.logged_in();
+        first.logged_in("alice", "sftp");
         let waiting: Vec<Ticket> = (0..4)
             .map(|_| admission.admit(&limits, ip("10.0.0.1")).unwrap())
             .collect();
@@ -245,6 +335,21 @@ mod tests {
         assert!(!first.cut.is_cancelled(), "a logged-in one is never cut");
         assert!(!newest.cut.is_cancelled());
         assert_eq!(admission.counts(), (6, 4));
+        // Listed, and kicked with a reason.
+        let sessions = admission.sessions();
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(
+            (sessions[0].user.as_str(), sessions[0].protocol),
+            ("alice", "sftp")
+        );
+        assert_eq!(admission.kick_user("bob", "deleted"), 0);
+        assert_eq!(admission.kick_user("alice", "the user was disabled"), 1);
+        assert!(first.cut.is_cancelled());
+        assert_eq!(first.kicked(), Some("the user was disabled"));
+        assert!(waiting[1].kicked().is_none());
+        drop(first);
+        assert!(admission.sessions().is_empty());
+        assert!(!admission.kick(0, "gone"));
     }
 
     #[test]

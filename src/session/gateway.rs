@@ -223,6 +223,10 @@ pub struct Shared {
     syncs: parking_lot::Mutex<Option<(CancellationToken, TaskTracker)>>,
     /// Schedulers replaced by reloads, still finishing the file they were copying.
     retired: parking_lot::Mutex<Vec<TaskTracker>>,
+    /// Held while a new gateway is assembled and put in force, one at a time.
+    applying: tokio::sync::Mutex<()>,
+    /// The state store's change counter when its records were last put in force.
+    seen: std::sync::atomic::AtomicI64,
     shutdown: CancellationToken,
 }
 
@@ -233,6 +237,8 @@ impl Shared {
             path,
             syncs: parking_lot::Mutex::default(),
             retired: parking_lot::Mutex::default(),
+            applying: tokio::sync::Mutex::default(),
+            seen: std::sync::atomic::AtomicI64::new(-1),
             shutdown,
         }
     }
@@ -274,29 +280,30 @@ impl Shared {
         self.current.read().clone()
     }
 
-    /// Reads the configuration file again and puts it in force. An invalid file, or one that
-    /// changes what only a restart can change (listeners, passive ports, state directory), is
-    /// refused with the reason, and the configuration in force stays. Changed sync jobs or
-    /// connections restart the sync scheduler.
-    pub fn reload(&self) -> Result<String, String> {
+    /// Reads the configuration file again, provisions its records into the state store and
+    /// puts the result in force. An invalid file, or one that changes what only a restart can
+    /// change (listeners, passive ports, state store), is refused with the reason, and the
+    /// configuration in force stays. Every connection is enabled again (the file was saved).
+    pub async fn reload(&self) -> Result<String, String> {
         let Some(path) = &self.path else {
             return Err("this gateway was not started from a configuration file".into());
         };
-        let config = crate::config::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file = crate::config::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let _one = self.applying.lock().await;
         let old = self.current();
         let before = &old.config;
         let mut needs_restart = Vec::new();
-        if !before.state.same_store(&config.state) {
+        if !before.state.same_store(&file.state) {
             needs_restart.push("[state]");
         }
         // The listeners are built once: any change to their sections needs a restart.
-        if before.sftp != config.sftp {
+        if before.sftp != file.sftp {
             needs_restart.push("[sftp]");
         }
-        if before.ftp != config.ftp {
+        if before.ftp != file.ftp {
             needs_restart.push("[ftp]");
         }
-        if before.admin.as_ref().map(|a| a.listen) != config.admin.as_ref().map(|a| a.listen) {
+        if before.admin.as_ref().map(|a| a.listen) != file.admin.as_ref().map(|a| a.listen) {
             needs_restart.push("admin.listen");
         }
         if !needs_restart.is_empty() {
@@ -305,6 +312,105 @@ impl Shared {
                 needs_restart.join(", ")
             ));
         }
+        super::control::provision(&old.store, &file).await?;
+        let changes = old.store.changes().await.map_err(|e| e.to_string())?;
+        let config = super::control::assemble(&old.store, &file).await?;
+        let summary = config.summary();
+        let all: Vec<String> = config.connections.iter().map(|c| c.name.clone()).collect();
+        self.apply(
+            &old,
+            config,
+            &all,
+            "the configuration was saved again (reload)",
+        )?;
+        self.seen(changes);
+        tracing::info!(path = %path.display(), "configuration reloaded");
+        Ok(summary)
+    }
+
+    /// Puts the state store's records in force after `what` changed through the API or the
+    /// CLI; `saved` connections are enabled again (saving a connection re-enables it).
+    pub async fn refresh(&self, what: &str, saved: &[String]) -> Result<(), String> {
+        let _one = self.applying.lock().await;
+        let old = self.current();
+        let changes = old.store.changes().await.map_err(|e| e.to_string())?;
+        let config = super::control::assemble(&old.store, &old.config).await?;
+        self.apply(&old, config, saved, &format!("{what} was saved"))?;
+        self.seen(changes);
+        tracing::info!(what, "records put in force");
+        Ok(())
+    }
+
+    /// Notes that the store's records as of change `counter` are in force.
+    pub fn seen(&self, counter: i64) {
+        self.seen
+            .store(counter, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Puts in force what changed in the state store elsewhere (the CLI, another instance),
+    /// checking its change counter every second, until `shutdown`. A connection whose record
+    /// was saved is enabled again.
+    pub async fn follow_store(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut revisions = HashMap::new();
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let store = self.current().store.clone();
+            let outcome = async {
+                let counter = store.changes().await.map_err(|e| e.to_string())?;
+                let connections = store
+                    .list(crate::state::records::Kind::Connections)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let saved: Vec<String> = connections
+                    .iter()
+                    .filter(|c| revisions.get(&c.name) != Some(&c.revision))
+                    .map(|c| c.name.clone())
+                    .collect();
+                let first = revisions.is_empty();
+                revisions = connections
+                    .into_iter()
+                    .map(|c| (c.name, c.revision))
+                    .collect();
+                if counter == self.seen.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let saved = if first { Vec::new() } else { saved };
+                self.refresh("a record changed in the state store", &saved)
+                    .await
+            }
+            .await;
+            match outcome {
+                Ok(()) if failing => {
+                    tracing::info!("the state store answers again");
+                    failing = false;
+                }
+                Ok(()) => {}
+                Err(error) if !failing => {
+                    tracing::error!(%error, "following the state store failed; the records in force stay (retried every second)");
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Builds the gateway of `config` in place of `old`: enables the `enable` connections
+    /// (`why`), closes the sessions of users now disabled or gone, and restarts the sync jobs
+    /// when they or the connections changed.
+    fn apply(
+        &self,
+        old: &Gateway,
+        config: Config,
+        enable: &[String],
+        why: &str,
+    ) -> Result<(), String> {
+        let before = &old.config;
         // Sync jobs restart when they or the connections changed; otherwise they go on.
         let text = |c: &Config| format!("{:?}{:?}", c.syncs, c.connections);
         let restart_syncs = text(before) != text(&config);
@@ -313,7 +419,16 @@ impl Shared {
         } else {
             old.triggers.clone()
         };
-        let summary = config.summary();
+        let gone: Vec<(String, &str)> = before
+            .users
+            .iter()
+            .filter(|u| u.enabled)
+            .filter_map(|u| match config.users.iter().find(|n| n.name == u.name) {
+                None => Some((u.name.clone(), "the user was deleted")),
+                Some(now) if !now.enabled => Some((u.name.clone(), "the user was disabled")),
+                Some(_) => None,
+            })
+            .collect();
         let kept = Kept {
             metrics: old.metrics.clone(),
             triggers,
@@ -325,20 +440,27 @@ impl Shared {
         };
         let gateway = Gateway::with(config, kept)
             .map_err(|e| format!("opening the new configuration: {e}"))?;
-        // Saving the configuration again re-enables its disabled connections, changed or not:
-        // if their credentials are still bad, the next request disables them with a new alert.
-        for connection in gateway.connections.values() {
-            connection
-                .health
-                .enable("the configuration was saved again (reload)")
-                .map_err(|e| format!("enabling {}: {e}", connection.name()))?;
+        // Saving a connection again re-enables it, changed or not: if its credentials are
+        // still bad, the next request disables it with a new alert.
+        for name in enable {
+            if let Some(connection) = gateway.connections.get(name) {
+                connection
+                    .health
+                    .enable(why)
+                    .map_err(|e| format!("enabling {name}: {e}"))?;
+            }
         }
         *self.current.write() = Arc::new(gateway);
+        for (user, reason) in gone {
+            let closed = old.admission.kick_user(&user, reason);
+            if closed > 0 {
+                tracing::info!(user, closed, reason, "sessions closed");
+            }
+        }
         if restart_syncs {
             self.start_syncs()
                 .map_err(|e| format!("starting the sync jobs: {e}"))?;
         }
-        tracing::info!(path = %path.display(), restart_syncs, "configuration reloaded");
-        Ok(summary)
+        Ok(())
     }
 }

@@ -30,6 +30,7 @@
 pub mod accept;
 pub mod accounting;
 pub mod admission;
+pub mod control;
 pub mod gateway;
 pub mod metrics;
 pub mod transfers;

@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::session::accept::{self, Acceptor, admit, made_room, with_closer};
+use crate::session::accept::{self, Acceptor, admit, cut_off, with_closer};
 use crate::session::transfers::Transfers;
 use crate::session::{Gateway, Shared};
 
@@ -183,7 +183,7 @@ pub async fn serve(
                     }
                 },
                 () = cut.cancelled() => {
-                    made_room(&gateway, "sftp", peer);
+                    cut_off(&gateway, "sftp", peer, &ticket);
                     return;
                 }
             };
@@ -218,7 +218,7 @@ pub async fn serve(
                     let _ = closer.shutdown(std::net::Shutdown::Both);
                 }
                 () = cut.cancelled() => {
-                    made_room(&gateway, "sftp", peer);
+                    cut_off(&gateway, "sftp", peer, &ticket);
                     let _ = closer.shutdown(std::net::Shutdown::Both);
                 }
             }

@@ -92,7 +92,7 @@ impl Connection {
         };
         match sessions::login(&self.gateway, attempt, credential).await {
             Ok(session) => {
-                self.ticket.logged_in();
+                self.ticket.logged_in(user, "sftp");
                 self.session.get_or_insert(session);
                 Auth::Accept
             }

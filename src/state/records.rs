@@ -9,36 +9,24 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{Error, Result, Store};
-use crate::config::Secret;
+use crate::config::{Entry, Records, Secret, SecretText};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Users,
-    Connections,
-    Syncs,
+/// Which records: users, connections or sync jobs (the configuration's sections; each has a
+/// table of the same name).
+pub use crate::config::Section as Kind;
+
+fn secret_place(kind: Kind, name: &str) -> String {
+    format!("{}/{name}/secret", kind.key())
 }
 
-impl Kind {
-    fn table(self) -> &'static str {
-        match self {
-            Kind::Users => "users",
-            Kind::Connections => "connections",
-            Kind::Syncs => "syncs",
-        }
-    }
-
-    /// The word for one, in messages.
-    pub fn one(self) -> &'static str {
-        match self {
-            Kind::Users => "user",
-            Kind::Connections => "connection",
-            Kind::Syncs => "sync job",
-        }
-    }
-
-    fn secret_place(self, name: &str) -> String {
-        format!("{}/{name}/secret", self.table())
-    }
+/// What a write does to a connection's secret.
+#[derive(Debug, Clone, Copy)]
+pub enum SecretWrite<'a> {
+    /// Keeps the one stored (an API save that does not send it: secrets are write-only).
+    Keep,
+    /// Removes it (the connection now has another credential).
+    Clear,
+    Set(&'a Secret),
 }
 
 /// Who writes a record.
@@ -85,32 +73,31 @@ impl Store {
         row.map(|row| self.record(kind, &row)).transpose()
     }
 
-    /// Creates or replaces `name`: answers its new revision. Only connections have a secret;
-    /// `None` keeps the one stored. Refused ([`Error::Managed`]) when the API writes a record
-    /// the configuration file manages.
+    /// Creates or replaces `name`: answers its new revision. Only connections have a secret.
+    /// Refused ([`Error::Managed`]) when the API writes a record the configuration file manages.
     pub async fn put(
         &self,
         kind: Kind,
         name: &str,
         record: &Value,
-        secret: Option<&Secret>,
+        secret: SecretWrite<'_>,
         by: By<'_>,
     ) -> Result<i64> {
-        if secret.is_some() && kind != Kind::Connections {
+        if !matches!(secret, SecretWrite::Keep) && kind != Kind::Connections {
             return Err(Error::Key(format!("a {} has no secret", kind.one())));
         }
-        let table = kind.table();
+        let table = kind.key();
         let managed_by = match by {
             By::Api => None,
             By::Config(file) => Some(file),
         };
-        let sealed = secret.map(|s| self.sealer().seal(&kind.secret_place(name), s.expose()));
-        let (secret_column, secret_value, secret_update) = match kind {
-            Kind::Connections => (
-                ", secret",
-                ", $5",
-                ", secret = COALESCE(excluded.secret, connections.secret)",
-            ),
+        let sealed = match secret {
+            SecretWrite::Set(s) => Some(self.sealer().seal(&secret_place(kind, name), s.expose())),
+            SecretWrite::Keep | SecretWrite::Clear => None,
+        };
+        let (secret_column, secret_value, secret_update) = match (kind, secret) {
+            (Kind::Connections, SecretWrite::Keep) => (", secret", ", $5", ""),
+            (Kind::Connections, _) => (", secret", ", $5", ", secret = excluded.secret"),
             _ => ("", "", ""),
         };
         // An API write to a record the file manages matches no row: nothing is written.
@@ -131,16 +118,20 @@ impl Store {
         if kind == Kind::Connections {
             query = query.bind(sealed);
         }
-        match query.fetch_optional(self.pool()).await? {
-            Some(row) => Ok(row.try_get("revision")?),
-            None => Err(self.managed(kind, name).await),
-        }
+        let mut tx = self.pool().begin().await?;
+        let Some(row) = query.fetch_optional(&mut *tx).await? else {
+            drop(tx);
+            return Err(self.managed(kind, name).await);
+        };
+        changed(&mut tx).await?;
+        tx.commit().await?;
+        Ok(row.try_get("revision")?)
     }
 
     /// Deletes `name`: whether there was one. Refused when the API deletes a record the
     /// configuration file manages.
     pub async fn delete(&self, kind: Kind, name: &str, by: By<'_>) -> Result<bool> {
-        let table = kind.table();
+        let table = kind.key();
         let (sql, file) = match by {
             By::Api => (
                 format!("DELETE FROM {table} WHERE name = $1 AND managed_by IS NULL"),
@@ -155,13 +146,77 @@ impl Store {
         if let Some(file) = file {
             query = query.bind(file);
         }
-        if query.execute(self.pool()).await?.rows_affected() > 0 {
+        let mut tx = self.pool().begin().await?;
+        if query.execute(&mut *tx).await?.rows_affected() > 0 {
+            changed(&mut tx).await?;
+            tx.commit().await?;
             return Ok(true);
         }
+        drop(tx);
         match self.get(kind, name).await? {
             None => Ok(false),
             Some(_) => Err(self.managed(kind, name).await),
         }
+    }
+
+    /// Puts the records the configuration file `file` declares (those unchanged are left as they
+    /// are) and deletes those it managed and no longer declares. A record of the same name made
+    /// through the API becomes the file's.
+    pub async fn provision(&self, file: &str, declared: &Records) -> Result<Provisioned> {
+        let mut done = Provisioned::default();
+        for kind in Kind::ALL {
+            let stored = self.list(kind).await?;
+            for entry in declared.of(kind) {
+                let before = stored.iter().find(|r| r.name == entry.name);
+                if before
+                    .is_some_and(|r| r.managed_by.as_deref() == Some(file) && r.entry() == *entry)
+                {
+                    continue;
+                }
+                let secret = entry
+                    .secret
+                    .as_ref()
+                    .map(|text| Secret::new(text.0.clone()));
+                let write = match &secret {
+                    Some(secret) => SecretWrite::Set(secret),
+                    None if kind == Kind::Connections => SecretWrite::Clear,
+                    None => SecretWrite::Keep,
+                };
+                self.put(kind, &entry.name, &entry.record, write, By::Config(file))
+                    .await?;
+                done.written.push((kind, entry.name.clone()));
+            }
+            for gone in stored.iter().filter(|r| {
+                r.managed_by.as_deref() == Some(file)
+                    && !declared.of(kind).iter().any(|e| e.name == r.name)
+            }) {
+                self.delete(kind, &gone.name, By::Config(file)).await?;
+                done.deleted.push((kind, gone.name.clone()));
+            }
+        }
+        Ok(done)
+    }
+
+    /// Every record, as the configuration's records, each with the file managing it (if one
+    /// does).
+    pub async fn records(&self) -> Result<(Records, Vec<(Kind, String, Option<String>)>)> {
+        let mut records = Records::default();
+        let mut managers = Vec::new();
+        for kind in Kind::ALL {
+            for record in self.list(kind).await? {
+                managers.push((kind, record.name.clone(), record.managed_by.clone()));
+                records.of_mut(kind).push(record.entry());
+            }
+        }
+        Ok((records, managers))
+    }
+
+    /// The change counter: it grows with every change to a record, wherever it was made.
+    pub async fn changes(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT counter FROM spgate_changes WHERE id = 1")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get("counter")?)
     }
 
     /// The error for an API write to `name`, which the configuration file manages.
@@ -190,7 +245,7 @@ impl Store {
         let secret = match kind {
             Kind::Connections => row
                 .try_get::<Option<String>, _>("secret")?
-                .map(|sealed| self.sealer().open(&kind.secret_place(&name), &sealed))
+                .map(|sealed| self.sealer().open(&secret_place(kind, &name), &sealed))
                 .transpose()?,
             _ => None,
         };
@@ -205,6 +260,32 @@ impl Store {
     }
 }
 
+/// What [`Store::provision`] changed.
+#[derive(Debug, Default)]
+pub struct Provisioned {
+    pub written: Vec<(Kind, String)>,
+    pub deleted: Vec<(Kind, String)>,
+}
+
+impl Record {
+    /// The record as the configuration's entry.
+    pub fn entry(&self) -> Entry {
+        Entry {
+            name: self.name.clone(),
+            record: self.record.clone(),
+            secret: self.secret.as_ref().map(SecretText::from),
+        }
+    }
+}
+
+/// Bumps the change counter within `tx` (see [`Store::changes`]).
+async fn changed(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
+    sqlx::query("UPDATE spgate_changes SET counter = counter + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 fn select(kind: Kind) -> String {
     let secret = if kind == Kind::Connections {
         ", secret"
@@ -213,6 +294,6 @@ fn select(kind: Kind) -> String {
     };
     format!(
         "SELECT name, record, managed_by, revision, updated_at{secret} FROM {}",
-        kind.table()
+        kind.key()
     )
 }

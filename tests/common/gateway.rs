@@ -182,6 +182,18 @@ impl std::fmt::Display for Run {
     }
 }
 
+/// The admin token of [`Gateway::start_with_admin`].
+pub const ADMIN_TOKEN: &str = "gateway-admin-token";
+
+/// The listeners a configuration serves, in the order [`Gateway`] reads them.
+fn listeners(config: &str) -> &'static [&'static str] {
+    if config.contains("\n[admin]\n") {
+        &["sftp", "ftp", "admin"]
+    } else {
+        &["sftp", "ftp"]
+    }
+}
+
 /// A running `spgate serve` (SFTP on `sftp_port`, FTP on `ftp_port`) in front of a simulator;
 /// killed on drop (its log tail is printed when the test failed).
 pub struct Gateway {
@@ -189,6 +201,8 @@ pub struct Gateway {
     pub dir: tempfile::TempDir,
     pub sftp_port: u16,
     pub ftp_port: u16,
+    /// The admin endpoint's address (token [`ADMIN_TOKEN`]), when started with one.
+    pub admin: Option<String>,
     child: Child,
     runs: AtomicUsize,
     /// What [`Gateway::start_prepared`]'s `prepare` answered, dropped after the gateway stops.
@@ -268,8 +282,15 @@ impl Gateway {
         .await
     }
 
+    /// The default simulator, `users`, and the admin endpoint (token [`ADMIN_TOKEN`]).
+    pub async fn start_with_admin(users: &[User]) -> Gateway {
+        let admin = format!("\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n");
+        Gateway::start_full(Ctx::new().await, users, "", "", |_| admin).await
+    }
+
     /// `sftp` holds extra lines for `[sftp]`; `ftp(dir)` answers extra lines for `[ftp]`,
-    /// given the gateway's temp directory.
+    /// given the gateway's temp directory (or, after a blank line, whole sections: an
+    /// `[admin]` section is served and its address read).
     pub async fn start_full(
         ctx: Ctx,
         users: &[User],
@@ -298,16 +319,15 @@ impl Gateway {
         }
         let config_path = dir.path().join("spgate.toml");
         std::fs::write(&config_path, &config).expect("write config");
-        let (child, announced) = spawn_serve(
-            &config_path,
-            &dir.path().join("spgate.log"),
-            &["sftp", "ftp"],
-        );
+        let protocols = listeners(&config);
+        let (child, announced) =
+            spawn_serve(&config_path, &dir.path().join("spgate.log"), protocols);
         let mut gateway = Gateway {
             ctx,
             dir,
             sftp_port: 0,
             ftp_port: 0,
+            admin: announced.get(2).cloned().flatten(),
             child,
             runs: AtomicUsize::new(0),
             kept: None,
@@ -335,9 +355,11 @@ impl Gateway {
         self.child.wait().expect("reap spgate serve");
         let log = self.dir.path().join("spgate.log");
         std::fs::rename(&log, self.dir.path().join("spgate.log.1")).expect("keep the first log");
-        let (child, announced) =
-            spawn_serve(&self.dir.path().join("spgate.toml"), &log, &["sftp", "ftp"]);
+        let config = self.dir.path().join("spgate.toml");
+        let protocols = listeners(&std::fs::read_to_string(&config).expect("read config"));
+        let (child, announced) = spawn_serve(&config, &log, protocols);
         self.child = child;
+        self.admin = announced.get(2).cloned().flatten();
         let port = |i: usize| {
             announced[i]
                 .as_deref()

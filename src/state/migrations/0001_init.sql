@@ -43,3 +43,11 @@ CREATE TABLE host_keys (
     private_key TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
+
+-- Bumped by every change to users, connections or sync jobs, in the change's transaction:
+-- running instances poll it to put in force what the CLI or another instance changed.
+CREATE TABLE spgate_changes (
+    id INTEGER PRIMARY KEY,
+    counter BIGINT NOT NULL
+);
+INSERT INTO spgate_changes (id, counter) VALUES (1, 0);

@@ -1,0 +1,191 @@
+//! `spgate users ...`: the users in the state store, whether `spgate serve` runs or not. The
+//! command writes to the store itself; a running server follows the store's change counter and
+//! puts the change in force within a second (closing the sessions of a user disabled or
+//! deleted). Changes go through the same validation as the admin API's (and the file's).
+
+use std::io::Write;
+
+use serde_json::{Map, Value, json};
+
+use crate::config::Config;
+use crate::session::control::{self, Refusal, UserChange};
+use crate::state::Store;
+use crate::state::records::Kind;
+
+/// What `spgate users add` builds a user from, when no JSON record is given.
+#[derive(Debug, Default)]
+pub struct NewUser {
+    /// A SharePoint mount: the connection and the folder in its library.
+    pub connection: Option<String>,
+    pub remote: Option<String>,
+    /// A local mount instead: the folder on this host.
+    pub local: Option<String>,
+    /// Where the mount appears (default `/`).
+    pub path: Option<String>,
+    /// Permissions (default `*`).
+    pub permissions: Vec<String>,
+    pub password_hash: Option<String>,
+    pub authorized_keys: Vec<String>,
+    pub allow_from: Vec<String>,
+}
+
+impl NewUser {
+    /// The record the file would declare.
+    pub fn record(self) -> Map<String, Value> {
+        let mut mount = Map::new();
+        mount.insert("path".into(), json!(self.path.as_deref().unwrap_or("/")));
+        if let Some(local) = self.local {
+            mount.insert("local".into(), json!(local));
+        }
+        if let Some(connection) = self.connection {
+            mount.insert("connection".into(), json!(connection));
+            mount.insert(
+                "remote".into(),
+                json!(self.remote.as_deref().unwrap_or("/")),
+            );
+        }
+        let permissions = match self.permissions.as_slice() {
+            [] => json!("*"),
+            [one] if one == "*" => json!("*"),
+            list => json!(list),
+        };
+        mount.insert("permissions".into(), permissions);
+        let mut user = Map::new();
+        if let Some(hash) = self.password_hash {
+            user.insert("password_hash".into(), json!(hash));
+        }
+        if !self.authorized_keys.is_empty() {
+            user.insert("authorized_keys".into(), json!(self.authorized_keys));
+        }
+        if !self.allow_from.is_empty() {
+            user.insert("allow_from".into(), json!(self.allow_from));
+        }
+        user.insert("mounts".into(), json!([mount]));
+        user
+    }
+}
+
+/// Opens the state store `config` names.
+pub async fn open(config: &Config) -> std::io::Result<Store> {
+    Store::open(
+        &config.state.database,
+        config.state.secret_key.as_ref(),
+        &config.state.dir,
+    )
+    .await
+    .map_err(std::io::Error::other)
+}
+
+/// Lists the users (`json`: as the API shows them).
+pub async fn list(config: &Config, json: bool, out: &mut impl Write) -> anyhow::Result<bool> {
+    let store = open(config).await?;
+    let users = store.list(Kind::Users).await?;
+    if json {
+        let views: Vec<Value> = users.iter().map(|u| control::user_view(u, None)).collect();
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&json!({ "users": views }))?
+        )?;
+        return Ok(true);
+    }
+    if users.is_empty() {
+        writeln!(out, "no users")?;
+    }
+    for user in &users {
+        let record = &user.record;
+        let enabled = record.get("enabled").and_then(Value::as_bool) != Some(false);
+        let mounts = record
+            .get("mounts")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        let by = match &user.managed_by {
+            Some(file) => format!("managed by {file}"),
+            None => "managed through the API/CLI".to_string(),
+        };
+        writeln!(
+            out,
+            "{:<20} {:<9} {mounts} mount(s)  {by}",
+            user.name,
+            if enabled { "enabled" } else { "disabled" },
+        )?;
+    }
+    Ok(true)
+}
+
+/// Shows one user as the API does.
+pub async fn show(config: &Config, name: &str, out: &mut impl Write) -> anyhow::Result<bool> {
+    let store = open(config).await?;
+    match store.get(Kind::Users, name).await? {
+        Some(user) => {
+            let view = control::user_view(&user, None);
+            writeln!(out, "{}", serde_json::to_string_pretty(&view)?)?;
+            Ok(true)
+        }
+        None => {
+            writeln!(out, "no user named {name}")?;
+            Ok(false)
+        }
+    }
+}
+
+/// Saves a user (see [`control::save_user`]); prints what was done or why not.
+pub async fn save(
+    config: &Config,
+    change: UserChange,
+    out: &mut impl Write,
+) -> anyhow::Result<bool> {
+    let store = open(config).await?;
+    let name = change.name.clone();
+    let done = control::save_user(&store, config, change).await;
+    report(
+        out,
+        done.map(|u| format!("user {name} saved (revision {})", u.revision)),
+    )
+}
+
+/// Enables or disables a user, keeping the rest of its record.
+pub async fn set_enabled(
+    config: &Config,
+    name: &str,
+    enabled: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<bool> {
+    let store = open(config).await?;
+    let Some(user) = store.get(Kind::Users, name).await? else {
+        return report(out, Err(Refusal::NotFound(format!("user named {name}"))));
+    };
+    let mut fields = match user.record {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    };
+    fields.insert("enabled".into(), enabled.into());
+    let change = UserChange {
+        name: name.to_string(),
+        fields,
+        create: false,
+    };
+    let state = if enabled { "enabled" } else { "disabled" };
+    let done = control::save_user(&store, config, change).await;
+    report(out, done.map(|_| format!("user {name} {state}")))
+}
+
+/// Deletes a user.
+pub async fn delete(config: &Config, name: &str, out: &mut impl Write) -> anyhow::Result<bool> {
+    let store = open(config).await?;
+    let done = control::delete_user(&store, name).await;
+    report(out, done.map(|()| format!("user {name} deleted")))
+}
+
+fn report(out: &mut impl Write, done: Result<String, Refusal>) -> anyhow::Result<bool> {
+    match done {
+        Ok(line) => {
+            writeln!(out, "{line}")?;
+            Ok(true)
+        }
+        Err(refusal) => {
+            writeln!(out, "refused: {refusal}")?;
+            Ok(false)
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The configuration in force, from the file and the state store together: the file's
+//! `[[users]]`, `[[connections]]` and `[[syncs]]` are provisioned into the store (at start and
+//! on every reload), and the configuration in force is the file's service sections with every
+//! record the store holds, the file's and those made through the API and the CLI, validated as
+//! one whole by the configuration's own code.
+//!
+//! A record made through the API that no longer validates (its connection was deleted from the
+//! file, an `env:` variable went away) is left out with an error in the log, so that one bad
+//! record cannot keep the gateway from starting; a record of the file that does not validate
+//! is the file's error, as it always was.
+
+use serde_json::{Map, Value, json};
+
+use crate::config::{self, Config, Entry, Records, Section, culprit};
+use crate::state::records::{By, Kind, Record, SecretWrite};
+use crate::state::{self, Store};
+
+/// Puts the records `file` declares into `store`, and deletes those it no longer declares.
+pub async fn provision(store: &Store, file: &Config) -> Result<(), String> {
+    let origin = file.source.origin();
+    let done = store
+        .provision(origin, file.source.declared())
+        .await
+        .map_err(|e| format!("provisioning {origin}: {e}"))?;
+    for (kind, name) in &done.written {
+        tracing::info!(
+            file = origin,
+            kind = kind.one(),
+            name,
+            "provisioned from the configuration file"
+        );
+    }
+    for (kind, name) in &done.deleted {
+        tracing::info!(
+            file = origin,
+            kind = kind.one(),
+            name,
+            "deleted: the configuration file no longer declares it"
+        );
+    }
+    Ok(())
+}
+
+/// The configuration in force: `file`'s service sections with the records of `store`.
+pub async fn assemble(store: &Store, file: &Config) -> Result<Config, String> {
+    let (records, managers) = store.records().await.map_err(|e| e.to_string())?;
+    settle(file, records, &managers, None).map_err(|e| e.to_string())
+}
+
+/// The configuration `entry` would make, saved as a record of `section` (in place of the one of
+/// that name), or the validation error about it. Other records that do not validate are left
+/// out, as [`assemble`] leaves them out.
+pub async fn check(
+    store: &Store,
+    file: &Config,
+    section: Section,
+    entry: &Entry,
+) -> Result<Result<Config, config::Error>, String> {
+    let (mut records, managers) = store.records().await.map_err(|e| e.to_string())?;
+    let list = records.of_mut(section);
+    match list.iter().position(|e| e.name == entry.name) {
+        Some(i) => list[i] = entry.clone(),
+        None => list.push(entry.clone()),
+    }
+    Ok(settle(
+        file,
+        records,
+        &managers,
+        Some((section, &entry.name)),
+    ))
+}
+
+/// Validates `file` with `records`, leaving out, one at a time, records made through the API
+/// that an error is about, unless it is the `candidate` being saved.
+fn settle(
+    file: &Config,
+    mut records: Records,
+    managers: &[(Section, String, Option<String>)],
+    candidate: Option<(Section, &str)>,
+) -> Result<Config, config::Error> {
+    loop {
+        let error = match file.with_records(&records) {
+            Ok(config) => return Ok(config),
+            Err(error) => error,
+        };
+        let Some((section, index)) = culprit(&error) else {
+            return Err(error);
+        };
+        let Some(entry) = records.of(section).get(index) else {
+            return Err(error);
+        };
+        let managed = managers
+            .iter()
+            .any(|(kind, name, by)| *kind == section && *name == entry.name && by.is_some());
+        if managed || candidate == Some((section, entry.name.as_str())) {
+            return Err(error);
+        }
+        if candidate.is_none() {
+            tracing::error!(kind = section.one(), name = entry.name, %error,
+                "a record made through the API does not validate: left out until it is fixed");
+        }
+        records.of_mut(section).remove(index);
+    }
+}
+
+/// Why a change to a record was refused.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The configuration file `file` manages `what` (e.g. `user alice`).
+    Managed {
+        what: String,
+        file: String,
+    },
+    /// A create found one of that name.
+    Exists(String),
+    NotFound(String),
+    /// A value is not acceptable: the field within the record, if the error is about one.
+    Invalid {
+        field: Option<String>,
+        message: String,
+    },
+    /// The store failed.
+    Failed(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Managed { what, file } => write!(
+                f,
+                "{what} is managed by the configuration file {file}: change it there"
+            ),
+            Refusal::Exists(what) => write!(f, "{what} exists"),
+            Refusal::NotFound(what) => write!(f, "no {what}"),
+            Refusal::Invalid { message, .. } | Refusal::Failed(message) => f.write_str(message),
+        }
+    }
+}
+
+impl From<state::Error> for Refusal {
+    fn from(error: state::Error) -> Refusal {
+        match error {
+            state::Error::Managed { kind, name, file } => Refusal::Managed {
+                what: format!("{kind} {name}"),
+                file,
+            },
+            other => Refusal::Failed(other.to_string()),
+        }
+    }
+}
+
+impl Refusal {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Refusal {
+        let message = message.into();
+        match field {
+            "" => Refusal::Invalid {
+                field: None,
+                message,
+            },
+            field => Refusal::Invalid {
+                message: format!("{field}: {message}"),
+                field: Some(field.to_string()),
+            },
+        }
+    }
+
+    /// A validation error about one record (its keys read `users[I].field`): the field within
+    /// the record.
+    fn from_config(error: &config::Error) -> Refusal {
+        let text = error.to_string();
+        let Some(key) = error.key() else {
+            return Refusal::invalid("", text);
+        };
+        let field = key
+            .split_once(']')
+            .map_or(key, |(_, rest)| rest.trim_start_matches('.'));
+        let message = text
+            .strip_prefix(key)
+            .map_or(text.as_str(), |rest| rest.trim_start_matches(':').trim());
+        Refusal::invalid(field, message)
+    }
+}
+
+/// A user to save: the record as the file would declare it, with `password` in clear (hashed
+/// here with argon2id) or a `password_hash`; neither keeps the stored password.
+pub struct UserChange {
+    pub name: String,
+    pub fields: Map<String, Value>,
+    /// Only if there is no user of that name.
+    pub create: bool,
+}
+
+/// Validates `change` among the records of `store` (with `file`'s service sections), the way
+/// the file's users are validated, and stores it; answers the stored record. The caller puts
+/// it in force.
+pub async fn save_user(
+    store: &Store,
+    file: &Config,
+    change: UserChange,
+) -> Result<Record, Refusal> {
+    let UserChange {
+        name,
+        mut fields,
+        create,
+    } = change;
+    match fields.get("name") {
+        None => {
+            fields.insert("name".into(), Value::String(name.clone()));
+        }
+        Some(given) if given.as_str() == Some(name.as_str()) => {}
+        Some(_) => return Err(Refusal::invalid("name", "differs from the user's name")),
+    }
+    let stored = store.get(Kind::Users, &name).await?;
+    if let Some(stored) = &stored {
+        if let Some(file) = &stored.managed_by {
+            return Err(Refusal::Managed {
+                what: format!("user {name}"),
+                file: file.clone(),
+            });
+        }
+        if create {
+            return Err(Refusal::Exists(format!("user {name}")));
+        }
+    }
+    set_password(&mut fields, stored.as_ref()).await?;
+    let entry = Entry {
+        name: name.clone(),
+        record: Value::Object(fields),
+        secret: None,
+    };
+    check(store, file, Section::Users, &entry)
+        .await
+        .map_err(Refusal::Failed)?
+        .map_err(|invalid| Refusal::from_config(&invalid))?;
+    store
+        .put(
+            Kind::Users,
+            &name,
+            &entry.record,
+            SecretWrite::Keep,
+            By::Api,
+        )
+        .await?;
+    store
+        .get(Kind::Users, &name)
+        .await?
+        .ok_or_else(|| Refusal::NotFound(format!("user {name}")))
+}
+
+/// Deletes user `name` (not one the file manages). The caller puts the change in force.
+pub async fn delete_user(store: &Store, name: &str) -> Result<(), Refusal> {
+    match store.delete(Kind::Users, name, By::Api).await? {
+        true => Ok(()),
+        false => Err(Refusal::NotFound(format!("user named {name}"))),
+    }
+}
+
+/// Turns `password` (clear) into `password_hash`; with neither, keeps the hash stored.
+async fn set_password(
+    fields: &mut Map<String, Value>,
+    stored: Option<&Record>,
+) -> Result<(), Refusal> {
+    match (
+        fields.remove("password"),
+        fields.contains_key("password_hash"),
+    ) {
+        (Some(_), true) => Err(Refusal::invalid(
+            "password",
+            "give password or password_hash, not both",
+        )),
+        (Some(Value::String(password)), false) => {
+            if password.is_empty() {
+                return Err(Refusal::invalid("password", "must not be empty"));
+            }
+            let hash = tokio::task::spawn_blocking(move || crate::users::hash_password(&password))
+                .await
+                .map_err(|e| Refusal::Failed(format!("hashing the password: {e}")))?;
+            fields.insert("password_hash".into(), Value::String(hash));
+            Ok(())
+        }
+        (Some(_), false) => Err(Refusal::invalid("password", "must be a string")),
+        (None, true) => Ok(()),
+        (None, false) => {
+            let kept = stored.and_then(|r| r.record.get("password_hash")).cloned();
+            if let Some(hash) = kept {
+                fields.insert("password_hash".into(), hash);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A user as the API and the CLI show it: its record without the password hash, whether it
+/// has one, who manages it, its revision, and whether it is in force (when known: a record
+/// that no longer validates is not).
+pub fn user_view(user: &Record, in_force: Option<bool>) -> Value {
+    let mut fields = match &user.record {
+        Value::Object(fields) => fields.clone(),
+        _ => Map::new(),
+    };
+    let has_password = fields.remove("password_hash").is_some();
+    fields.insert("has_password".into(), has_password.into());
+    fields.insert("managed_by".into(), json!(user.managed_by));
+    fields.insert("revision".into(), user.revision.into());
+    fields.insert("updated_at".into(), user.updated_at.into());
+    if let Some(in_force) = in_force {
+        fields.insert("in_force".into(), in_force.into());
+    }
+    Value::Object(fields)
+}

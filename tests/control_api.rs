@@ -1,0 +1,387 @@
+//! Users managed live through the admin API (`/api/v1/users`, `/api/v1/sessions`): a user made
+//! through the API logs in over SFTP and FTP at once, without a reload; one the configuration
+//! file declares is read-only (409 naming the file); an invalid user is refused with the field;
+//! disabling or deleting a user closes its open sessions; a session can be closed by id; API
+//! users outlive a restart, and a user removed from the file is gone after a reload.
+
+mod common;
+
+use std::time::Instant;
+
+use common::{ADMIN_TOKEN, Gateway, User};
+use serde_json::{Value, json};
+
+const ALL: &[&str] = &["*"];
+
+/// Sends `method path` with `body` to the gateway's admin API: the status and the JSON answer
+/// (`null` when there is none).
+async fn api(gw: &Gateway, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let admin = gw
+        .admin
+        .as_deref()
+        .expect("the gateway serves the admin API");
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = reqwest::Client::new()
+        .request(method, format!("http://{admin}{path}"))
+        .bearer_auth(ADMIN_TOKEN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (status, json)
+}
+
+/// Whether `user` can log in with `password` and list `/` over `protocol` (curl).
+async fn can_list(gw: &Gateway, protocol: &str, user: &str, password: &str) -> bool {
+    let port = match protocol {
+        "sftp" => gw.sftp_port,
+        _ => gw.ftp_port,
+    };
+    tokio::process::Command::new("curl")
+        .args(["-sS", "-k", "-o", "/dev/null", "--max-time", "20", "--user"])
+        .arg(format!("{user}:{password}"))
+        .arg(format!("{protocol}://127.0.0.1:{port}/"))
+        .status()
+        .await
+        .expect("run curl")
+        .success()
+}
+
+/// A user record as the API takes it: one SharePoint mount of everything.
+fn user(name: &str, password: &str) -> Value {
+    json!({
+        "name": name,
+        "password": password,
+        "mounts": [{"path": "/", "connection": "sp", "remote": "/", "permissions": "*"}],
+    })
+}
+
+/// Python: logs in over SFTP as argv[2]/argv[3] on port argv[1], prints `open` once a listing
+/// worked, then waits (up to 20 s) for the server to close the connection: prints
+/// `closed after S` or `still open`.
+const HOLD: &str = r#"
+import sys, time, paramiko
+t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
+t.connect(username=sys.argv[2], password=sys.argv[3])
+sftp = paramiko.SFTPClient.from_transport(t)
+sftp.listdir("/")
+print("open", flush=True)
+start = time.monotonic()
+while t.is_active() and time.monotonic() - start < 20:
+    time.sleep(0.05)
+print(f"closed after {time.monotonic() - start:.2f}" if not t.is_active() else "still open", flush=True)
+"#;
+
+/// A held SFTP session of `user` (see [`HOLD`]), once it is open.
+async fn hold(gw: &Gateway, user: &str, password: &str) -> tokio::process::Child {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(HOLD)
+        .arg(gw.sftp_port.to_string())
+        .args([user, password])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run python3");
+    let stdout = child.stdout.as_mut().unwrap();
+    let mut line = String::new();
+    tokio::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .await
+        .unwrap();
+    assert_eq!(
+        line.trim(),
+        "open",
+        "the session did not open:\n{}",
+        gw.log_tail()
+    );
+    child
+}
+
+/// What [`hold`]'s session printed at its end.
+async fn end_of(child: tokio::process::Child) -> String {
+    let out = child.wait_with_output().await.unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_made_through_the_api_log_in_at_once_and_lose_their_sessions_when_disabled() {
+    let alice = User::new("alice")
+        .password("alice-pw")
+        .sharepoint("/", "/", ALL);
+    let mut gw = Gateway::start_with_admin(&[alice]).await;
+
+    // Created, then usable at once over both protocols (no reload).
+    let (status, body) = api(&gw, "POST", "/api/v1/users", Some(user("bob", "bob-pw-1"))).await;
+    assert_eq!(status, 201, "{body}");
+    let created = Instant::now();
+    assert_eq!(body["has_password"], true, "{body}");
+    assert_eq!(body["in_force"], true, "{body}");
+    assert!(body["managed_by"].is_null(), "{body}");
+    assert!(
+        body.get("password").is_none() && body.get("password_hash").is_none(),
+        "{body}"
+    );
+    assert!(
+        can_list(&gw, "sftp", "bob", "bob-pw-1").await,
+        "{}",
+        gw.log_tail()
+    );
+    assert!(
+        can_list(&gw, "ftp", "bob", "bob-pw-1").await,
+        "{}",
+        gw.log_tail()
+    );
+    assert!(created.elapsed().as_secs_f64() < 5.0);
+    assert!(!can_list(&gw, "sftp", "bob", "wrong").await);
+    // The same name again is a conflict; the file's user is read-only, named with its file.
+    let (status, body) = api(&gw, "POST", "/api/v1/users", Some(user("bob", "x"))).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("exists")),
+        "{body}"
+    );
+    let (status, body) = api(&gw, "PUT", "/api/v1/users/alice", Some(user("alice", "x"))).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "managed_by_config", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("spgate.toml"), "{body}");
+    let (status, _) = api(&gw, "DELETE", "/api/v1/users/alice", None).await;
+    assert_eq!(status, 409);
+    assert!(can_list(&gw, "sftp", "alice", "alice-pw").await);
+    // Invalid users are refused with the field, by the configuration's own validation.
+    let mut bad = user("carol", "carol-pw");
+    bad["mounts"][0]["connection"] = json!("nowhere");
+    let (status, body) = api(&gw, "PUT", "/api/v1/users/carol", Some(bad)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "mounts[0].connection", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nowhere"),
+        "{body}"
+    );
+    let (status, body) = api(
+        &gw,
+        "PUT",
+        "/api/v1/users/carol",
+        Some(json!({"mounts": []})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, _) = api(&gw, "GET", "/api/v1/users/carol", None).await;
+    assert_eq!(status, 404, "nothing invalid was stored");
+    // Listed, with who manages each and without hashes.
+    let (status, body) = api(&gw, "GET", "/api/v1/users", None).await;
+    assert_eq!(status, 200);
+    let users = body["users"].as_array().unwrap();
+    let names: Vec<&str> = users.iter().map(|u| u["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alice", "bob"], "{body}");
+    assert!(
+        users[0]["managed_by"]
+            .as_str()
+            .unwrap()
+            .ends_with("spgate.toml")
+    );
+    assert!(!body.to_string().contains("argon2"), "{body}");
+
+    // A held session of bob closes when bob is disabled (the password stays as it was).
+    let held = hold(&gw, "bob", "bob-pw-1").await;
+    let (status, body) = api(&gw, "GET", "/api/v1/sessions", None).await;
+    assert_eq!(status, 200);
+    let bobs: Vec<&Value> = body["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["user"] == "bob")
+        .collect();
+    assert_eq!(bobs.len(), 1, "{body}");
+    assert_eq!(bobs[0]["protocol"], "sftp");
+    let mut disabled = user("bob", "unused");
+    disabled.as_object_mut().unwrap().remove("password");
+    disabled["enabled"] = json!(false);
+    let (status, body) = api(&gw, "PUT", "/api/v1/users/bob", Some(disabled.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["has_password"], true,
+        "the stored password is kept: {body}"
+    );
+    let end = end_of(held).await;
+    assert!(end.starts_with("closed after"), "{end}\n{}", gw.log_tail());
+    assert!(!can_list(&gw, "sftp", "bob", "bob-pw-1").await);
+    assert!(gw.log_tail().contains("the user was disabled"));
+    // Enabled again with the same password: back.
+    disabled["enabled"] = json!(true);
+    let (status, _) = api(&gw, "PUT", "/api/v1/users/bob", Some(disabled)).await;
+    assert_eq!(status, 200);
+    assert!(can_list(&gw, "sftp", "bob", "bob-pw-1").await);
+
+    // A session closed by its id.
+    let held = hold(&gw, "alice", "alice-pw").await;
+    let (_, body) = api(&gw, "GET", "/api/v1/sessions", None).await;
+    let id = body["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["user"] == "alice")
+        .map(|s| s["id"].as_u64().unwrap())
+        .expect("alice's session is listed");
+    let (status, _) = api(&gw, "DELETE", &format!("/api/v1/sessions/{id}"), None).await;
+    assert_eq!(status, 204);
+    let end = end_of(held).await;
+    assert!(end.starts_with("closed after"), "{end}");
+    let (status, _) = api(&gw, "DELETE", &format!("/api/v1/sessions/{id}"), None).await;
+    assert_eq!(status, 404);
+
+    // API users outlive a restart.
+    gw.crash_and_restart();
+    assert!(
+        can_list(&gw, "sftp", "bob", "bob-pw-1").await,
+        "{}",
+        gw.log_tail()
+    );
+
+    // Deleted: its session closes and it can no longer log in.
+    let held = hold(&gw, "bob", "bob-pw-1").await;
+    let (status, _) = api(&gw, "DELETE", "/api/v1/users/bob", None).await;
+    assert_eq!(status, 204);
+    let end = end_of(held).await;
+    assert!(end.starts_with("closed after"), "{end}");
+    assert!(!can_list(&gw, "sftp", "bob", "bob-pw-1").await);
+    let (status, body) = api(&gw, "GET", "/api/v1/users/bob", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+
+    // A user removed from the file is gone from the store after a reload.
+    let config = gw.dir.path().join("spgate.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let without_alice = text.split("[[users]]").next().unwrap().to_string();
+    std::fs::write(&config, without_alice).unwrap();
+    let (status, body) = api(&gw, "POST", "/api/v1/reload", None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = api(&gw, "GET", "/api/v1/users/alice", None).await;
+    assert_eq!(status, 404);
+    assert!(!can_list(&gw, "sftp", "alice", "alice-pw").await);
+}
+
+/// Runs `spgate users ARGS --config <gw's file>` with `stdin`: whether it succeeded, and what
+/// it printed.
+fn users_cli(gw: &Gateway, args: &[&str], stdin: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spgate"))
+        .arg("users")
+        .args(args)
+        .arg("--config")
+        .arg(gw.dir.path().join("spgate.toml"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run spgate users");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// Polls `check` until it holds, for up to `seconds`: how long it took, or `None`.
+async fn within<F: std::future::Future<Output = bool>>(
+    seconds: f64,
+    mut check: impl FnMut() -> F,
+) -> Option<f64> {
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return Some(start.elapsed().as_secs_f64());
+        }
+        if start.elapsed().as_secs_f64() > seconds {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_manages_users_while_the_server_runs() {
+    let alice = User::new("alice")
+        .password("alice-pw")
+        .sharepoint("/", "/", ALL);
+    let gw = Gateway::start_with_admin(&[alice]).await;
+
+    // Added by the CLI (password read from stdin): the running server lets dave in soon after.
+    let (ok, out) = users_cli(
+        &gw,
+        &[
+            "add",
+            "dave",
+            "--connection",
+            "sp",
+            "--remote",
+            "/",
+            "--password",
+        ],
+        "dave-pw-7\n",
+    );
+    assert!(ok, "{out}");
+    let took = within(10.0, || can_list(&gw, "sftp", "dave", "dave-pw-7")).await;
+    let took = took.unwrap_or_else(|| panic!("dave never got in:\n{}", gw.log_tail()));
+    assert!(took < 3.0, "the server took {took:.1} s to see dave");
+    // Listed by the CLI and the API alike, without the hash.
+    let (ok, out) = users_cli(&gw, &["list", "--json"], "");
+    assert!(ok, "{out}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = listed["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice", "dave"]);
+    assert!(!out.contains("argon2"), "{out}");
+    let (_, body) = api(&gw, "GET", "/api/v1/users/dave", None).await;
+    assert_eq!(body["in_force"], true, "{body}");
+
+    // Disabled by the CLI: its open session closes, and it can no longer log in.
+    let held = hold(&gw, "dave", "dave-pw-7").await;
+    let (ok, out) = users_cli(&gw, &["disable", "dave"], "");
+    assert!(ok, "{out}");
+    let end = end_of(held).await;
+    assert!(end.starts_with("closed after"), "{end}\n{}", gw.log_tail());
+    assert!(!can_list(&gw, "sftp", "dave", "dave-pw-7").await);
+
+    // Refusals say why and fail: the file's user, an unknown connection, an existing name.
+    let (ok, out) = users_cli(&gw, &["delete", "alice"], "");
+    assert!(
+        !ok && out.contains("managed by the configuration file"),
+        "{out}"
+    );
+    let (ok, out) = users_cli(
+        &gw,
+        &["add", "erin", "--connection", "elsewhere", "--password"],
+        "pw\n",
+    );
+    assert!(!ok && out.contains("elsewhere"), "{out}");
+    let (ok, out) = users_cli(
+        &gw,
+        &["add", "dave", "--connection", "sp", "--password"],
+        "pw\n",
+    );
+    assert!(!ok && out.contains("exists"), "{out}");
+    let (ok, out) = users_cli(&gw, &["delete", "dave"], "");
+    assert!(ok, "{out}");
+    let (ok, out) = users_cli(&gw, &["show", "dave"], "");
+    assert!(!ok && out.contains("no user named dave"), "{out}");
+}
