@@ -176,6 +176,25 @@ async fn users_made_through_the_api_log_in_at_once_and_lose_their_sessions_when_
     assert_eq!(status, 422, "{body}");
     let (status, _) = api(&gw, "GET", "/api/v1/users/carol", None).await;
     assert_eq!(status, 404, "nothing invalid was stored");
+    // A change to users keeps the connections as they were: no new token is fetched.
+    let tokens = || async {
+        gw.ctx.sim.stats().await["by_kind"]["token"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = tokens().await;
+    let (status, body) = api(
+        &gw,
+        "PUT",
+        "/api/v1/users/carol",
+        Some(user("carol", "c-pw")),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(can_list(&gw, "sftp", "carol", "c-pw").await);
+    assert_eq!(tokens().await, before, "the connection was opened again");
+    let (status, _) = api(&gw, "DELETE", "/api/v1/users/carol", None).await;
+    assert_eq!(status, 204);
     // Listed, with who manages each and without hashes.
     let (status, body) = api(&gw, "GET", "/api/v1/users", None).await;
     assert_eq!(status, 200);

@@ -23,6 +23,14 @@ impl Secret {
     }
 }
 
+/// Compared by value (to tell whether a configuration changed); not in constant time, so not
+/// for checking what a client sent.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.0 == other.0
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")

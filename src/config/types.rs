@@ -244,7 +244,7 @@ pub struct Admin {
 }
 
 /// One `[[connections]]` entry: a SharePoint document library and how to sign in to it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Connection {
     /// Unique name, `[A-Za-z0-9_-]+`; mounts and syncs refer to it.
     pub name: String,
@@ -316,7 +316,7 @@ pub struct Site {
 }
 
 /// A connection's credential: exactly one per connection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Credential {
     /// OAuth client credentials with a client secret.
     ClientSecret(Secret),

@@ -78,11 +78,12 @@ impl Gateway {
             queue,
             store,
         };
-        Gateway::with(config, kept)
+        Gateway::with(config, kept, None)
     }
 
-    /// [`Gateway::new`], keeping what outlives a configuration (see [`Kept`]).
-    fn with(config: Config, kept: Kept) -> std::io::Result<Gateway> {
+    /// [`Gateway::new`], keeping what outlives a configuration (see [`Kept`]) and the
+    /// connections of `reused` whose configuration did not change.
+    fn with(config: Config, kept: Kept, reused: Option<&Gateway>) -> std::io::Result<Gateway> {
         let Kept {
             metrics,
             triggers,
@@ -98,7 +99,15 @@ impl Gateway {
         let paths = Paths::of(&config);
         let mut connections = HashMap::new();
         for c in &config.connections {
-            connections.insert(c.name.clone(), Arc::new(Connection::open(c, &paths)?));
+            let same = reused.and_then(|old| {
+                let before = old.config.connections.iter().find(|b| b.name == c.name)?;
+                (before == c).then(|| old.connections.get(&c.name).cloned())?
+            });
+            let connection = match same {
+                Some(connection) => connection,
+                None => Arc::new(Connection::open(c, &paths)?),
+            };
+            connections.insert(c.name.clone(), connection);
         }
         let audit = Arc::new(crate::audit::Audit::open(&config.audit, &config.state.dir));
         queue.attach(&connections, audit_deliveries(&audit), paths);
@@ -322,6 +331,7 @@ impl Shared {
             config,
             &all,
             "the configuration was saved again (reload)",
+            true,
         )?;
         self.seen(changes);
         tracing::info!(path = %path.display(), "configuration reloaded");
@@ -335,7 +345,7 @@ impl Shared {
         let old = self.current();
         let changes = old.store.changes().await.map_err(|e| e.to_string())?;
         let config = super::control::assemble(&old.store, &old.config).await?;
-        self.apply(&old, config, saved, &format!("{what} was saved"))?;
+        self.apply(&old, config, saved, &format!("{what} was saved"), false)?;
         self.seen(changes);
         tracing::info!(what, "records put in force");
         Ok(())
@@ -409,6 +419,7 @@ impl Shared {
         config: Config,
         enable: &[String],
         why: &str,
+        reload: bool,
     ) -> Result<(), String> {
         let before = &old.config;
         // Sync jobs restart when they or the connections changed; otherwise they go on.
@@ -438,7 +449,10 @@ impl Shared {
             queue: old.queue.clone(),
             store: old.store.clone(),
         };
-        let gateway = Gateway::with(config, kept)
+        // A reload opens every connection afresh (new token caches); a change to records keeps
+        // the connections it did not change, with their tokens and throttling state.
+        let reused = (!reload).then_some(old);
+        let gateway = Gateway::with(config, kept, reused)
             .map_err(|e| format!("opening the new configuration: {e}"))?;
         // Saving a connection again re-enables it, changed or not: if its credentials are
         // still bad, the next request disables it with a new alert.
