@@ -441,8 +441,9 @@ async fn main() -> anyhow::Result<ExitCode> {
             let config = config.load()?;
             let out = &mut std::io::stdout();
             use spgate::manage;
-            use spgate::session::control::UserChange;
-            let change = |name: String, fields, create| UserChange {
+            use spgate::session::control::Change;
+            let change = |name: String, fields, create| Change {
+                section: spgate::config::Section::Users,
                 name,
                 fields,
                 create,

@@ -8,7 +8,7 @@ use std::io::Write;
 use serde_json::{Map, Value, json};
 
 use crate::config::Config;
-use crate::session::control::{self, Refusal, UserChange};
+use crate::session::control::{self, Change, Refusal};
 use crate::state::Store;
 use crate::state::records::Kind;
 
@@ -81,7 +81,7 @@ pub async fn list(config: &Config, json: bool, out: &mut impl Write) -> anyhow::
     let store = open(config).await?;
     let users = store.list(Kind::Users).await?;
     if json {
-        let views: Vec<Value> = users.iter().map(|u| control::user_view(u, None)).collect();
+        let views: Vec<Value> = users.iter().map(|u| control::view(u, None)).collect();
         writeln!(
             out,
             "{}",
@@ -118,7 +118,7 @@ pub async fn show(config: &Config, name: &str, out: &mut impl Write) -> anyhow::
     let store = open(config).await?;
     match store.get(Kind::Users, name).await? {
         Some(user) => {
-            let view = control::user_view(&user, None);
+            let view = control::view(&user, None);
             writeln!(out, "{}", serde_json::to_string_pretty(&view)?)?;
             Ok(true)
         }
@@ -130,14 +130,10 @@ pub async fn show(config: &Config, name: &str, out: &mut impl Write) -> anyhow::
 }
 
 /// Saves a user (see [`control::save_user`]); prints what was done or why not.
-pub async fn save(
-    config: &Config,
-    change: UserChange,
-    out: &mut impl Write,
-) -> anyhow::Result<bool> {
+pub async fn save(config: &Config, change: Change, out: &mut impl Write) -> anyhow::Result<bool> {
     let store = open(config).await?;
     let name = change.name.clone();
-    let done = control::save_user(&store, config, change).await;
+    let done = control::save(&store, config, change).await;
     report(
         out,
         done.map(|u| format!("user {name} saved (revision {})", u.revision)),
@@ -160,20 +156,21 @@ pub async fn set_enabled(
         _ => Map::new(),
     };
     fields.insert("enabled".into(), enabled.into());
-    let change = UserChange {
+    let change = Change {
+        section: Kind::Users,
         name: name.to_string(),
         fields,
         create: false,
     };
     let state = if enabled { "enabled" } else { "disabled" };
-    let done = control::save_user(&store, config, change).await;
+    let done = control::save(&store, config, change).await;
     report(out, done.map(|_| format!("user {name} {state}")))
 }
 
 /// Deletes a user.
 pub async fn delete(config: &Config, name: &str, out: &mut impl Write) -> anyhow::Result<bool> {
     let store = open(config).await?;
-    let done = control::delete_user(&store, name).await;
+    let done = control::delete(&store, Kind::Users, name).await;
     report(out, done.map(|()| format!("user {name} deleted")))
 }
 

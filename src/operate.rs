@@ -15,17 +15,7 @@ use crate::storage::queue::Queue;
 pub async fn check(config: &Config, out: &mut impl Write) -> std::io::Result<bool> {
     let mut all_ok = true;
     for c in &config.connections {
-        let connection = Connection::open(c, &Paths::of(config))?;
-        let outcome = async {
-            let drive = connection.drive().await?;
-            let first_page = std::pin::pin!(drive.list("/"))
-                .try_next()
-                .await?
-                .unwrap_or_default();
-            Ok::<_, crate::graph::Error>((drive.id.clone(), first_page.len()))
-        }
-        .await;
-        match outcome {
+        match probe(c, &Paths::of(config)).await {
             Ok((id, n)) => writeln!(
                 out,
                 "ok      {}: library '{}' ({id}), {n} item(s) at its root",
@@ -38,6 +28,22 @@ pub async fn check(config: &Config, out: &mut impl Write) -> std::io::Result<boo
         }
     }
     Ok(all_ok)
+}
+
+/// Signs connection `c` in, finds its library and lists the library's root: the library's id
+/// and how many items its root's first page holds, or what failed (with what to do).
+pub async fn probe(
+    c: &crate::config::Connection,
+    paths: &Paths,
+) -> Result<(String, usize), String> {
+    let connection = Connection::open(c, paths).map_err(|e| e.to_string())?;
+    let drive = connection.drive().await.map_err(|e| e.to_string())?;
+    let first_page = std::pin::pin!(drive.list("/"))
+        .try_next()
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    Ok((drive.id.clone(), first_page.len()))
 }
 
 /// Runs the device-code sign-in of connection `name` and saves its refresh token.

@@ -404,3 +404,148 @@ async fn the_cli_manages_users_while_the_server_runs() {
     let (ok, out) = users_cli(&gw, &["show", "dave"], "");
     assert!(!ok && out.contains("no user named dave"), "{out}");
 }
+
+/// The state of connection `name` in `GET /api/v1/connections` (`enabled`, `disabled`).
+async fn connection_state(gw: &Gateway, name: &str) -> String {
+    let (_, body) = api(gw, "GET", "/api/v1/connections", None).await;
+    body["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .map(|c| c["state"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| format!("absent from {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_made_through_the_api_serve_mounts_keep_their_secret_sealed_and_reenable_when_saved()
+ {
+    let alice = User::new("alice")
+        .password("alice-pw")
+        .sharepoint("/", "/", ALL);
+    let gw = Gateway::start_with_admin(&[alice]).await;
+    let sim = gw.ctx.sim.base.clone();
+    let connection = |secret: Option<&str>| {
+        let mut c = json!({
+            "tenant": "contoso", "client_id": "spgate-demo", "authority": sim, "graph_url": sim,
+            "site": "https://contoso.sharepoint.com/sites/partners", "max_retries": 1,
+        });
+        if let Some(secret) = secret {
+            c["client_secret"] = json!(secret);
+        }
+        c
+    };
+
+    // Made, tested, and used by a user made through the API.
+    let mut made = connection(Some("demo-secret"));
+    made["name"] = json!("sp2");
+    let (status, body) = api(&gw, "POST", "/api/v1/connections", Some(made)).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["has_client_secret"], true, "{body}");
+    assert!(!body.to_string().contains("demo-secret"), "{body}");
+    let (_, tested) = api(&gw, "POST", "/api/v1/connections/sp2/test", None).await;
+    assert_eq!(tested["ok"], true, "{tested}");
+    let mut frank = user("frank", "frank-pw");
+    frank["mounts"][0]["connection"] = json!("sp2");
+    frank["mounts"][0]["upload_commit"] = json!("close");
+    let (status, body) = api(&gw, "PUT", "/api/v1/users/frank", Some(frank)).await;
+    assert_eq!(status, 201, "{body}");
+    let local = gw.write_local("frank.txt", b"through an API connection\n");
+    let put = tokio::process::Command::new("curl")
+        .args(["-sS", "-k", "--user", "frank:frank-pw", "-T"])
+        .arg(&local)
+        .arg(format!("sftp://127.0.0.1:{}/frank.txt", gw.sftp_port))
+        .status()
+        .await
+        .unwrap();
+    assert!(put.success(), "{}", gw.log_tail());
+    gw.assert_stored("/frank.txt", b"through an API connection\n")
+        .await;
+    // Never shown, and in use: not deleted.
+    let (_, body) = api(&gw, "GET", "/api/v1/connections/sp2", None).await;
+    assert!(
+        !body.to_string().contains("demo-secret") && body["in_force"] == true,
+        "{body}"
+    );
+    let (status, body) = api(&gw, "DELETE", "/api/v1/connections/sp2", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("in_use")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("frank"),
+        "{body}"
+    );
+    // The file's connection is read-only.
+    let (status, body) = api(&gw, "PUT", "/api/v1/connections/sp", Some(connection(None))).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("managed_by_config"))
+    );
+
+    // A wrong secret: saved (credentials are not checked on save), the test says why, and the
+    // first use disables the connection.
+    let (status, body) = api(
+        &gw,
+        "PUT",
+        "/api/v1/connections/sp2",
+        Some(connection(Some("wrong"))),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, tested) = api(&gw, "POST", "/api/v1/connections/sp2/test", None).await;
+    assert_eq!(tested["ok"], false, "{tested}");
+    assert!(!can_list(&gw, "sftp", "frank", "frank-pw").await);
+    assert_eq!(
+        connection_state(&gw, "sp2").await,
+        "disabled",
+        "{}",
+        gw.log_tail()
+    );
+    // Saving the record again, even unchanged (the secret left out stays), enables it again.
+    let (status, body) = api(
+        &gw,
+        "PUT",
+        "/api/v1/connections/sp2",
+        Some(connection(None)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["has_client_secret"], true, "{body}");
+    assert_eq!(connection_state(&gw, "sp2").await, "enabled");
+    // With the right secret it serves again.
+    let (status, _) = api(
+        &gw,
+        "PUT",
+        "/api/v1/connections/sp2",
+        Some(connection(Some("demo-secret"))),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        can_list(&gw, "sftp", "frank", "frank-pw").await,
+        "{}",
+        gw.log_tail()
+    );
+    // Deleted once nothing uses it.
+    assert_eq!(api(&gw, "DELETE", "/api/v1/users/frank", None).await.0, 204);
+    assert_eq!(
+        api(&gw, "DELETE", "/api/v1/connections/sp2", None).await.0,
+        204
+    );
+    assert!(connection_state(&gw, "sp2").await.starts_with("absent"));
+
+    // No client secret in the database, the file's nor the API's (sealed apart).
+    let state = gw.dir.path().join("state");
+    let mut raw = Vec::new();
+    for file in ["spgate.db", "spgate.db-wal"] {
+        raw.extend(std::fs::read(state.join(file)).unwrap_or_default());
+    }
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(raw.contains("spgate-demo"), "the raw read sees the records");
+    assert!(
+        !raw.contains("demo-secret"),
+        "the database holds the client secret"
+    );
+}

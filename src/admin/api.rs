@@ -72,6 +72,7 @@ impl From<Refusal> for Failure {
         match refusal {
             Refusal::Managed { .. } => Failure::conflict("managed_by_config", message),
             Refusal::Exists(_) => Failure::conflict("exists", message),
+            Refusal::InUse(_) => Failure::conflict("in_use", message),
             Refusal::NotFound(_) => Failure::not_found(message),
             Refusal::Invalid { field, .. } => Failure {
                 field,

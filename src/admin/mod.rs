@@ -124,7 +124,20 @@ pub async fn serve(
     let protected = Router::new()
         .route("/", get(page::status))
         .route("/api/v1/alerts", get(api::alerts))
-        .route("/api/v1/connections", get(api::connections))
+        .route(
+            "/api/v1/connections",
+            get(api::connections).post(records::create_connection),
+        )
+        .route(
+            "/api/v1/connections/{name}",
+            get(records::get_connection)
+                .put(records::put_connection)
+                .delete(records::delete_connection),
+        )
+        .route(
+            "/api/v1/connections/{name}/test",
+            post(records::test_connection),
+        )
         .route("/api/v1/connections/{name}/enable", post(api::enable))
         .route("/api/v1/syncs", get(api::syncs))
         .route("/api/v1/syncs/{name}/run", post(api::run_sync))

@@ -1,14 +1,18 @@
-//! The API's users and sessions: users are records in the state store, written with the same
-//! keys as `[[users]]` in the file and validated by the same code, put in force at once (no
-//! reload); sessions are the logged-in connections, each of which can be closed.
+//! The API's users, connections and sessions. Users and connections are records in the state
+//! store, written with the same keys as `[[users]]` and `[[connections]]` in the file and
+//! validated by the same code, put in force at once (no reload); sessions are the logged-in
+//! connections, each of which can be closed.
 //!
 //! - `GET /api/v1/users`, `GET /api/v1/users/{name}`: without password hashes;
-//! - `POST /api/v1/users` (create; 409 when the name is taken), `PUT /api/v1/users/{name}`
-//!   (create or replace): the body is the user as the file would declare it, with `password`
-//!   in clear (hashed here with argon2id, never stored or returned as given) or a
-//!   `password_hash`; neither keeps the password stored;
-//! - `DELETE /api/v1/users/{name}`: its open sessions are closed;
-//! - a user the configuration file declares is read-only here: 409 naming the file;
+//!   `GET /api/v1/connections/{name}`: without the secret;
+//! - `POST /api/v1/{users,connections}` (create; 409 when the name is taken),
+//!   `PUT /api/v1/{users,connections}/{name}` (create or replace): the body is the record as
+//!   the file would declare it; a user's `password` in clear is hashed here with argon2id; a
+//!   connection's `client_secret` is sealed and never returned (left out, the stored one
+//!   stays). Saving a connection enables it again, changed or not;
+//! - `DELETE .../{name}`: a user's open sessions are closed; a connection in use is refused;
+//! - `POST /api/v1/connections/{name}/test`: signs in, finds the library and lists its root;
+//! - a record the configuration file declares is read-only here: 409 naming the file;
 //! - `GET /api/v1/sessions`, `DELETE /api/v1/sessions/{id}`.
 //!
 //! Errors are `{"error": {"code", "message", "field"}}`.
@@ -24,64 +28,88 @@ use serde_json::{Value, json};
 
 use super::State;
 use super::api::{Failure, failure};
-use crate::session::control::{self, UserChange};
-use crate::state::records::{Kind, Record};
+use crate::config::Section;
+use crate::session::control::{self, Change};
+use crate::state::records::Record;
 
 pub async fn list_users(Extract(state): Extract<Arc<State>>) -> Response {
-    let gateway = state.gateway();
-    match gateway.store.list(Kind::Users).await {
+    match state.gateway().store.list(Section::Users).await {
         Ok(users) => {
-            let users: Vec<Value> = users.iter().map(|u| view(&state, u)).collect();
+            let users: Vec<Value> = users
+                .iter()
+                .map(|u| view(&state, Section::Users, u))
+                .collect();
             Json(json!({ "users": users })).into_response()
         }
         Err(e) => failure(Failure::store(e)),
     }
 }
 
-pub async fn get_user(Extract(state): Extract<Arc<State>>, Path(name): Path<String>) -> Response {
-    match state.gateway().store.get(Kind::Users, &name).await {
-        Ok(Some(user)) => Json(view(&state, &user)).into_response(),
-        Ok(None) => failure(Failure::not_found(format!("no user named {name}"))),
-        Err(e) => failure(Failure::store(e)),
-    }
+pub async fn get_user(state: Extract<Arc<State>>, Path(name): Path<String>) -> Response {
+    get(&state, Section::Users, &name).await
+}
+
+pub async fn get_connection(state: Extract<Arc<State>>, Path(name): Path<String>) -> Response {
+    get(&state, Section::Connections, &name).await
 }
 
 pub async fn create_user(
-    Extract(state): Extract<Arc<State>>,
+    state: Extract<Arc<State>>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Response {
-    let body = match body {
-        Ok(Json(body)) => body,
-        Err(e) => return failure(Failure::bad_json(e)),
-    };
-    let Some(name) = body.get("name").and_then(Value::as_str).map(str::to_string) else {
-        return failure(Failure::invalid("name", "required"));
-    };
-    save_user(&state, &name, body, true).await
+    create(&state, Section::Users, body).await
+}
+
+pub async fn create_connection(
+    state: Extract<Arc<State>>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Response {
+    create(&state, Section::Connections, body).await
 }
 
 pub async fn put_user(
-    Extract(state): Extract<Arc<State>>,
+    state: Extract<Arc<State>>,
     Path(name): Path<String>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Response {
-    match body {
-        Ok(Json(body)) => save_user(&state, &name, body, false).await,
-        Err(e) => failure(Failure::bad_json(e)),
-    }
+    put(&state, Section::Users, &name, body).await
 }
 
-pub async fn delete_user(
+pub async fn put_connection(
+    state: Extract<Arc<State>>,
+    Path(name): Path<String>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Response {
+    put(&state, Section::Connections, &name, body).await
+}
+
+pub async fn delete_user(state: Extract<Arc<State>>, Path(name): Path<String>) -> Response {
+    delete(&state, Section::Users, &name).await
+}
+
+pub async fn delete_connection(state: Extract<Arc<State>>, Path(name): Path<String>) -> Response {
+    delete(&state, Section::Connections, &name).await
+}
+
+/// Signs in, finds the library and lists its root, for the connection in force.
+pub async fn test_connection(
     Extract(state): Extract<Arc<State>>,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(refusal) = control::delete_user(&state.gateway().store, &name).await {
-        return failure(Failure::from(refusal));
+    let gateway = state.gateway();
+    let Some(c) = gateway.config.connection(&name) else {
+        return failure(Failure::not_found(format!(
+            "no connection named {name} is in force"
+        )));
+    };
+    let paths = crate::connections::store::Paths::of(&gateway.config);
+    match crate::operate::probe(c, &paths).await {
+        Ok((library, items)) => {
+            Json(json!({ "name": name, "ok": true, "library": library, "root_items": items }))
+                .into_response()
+        }
+        Err(error) => Json(json!({ "name": name, "ok": false, "error": error })).into_response(),
     }
-    if let Err(why) = state.shared.refresh(&format!("user {name}"), &[]).await {
-        return failure(Failure::internal(why));
-    }
-    StatusCode::NO_CONTENT.into_response()
 }
 
 pub async fn sessions(Extract(state): Extract<Arc<State>>) -> Response {
@@ -100,39 +128,95 @@ pub async fn kick(Extract(state): Extract<Arc<State>>, Path(id): Path<u64>) -> R
     }
 }
 
-/// Saves `body` as user `name` (`create`: only if there is none) and puts it in force.
-async fn save_user(state: &State, name: &str, body: Value, create: bool) -> Response {
+async fn get(state: &State, section: Section, name: &str) -> Response {
+    match state.gateway().store.get(section, name).await {
+        Ok(Some(record)) => Json(view(state, section, &record)).into_response(),
+        Ok(None) => failure(Failure::not_found(format!(
+            "no {} named {name}",
+            section.one()
+        ))),
+        Err(e) => failure(Failure::store(e)),
+    }
+}
+
+async fn create(
+    state: &State,
+    section: Section,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(Json(body)) => body,
+        Err(e) => return failure(Failure::bad_json(e)),
+    };
+    let Some(name) = body.get("name").and_then(Value::as_str).map(str::to_string) else {
+        return failure(Failure::invalid("name", "required"));
+    };
+    save(state, section, &name, body, true).await
+}
+
+async fn put(
+    state: &State,
+    section: Section,
+    name: &str,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(body)) => save(state, section, name, body, false).await,
+        Err(e) => failure(Failure::bad_json(e)),
+    }
+}
+
+/// Saves `body` as `name` of `section` (`create`: only if there is none) and puts it in force;
+/// a saved connection is enabled again.
+async fn save(state: &State, section: Section, name: &str, body: Value, create: bool) -> Response {
     let Value::Object(fields) = body else {
         return failure(Failure::invalid("", "the body must be a JSON object"));
     };
     let gateway = state.gateway();
-    let change = UserChange {
+    let change = Change {
+        section,
         name: name.to_string(),
         fields,
         create,
     };
-    let user = match control::save_user(&gateway.store, &gateway.config, change).await {
-        Ok(user) => user,
+    let record = match control::save(&gateway.store, &gateway.config, change).await {
+        Ok(record) => record,
         Err(refusal) => return failure(Failure::from(refusal)),
     };
-    if let Err(why) = state.shared.refresh(&format!("user {name}"), &[]).await {
+    let saved = match section {
+        Section::Connections => vec![name.to_string()],
+        _ => Vec::new(),
+    };
+    let what = format!("{} {name}", section.one());
+    if let Err(why) = state.shared.refresh(&what, &saved).await {
         return failure(Failure::internal(why));
     }
-    let status = if user.revision == 1 {
+    let status = if record.revision == 1 {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    (status, Json(view(state, &user))).into_response()
+    (status, Json(view(state, section, &record))).into_response()
 }
 
-/// [`control::user_view`], in force or not in the gateway in force.
-fn view(state: &State, user: &Record) -> Value {
-    let in_force = state
-        .gateway()
-        .config
-        .users
-        .iter()
-        .any(|u| u.name == user.name);
-    control::user_view(user, Some(in_force))
+async fn delete(state: &State, section: Section, name: &str) -> Response {
+    if let Err(refusal) = control::delete(&state.gateway().store, section, name).await {
+        return failure(Failure::from(refusal));
+    }
+    let what = format!("{} {name}", section.one());
+    if let Err(why) = state.shared.refresh(&what, &[]).await {
+        return failure(Failure::internal(why));
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// [`control::view`], in force or not in the gateway in force.
+fn view(state: &State, section: Section, record: &Record) -> Value {
+    let config = &state.gateway().config;
+    let in_force = match section {
+        Section::Users => config.users.iter().any(|u| u.name == record.name),
+        Section::Connections => config.connection(&record.name).is_some(),
+        Section::Syncs => config.syncs.iter().any(|j| j.name == record.name),
+    };
+    control::view(record, Some(in_force))
 }

@@ -11,8 +11,8 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::config::{self, Config, Entry, Records, Section, culprit};
-use crate::state::records::{By, Kind, Record, SecretWrite};
+use crate::config::{self, Config, Entry, Records, SecretText, Section, culprit};
+use crate::state::records::{By, Record, SecretWrite};
 use crate::state::{self, Store};
 
 /// Puts the records `file` declares into `store`, and deletes those it no longer declares.
@@ -119,6 +119,8 @@ pub enum Refusal {
         field: Option<String>,
         message: String,
     },
+    /// Something else uses it.
+    InUse(String),
     /// The store failed.
     Failed(String),
 }
@@ -132,7 +134,9 @@ impl std::fmt::Display for Refusal {
             ),
             Refusal::Exists(what) => write!(f, "{what} exists"),
             Refusal::NotFound(what) => write!(f, "no {what}"),
-            Refusal::Invalid { message, .. } | Refusal::Failed(message) => f.write_str(message),
+            Refusal::Invalid { message, .. }
+            | Refusal::InUse(message)
+            | Refusal::Failed(message) => f.write_str(message),
         }
     }
 }
@@ -181,77 +185,150 @@ impl Refusal {
     }
 }
 
-/// A user to save: the record as the file would declare it, with `password` in clear (hashed
-/// here with argon2id) or a `password_hash`; neither keeps the stored password.
-pub struct UserChange {
+/// A record to save through the API or the CLI: as the file would declare it, plus, for a
+/// user, `password` in clear (hashed here with argon2id) or a `password_hash` (neither keeps
+/// the stored password); for a connection, `client_secret` (sealed apart; without it, and
+/// without another credential, the stored secret stays).
+pub struct Change {
+    pub section: Section,
     pub name: String,
     pub fields: Map<String, Value>,
-    /// Only if there is no user of that name.
+    /// Only if there is none of that name.
     pub create: bool,
 }
 
 /// Validates `change` among the records of `store` (with `file`'s service sections), the way
-/// the file's users are validated, and stores it; answers the stored record. The caller puts
+/// the file's records are validated, and stores it; answers the stored record. The caller puts
 /// it in force.
-pub async fn save_user(
-    store: &Store,
-    file: &Config,
-    change: UserChange,
-) -> Result<Record, Refusal> {
-    let UserChange {
+pub async fn save(store: &Store, file: &Config, change: Change) -> Result<Record, Refusal> {
+    let Change {
+        section,
         name,
         mut fields,
         create,
     } = change;
+    let what = format!("{} {name}", section.one());
     match fields.get("name") {
         None => {
             fields.insert("name".into(), Value::String(name.clone()));
         }
         Some(given) if given.as_str() == Some(name.as_str()) => {}
-        Some(_) => return Err(Refusal::invalid("name", "differs from the user's name")),
+        Some(_) => {
+            return Err(Refusal::invalid(
+                "name",
+                format!("differs from the {what}'s name"),
+            ));
+        }
     }
-    let stored = store.get(Kind::Users, &name).await?;
+    let stored = store.get(section, &name).await?;
     if let Some(stored) = &stored {
         if let Some(file) = &stored.managed_by {
             return Err(Refusal::Managed {
-                what: format!("user {name}"),
+                what,
                 file: file.clone(),
             });
         }
         if create {
-            return Err(Refusal::Exists(format!("user {name}")));
+            return Err(Refusal::Exists(what));
         }
     }
-    set_password(&mut fields, stored.as_ref()).await?;
+    let secret = match section {
+        Section::Users => {
+            set_password(&mut fields, stored.as_ref()).await?;
+            Secret::Keep
+        }
+        Section::Connections => connection_secret(&mut fields, stored.as_ref())?,
+        Section::Syncs => Secret::Keep,
+    };
     let entry = Entry {
         name: name.clone(),
         record: Value::Object(fields),
-        secret: None,
+        secret: match &secret {
+            Secret::Keep => stored
+                .as_ref()
+                .and_then(|r| r.secret.as_ref())
+                .map(SecretText::from),
+            Secret::Clear => None,
+            Secret::Set(value) => Some(SecretText::from(value)),
+        },
     };
-    check(store, file, Section::Users, &entry)
+    check(store, file, section, &entry)
         .await
         .map_err(Refusal::Failed)?
         .map_err(|invalid| Refusal::from_config(&invalid))?;
+    let write = match &secret {
+        Secret::Keep => SecretWrite::Keep,
+        Secret::Clear => SecretWrite::Clear,
+        Secret::Set(value) => SecretWrite::Set(value),
+    };
     store
-        .put(
-            Kind::Users,
-            &name,
-            &entry.record,
-            SecretWrite::Keep,
-            By::Api,
-        )
+        .put(section, &name, &entry.record, write, By::Api)
         .await?;
     store
-        .get(Kind::Users, &name)
+        .get(section, &name)
         .await?
-        .ok_or_else(|| Refusal::NotFound(format!("user {name}")))
+        .ok_or(Refusal::NotFound(what))
 }
 
-/// Deletes user `name` (not one the file manages). The caller puts the change in force.
-pub async fn delete_user(store: &Store, name: &str) -> Result<(), Refusal> {
-    match store.delete(Kind::Users, name, By::Api).await? {
+/// Deletes `name` of `section` (not one the file manages). A connection that users or sync
+/// jobs use is refused with their names. The caller puts the change in force.
+pub async fn delete(store: &Store, section: Section, name: &str) -> Result<(), Refusal> {
+    if section == Section::Connections {
+        let (records, _) = store.records().await?;
+        let uses = |record: &Value| {
+            let mounts = record.get("mounts").and_then(Value::as_array);
+            record.get("connection").and_then(Value::as_str) == Some(name)
+                || mounts.is_some_and(|m| {
+                    m.iter()
+                        .any(|m| m.get("connection").and_then(Value::as_str) == Some(name))
+                })
+        };
+        let users: Vec<String> = records
+            .users
+            .iter()
+            .chain(&records.syncs)
+            .filter(|e| uses(&e.record))
+            .map(|e| e.name.clone())
+            .collect();
+        if !users.is_empty() {
+            return Err(Refusal::InUse(format!(
+                "connection {name} is used by {}: change or delete them first",
+                users.join(", ")
+            )));
+        }
+    }
+    match store.delete(section, name, By::Api).await? {
         true => Ok(()),
-        false => Err(Refusal::NotFound(format!("user named {name}"))),
+        false => Err(Refusal::NotFound(format!("{} named {name}", section.one()))),
+    }
+}
+
+/// What a save does to a connection's secret.
+enum Secret {
+    Keep,
+    Clear,
+    Set(config::Secret),
+}
+
+/// Takes `client_secret` out of a connection's fields: set it; or, when the record gives
+/// another credential, clear the stored one; or keep the stored one.
+fn connection_secret(
+    fields: &mut Map<String, Value>,
+    stored: Option<&Record>,
+) -> Result<Secret, Refusal> {
+    match fields.remove("client_secret") {
+        Some(Value::String(value)) if !value.is_empty() => {
+            Ok(Secret::Set(config::Secret::new(value)))
+        }
+        Some(_) => Err(Refusal::invalid(
+            "client_secret",
+            "must be a non-empty string",
+        )),
+        None if fields.contains_key("certificate") || fields.contains_key("auth") => {
+            Ok(Secret::Clear)
+        }
+        None if stored.is_some() => Ok(Secret::Keep),
+        None => Ok(Secret::Clear),
     }
 }
 
@@ -290,19 +367,24 @@ async fn set_password(
     }
 }
 
-/// A user as the API and the CLI show it: its record without the password hash, whether it
-/// has one, who manages it, its revision, and whether it is in force (when known: a record
-/// that no longer validates is not).
-pub fn user_view(user: &Record, in_force: Option<bool>) -> Value {
-    let mut fields = match &user.record {
+/// A record as the API and the CLI show it: a user without its password hash (with whether it
+/// has one), a connection without its secret (with whether it has one), who manages it, its
+/// revision, and whether it is in force (when known: a record that no longer validates is not).
+pub fn view(record: &Record, in_force: Option<bool>) -> Value {
+    let mut fields = match &record.record {
         Value::Object(fields) => fields.clone(),
         _ => Map::new(),
     };
-    let has_password = fields.remove("password_hash").is_some();
-    fields.insert("has_password".into(), has_password.into());
-    fields.insert("managed_by".into(), json!(user.managed_by));
-    fields.insert("revision".into(), user.revision.into());
-    fields.insert("updated_at".into(), user.updated_at.into());
+    if fields.contains_key("mounts") || fields.contains_key("password_hash") {
+        let has_password = fields.remove("password_hash").is_some();
+        fields.insert("has_password".into(), has_password.into());
+    }
+    if record.secret.is_some() {
+        fields.insert("has_client_secret".into(), true.into());
+    }
+    fields.insert("managed_by".into(), json!(record.managed_by));
+    fields.insert("revision".into(), record.revision.into());
+    fields.insert("updated_at".into(), record.updated_at.into());
     if let Some(in_force) = in_force {
         fields.insert("in_force".into(), in_force.into());
     }
