@@ -549,3 +549,62 @@ async fn connections_made_through_the_api_serve_mounts_keep_their_secret_sealed_
         "the database holds the client secret"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_jobs_made_through_the_api_run_and_keep_their_history() {
+    let alice = User::new("alice")
+        .password("alice-pw")
+        .sharepoint("/", "/", ALL);
+    let gw = Gateway::start_with_admin(&[alice]).await;
+    let outbox = gw.dir.path().join("outbox");
+    std::fs::create_dir(&outbox).unwrap();
+    std::fs::write(outbox.join("invoice.csv"), b"id,total\n1,99\n").unwrap();
+    let job = json!({
+        "name": "out", "local": outbox.to_str().unwrap(), "connection": "sp",
+        "remote": "/Out", "direction": "push", "interval": "1h",
+    });
+    let (status, body) = api(&gw, "POST", "/api/v1/syncs", Some(job.clone())).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["in_force"], true, "{body}");
+    // Run now; its run is in the history once it ended.
+    let (status, body) = api(&gw, "POST", "/api/v1/syncs/out/run", None).await;
+    assert_eq!(status, 202, "{body}");
+    let ended = within(30.0, || async {
+        let (_, body) = api(&gw, "GET", "/api/v1/syncs/out/runs", None).await;
+        body["runs"]
+            .as_array()
+            .is_some_and(|runs| runs.iter().any(|r| !r["ended"].is_null()))
+    })
+    .await;
+    assert!(ended.is_some(), "the run never ended:\n{}", gw.log_tail());
+    let (_, body) = api(&gw, "GET", "/api/v1/syncs/out/runs?limit=1", None).await;
+    assert_eq!(body["runs"][0]["outcome"], "success", "{body}");
+    assert_eq!(body["runs"][0]["uploaded"], 1, "{body}");
+    gw.assert_stored("/Out/invoice.csv", b"id,total\n1,99\n")
+        .await;
+    let (status, body) = api(&gw, "GET", "/api/v1/syncs/out/runs?limit=0", None).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("limit")),
+        "{body}"
+    );
+    // Invalid jobs are refused with the field.
+    let mut bad = job.clone();
+    bad["direction"] = json!("sideways");
+    let (status, body) = api(&gw, "PUT", "/api/v1/syncs/out", Some(bad)).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("direction")),
+        "{body}"
+    );
+    // Disabled: a run is refused; deleted: gone.
+    let mut disabled = job.clone();
+    disabled["enabled"] = json!(false);
+    let (status, body) = api(&gw, "PUT", "/api/v1/syncs/out", Some(disabled)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = api(&gw, "POST", "/api/v1/syncs/out/run", None).await;
+    assert_eq!(status, 409);
+    assert_eq!(api(&gw, "DELETE", "/api/v1/syncs/out", None).await.0, 204);
+    assert_eq!(api(&gw, "GET", "/api/v1/syncs/out", None).await.0, 404);
+    assert_eq!(api(&gw, "POST", "/api/v1/syncs/out/run", None).await.0, 404);
+}

@@ -111,7 +111,7 @@ pub async fn metrics(Extract(state): Extract<Arc<State>>) -> Response {
         live.connections
             .push(ConnectionFigures::read(&gateway.connections[name]));
     }
-    if let Some(store) = &state.store {
+    if let Some(store) = state.sync_store() {
         for job in &state.gateway().config.syncs {
             let (runs_by_outcome, totals) = store.totals(&job.name).unwrap_or_default();
             live.syncs.push(SyncFigures {
@@ -196,13 +196,11 @@ pub fn sync_rows(state: &State) -> Vec<Value> {
         .iter()
         .map(|job| {
             let last = state
-                .store
-                .as_ref()
+                .sync_store()
                 .and_then(|s| s.runs(&job.name, 1).ok())
                 .and_then(|runs| runs.into_iter().next());
             let problems = state
-                .store
-                .as_ref()
+                .sync_store()
                 .and_then(|s| s.problems(&job.name).ok())
                 .unwrap_or_default();
             json!({
@@ -213,23 +211,56 @@ pub fn sync_rows(state: &State) -> Vec<Value> {
                 "connection": job.connection,
                 "remote": job.remote,
                 "interval_seconds": job.interval.as_secs(),
-                "last_run": last.map(|r| json!({
-                    "started": r.started,
-                    "ended": r.ended,
-                    "outcome": r.outcome.map(|o| o.as_str()),
-                    "message": r.message,
-                    "uploaded": r.counts.uploaded,
-                    "downloaded": r.counts.downloaded,
-                    "deleted": r.counts.deleted_local + r.counts.deleted_remote,
-                    "conflicts": r.counts.conflicts,
-                    "errors": r.counts.errors,
-                })),
+                "last_run": last.as_ref().map(run_json),
                 "problems": problems.iter().map(|(p, first, _)| json!({
                     "side": p.side, "path": p.path, "reason": p.reason, "since": first,
                 })).collect::<Vec<_>>(),
             })
         })
         .collect()
+}
+
+/// One sync run as the API shows it.
+fn run_json(r: &crate::sync::store::RunRecord) -> Value {
+    json!({
+        "started": r.started,
+        "ended": r.ended,
+        "outcome": r.outcome.map(|o| o.as_str()),
+        "message": r.message,
+        "uploaded": r.counts.uploaded,
+        "downloaded": r.counts.downloaded,
+        "deleted": r.counts.deleted_local + r.counts.deleted_remote,
+        "conflicts": r.counts.conflicts,
+        "errors": r.counts.errors,
+    })
+}
+
+/// `GET /api/v1/syncs/{name}/runs?limit=N`: the job's last runs, newest first (default 50).
+pub async fn sync_runs(
+    Extract(state): Extract<Arc<State>>,
+    Path(name): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    if !state.gateway().config.syncs.iter().any(|j| j.name == name) {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no sync job named {name} is in force"),
+        );
+    }
+    let limit = match query.get("limit").map(|l| l.parse::<usize>()) {
+        None => 50,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        Some(_) => {
+            return failure(Failure::invalid("limit", "must be a number from 1 to 1000"));
+        }
+    };
+    let runs = match state.sync_store().map(|s| s.runs(&name, limit)) {
+        None => Vec::new(),
+        Some(Ok(runs)) => runs,
+        Some(Err(e)) => return failure(Failure::internal(format!("reading the runs: {e}"))),
+    };
+    let runs: Vec<Value> = runs.iter().map(run_json).collect();
+    Json(json!({ "name": name, "runs": runs })).into_response()
 }
 
 pub async fn syncs(Extract(state): Extract<Arc<State>>) -> Response {

@@ -41,8 +41,8 @@ use crate::sync::store::Store;
 pub struct State {
     /// The gateway in force (replaced by reloads).
     pub shared: Arc<Shared>,
-    /// The sync state, when sync jobs are configured.
-    pub store: Option<Store>,
+    /// The sync state, opened once there are sync jobs (see [`State::sync_store`]).
+    sync_store: std::sync::OnceLock<Option<Store>>,
     pub paths: Paths,
     /// Set once every listener is bound.
     pub listening: AtomicBool,
@@ -52,20 +52,28 @@ pub struct State {
 impl State {
     pub fn new(shared: Arc<Shared>) -> State {
         let gateway = shared.current();
-        let store = if gateway.config.syncs.is_empty() {
-            None
-        } else {
-            Store::open(&Store::path_in(&gateway.config.state.dir))
-                .map_err(|e| tracing::warn!(error = %e, "admin: cannot open the sync state"))
-                .ok()
-        };
         State {
             paths: Paths::of(&gateway.config),
-            store,
+            sync_store: std::sync::OnceLock::new(),
             shared,
             listening: AtomicBool::new(false),
             started: Instant::now(),
         }
+    }
+
+    /// The sync state, opened the first time it is needed once there are sync jobs (in the
+    /// file or made through the API).
+    pub fn sync_store(&self) -> Option<&Store> {
+        if self.sync_store.get().is_none() && self.gateway().config.syncs.is_empty() {
+            return None;
+        }
+        self.sync_store
+            .get_or_init(|| {
+                Store::open(&Store::path_in(&self.gateway().config.state.dir))
+                    .map_err(|e| tracing::warn!(error = %e, "admin: cannot open the sync state"))
+                    .ok()
+            })
+            .as_ref()
     }
 
     /// The gateway in force.
@@ -96,7 +104,7 @@ impl State {
                 ));
             }
         }
-        if let Some(store) = &self.store {
+        if let Some(store) = self.sync_store() {
             for job in gateway.config.syncs.iter().filter(|j| j.enabled) {
                 if let Ok(runs) = store.runs(&job.name, 1)
                     && let Some(last) = runs.first()
@@ -139,7 +147,14 @@ pub async fn serve(
             post(records::test_connection),
         )
         .route("/api/v1/connections/{name}/enable", post(api::enable))
-        .route("/api/v1/syncs", get(api::syncs))
+        .route("/api/v1/syncs", get(api::syncs).post(records::create_sync))
+        .route(
+            "/api/v1/syncs/{name}",
+            get(records::get_sync)
+                .put(records::put_sync)
+                .delete(records::delete_sync),
+        )
+        .route("/api/v1/syncs/{name}/runs", get(api::sync_runs))
         .route("/api/v1/syncs/{name}/run", post(api::run_sync))
         .route("/api/v1/reload", post(api::reload))
         .route("/api/v1/lockouts", get(api::lockouts))

@@ -13,6 +13,8 @@
 //! - `DELETE .../{name}`: a user's open sessions are closed; a connection in use is refused;
 //! - `POST /api/v1/connections/{name}/test`: signs in, finds the library and lists its root;
 //! - a record the configuration file declares is read-only here: 409 naming the file;
+//! - sync jobs the same way (`/api/v1/syncs`, `/api/v1/syncs/{name}`): a change reschedules
+//!   them (a run in progress stops between files);
 //! - `GET /api/v1/sessions`, `DELETE /api/v1/sessions/{id}`.
 //!
 //! Errors are `{"error": {"code", "message", "field"}}`.
@@ -81,6 +83,29 @@ pub async fn put_connection(
     body: Result<Json<Value>, JsonRejection>,
 ) -> Response {
     put(&state, Section::Connections, &name, body).await
+}
+
+pub async fn get_sync(state: Extract<Arc<State>>, Path(name): Path<String>) -> Response {
+    get(&state, Section::Syncs, &name).await
+}
+
+pub async fn create_sync(
+    state: Extract<Arc<State>>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Response {
+    create(&state, Section::Syncs, body).await
+}
+
+pub async fn put_sync(
+    state: Extract<Arc<State>>,
+    Path(name): Path<String>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Response {
+    put(&state, Section::Syncs, &name, body).await
+}
+
+pub async fn delete_sync(state: Extract<Arc<State>>, Path(name): Path<String>) -> Response {
+    delete(&state, Section::Syncs, &name).await
 }
 
 pub async fn delete_user(state: Extract<Arc<State>>, Path(name): Path<String>) -> Response {
