@@ -551,6 +551,47 @@ async fn connections_made_through_the_api_serve_mounts_keep_their_secret_sealed_
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_is_valid_and_describes_the_records() {
+    let gw = Gateway::start_with_admin(&[]).await;
+    let (status, document) = api(&gw, "GET", "/api/v1/openapi.json", None).await;
+    assert_eq!(status, 200, "{document}");
+    let schemas = &document["components"]["schemas"];
+    assert!(
+        schemas["User"]["properties"]["mounts"].is_object(),
+        "{schemas}"
+    );
+    // Checked by a validator of its own (openapi-spec-validator, installed by .ci/run).
+    let mut check = tokio::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys\nfrom openapi_spec_validator import validate\n\
+                      validate(json.load(sys.stdin))\nprint('valid')",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = check.stdin.take().unwrap();
+    stdin
+        .write_all(document.to_string().as_bytes())
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = check.wait_with_output().await.unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.contains("valid"), "{said}");
+    // Without the token: refused like the rest of the API.
+    let admin = gw.admin.as_deref().unwrap();
+    let anonymous = reqwest::get(format!("http://{admin}/api/v1/openapi.json"))
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sync_jobs_made_through_the_api_run_and_keep_their_history() {
     let alice = User::new("alice")
         .password("alice-pw")

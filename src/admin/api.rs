@@ -83,8 +83,30 @@ impl From<Refusal> for Failure {
     }
 }
 
+/// What every error of the API answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// `not_found`, `invalid`, `exists`, `managed_by_config`, `in_use`, `conflict`,
+    /// `bad_request`, `internal`.
+    pub code: String,
+    pub message: String,
+    /// For `invalid`: the key within the record (e.g. `mounts[0].connection`).
+    pub field: Option<String>,
+}
+
 pub fn failure(f: Failure) -> Response {
-    let body = json!({ "error": { "code": f.code, "message": f.message, "field": f.field } });
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: f.code.to_string(),
+            message: f.message,
+            field: f.field,
+        },
+    };
     (f.status, Json(body)).into_response()
 }
 
@@ -132,6 +154,7 @@ pub async fn metrics(Extract(state): Extract<Arc<State>>) -> Response {
         .into_response()
 }
 
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "status", responses((status = 200, description = "Open alerts: {alerts: [...]}")))]
 pub async fn alerts(Extract(state): Extract<Arc<State>>) -> Response {
     match open_alerts(&state.paths) {
         Ok(alerts) => Json(json!({ "alerts": alerts })).into_response(),
@@ -167,10 +190,12 @@ pub fn connection_rows(state: &State) -> Vec<Value> {
     rows
 }
 
+#[utoipa::path(get, path = "/api/v1/connections", tag = "connections", responses((status = 200, description = "Each connection in force: state, alert, site, library, Graph requests, throttling")))]
 pub async fn connections(Extract(state): Extract<Arc<State>>) -> Response {
     Json(json!({ "connections": connection_rows(&state) })).into_response()
 }
 
+#[utoipa::path(post, path = "/api/v1/connections/{name}/enable", tag = "connections", params(("name" = String, Path, description = "The connection's name")), responses((status = 200, description = "Enabled; its alert cleared"), (status = 404, description = "No such connection", body = ErrorBody)))]
 pub async fn enable(Extract(state): Extract<Arc<State>>, Path(name): Path<String>) -> Response {
     let gateway = state.gateway();
     let Some(connection) = gateway.connections.get(&name) else {
@@ -236,6 +261,7 @@ fn run_json(r: &crate::sync::store::RunRecord) -> Value {
 }
 
 /// `GET /api/v1/syncs/{name}/runs?limit=N`: the job's last runs, newest first (default 50).
+#[utoipa::path(get, path = "/api/v1/syncs/{name}/runs", tag = "syncs", params(("name" = String, Path, description = "The sync job's name"), ("limit" = Option<usize>, Query, description = "How many (1-1000, default 50)")), responses((status = 200, description = "The job's runs, newest first: {name, runs: [...]}"), (status = 404, description = "No such job in force", body = ErrorBody), (status = 422, description = "A bad limit", body = ErrorBody)))]
 pub async fn sync_runs(
     Extract(state): Extract<Arc<State>>,
     Path(name): Path<String>,
@@ -263,10 +289,12 @@ pub async fn sync_runs(
     Json(json!({ "name": name, "runs": runs })).into_response()
 }
 
+#[utoipa::path(get, path = "/api/v1/syncs", tag = "syncs", responses((status = 200, description = "Each job in force with its last run and open problems")))]
 pub async fn syncs(Extract(state): Extract<Arc<State>>) -> Response {
     Json(json!({ "syncs": sync_rows(&state) })).into_response()
 }
 
+#[utoipa::path(post, path = "/api/v1/syncs/{name}/run", tag = "syncs", params(("name" = String, Path, description = "The sync job's name")), responses((status = 202, description = "Queued"), (status = 404, description = "No such job", body = ErrorBody), (status = 409, description = "The job is disabled", body = ErrorBody)))]
 pub async fn run_sync(Extract(state): Extract<Arc<State>>, Path(name): Path<String>) -> Response {
     if !state.gateway().config.syncs.iter().any(|j| j.name == name) {
         return error(StatusCode::NOT_FOUND, format!("no sync job named {name}"));
@@ -285,6 +313,7 @@ pub async fn run_sync(Extract(state): Extract<Arc<State>>, Path(name): Path<Stri
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/reload", tag = "status", responses((status = 200, description = "Reloaded: {reloaded, summary}"), (status = 400, description = "Refused, with the reason; the configuration in force stays", body = ErrorBody)))]
 pub async fn reload(Extract(state): Extract<Arc<State>>) -> Response {
     match state.shared.reload().await {
         Ok(summary) => Json(json!({ "reloaded": true, "summary": summary })).into_response(),
@@ -295,17 +324,24 @@ pub async fn reload(Extract(state): Extract<Arc<State>>) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/lockouts", tag = "lockouts", responses((status = 200, description = "Logins locked after repeated failures")))]
 pub async fn lockouts(Extract(state): Extract<Arc<State>>) -> Response {
     Json(json!({ "lockouts": state.gateway().lockout.list() })).into_response()
 }
 
-/// Ends the login locks of one user (`/lockouts/{user}/clear`) or of everyone
-/// (`/lockouts/clear`).
+/// Ends the login locks of one user (every address).
+#[utoipa::path(post, path = "/api/v1/lockouts/{user}/clear", tag = "lockouts", params(("user" = String, Path, description = "The user")), responses((status = 200, description = "{user, cleared}")))]
 pub async fn clear_lockouts(
     Extract(state): Extract<Arc<State>>,
-    user: Option<Path<String>>,
+    Path(user): Path<String>,
 ) -> Response {
-    let user = user.map(|Path(user)| user);
-    let cleared = state.gateway().lockout.clear(user.as_deref());
+    let cleared = state.gateway().lockout.clear(Some(&user));
     Json(json!({ "user": user, "cleared": cleared })).into_response()
+}
+
+/// Ends everyone's login locks.
+#[utoipa::path(post, path = "/api/v1/lockouts/clear", tag = "lockouts", responses((status = 200, description = "{user: null, cleared}")))]
+pub async fn clear_all_lockouts(Extract(state): Extract<Arc<State>>) -> Response {
+    let cleared = state.gateway().lockout.clear(None);
+    Json(json!({ "user": null, "cleared": cleared })).into_response()
 }

@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod metrics;
+pub mod openapi;
 pub mod page;
 pub mod records;
 
@@ -168,9 +169,10 @@ pub async fn serve(
                 .put(records::put_user)
                 .delete(records::delete_user),
         )
+        .route("/api/v1/openapi.json", get(openapi::serve))
         .route("/api/v1/sessions", get(records::sessions))
         .route("/api/v1/sessions/{id}", delete(records::kick))
-        .route("/api/v1/lockouts/clear", post(api::clear_lockouts))
+        .route("/api/v1/lockouts/clear", post(api::clear_all_lockouts))
         .route("/api/v1/lockouts/{user}/clear", post(api::clear_lockouts))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     let app = Router::new()

@@ -29,11 +29,12 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::State;
-use super::api::{Failure, failure};
+use super::api::{ErrorBody, Failure, failure};
 use crate::config::Section;
 use crate::session::control::{self, Change};
 use crate::state::records::Record;
 
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", responses((status = 200, description = "Every user, without password hashes: {users: [...]}")))]
 pub async fn list_users(Extract(state): Extract<Arc<State>>) -> Response {
     match state.gateway().store.list(Section::Users).await {
         Ok(users) => {
@@ -47,14 +48,17 @@ pub async fn list_users(Extract(state): Extract<Arc<State>>) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path, description = "The user's name")), responses((status = 200, description = "The user as its record, with managed_by, revision, updated_at and in_force"), (status = 404, description = "No such record (code not_found)", body = ErrorBody)))]
 pub async fn get_user(state: Extract<Arc<State>>, Path(name): Path<String>) -> Response {
     get(&state, Section::Users, &name).await
 }
 
+#[utoipa::path(get, path = "/api/v1/connections/{name}", tag = "connections", params(("name" = String, Path, description = "The connection's name")), responses((status = 200, description = "The connection as its record, with managed_by, revision, updated_at and in_force"), (status = 404, description = "No such record (code not_found)", body = ErrorBody)))]
 pub async fn get_connection(state: Extract<Arc<State>>, Path(name): Path<String>) -> Response {
     get(&state, Section::Connections, &name).await
 }
 
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body(content = crate::config::UserRecord, description = "The user as the configuration file would declare it, plus password (in clear; hashed with argon2id, never returned); without password or password_hash the stored password stays"), responses((status = 201, description = "Created and in force"), (status = 400, description = "Not JSON (code bad_request)", body = ErrorBody), (status = 409, description = "The name is taken (code exists), or managed by the configuration file", body = ErrorBody), (status = 422, description = "Not a valid record (code invalid; field: the key within the record)", body = ErrorBody)))]
 pub async fn create_user(
     state: Extract<Arc<State>>,
     body: Result<Json<Value>, JsonRejection>,
@@ -62,6 +66,7 @@ pub async fn create_user(
     create(&state, Section::Users, body).await
 }
 
+#[utoipa::path(post, path = "/api/v1/connections", tag = "connections", request_body(content = crate::config::ConnectionRecord, description = "The connection as the configuration file would declare it; client_secret is write-only (left out, the stored one stays)"), responses((status = 201, description = "Created and in force"), (status = 400, description = "Not JSON (code bad_request)", body = ErrorBody), (status = 409, description = "The name is taken (code exists), or managed by the configuration file", body = ErrorBody), (status = 422, description = "Not a valid record (code invalid; field: the key within the record)", body = ErrorBody)))]
 pub async fn create_connection(
     state: Extract<Arc<State>>,
     body: Result<Json<Value>, JsonRejection>,
@@ -69,6 +74,7 @@ pub async fn create_connection(
     create(&state, Section::Connections, body).await
 }
 
+#[utoipa::path(put, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path, description = "The user's name")), request_body(content = crate::config::UserRecord, description = "The user as the configuration file would declare it, plus password (in clear; hashed with argon2id, never returned); without password or password_hash the stored password stays"), responses((status = 200, description = "Replaced and in force; disabling closes its sessions"), (status = 201, description = "Created and in force"), (status = 400, description = "Not JSON (code bad_request)", body = ErrorBody), (status = 409, description = "Managed by the configuration file (code managed_by_config; the message names the file)", body = ErrorBody), (status = 422, description = "Not a valid record (code invalid; field: the key within the record)", body = ErrorBody)))]
 pub async fn put_user(
     state: Extract<Arc<State>>,
     Path(name): Path<String>,
@@ -77,6 +83,7 @@ pub async fn put_user(
     put(&state, Section::Users, &name, body).await
 }
 
+#[utoipa::path(put, path = "/api/v1/connections/{name}", tag = "connections", params(("name" = String, Path, description = "The connection's name")), request_body(content = crate::config::ConnectionRecord, description = "The connection as the configuration file would declare it; client_secret is write-only (left out, the stored one stays)"), responses((status = 200, description = "Replaced and in force; saving enables the connection again"), (status = 201, description = "Created and in force"), (status = 400, description = "Not JSON (code bad_request)", body = ErrorBody), (status = 409, description = "Managed by the configuration file (code managed_by_config; the message names the file)", body = ErrorBody), (status = 422, description = "Not a valid record (code invalid; field: the key within the record)", body = ErrorBody)))]
 pub async fn put_connection(
     state: Extract<Arc<State>>,
     Path(name): Path<String>,
@@ -85,10 +92,12 @@ pub async fn put_connection(
     put(&state, Section::Connections, &name, body).await
 }
 
+#[utoipa::path(get, path = "/api/v1/syncs/{name}", tag = "syncs", params(("name" = String, Path, description = "The sync job's name")), responses((status = 200, description = "The sync job as its record, with managed_by, revision, updated_at and in_force"), (status = 404, description = "No such record (code not_found)", body = ErrorBody)))]
 pub async fn get_sync(state: Extract<Arc<State>>, Path(name): Path<String>) -> Response {
     get(&state, Section::Syncs, &name).await
 }
 
+#[utoipa::path(post, path = "/api/v1/syncs", tag = "syncs", request_body(content = crate::config::SyncJobRecord, description = "The sync job as the configuration file would declare it"), responses((status = 201, description = "Created and in force"), (status = 400, description = "Not JSON (code bad_request)", body = ErrorBody), (status = 409, description = "The name is taken (code exists), or managed by the configuration file", body = ErrorBody), (status = 422, description = "Not a valid record (code invalid; field: the key within the record)", body = ErrorBody)))]
 pub async fn create_sync(
     state: Extract<Arc<State>>,
     body: Result<Json<Value>, JsonRejection>,
@@ -96,6 +105,7 @@ pub async fn create_sync(
     create(&state, Section::Syncs, body).await
 }
 
+#[utoipa::path(put, path = "/api/v1/syncs/{name}", tag = "syncs", params(("name" = String, Path, description = "The sync job's name")), request_body(content = crate::config::SyncJobRecord, description = "The sync job as the configuration file would declare it"), responses((status = 200, description = "Replaced and in force; the jobs are rescheduled"), (status = 201, description = "Created and in force"), (status = 400, description = "Not JSON (code bad_request)", body = ErrorBody), (status = 409, description = "Managed by the configuration file (code managed_by_config; the message names the file)", body = ErrorBody), (status = 422, description = "Not a valid record (code invalid; field: the key within the record)", body = ErrorBody)))]
 pub async fn put_sync(
     state: Extract<Arc<State>>,
     Path(name): Path<String>,
@@ -104,19 +114,23 @@ pub async fn put_sync(
     put(&state, Section::Syncs, &name, body).await
 }
 
+#[utoipa::path(delete, path = "/api/v1/syncs/{name}", tag = "syncs", params(("name" = String, Path, description = "The sync job's name")), responses((status = 204, description = "Deleted"), (status = 404, description = "No such record (code not_found)", body = ErrorBody), (status = 409, description = "Managed by the configuration file, or (a connection) in use (code in_use)", body = ErrorBody)))]
 pub async fn delete_sync(state: Extract<Arc<State>>, Path(name): Path<String>) -> Response {
     delete(&state, Section::Syncs, &name).await
 }
 
+#[utoipa::path(delete, path = "/api/v1/users/{name}", tag = "users", params(("name" = String, Path, description = "The user's name")), responses((status = 204, description = "Deleted"), (status = 404, description = "No such record (code not_found)", body = ErrorBody), (status = 409, description = "Managed by the configuration file, or (a connection) in use (code in_use)", body = ErrorBody)))]
 pub async fn delete_user(state: Extract<Arc<State>>, Path(name): Path<String>) -> Response {
     delete(&state, Section::Users, &name).await
 }
 
+#[utoipa::path(delete, path = "/api/v1/connections/{name}", tag = "connections", params(("name" = String, Path, description = "The connection's name")), responses((status = 204, description = "Deleted"), (status = 404, description = "No such record (code not_found)", body = ErrorBody), (status = 409, description = "Managed by the configuration file, or (a connection) in use (code in_use)", body = ErrorBody)))]
 pub async fn delete_connection(state: Extract<Arc<State>>, Path(name): Path<String>) -> Response {
     delete(&state, Section::Connections, &name).await
 }
 
 /// Signs in, finds the library and lists its root, for the connection in force.
+#[utoipa::path(post, path = "/api/v1/connections/{name}/test", tag = "connections", params(("name" = String, Path, description = "The connection's name")), responses((status = 200, description = "{ok: true, library, root_items} or {ok: false, error}"), (status = 404, description = "No such record (code not_found)", body = ErrorBody)))]
 pub async fn test_connection(
     Extract(state): Extract<Arc<State>>,
     Path(name): Path<String>,
@@ -137,10 +151,12 @@ pub async fn test_connection(
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", responses((status = 200, description = "The logged-in connections: {sessions: [Session]}")))]
 pub async fn sessions(Extract(state): Extract<Arc<State>>) -> Response {
     Json(json!({ "sessions": state.gateway().admission.sessions() })).into_response()
 }
 
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions", params(("id" = u64, Path, description = "The session's id")), responses((status = 204, description = "Closed"), (status = 404, description = "No such session", body = ErrorBody)))]
 pub async fn kick(Extract(state): Extract<Arc<State>>, Path(id): Path<u64>) -> Response {
     if state
         .gateway()

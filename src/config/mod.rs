@@ -46,6 +46,12 @@ use std::path::{Path, PathBuf};
 
 pub use error::Error;
 pub use permissions::{Permission, Permissions};
+/// The records as the file declares them, for the admin API's OpenAPI document.
+pub use raw::{
+    CertKey as CertKeyRecord, Connection as ConnectionRecord, MaxDelete as MaxDeleteRecord,
+    Mount as MountRecord, Permissions as PermissionsRecord, SyncJob as SyncJobRecord,
+    User as UserRecord,
+};
 pub use records::{Entry, Records, SecretText, Section, Source, culprit};
 pub use secret::Secret;
 pub use types::{

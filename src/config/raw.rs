@@ -4,6 +4,9 @@
 //! `Option` (or an empty list): required keys and defaults are handled in stage two
 //! ([`super::validate`]) so that all "missing" errors read the same and defaults live in one
 //! place. These types hold unresolved secrets and therefore implement no `Debug`.
+//!
+//! The record types ([`User`], [`Connection`], [`SyncJob`]) are also what the admin API's
+//! OpenAPI document shows of the records it takes: their schemas come from these structs.
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -71,9 +74,9 @@ pub(super) struct Ftp {
     pub proxy_control_port: Option<u16>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct CertKey {
+pub struct CertKey {
     pub cert: Option<String>,
     pub key: Option<String>,
 }
@@ -94,9 +97,9 @@ pub(super) struct Audit {
     pub keep: Option<u32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct Connection {
+pub struct Connection {
     pub name: Option<String>,
     pub tenant: Option<String>,
     pub client_id: Option<String>,
@@ -117,9 +120,9 @@ pub(super) struct Connection {
     pub request_timeout: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct User {
+pub struct User {
     pub name: Option<String>,
     pub password_hash: Option<String>,
     #[serde(default)]
@@ -132,9 +135,9 @@ pub(super) struct User {
     pub mounts: Vec<Mount>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct Mount {
+pub struct Mount {
     pub path: Option<String>,
     pub connection: Option<String>,
     pub remote: Option<String>,
@@ -145,14 +148,14 @@ pub(super) struct Mount {
 }
 
 /// `permissions = "*"` or `permissions = ["list", ...]`.
-pub(super) enum Permissions {
+pub enum Permissions {
     Text(String),
     List(Vec<String>),
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct SyncJob {
+pub struct SyncJob {
     pub name: Option<String>,
     pub local: Option<String>,
     pub connection: Option<String>,
@@ -168,9 +171,9 @@ pub(super) struct SyncJob {
     pub enabled: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct MaxDelete {
+pub struct MaxDelete {
     pub percent: Option<u8>,
     pub count: Option<u64>,
 }
@@ -226,3 +229,22 @@ fn seq_of<'de, T: Deserialize<'de>, A: SeqAccess<'de>>(mut seq: A) -> Result<Vec
     }
     Ok(items)
 }
+
+impl utoipa::PartialSchema for Permissions {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+        let text = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("\"*\": every permission"));
+        let list = ArrayBuilder::new()
+            .items(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some(
+                super::Permission::ALL
+                    .map(super::Permission::name)
+                    .join(", "),
+            ));
+        OneOfBuilder::new().item(text).item(list).into()
+    }
+}
+
+impl utoipa::ToSchema for Permissions {}

@@ -58,13 +58,14 @@ impl fmt::Debug for Live {
 }
 
 /// A logged-in connection as the API lists it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Session {
     /// Its number, unique while the process runs.
     pub id: u64,
     pub user: String,
     /// `sftp` or `ftp`.
     pub protocol: &'static str,
+    #[schema(value_type = String)]
     pub peer: IpAddr,
     /// When it logged in (RFC 3339, UTC).
     pub since: String,
