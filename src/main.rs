@@ -167,7 +167,10 @@ enum UsersAction {
     Enable { name: String },
     /// Refuse a user's logins and close its open sessions.
     Disable { name: String },
+    /// Give a user a new password: asked twice on a terminal, else read from stdin.
+    Passwd { name: String },
     /// Delete a user and close its open sessions.
+    #[command(alias = "remove")]
     Delete { name: String },
 }
 
@@ -464,6 +467,10 @@ async fn main() -> anyhow::Result<ExitCode> {
                 }
                 UsersAction::Disable { name } => {
                     manage::set_enabled(&config, &name, false, out).await?
+                }
+                UsersAction::Passwd { name } => {
+                    let hash = spgate::users::prompt_and_hash()?;
+                    manage::set_password(&config, &name, hash, out).await?
                 }
                 UsersAction::Delete { name } => manage::delete(&config, &name, out).await?,
             };

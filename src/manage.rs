@@ -147,6 +147,46 @@ pub async fn set_enabled(
     enabled: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<bool> {
+    let state = if enabled { "enabled" } else { "disabled" };
+    update(
+        config,
+        name,
+        out,
+        &format!("user {name} {state}"),
+        |fields| {
+            fields.insert("enabled".into(), enabled.into());
+        },
+    )
+    .await
+}
+
+/// Gives a user a new password (its argon2id `hash`), keeping the rest of its record.
+pub async fn set_password(
+    config: &Config,
+    name: &str,
+    hash: String,
+    out: &mut impl Write,
+) -> anyhow::Result<bool> {
+    update(
+        config,
+        name,
+        out,
+        &format!("user {name}: password changed"),
+        |fields| {
+            fields.insert("password_hash".into(), hash.into());
+        },
+    )
+    .await
+}
+
+/// Saves user `name` with `change` made to its stored record; prints `done` or why not.
+async fn update(
+    config: &Config,
+    name: &str,
+    out: &mut impl Write,
+    done: &str,
+    change: impl FnOnce(&mut Map<String, Value>),
+) -> anyhow::Result<bool> {
     let store = open(config).await?;
     let Some(user) = store.get(Kind::Users, name).await? else {
         return report(out, Err(Refusal::NotFound(format!("user named {name}"))));
@@ -155,16 +195,15 @@ pub async fn set_enabled(
         Value::Object(fields) => fields,
         _ => Map::new(),
     };
-    fields.insert("enabled".into(), enabled.into());
+    change(&mut fields);
     let change = Change {
         section: Kind::Users,
         name: name.to_string(),
         fields,
         create: false,
     };
-    let state = if enabled { "enabled" } else { "disabled" };
-    let done = control::save(&store, config, change).await;
-    report(out, done.map(|_| format!("user {name} {state}")))
+    let saved = control::save(&store, config, change).await;
+    report(out, saved.map(|_| done.to_string()))
 }
 
 /// Deletes a user.

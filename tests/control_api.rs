@@ -399,7 +399,15 @@ async fn the_cli_manages_users_while_the_server_runs() {
         "pw\n",
     );
     assert!(!ok && out.contains("exists"), "{out}");
-    let (ok, out) = users_cli(&gw, &["delete", "dave"], "");
+    // A new password (stdin), then enabled again: the new one works, the old one not.
+    let (ok, out) = users_cli(&gw, &["passwd", "dave"], "dave-pw-8\n");
+    assert!(ok, "{out}");
+    let (ok, out) = users_cli(&gw, &["enable", "dave"], "");
+    assert!(ok, "{out}");
+    let took = within(10.0, || can_list(&gw, "sftp", "dave", "dave-pw-8")).await;
+    assert!(took.is_some(), "{}", gw.log_tail());
+    assert!(!can_list(&gw, "sftp", "dave", "dave-pw-7").await);
+    let (ok, out) = users_cli(&gw, &["remove", "dave"], "");
     assert!(ok, "{out}");
     let (ok, out) = users_cli(&gw, &["show", "dave"], "");
     assert!(!ok && out.contains("no user named dave"), "{out}");
