@@ -305,6 +305,16 @@ impl ConfigArg {
             .context("give the configuration with --config FILE (or SPGATE_CONFIG)")?;
         spgate::config::load(path).with_context(|| format!("{}", path.display()))
     }
+
+    /// [`ConfigArg::load`] with the users, connections and sync jobs made through the API and
+    /// the CLI, from the state store.
+    async fn load_with_store(&self) -> anyhow::Result<spgate::config::Config> {
+        let file = self.load()?;
+        let store = spgate::manage::open(&file).await?;
+        let config = spgate::session::control::assemble_for_commands(&store, &file).await;
+        store.close().await;
+        config.map_err(anyhow::Error::msg)
+    }
 }
 
 #[derive(Subcommand)]
@@ -363,7 +373,10 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Check { config, offline } => {
             logging::init(cli.log_format, "warn");
-            let config = config.load()?;
+            let config = match offline {
+                true => config.load()?,
+                false => config.load_with_store().await?,
+            };
             println!("configuration OK\n{}", config.summary());
             if !offline && !spgate::operate::check(&config, &mut std::io::stdout()).await? {
                 return Ok(ExitCode::FAILURE);
@@ -377,7 +390,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Connections { config, action } => {
             logging::init(cli.log_format, "warn");
-            let config = config.load()?;
+            let config = config.load_with_store().await?;
             let mut out = std::io::stdout();
             match action {
                 None => spgate::operate::connections(&config, &mut out)?,
@@ -390,7 +403,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Sync { config, action } => {
             logging::init(cli.log_format, "warn");
-            let config = config.load()?;
+            let config = config.load_with_store().await?;
             let mut out = std::io::stdout();
             match action {
                 SyncAction::Run {

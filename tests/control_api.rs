@@ -290,6 +290,14 @@ async fn users_made_through_the_api_log_in_at_once_and_lose_their_sessions_when_
     assert!(!can_list(&gw, "sftp", "alice", "alice-pw").await);
 }
 
+/// Runs `spgate ARGS --config <gw's file>`: whether it succeeded, and what it printed.
+fn spgate_cli(gw: &Gateway, args: &[&str]) -> (bool, String) {
+    let out = gw.spgate(args);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
 /// Runs `spgate users ARGS --config <gw's file>` with `stdin`: whether it succeeded, and what
 /// it printed.
 fn users_cli(gw: &Gateway, args: &[&str], stdin: &str) -> (bool, String) {
@@ -631,6 +639,13 @@ async fn sync_jobs_made_through_the_api_run_and_keep_their_history() {
     assert_eq!(body["runs"][0]["uploaded"], 1, "{body}");
     gw.assert_stored("/Out/invoice.csv", b"id,total\n1,99\n")
         .await;
+    // The operator's commands see the job made through the API.
+    let (ok, out) = spgate_cli(&gw, &["sync", "status"]);
+    assert!(ok && out.contains("out"), "{out}");
+    std::fs::write(outbox.join("second.csv"), b"id\n2\n").unwrap();
+    let (ok, out) = spgate_cli(&gw, &["sync", "run", "out"]);
+    assert!(ok, "{out}");
+    gw.assert_stored("/Out/second.csv", b"id\n2\n").await;
     let (status, body) = api(&gw, "GET", "/api/v1/syncs/out/runs?limit=0", None).await;
     assert_eq!(
         (status, body["error"]["field"].as_str()),

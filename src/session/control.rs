@@ -47,6 +47,26 @@ pub async fn assemble(store: &Store, file: &Config) -> Result<Config, String> {
     settle(file, records, &managers, None).map_err(|e| e.to_string())
 }
 
+/// The configuration the operator's commands see (`spgate sync run`, `connections`, `check`),
+/// whether a server runs or not: the records as `file` declares them now, and those made
+/// through the API and the CLI, from `store`.
+pub async fn assemble_for_commands(store: &Store, file: &Config) -> Result<Config, String> {
+    let (stored, managers) = store.records().await.map_err(|e| e.to_string())?;
+    let mut records = file.source.declared().clone();
+    for section in Section::ALL {
+        for entry in stored.of(section) {
+            let by_api = managers
+                .iter()
+                .any(|(kind, name, by)| *kind == section && *name == entry.name && by.is_none());
+            let declared = records.of(section).iter().any(|e| e.name == entry.name);
+            if by_api && !declared {
+                records.of_mut(section).push(entry.clone());
+            }
+        }
+    }
+    settle(file, records, &managers, None).map_err(|e| e.to_string())
+}
+
 /// The configuration `entry` would make, saved as a record of `section` (in place of the one of
 /// that name), or the validation error about it. Other records that do not validate are left
 /// out, as [`assemble`] leaves them out.
