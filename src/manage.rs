@@ -67,13 +67,9 @@ impl NewUser {
 
 /// Opens the state store `config` names.
 pub async fn open(config: &Config) -> std::io::Result<Store> {
-    Store::open(
-        &config.state.database,
-        config.state.secret_key.as_ref(),
-        &config.state.dir,
-    )
-    .await
-    .map_err(std::io::Error::other)
+    Store::of(&config.state)
+        .await
+        .map_err(std::io::Error::other)
 }
 
 /// Lists the users (`json`: as the API shows them).
@@ -81,7 +77,10 @@ pub async fn list(config: &Config, json: bool, out: &mut impl Write) -> anyhow::
     let store = open(config).await?;
     let users = store.list(Kind::Users).await?;
     if json {
-        let views: Vec<Value> = users.iter().map(|u| control::view(u, None)).collect();
+        let views: Vec<Value> = users
+            .iter()
+            .map(|u| control::view(Kind::Users, u, None))
+            .collect();
         writeln!(
             out,
             "{}",
@@ -118,7 +117,7 @@ pub async fn show(config: &Config, name: &str, out: &mut impl Write) -> anyhow::
     let store = open(config).await?;
     match store.get(Kind::Users, name).await? {
         Some(user) => {
-            let view = control::view(&user, None);
+            let view = control::view(Kind::Users, &user, None);
             writeln!(out, "{}", serde_json::to_string_pretty(&view)?)?;
             Ok(true)
         }

@@ -31,13 +31,9 @@ pub async fn run_reporting(
     shutdown: CancellationToken,
     bound: impl Fn(&str, SocketAddr),
 ) -> std::io::Result<()> {
-    let store = crate::state::Store::open(
-        &config.state.database,
-        config.state.secret_key.as_ref(),
-        &config.state.dir,
-    )
-    .await
-    .map_err(std::io::Error::other)?;
+    let store = crate::state::Store::of(&config.state)
+        .await
+        .map_err(std::io::Error::other)?;
     // The file's records go into the store; what is in force is the store's.
     crate::session::control::provision(&store, &config)
         .await

@@ -46,15 +46,7 @@ impl Failure {
 
     /// A value of `field` is not acceptable (`field` empty: the body as a whole).
     pub fn invalid(field: &str, message: impl Into<String>) -> Failure {
-        let message = message.into();
-        Failure {
-            message: match field {
-                "" => message,
-                field => format!("{field}: {message}"),
-            },
-            field: (!field.is_empty()).then(|| field.to_string()),
-            ..Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "")
-        }
+        Failure::from(Refusal::invalid(field, message))
     }
 
     pub fn bad_json(rejection: axum::extract::rejection::JsonRejection) -> Failure {

@@ -259,5 +259,5 @@ fn view(state: &State, section: Section, record: &Record) -> Value {
         Section::Connections => config.connection(&record.name).is_some(),
         Section::Syncs => config.syncs.iter().any(|j| j.name == record.name),
     };
-    control::view(record, Some(in_force))
+    control::view(section, record, Some(in_force))
 }

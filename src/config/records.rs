@@ -132,13 +132,14 @@ impl Records {
 }
 
 /// Where a configuration came from, to assemble it again with other records: the file's
-/// text, its name, the environment it was read with and the directory relative paths start
+/// parsed TOML, its name, the environment it was read with and the directory relative paths start
 /// from. Printed without any of it but the name (the text may hold secrets).
 #[derive(Clone)]
 pub struct Source(Arc<Text>);
 
 struct Text {
-    text: String,
+    /// The file, parsed (empty if it does not parse: no configuration is made from it then).
+    table: toml::Table,
     origin: String,
     env: HashMap<String, String>,
     /// Whether `SPGATE_...` variables of `env` override the file's values.
@@ -161,12 +162,10 @@ impl Source {
         overrides: bool,
         base: PathBuf,
     ) -> Source {
-        let declared = text
-            .parse::<toml::Table>()
-            .map(|table| Records::declared(&table))
-            .unwrap_or_default();
+        let table: toml::Table = text.parse().unwrap_or_default();
+        let declared = Records::declared(&table);
         Source(Arc::new(Text {
-            text: text.to_string(),
+            table,
             origin: origin.to_string(),
             env,
             overrides,
@@ -205,13 +204,7 @@ impl Config {
     /// `[[users]]`, `[[connections]]` and `[[syncs]]`, validated as a whole. Errors name keys as
     /// `users[I]...` with `I` the record's index in `records`.
     pub fn with_records(&self, records: &Records) -> Result<Config, Error> {
-        let source = &self.source.0;
-        let mut table: toml::Table = source.text.parse().map_err(|_| Error::Syntax {
-            origin: source.origin.clone(),
-            line: 1,
-            column: 1,
-            message: "the file no longer parses".to_string(),
-        })?;
+        let mut table = self.source.0.table.clone();
         for section in Section::ALL {
             let items = records
                 .of(section)

@@ -55,9 +55,7 @@ pub async fn assemble_for_commands(store: &Store, file: &Config) -> Result<Confi
     let mut records = file.source.declared().clone();
     for section in Section::ALL {
         for entry in stored.of(section) {
-            let by_api = managers
-                .iter()
-                .any(|(kind, name, by)| *kind == section && *name == entry.name && by.is_none());
+            let by_api = manager(managers.as_slice(), section, &entry.name) == Some(None);
             let declared = records.of(section).iter().any(|e| e.name == entry.name);
             if by_api && !declared {
                 records.of_mut(section).push(entry.clone());
@@ -109,9 +107,7 @@ fn settle(
         let Some(entry) = records.of(section).get(index) else {
             return Err(error);
         };
-        let managed = managers
-            .iter()
-            .any(|(kind, name, by)| *kind == section && *name == entry.name && by.is_some());
+        let managed = matches!(manager(managers, section, &entry.name), Some(Some(_)));
         if managed || candidate == Some((section, entry.name.as_str())) {
             return Err(error);
         }
@@ -121,6 +117,19 @@ fn settle(
         }
         records.of_mut(section).remove(index);
     }
+}
+
+/// Who manages record `name` of `section`, among `managers` (as [`Store::records`] answers
+/// them): `None` if it is not stored, `Some(None)` if the API and the CLI do, else the file.
+fn manager<'a>(
+    managers: &'a [(Section, String, Option<String>)],
+    section: Section,
+    name: &str,
+) -> Option<Option<&'a str>> {
+    managers
+        .iter()
+        .find(|(kind, stored, _)| *kind == section && stored == name)
+        .map(|(_, _, by)| by.as_deref())
 }
 
 /// Why a change to a record was refused.
@@ -303,17 +312,17 @@ pub async fn delete(store: &Store, section: Section, name: &str) -> Result<(), R
                         .any(|m| m.get("connection").and_then(Value::as_str) == Some(name))
                 })
         };
-        let users: Vec<String> = records
+        let using: Vec<String> = records
             .users
             .iter()
             .chain(&records.syncs)
             .filter(|e| uses(&e.record))
             .map(|e| e.name.clone())
             .collect();
-        if !users.is_empty() {
+        if !using.is_empty() {
             return Err(Refusal::InUse(format!(
                 "connection {name} is used by {}: change or delete them first",
-                users.join(", ")
+                using.join(", ")
             )));
         }
     }
@@ -387,20 +396,24 @@ async fn set_password(
     }
 }
 
-/// A record as the API and the CLI show it: a user without its password hash (with whether it
-/// has one), a connection without its secret (with whether it has one), who manages it, its
-/// revision, and whether it is in force (when known: a record that no longer validates is not).
-pub fn view(record: &Record, in_force: Option<bool>) -> Value {
+/// A record of `section` as the API and the CLI show it: a user without its password hash
+/// (with whether it has one), a connection without its secret (with whether it has one), who
+/// manages it, its revision, and whether it is in force (when known: a record that no longer
+/// validates is not).
+pub fn view(section: Section, record: &Record, in_force: Option<bool>) -> Value {
     let mut fields = match &record.record {
         Value::Object(fields) => fields.clone(),
         _ => Map::new(),
     };
-    if fields.contains_key("mounts") || fields.contains_key("password_hash") {
-        let has_password = fields.remove("password_hash").is_some();
-        fields.insert("has_password".into(), has_password.into());
-    }
-    if record.secret.is_some() {
-        fields.insert("has_client_secret".into(), true.into());
+    match section {
+        Section::Users => {
+            let has_password = fields.remove("password_hash").is_some();
+            fields.insert("has_password".into(), has_password.into());
+        }
+        Section::Connections => {
+            fields.insert("has_client_secret".into(), record.secret.is_some().into());
+        }
+        Section::Syncs => {}
     }
     fields.insert("managed_by".into(), json!(record.managed_by));
     fields.insert("revision".into(), record.revision.into());

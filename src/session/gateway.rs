@@ -359,11 +359,16 @@ impl Shared {
 
     /// Puts in force what changed in the state store elsewhere (the CLI, another instance),
     /// checking its change counter every second, until `shutdown`. A connection whose record
-    /// was saved is enabled again.
+    /// was saved is enabled again. The connections' revisions are read only when the counter
+    /// moved (by anyone, this process included), so that a quiet store costs one small query a
+    /// second.
     pub async fn follow_store(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut revisions = HashMap::new();
+        // The counter last looked at, and the connections' revisions as of it.
+        let mut looked: Option<(i64, HashMap<String, i64>)> = None;
+        // Connections saved elsewhere, to enable once their change is in force.
+        let mut saved: Vec<String> = Vec::new();
         let mut failing = false;
         loop {
             tokio::select! {
@@ -373,26 +378,30 @@ impl Shared {
             let store = self.current().store.clone();
             let outcome = async {
                 let counter = store.changes().await.map_err(|e| e.to_string())?;
-                let connections = store
-                    .list(crate::state::records::Kind::Connections)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let saved: Vec<String> = connections
-                    .iter()
-                    .filter(|c| revisions.get(&c.name) != Some(&c.revision))
-                    .map(|c| c.name.clone())
-                    .collect();
-                let first = revisions.is_empty();
-                revisions = connections
-                    .into_iter()
-                    .map(|c| (c.name, c.revision))
-                    .collect();
-                if counter == self.seen.load(std::sync::atomic::Ordering::Relaxed) {
-                    return Ok(());
+                if looked.as_ref().is_none_or(|(last, _)| *last != counter) {
+                    let revisions: HashMap<String, i64> = store
+                        .list(crate::state::records::Kind::Connections)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .into_iter()
+                        .map(|c| (c.name, c.revision))
+                        .collect();
+                    if let Some((_, before)) = &looked {
+                        saved.extend(
+                            revisions
+                                .iter()
+                                .filter(|(name, revision)| before.get(*name) != Some(revision))
+                                .map(|(name, _)| name.clone()),
+                        );
+                    }
+                    looked = Some((counter, revisions));
                 }
-                let saved = if first { Vec::new() } else { saved };
-                self.refresh("a record changed in the state store", &saved)
-                    .await
+                if counter != self.seen.load(std::sync::atomic::Ordering::Relaxed) {
+                    self.refresh("a record changed in the state store", &saved)
+                        .await?;
+                }
+                saved.clear();
+                Ok::<_, String>(())
             }
             .await;
             match outcome {

@@ -150,6 +150,11 @@ impl Store {
         })
     }
 
+    /// [`Store::open`] with what `[state]` says.
+    pub async fn of(state: &crate::config::State) -> Result<Store> {
+        Store::open(&state.database, state.secret_key.as_ref(), &state.dir).await
+    }
+
     pub fn engine(&self) -> Engine {
         self.engine
     }
