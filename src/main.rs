@@ -83,7 +83,8 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// List connections with their state, or enable a disabled one again.
+    /// Connections: their state (with no action), their records; add, change, remove one, or
+    /// enable a disabled one again.
     Connections {
         #[command(flatten)]
         config: ConfigArg,
@@ -119,8 +120,10 @@ enum Command {
         #[command(subcommand)]
         action: Option<UsersAction>,
     },
-    /// Mirrored folders: run a sync job now, or show every job's state.
-    Sync {
+    /// Mirrored folders: sync jobs' records (add, change, remove), run one now, or show every
+    /// job's state.
+    #[command(alias = "sync")]
+    Syncs {
         #[command(flatten)]
         config: ConfigArg,
         #[command(subcommand)]
@@ -246,6 +249,48 @@ impl UserArgs {
     }
 }
 
+/// `spgate syncs run` and `status`, over the file's jobs and the store's.
+async fn run_or_status_of(config: &ConfigArg, action: SyncAction) -> anyhow::Result<bool> {
+    let config = config.load_with_store().await?;
+    let out = &mut std::io::stdout();
+    match action {
+        SyncAction::Run {
+            job,
+            dry_run,
+            force,
+            resync,
+        } => {
+            let options = spgate::sync::run::Options {
+                dry_run,
+                force,
+                resync,
+            };
+            let stop = shutdown_token();
+            Ok(spgate::sync::command::run_job(&config, &job, options, &stop, out).await?)
+        }
+        SyncAction::Status => {
+            spgate::sync::command::status(&config, out)?;
+            Ok(true)
+        }
+        _ => unreachable!("record actions are handled by manage"),
+    }
+}
+
+/// A change to record `name` of `section`: its `fields`, made anew (`create`) or replaced.
+fn change(
+    section: spgate::config::Section,
+    name: String,
+    fields: serde_json::Map<String, serde_json::Value>,
+    create: bool,
+) -> spgate::session::control::Change {
+    spgate::session::control::Change {
+        section,
+        name,
+        fields,
+        create,
+    }
+}
+
 /// A JSON object from `file` (`-`: stdin).
 fn read_json(file: &std::path::Path) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
     let text = if file.as_os_str() == "-" {
@@ -288,6 +333,34 @@ enum SyncAction {
     },
     /// Each job's last run, next run and open problems.
     Status,
+    /// Every job's record, with who manages it.
+    List {
+        /// The jobs as JSON, as the admin API shows them.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One job as JSON, as the admin API shows it.
+    Show { name: String },
+    /// Add a job from flags, or with --json FILE (- for stdin) as the configuration file's
+    /// `[[syncs]]` would declare it, in JSON.
+    Add {
+        name: String,
+        #[command(flatten)]
+        job: Box<SyncArgs>,
+    },
+    /// Replace a job with the record in --json FILE (- for stdin).
+    Set {
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        json: PathBuf,
+    },
+    /// Schedule a disabled job again.
+    Enable { name: String },
+    /// Stop scheduling a job (its state stays).
+    Disable { name: String },
+    /// Delete a job.
+    #[command(alias = "delete")]
+    Remove { name: String },
 }
 
 #[derive(clap::Args)]
@@ -319,8 +392,171 @@ impl ConfigArg {
 
 #[derive(Subcommand)]
 enum ConnectionsAction {
+    /// Every connection's record, with who manages it.
+    List {
+        /// The connections as JSON, as the admin API shows them.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One connection as JSON, as the admin API shows it (its secret never).
+    Show { name: String },
+    /// Add a connection from flags, or with --json FILE (- for stdin) as the configuration
+    /// file's `[[connections]]` would declare it, in JSON.
+    Add {
+        name: String,
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+    /// Replace a connection with the record in --json FILE (- for stdin); its client secret
+    /// stays unless the record gives `client_secret`. Saving re-enables it.
+    Set {
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        json: PathBuf,
+    },
     /// Enable a disabled connection again and clear its alert.
     Enable { name: String },
+    /// Delete a connection no user or sync job uses.
+    #[command(alias = "delete")]
+    Remove { name: String },
+}
+
+/// A connection's keys as flags; the names are the configuration file's.
+#[derive(clap::Args, serde::Serialize)]
+struct ConnectionArgs {
+    /// The Entra ID tenant (GUID or domain).
+    #[arg(long, conflicts_with = "json")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<String>,
+    /// The app registration's application (client) id.
+    #[arg(long, conflicts_with = "json")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    /// The SharePoint site's URL.
+    #[arg(long, conflicts_with = "json")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    site: Option<String>,
+    /// The document library (default Documents).
+    #[arg(long, conflicts_with = "json")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drive: Option<String>,
+    /// The identity platform's base URL (default Microsoft's).
+    #[arg(long, conflicts_with = "json")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authority: Option<String>,
+    /// Microsoft Graph's base URL (default Microsoft's).
+    #[arg(long, conflicts_with = "json")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    graph_url: Option<String>,
+    /// Sign in as the app with a client secret: asked on a terminal, else read from stdin.
+    #[arg(long, conflicts_with_all = ["certificate", "device_code"])]
+    #[serde(skip)]
+    client_secret: bool,
+    /// Sign in as the app with a certificate: its PEM file (with --key).
+    #[arg(long, value_name = "FILE", requires = "key", conflicts_with_all = ["json", "device_code"])]
+    #[serde(skip)]
+    certificate: Option<String>,
+    /// The certificate's private key (PEM file).
+    #[arg(long, value_name = "FILE", requires = "certificate")]
+    #[serde(skip)]
+    key: Option<String>,
+    /// Sign in as a user (`spgate connect NAME` afterwards).
+    #[arg(long, conflicts_with = "json")]
+    #[serde(skip)]
+    device_code: bool,
+    /// The whole connection as JSON (- for stdin).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    json: Option<PathBuf>,
+}
+
+impl ConnectionArgs {
+    /// The record these arguments describe.
+    fn record(self) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+        let mut record = match &self.json {
+            Some(file) => read_json(file)?,
+            None => as_record(&self)?,
+        };
+        if let (Some(cert), Some(key)) = (&self.certificate, &self.key) {
+            record.insert(
+                "certificate".into(),
+                serde_json::json!({ "cert": cert, "key": key }),
+            );
+        }
+        if self.device_code {
+            record.insert("auth".into(), "device_code".into());
+        }
+        if self.client_secret {
+            let secret = spgate::users::prompt_secret("Client secret: ")?;
+            record.insert("client_secret".into(), secret.into());
+        }
+        Ok(record)
+    }
+}
+
+/// A sync job's keys as flags; the names are the configuration file's.
+#[derive(clap::Args, serde::Serialize)]
+struct SyncArgs {
+    /// The folder on this host.
+    #[arg(long, conflicts_with = "json")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    local: Option<String>,
+    /// The SharePoint connection.
+    #[arg(long, conflicts_with = "json")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connection: Option<String>,
+    /// The folder in the connection's library (default /).
+    #[arg(long, conflicts_with = "json")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote: Option<String>,
+    /// push, pull or two-way.
+    #[arg(long, conflicts_with = "json")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    direction: Option<String>,
+    /// What happens to the source after a verified copy: keep (default) or delete.
+    #[arg(long, conflicts_with = "json")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after_copy: Option<String>,
+    /// How often it runs, e.g. 5m (default 15m).
+    #[arg(long, conflicts_with = "json")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval: Option<String>,
+    /// Two-way conflicts: keep-both (default), newer, prefer-local or prefer-remote.
+    #[arg(long, conflicts_with = "json")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conflict: Option<String>,
+    /// Names SharePoint refuses: encode (default) or refuse.
+    #[arg(long, conflicts_with = "json")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    names: Option<String>,
+    /// A glob of paths left out (repeat it).
+    #[arg(long, conflicts_with = "json")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    exclude: Vec<String>,
+    /// The whole job as JSON (- for stdin).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    json: Option<PathBuf>,
+}
+
+impl SyncArgs {
+    /// The record these arguments describe.
+    fn record(self) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+        match &self.json {
+            Some(file) => read_json(file),
+            None => as_record(&self),
+        }
+    }
+}
+
+/// The flags `args` serialises to, as a record.
+fn as_record(
+    args: &impl serde::Serialize,
+) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    match serde_json::to_value(args)? {
+        serde_json::Value::Object(record) => Ok(record),
+        _ => anyhow::bail!("flags serialise to a JSON object"),
+    }
 }
 
 #[tokio::main]
@@ -390,41 +626,72 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Connections { config, action } => {
             logging::init(cli.log_format, "warn");
-            let config = config.load_with_store().await?;
-            let mut out = std::io::stdout();
-            match action {
-                None => spgate::operate::connections(&config, &mut out)?,
-                Some(ConnectionsAction::Enable { name }) => {
-                    if !spgate::operate::enable(&config, &name, &mut out)? {
-                        return Ok(ExitCode::FAILURE);
-                    }
+            let out = &mut std::io::stdout();
+            use spgate::manage;
+            let kind = spgate::config::Section::Connections;
+            let done = match action {
+                None => {
+                    let config = config.load_with_store().await?;
+                    spgate::operate::connections(&config, out)?;
+                    true
                 }
+                Some(ConnectionsAction::Enable { name }) => {
+                    let config = config.load_with_store().await?;
+                    spgate::operate::enable(&config, &name, out)?
+                }
+                Some(ConnectionsAction::List { json }) => {
+                    manage::list(&config.load()?, kind, json, out).await?
+                }
+                Some(ConnectionsAction::Show { name }) => {
+                    manage::show(&config.load()?, kind, &name, out).await?
+                }
+                Some(ConnectionsAction::Add { name, connection }) => {
+                    let change = change(kind, name, connection.record()?, true);
+                    manage::save(&config.load()?, change, out).await?
+                }
+                Some(ConnectionsAction::Set { name, json }) => {
+                    let change = change(kind, name, read_json(&json)?, false);
+                    manage::save(&config.load()?, change, out).await?
+                }
+                Some(ConnectionsAction::Remove { name }) => {
+                    manage::delete(&config.load()?, kind, &name, out).await?
+                }
+            };
+            if !done {
+                return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Sync { config, action } => {
+        Command::Syncs { config, action } => {
             logging::init(cli.log_format, "warn");
-            let config = config.load_with_store().await?;
-            let mut out = std::io::stdout();
-            match action {
-                SyncAction::Run {
-                    job,
-                    dry_run,
-                    force,
-                    resync,
-                } => {
-                    let options = spgate::sync::run::Options {
-                        dry_run,
-                        force,
-                        resync,
-                    };
-                    let stop = shutdown_token();
-                    if !spgate::sync::command::run_job(&config, &job, options, &stop, &mut out)
-                        .await?
-                    {
-                        return Ok(ExitCode::FAILURE);
-                    }
+            use spgate::manage;
+            let kind = spgate::config::Section::Syncs;
+            let out = &mut std::io::stdout();
+            let done = match action {
+                SyncAction::List { json } => manage::list(&config.load()?, kind, json, out).await?,
+                SyncAction::Show { name } => {
+                    manage::show(&config.load()?, kind, &name, out).await?
                 }
-                SyncAction::Status => spgate::sync::command::status(&config, &mut out)?,
+                SyncAction::Add { name, job } => {
+                    let change = change(kind, name, job.record()?, true);
+                    manage::save(&config.load()?, change, out).await?
+                }
+                SyncAction::Set { name, json } => {
+                    let change = change(kind, name, read_json(&json)?, false);
+                    manage::save(&config.load()?, change, out).await?
+                }
+                SyncAction::Enable { name } => {
+                    manage::set_enabled(&config.load()?, kind, &name, true, out).await?
+                }
+                SyncAction::Disable { name } => {
+                    manage::set_enabled(&config.load()?, kind, &name, false, out).await?
+                }
+                SyncAction::Remove { name } => {
+                    manage::delete(&config.load()?, kind, &name, out).await?
+                }
+                run_or_status => run_or_status_of(&config, run_or_status).await?,
+            };
+            if !done {
+                return Ok(ExitCode::FAILURE);
             }
         }
         Command::Queue { config, action } => {
@@ -457,35 +724,29 @@ async fn main() -> anyhow::Result<ExitCode> {
             let config = config.load()?;
             let out = &mut std::io::stdout();
             use spgate::manage;
-            use spgate::session::control::Change;
-            let change = |name: String, fields, create| Change {
-                section: spgate::config::Section::Users,
-                name,
-                fields,
-                create,
-            };
+            let kind = spgate::config::Section::Users;
             let done = match action.unwrap_or(UsersAction::List { json: false }) {
-                UsersAction::List { json } => manage::list(&config, json, out).await?,
-                UsersAction::Show { name } => manage::show(&config, &name, out).await?,
+                UsersAction::List { json } => manage::list(&config, kind, json, out).await?,
+                UsersAction::Show { name } => manage::show(&config, kind, &name, out).await?,
                 UsersAction::Add { name, user } => {
-                    let record = user.record()?;
-                    manage::save(&config, change(name, record, true), out).await?
+                    let change = change(kind, name, user.record()?, true);
+                    manage::save(&config, change, out).await?
                 }
                 UsersAction::Set { name, json } => {
-                    let record = read_json(&json)?;
-                    manage::save(&config, change(name, record, false), out).await?
+                    let change = change(kind, name, read_json(&json)?, false);
+                    manage::save(&config, change, out).await?
                 }
                 UsersAction::Enable { name } => {
-                    manage::set_enabled(&config, &name, true, out).await?
+                    manage::set_enabled(&config, kind, &name, true, out).await?
                 }
                 UsersAction::Disable { name } => {
-                    manage::set_enabled(&config, &name, false, out).await?
+                    manage::set_enabled(&config, kind, &name, false, out).await?
                 }
                 UsersAction::Passwd { name } => {
                     let hash = spgate::users::prompt_and_hash()?;
                     manage::set_password(&config, &name, hash, out).await?
                 }
-                UsersAction::Delete { name } => manage::delete(&config, &name, out).await?,
+                UsersAction::Delete { name } => manage::delete(&config, kind, &name, out).await?,
             };
             if !done {
                 return Ok(ExitCode::FAILURE);

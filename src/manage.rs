@@ -1,7 +1,8 @@
-//! `spgate users ...`: the users in the state store, whether `spgate serve` runs or not. The
-//! command writes to the store itself; a running server follows the store's change counter and
-//! puts the change in force within a second (closing the sessions of a user disabled or
-//! deleted). Changes go through the same validation as the admin API's (and the file's).
+//! `spgate users|connections|syncs ...`: the records in the state store, whether `spgate serve`
+//! runs or not. The command writes to the store itself; a running server follows the store's
+//! change counter and puts the change in force within a second (closing the sessions of a user
+//! disabled or deleted, rebuilding a changed connection, rescheduling a changed job). Changes go
+//! through the same validation as the admin API's (and the file's).
 
 use std::io::Write;
 
@@ -72,76 +73,106 @@ pub async fn open(config: &Config) -> std::io::Result<Store> {
         .map_err(std::io::Error::other)
 }
 
-/// Lists the users (`json`: as the API shows them).
-pub async fn list(config: &Config, json: bool, out: &mut impl Write) -> anyhow::Result<bool> {
+/// Lists the records of `kind` (`json`: as the API shows them).
+pub async fn list(
+    config: &Config,
+    kind: Kind,
+    json: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<bool> {
     let store = open(config).await?;
-    let users = store.list(Kind::Users).await?;
+    let records = store.list(kind).await?;
     if json {
-        let views: Vec<Value> = users
+        let views: Vec<Value> = records
             .iter()
-            .map(|u| control::view(Kind::Users, u, None))
+            .map(|r| control::view(kind, r, None))
             .collect();
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&json!({ "users": views }))?
-        )?;
+        let mut listed = Map::new();
+        listed.insert(kind.key().into(), views.into());
+        writeln!(out, "{}", serde_json::to_string_pretty(&listed)?)?;
         return Ok(true);
     }
-    if users.is_empty() {
-        writeln!(out, "no users")?;
+    if records.is_empty() {
+        writeln!(out, "no {}", kind.key().replace('_', " "))?;
     }
-    for user in &users {
-        let record = &user.record;
-        let enabled = record.get("enabled").and_then(Value::as_bool) != Some(false);
-        let mounts = record
-            .get("mounts")
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len);
-        let by = match &user.managed_by {
+    for record in &records {
+        let fields = &record.record;
+        let text = |key: &str| fields.get(key).and_then(Value::as_str).unwrap_or("");
+        let summary = match kind {
+            Kind::Users => {
+                let enabled = fields.get("enabled").and_then(Value::as_bool) != Some(false);
+                let mounts = fields
+                    .get("mounts")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
+                let state = if enabled { "enabled" } else { "disabled" };
+                format!("{state:<9} {mounts} mount(s)")
+            }
+            Kind::Connections => {
+                let auth = match text("auth") {
+                    "" if fields.get("certificate").is_some() => "certificate",
+                    "" => "client_secret",
+                    auth => auth,
+                };
+                format!("{auth:<13} {} ({})", text("site"), text("drive"))
+            }
+            Kind::Syncs => {
+                let enabled = fields.get("enabled").and_then(Value::as_bool) != Some(false);
+                let state = if enabled { "" } else { " (disabled)" };
+                format!(
+                    "{:<8} {} <-> {}:{}{state}",
+                    text("direction"),
+                    text("local"),
+                    text("connection"),
+                    text("remote"),
+                )
+            }
+        };
+        let by = match &record.managed_by {
             Some(file) => format!("managed by {file}"),
             None => "managed through the API/CLI".to_string(),
         };
-        writeln!(
-            out,
-            "{:<20} {:<9} {mounts} mount(s)  {by}",
-            user.name,
-            if enabled { "enabled" } else { "disabled" },
-        )?;
+        writeln!(out, "{:<20} {summary}  {by}", record.name)?;
     }
     Ok(true)
 }
 
-/// Shows one user as the API does.
-pub async fn show(config: &Config, name: &str, out: &mut impl Write) -> anyhow::Result<bool> {
+/// Shows one record as the API does.
+pub async fn show(
+    config: &Config,
+    kind: Kind,
+    name: &str,
+    out: &mut impl Write,
+) -> anyhow::Result<bool> {
     let store = open(config).await?;
-    match store.get(Kind::Users, name).await? {
-        Some(user) => {
-            let view = control::view(Kind::Users, &user, None);
+    match store.get(kind, name).await? {
+        Some(record) => {
+            let view = control::view(kind, &record, None);
             writeln!(out, "{}", serde_json::to_string_pretty(&view)?)?;
             Ok(true)
         }
         None => {
-            writeln!(out, "no user named {name}")?;
+            writeln!(out, "no {} named {name}", kind.one())?;
             Ok(false)
         }
     }
 }
 
-/// Saves a user (see [`control::save_user`]); prints what was done or why not.
+/// Saves a record (see [`control::save`]); prints what was done or why not.
 pub async fn save(config: &Config, change: Change, out: &mut impl Write) -> anyhow::Result<bool> {
     let store = open(config).await?;
-    let name = change.name.clone();
+    let what = format!("{} {}", change.section.one(), change.name);
     let done = control::save(&store, config, change).await;
     report(
         out,
-        done.map(|u| format!("user {name} saved (revision {})", u.revision)),
+        done.map(|r| format!("{what} saved (revision {})", r.revision)),
     )
 }
 
-/// Enables or disables a user, keeping the rest of its record.
+/// Enables or disables a user or a sync job, keeping the rest of its record.
 pub async fn set_enabled(
     config: &Config,
+    kind: Kind,
     name: &str,
     enabled: bool,
     out: &mut impl Write,
@@ -149,9 +180,10 @@ pub async fn set_enabled(
     let state = if enabled { "enabled" } else { "disabled" };
     update(
         config,
+        kind,
         name,
         out,
-        &format!("user {name} {state}"),
+        &format!("{} {name} {state}", kind.one()),
         |fields| {
             fields.insert("enabled".into(), enabled.into());
         },
@@ -168,6 +200,7 @@ pub async fn set_password(
 ) -> anyhow::Result<bool> {
     update(
         config,
+        Kind::Users,
         name,
         out,
         &format!("user {name}: password changed"),
@@ -178,25 +211,29 @@ pub async fn set_password(
     .await
 }
 
-/// Saves user `name` with `change` made to its stored record; prints `done` or why not.
+/// Saves record `name` with `change` made to its stored fields; prints `done` or why not.
 async fn update(
     config: &Config,
+    kind: Kind,
     name: &str,
     out: &mut impl Write,
     done: &str,
     change: impl FnOnce(&mut Map<String, Value>),
 ) -> anyhow::Result<bool> {
     let store = open(config).await?;
-    let Some(user) = store.get(Kind::Users, name).await? else {
-        return report(out, Err(Refusal::NotFound(format!("user named {name}"))));
+    let Some(record) = store.get(kind, name).await? else {
+        return report(
+            out,
+            Err(Refusal::NotFound(format!("{} named {name}", kind.one()))),
+        );
     };
-    let mut fields = match user.record {
+    let mut fields = match record.record {
         Value::Object(fields) => fields,
         _ => Map::new(),
     };
     change(&mut fields);
     let change = Change {
-        section: Kind::Users,
+        section: kind,
         name: name.to_string(),
         fields,
         create: false,
@@ -205,11 +242,16 @@ async fn update(
     report(out, saved.map(|_| done.to_string()))
 }
 
-/// Deletes a user.
-pub async fn delete(config: &Config, name: &str, out: &mut impl Write) -> anyhow::Result<bool> {
+/// Deletes a record.
+pub async fn delete(
+    config: &Config,
+    kind: Kind,
+    name: &str,
+    out: &mut impl Write,
+) -> anyhow::Result<bool> {
     let store = open(config).await?;
-    let done = control::delete(&store, Kind::Users, name).await;
-    report(out, done.map(|()| format!("user {name} deleted")))
+    let done = control::delete(&store, kind, name).await;
+    report(out, done.map(|()| format!("{} {name} deleted", kind.one())))
 }
 
 fn report(out: &mut impl Write, done: Result<String, Refusal>) -> anyhow::Result<bool> {

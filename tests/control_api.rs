@@ -301,9 +301,15 @@ fn spgate_cli(gw: &Gateway, args: &[&str]) -> (bool, String) {
 /// Runs `spgate users ARGS --config <gw's file>` with `stdin`: whether it succeeded, and what
 /// it printed.
 fn users_cli(gw: &Gateway, args: &[&str], stdin: &str) -> (bool, String) {
+    records_cli(gw, "users", args, stdin)
+}
+
+/// Runs `spgate COMMAND ARGS --config <gw's file>` with `stdin`: whether it succeeded, and
+/// what it printed.
+fn records_cli(gw: &Gateway, command: &str, args: &[&str], stdin: &str) -> (bool, String) {
     use std::io::Write;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spgate"))
-        .arg("users")
+        .arg(command)
         .args(args)
         .arg("--config")
         .arg(gw.dir.path().join("spgate.toml"))
@@ -671,4 +677,130 @@ async fn sync_jobs_made_through_the_api_run_and_keep_their_history() {
     assert_eq!(api(&gw, "DELETE", "/api/v1/syncs/out", None).await.0, 204);
     assert_eq!(api(&gw, "GET", "/api/v1/syncs/out", None).await.0, 404);
     assert_eq!(api(&gw, "POST", "/api/v1/syncs/out/run", None).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_manages_connections_and_sync_jobs_while_the_server_runs() {
+    let alice = User::new("alice")
+        .password("alice-pw")
+        .sharepoint("/", "/", ALL);
+    let gw = Gateway::start_with_admin(&[alice]).await;
+    let sim = gw.ctx.sim.base.clone();
+    let site = "https://contoso.sharepoint.com/sites/partners";
+    let connections = |args: &[&str], stdin: &str| records_cli(&gw, "connections", args, stdin);
+    let syncs = |args: &[&str]| records_cli(&gw, "syncs", args, "");
+
+    // A connection from flags, its secret read from stdin: sealed, never shown, in force soon.
+    let add = [
+        "add",
+        "sp3",
+        "--tenant",
+        "contoso",
+        "--client-id",
+        "spgate-demo",
+        "--site",
+        site,
+        "--authority",
+        &sim,
+        "--graph-url",
+        &sim,
+        "--client-secret",
+    ];
+    let (ok, out) = connections(&add, "demo-secret\n");
+    assert!(ok, "{out}");
+    let (ok, out) = connections(&["show", "sp3"], "");
+    assert!(ok, "{out}");
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["has_client_secret"], true, "{out}");
+    assert!(!out.contains("demo-secret"), "{out}");
+    let (ok, out) = connections(&["list"], "");
+    assert!(
+        ok && out.contains("sp3") && out.contains("managed through the API/CLI"),
+        "{out}"
+    );
+    let seen = within(10.0, || async {
+        connection_state(&gw, "sp3").await == "enabled"
+    })
+    .await;
+    assert!(
+        seen.is_some(),
+        "the server never saw sp3:\n{}",
+        gw.log_tail()
+    );
+    // Again: an existing name; a site that is no URL, with the key at fault.
+    let (ok, out) = connections(&add, "demo-secret\n");
+    assert!(!ok && out.contains("exists"), "{out}");
+    let mut bad = add;
+    bad[1] = "sp4";
+    bad[7] = "not a url";
+    let (ok, out) = connections(&bad, "demo-secret\n");
+    assert!(!ok && out.contains("site"), "{out}");
+
+    // A push job over it, from flags, run by the CLI: its file lands in the simulator.
+    let outbox = gw.dir.path().join("cli-outbox");
+    std::fs::create_dir(&outbox).unwrap();
+    std::fs::write(outbox.join("order.csv"), b"order,1\n").unwrap();
+    let local = outbox.to_str().unwrap();
+    let (ok, out) = syncs(&[
+        "add",
+        "cli-out",
+        "--connection",
+        "sp3",
+        "--local",
+        local,
+        "--remote",
+        "/CliOut",
+        "--direction",
+        "push",
+        "--interval",
+        "1h",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = syncs(&["list", "--json"]);
+    assert!(ok, "{out}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed["syncs"][0]["name"], "cli-out", "{out}");
+    assert_eq!(listed["syncs"][0]["direction"], "push", "{out}");
+    let (ok, out) = syncs(&["run", "cli-out"]);
+    assert!(ok, "{out}");
+    gw.assert_stored("/CliOut/order.csv", b"order,1\n").await;
+    // The server puts the job in force; a bad direction is refused naming the key.
+    let in_force = within(10.0, || async {
+        let (_, body) = api(&gw, "GET", "/api/v1/syncs/cli-out", None).await;
+        body["in_force"] == true
+    })
+    .await;
+    assert!(in_force.is_some(), "{}", gw.log_tail());
+    let (ok, out) = syncs(&[
+        "add",
+        "sideways",
+        "--connection",
+        "sp3",
+        "--local",
+        local,
+        "--remote",
+        "/Sideways",
+        "--direction",
+        "sideways",
+    ]);
+    assert!(!ok && out.contains("direction"), "{out}");
+
+    // In use by the job, the connection stays; disabled, the job refuses to run; then both go.
+    let (ok, out) = connections(&["remove", "sp3"], "");
+    assert!(!ok && out.contains("cli-out"), "{out}");
+    let (ok, out) = syncs(&["disable", "cli-out"]);
+    assert!(ok, "{out}");
+    let (ok, out) = syncs(&["run", "cli-out"]);
+    assert!(!ok, "a disabled job ran: {out}");
+    let (ok, out) = syncs(&["remove", "cli-out"]);
+    assert!(ok, "{out}");
+    let (ok, out) = connections(&["remove", "sp3"], "");
+    assert!(ok, "{out}");
+    let (ok, out) = connections(&["show", "sp3"], "");
+    assert!(!ok && out.contains("no connection named sp3"), "{out}");
+    let gone = within(10.0, || async {
+        connection_state(&gw, "sp3").await.starts_with("absent")
+    })
+    .await;
+    assert!(gone.is_some(), "{}", gw.log_tail());
 }

@@ -298,10 +298,7 @@ pub async fn run_sync(Extract(state): Extract<Arc<State>>, Path(name): Path<Stri
         )
             .into_response()
     } else {
-        error(
-            StatusCode::CONFLICT,
-            format!("sync job {name} is disabled; enable it in the configuration"),
-        )
+        error(StatusCode::CONFLICT, crate::sync::command::disabled(&name))
     }
 }
 

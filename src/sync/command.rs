@@ -88,6 +88,14 @@ fn verb(action: &Action) -> &'static str {
     }
 }
 
+/// Why a disabled job does not run on request.
+pub fn disabled(name: &str) -> String {
+    format!(
+        "sync job {name} is disabled: enable it first (`spgate syncs enable {name}`, the API, or \
+         `enabled = true` in the configuration file that declares it)"
+    )
+}
+
 /// `spgate sync run JOB`: runs the job once in the foreground; true when it succeeded.
 pub async fn run_job(
     config: &Config,
@@ -105,6 +113,10 @@ pub async fn run_job(
         )?;
         return Ok(false);
     };
+    if !job.enabled {
+        writeln!(out, "{}", disabled(name))?;
+        return Ok(false);
+    }
     let Some(connection_config) = config.connection(&job.connection) else {
         writeln!(out, "job '{name}' names an unknown connection")?;
         return Ok(false);

@@ -45,6 +45,20 @@ pub fn prompt_and_hash() -> io::Result<String> {
     Ok(hash_password(&password))
 }
 
+/// Reads a secret (a client secret): asked once without echo on a terminal, else the first
+/// line of standard input. An empty one is refused.
+pub fn prompt_secret(prompt: &str) -> io::Result<String> {
+    let secret = if io::stdin().is_terminal() {
+        rpassword::prompt_password(prompt)?
+    } else {
+        read_line(io::stdin().lock())?
+    };
+    if secret.is_empty() {
+        return Err(invalid("the secret is empty"));
+    }
+    Ok(secret)
+}
+
 /// Whether `password` matches `hash`; with no hash, checks the dummy hash (same cost) and
 /// returns false. CPU-heavy: call it off the async runtime.
 pub(super) fn verify(hash: Option<&PasswordHashString>, password: &str) -> bool {
