@@ -40,6 +40,29 @@ enum Command {
     Passwd,
     /// Print a new random master key for `[state] secret_key` (base64 of 32 bytes).
     Keygen,
+    /// Seal every secret in the state store again with a new master key (spgate stopped): a
+    /// new one in `<state dir>/secret.key` when `[state] secret_key` is not set, else --to.
+    Rekey {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The new key: `env:VAR`, `file:PATH` or the key itself (`spgate keygen` prints one).
+        #[arg(long, value_name = "KEY")]
+        to: Option<String>,
+    },
+    /// Copy the SQLite state store to FILE, consistently, while spgate runs or not (a
+    /// PostgreSQL store: pg_dump).
+    Backup {
+        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Replace the SQLite state store with the backup FILE (spgate stopped); the store it
+    /// replaces is kept beside it.
+    Restore {
+        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Run the offline Microsoft Graph (SharePoint) simulator.
     Sim {
         /// Address to listen on (port 0 picks a free port; the bound address is printed).
@@ -580,6 +603,23 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Keygen => {
             println!("{}", spgate::state::seal::Sealer::generate().expose());
+        }
+        Command::Rekey { config, to } => {
+            logging::init(cli.log_format, "warn");
+            let to = to
+                .map(|raw| spgate::config::Secret::from_reference("--to", &raw))
+                .transpose()?;
+            if !spgate::manage::rekey(&config.load()?, to, &mut std::io::stdout()).await? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Backup { file, config } => {
+            logging::init(cli.log_format, "warn");
+            spgate::manage::backup(&config.load()?, &file, &mut std::io::stdout()).await?;
+        }
+        Command::Restore { file, config } => {
+            logging::init(cli.log_format, "warn");
+            spgate::manage::restore(&config.load()?, &file, &mut std::io::stdout()).await?;
         }
         Command::Sim {
             listen,

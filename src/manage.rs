@@ -5,13 +5,16 @@
 //! through the same validation as the admin API's (and the file's).
 
 use std::io::Write;
+use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use crate::session::control::{self, Change, Refusal};
 use crate::state::Store;
+use crate::state::backup::Users;
 use crate::state::records::Kind;
+use crate::state::seal::Sealer;
 
 /// What `spgate users add` builds a user from, when no JSON record is given.
 #[derive(Debug, Default)]
@@ -252,6 +255,84 @@ pub async fn delete(
     let store = open(config).await?;
     let done = control::delete(&store, kind, name).await;
     report(out, done.map(|()| format!("{} {name} deleted", kind.one())))
+}
+
+/// `spgate backup FILE`: a consistent copy of an SQLite store, taken while spgate runs or not.
+pub async fn backup(config: &Config, to: &Path, out: &mut impl Write) -> anyhow::Result<bool> {
+    let store = open(config).await?;
+    store.backup(to).await?;
+    writeln!(
+        out,
+        "state store backed up to {} (schema version {}); its secrets are sealed with key {}, \
+         which is not in the backup: keep the key with it",
+        to.display(),
+        store.version().await?,
+        store.key_id(),
+    )?;
+    Ok(true)
+}
+
+/// `spgate restore FILE`: the SQLite store replaced by a backup, spgate stopped.
+pub async fn restore(config: &Config, from: &Path, out: &mut impl Write) -> anyhow::Result<bool> {
+    let restored = crate::state::backup::restore(&config.state, from).await?;
+    writeln!(
+        out,
+        "state store restored from {} (schema version {}, now {}); the store it replaced is \
+         kept as {}",
+        from.display(),
+        restored.version,
+        crate::state::schema::VERSION,
+        restored.kept.display(),
+    )?;
+    Ok(true)
+}
+
+/// `spgate rekey [--to KEY]`: every secret sealed again with a new master key, spgate stopped.
+/// A store keeping its own key gets a new one (or `to`) in `<state dir>/secret.key`; with
+/// `[state] secret_key` set, `to` is required and the operator puts it in the file afterwards.
+pub async fn rekey(
+    config: &Config,
+    to: Option<Secret>,
+    out: &mut impl Write,
+) -> anyhow::Result<bool> {
+    let _alone = Users::alone(&config.state.dir)?;
+    let own = config.state.secret_key.is_none();
+    let new = match (to, own) {
+        (Some(key), _) => key,
+        (None, true) => Sealer::generate(),
+        (None, false) => {
+            writeln!(
+                out,
+                "refused: [state] secret_key is set, so give the new key with --to (env:VAR, \
+                 file:PATH or the key; `spgate keygen` prints one)"
+            )?;
+            return Ok(false);
+        }
+    };
+    let id = Sealer::new(&new)?.id().to_string();
+    let store = open(config).await?;
+    let old = store.key_id().to_string();
+    let count = match own {
+        true => store.rekey_own(&config.state.dir, &new).await?,
+        false => store.rekey(&new).await?,
+    };
+    store.close().await;
+    writeln!(
+        out,
+        "{count} secret(s) sealed again: key {old} replaced by key {id}"
+    )?;
+    match own {
+        true => writeln!(
+            out,
+            "{} holds the new key",
+            crate::state::key_file(&config.state.dir).display()
+        )?,
+        false => writeln!(
+            out,
+            "now set [state] secret_key to the new key on every instance, then start spgate"
+        )?,
+    }
+    Ok(true)
 }
 
 fn report(out: &mut impl Write, done: Result<String, Refusal>) -> anyhow::Result<bool> {

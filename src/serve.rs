@@ -31,6 +31,9 @@ pub async fn run_reporting(
     shutdown: CancellationToken,
     bound: impl Fn(&str, SocketAddr),
 ) -> std::io::Result<()> {
+    // Held while serving: restore and rekey refuse while a server uses the store.
+    let _serving =
+        crate::state::backup::Users::shared(&config.state.dir).map_err(std::io::Error::other)?;
     let store = crate::state::Store::of(&config.state)
         .await
         .map_err(std::io::Error::other)?;

@@ -804,3 +804,71 @@ async fn the_cli_manages_connections_and_sync_jobs_while_the_server_runs() {
     .await;
     assert!(gone.is_some(), "{}", gw.log_tail());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_restores_the_store_and_rekey_seals_it_again() {
+    let alice = User::new("alice")
+        .password("alice-pw")
+        .sharepoint("/", "/", ALL);
+    let mut gw = Gateway::start_with_admin(&[alice]).await;
+    let add_bob = ["add", "bob", "--connection", "sp", "--password"];
+    let (ok, out) = users_cli(&gw, &add_bob, "bob-pw-1\n");
+    assert!(ok, "{out}");
+    let backup = gw.dir.path().join("backup.db");
+    let backup_arg = backup.to_str().unwrap();
+
+    // Taken while the server runs: private, bob in it, no secret in clear; never overwritten.
+    let (ok, out) = spgate_cli(&gw, &["backup", backup_arg]);
+    assert!(ok && out.contains("sealed with key"), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let raw = String::from_utf8_lossy(&std::fs::read(&backup).unwrap()).into_owned();
+    assert!(
+        raw.contains("bob") && raw.contains("spgate-demo"),
+        "bob is in the backup"
+    );
+    assert!(
+        !raw.contains("demo-secret"),
+        "the client secret is in clear in the backup"
+    );
+    let (ok, out) = spgate_cli(&gw, &["backup", backup_arg]);
+    assert!(!ok && out.contains("exists"), "{out}");
+
+    // Restore and rekey refuse while a server runs on the store.
+    for command in [vec!["restore", backup_arg], vec!["rekey"]] {
+        let (ok, out) = spgate_cli(&gw, &command);
+        assert!(!ok && out.contains("running"), "{command:?}: {out}");
+    }
+
+    // After the backup bob goes; with the server stopped the backup brings him back.
+    let (ok, out) = users_cli(&gw, &["remove", "bob"], "");
+    assert!(ok, "{out}");
+    gw.crash();
+    let junk = gw.dir.path().join("junk.db");
+    std::fs::write(&junk, b"not a database at all").unwrap();
+    let (ok, out) = spgate_cli(&gw, &["restore", junk.to_str().unwrap()]);
+    assert!(!ok, "a file that is no store was restored: {out}");
+    let (ok, out) = users_cli(&gw, &["show", "bob"], "");
+    assert!(!ok, "the refused restore changed the store: {out}");
+    let (ok, out) = spgate_cli(&gw, &["restore", backup_arg]);
+    assert!(ok && out.contains("kept as"), "{out}");
+    let (ok, out) = users_cli(&gw, &["show", "bob"], "");
+    assert!(ok, "{out}");
+
+    // A new key: every secret sealed again (the host keys, the connection's secret), the old
+    // key gone; the server starts with the new one and bob logs in through the connection.
+    let key_file = gw.dir.path().join("state/secret.key");
+    let before = std::fs::read_to_string(&key_file).unwrap();
+    let (ok, out) = spgate_cli(&gw, &["rekey"]);
+    assert!(ok && out.contains("sealed again"), "{out}");
+    let after = std::fs::read_to_string(&key_file).unwrap();
+    assert_ne!(before, after, "the key file holds the new key");
+    assert!(!gw.dir.path().join("state/secret.key.new").exists());
+    gw.start_again();
+    assert!(
+        can_list(&gw, "sftp", "bob", "bob-pw-1").await,
+        "{}",
+        gw.log_tail()
+    );
+}

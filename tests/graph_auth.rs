@@ -6,7 +6,6 @@ mod common;
 mod graph_support;
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -142,13 +141,24 @@ fn device_seed() -> String {
     format!("device_code_interval_secs = 1\n{}", seed("", ""))
 }
 
-fn saved_refresh_token(path: &Path) -> String {
-    let saved: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(path).expect("saved grant")).unwrap();
-    saved["refresh_token"]
-        .as_str()
-        .expect("refresh_token")
+/// The refresh token saved in the state store.
+async fn saved_refresh_token(world: &World) -> String {
+    let store = world.paths().store().await.expect("open the state store");
+    let grant = store.grant(NAME).await.expect("read the grant");
+    grant
+        .expect("a saved sign-in")
+        .refresh_token
+        .expose()
         .to_string()
+}
+
+/// The SQLite store's bytes, its write-ahead log included.
+fn raw_store(world: &World) -> String {
+    let mut raw = Vec::new();
+    for file in ["spgate.db", "spgate.db-wal"] {
+        raw.extend(std::fs::read(world.state.path().join(file)).unwrap_or_default());
+    }
+    String::from_utf8_lossy(&raw).into_owned()
 }
 
 #[tokio::test]
@@ -161,24 +171,38 @@ async fn device_code_sign_in_then_the_connection_lists_the_root() {
 }
 
 #[tokio::test]
-async fn a_rotated_refresh_token_survives_a_restart() {
+async fn a_rotated_refresh_token_survives_a_restart_sealed_in_the_store() {
     let mut world = World::with_seed(&device_seed()).await;
     let toml = world.toml_for("contoso", "auth = \"device_code\"", "");
     device_sign_in(&world, &world.write_config("spgate.toml", &toml)).await;
-    let grant = world.paths().grant(NAME);
-    let first = saved_refresh_token(&grant);
+    let first = saved_refresh_token(&world).await;
 
     // A: one token; the refresh token rotates and the new one is saved.
     let a = world.open(&parse(&toml));
     let access = a.tokens.get().await.expect("token from the saved sign-in");
     drop(a);
-    let second = saved_refresh_token(&grant);
+    let second = saved_refresh_token(&world).await;
     assert_ne!(first, second, "the refresh token rotated");
-    let text = std::fs::read_to_string(&grant).unwrap();
-    assert!(!text.contains(access.secret()), "no access token on disk");
-    assert!(!text.contains("access_token"), "{text}");
-    let mode = std::fs::metadata(&grant).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "grant file mode");
+    // Neither refresh token nor the access token is readable in the database.
+    let raw = raw_store(&world);
+    assert!(
+        raw.contains("spgate-demo"),
+        "the raw read sees the grant's app"
+    );
+    for (what, secret) in [("first", &first), ("second", &second)] {
+        assert!(
+            !raw.contains(secret.as_str()),
+            "the {what} refresh token is in the clear"
+        );
+    }
+    assert!(
+        !raw.contains(access.secret()),
+        "an access token is in the database"
+    );
+    assert!(
+        !world.state.path().join("tokens").exists(),
+        "no token files"
+    );
 
     // The spent refresh token is refused by the simulator itself.
     let resp = world
@@ -199,8 +223,90 @@ async fn a_rotated_refresh_token_survives_a_restart() {
     world.expire_tokens().await;
     let b = world.open(&parse(&toml));
     lists_root(&world, &b, "restart-marker.txt").await;
-    assert_ne!(saved_refresh_token(&grant), second, "rotated again");
+    assert_ne!(saved_refresh_token(&world).await, second, "rotated again");
     assert!(!b.health.is_disabled());
+}
+
+#[tokio::test]
+async fn a_sign_in_saved_by_an_earlier_version_is_imported_once() {
+    let world = World::with_seed(&device_seed()).await;
+    let toml = world.toml_for("contoso", "auth = \"device_code\"", "");
+    device_sign_in(&world, &world.write_config("spgate.toml", &toml)).await;
+    // As an earlier spgate left it: the grant in tokens/NAME.json, none in the store.
+    let token = saved_refresh_token(&world).await;
+    let store = world.paths().store().await.unwrap();
+    store.delete_grant(NAME).await.unwrap();
+    let tokens = world.state.path().join("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    let old = tokens.join(format!("{NAME}.json"));
+    let saved = json!({
+        "refresh_token": token, "client_id": APP, "tenant": "contoso", "user": null,
+        "updated": "2026-06-01T10:00:00Z",
+    });
+    std::fs::write(&old, saved.to_string()).unwrap();
+
+    let connection = world.open(&parse(&toml));
+    lists_root(&world, &connection, "imported-marker.txt").await;
+    let imported = tokens.join(format!("{NAME}.json.imported"));
+    assert!(
+        !old.exists() && imported.exists(),
+        "the old file is left as .imported"
+    );
+    let rotated = saved_refresh_token(&world).await;
+    assert_ne!(
+        rotated, token,
+        "the imported token was used and rotated in the store"
+    );
+    // Imported once: a later start reads the store, not the file left behind.
+    world.ctx.sim.control("/tokens/expire", json!({})).await;
+    let again = world.open(&parse(&toml));
+    assert!(again.tokens.get().await.is_ok());
+    assert_ne!(saved_refresh_token(&world).await, rotated);
+}
+
+/// Two instances on one PostgreSQL store refresh at once: the second waits on the first's lock
+/// and uses the token it saved, instead of spending the same refresh token (which the
+/// simulator, like Entra ID, refuses the second time: the connection would be disabled).
+#[tokio::test]
+async fn instances_sharing_a_postgresql_store_never_spend_the_same_refresh_token() {
+    use spgate::config::{Database, State};
+    use spgate::connections::store::Paths;
+    let mut world = World::with_seed(&device_seed()).await;
+    let toml = world.toml_for("contoso", "auth = \"device_code\"", "");
+    device_sign_in(&world, &world.write_config("spgate.toml", &toml)).await;
+    let signed_in = world
+        .paths()
+        .store()
+        .await
+        .unwrap()
+        .grant(NAME)
+        .await
+        .unwrap();
+    let state = State {
+        dir: world.state.path().join("shared"),
+        database: Database::Postgres {
+            url: common::postgres::server().url(&common::postgres::database()),
+            password: None,
+        },
+        secret_key: Some(spgate::state::seal::Sealer::generate()),
+    };
+    let first = Paths::in_state(&state);
+    first.save_grant(NAME, &signed_in.unwrap()).await.unwrap();
+
+    let config = parse(&toml);
+    let (a, b) = (
+        Connection::open(&config.connections[0], &first).unwrap(),
+        Connection::open(&config.connections[0], &Paths::in_state(&state)).unwrap(),
+    );
+    let requests = world.count("token").await;
+    let (got_a, got_b) = tokio::join!(a.tokens.get(), b.tokens.get());
+    assert!(got_a.is_ok() && got_b.is_ok(), "{got_a:?} {got_b:?}");
+    assert!(!a.health.is_disabled() && !b.health.is_disabled());
+    assert_eq!(world.count("token").await, requests + 2, "one refresh each");
+    // The token saved last is the live one: a third instance refreshes with it.
+    world.expire_tokens().await;
+    let c = Connection::open(&config.connections[0], &Paths::in_state(&state)).unwrap();
+    lists_root(&world, &c, "shared-marker.txt").await;
 }
 
 #[tokio::test]

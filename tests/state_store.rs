@@ -7,6 +7,7 @@ mod common;
 
 use serde_json::json;
 use spgate::config::{Database, Secret};
+use spgate::state::grants::Grant;
 use spgate::state::records::{By, Kind, SecretWrite};
 use spgate::state::seal::Sealer;
 use spgate::state::{Error, Store, host_keys::HostKey, key_file};
@@ -105,6 +106,8 @@ on_both!(
     a_newer_schema_is_refused,
     a_store_opens_only_with_the_key_that_sealed_it,
     provisioning_follows_the_file,
+    sign_ins_are_sealed_replaced_and_deleted,
+    rekey_seals_every_secret_again,
 );
 
 /// What a file declares is put, unchanged records are left alone, what it no longer declares
@@ -307,20 +310,26 @@ async fn a_record_the_file_manages_is_read_only_through_the_api(place: Place) {
     ));
 }
 
-async fn a_connection_secret_is_sealed_and_kept(place: Place) {
-    let store = place.open(Some(&key())).await.unwrap();
-    let secret = Secret::new("client-secret-Xq7-visible-only-sealed");
+/// Puts connection `acme` with `secret` through the API: its record.
+async fn put_acme(store: &Store, secret: &Secret) -> serde_json::Value {
     let record = json!({"name": "acme", "tenant": "contoso"});
     store
         .put(
             Kind::Connections,
             "acme",
             &record,
-            SecretWrite::Set(&secret),
+            SecretWrite::Set(secret),
             By::Api,
         )
         .await
         .unwrap();
+    record
+}
+
+async fn a_connection_secret_is_sealed_and_kept(place: Place) {
+    let store = place.open(Some(&key())).await.unwrap();
+    let secret = Secret::new("client-secret-Xq7-visible-only-sealed");
+    let record = put_acme(&store, &secret).await;
     let got = store.get(Kind::Connections, "acme").await.unwrap().unwrap();
     assert_eq!(got.secret.unwrap().expose(), secret.expose());
     // Saving without a secret keeps the one stored.
@@ -469,4 +478,91 @@ async fn instances_starting_together_migrate_once() {
     let name = place.pg_name.as_deref().unwrap();
     let rows = postgres::server().psql(name, "SELECT count(*) FROM spgate_schema");
     assert_eq!(rows.trim(), spgate::state::schema::VERSION.to_string());
+}
+
+fn grant(token: &str) -> Grant {
+    Grant {
+        refresh_token: Secret::new(token),
+        client_id: "spgate-demo".into(),
+        tenant: "contoso".into(),
+        account: Some("ops@contoso.example".into()),
+        updated_at: 1_790_000_000,
+    }
+}
+
+async fn sign_ins_are_sealed_replaced_and_deleted(place: Place) {
+    let key = key();
+    let store = place.open(Some(&key)).await.unwrap();
+    assert!(store.grant("acme").await.unwrap().is_none());
+    store
+        .put_grant("acme", &grant("rt-FIRST-9f2"))
+        .await
+        .unwrap();
+    store
+        .put_grant("acme", &grant("rt-SECOND-4c1"))
+        .await
+        .unwrap();
+    let got = store.grant("acme").await.unwrap().unwrap();
+    assert_eq!(got.refresh_token.expose(), "rt-SECOND-4c1");
+    assert_eq!(got.account.as_deref(), Some("ops@contoso.example"));
+    assert!(
+        !format!("{got:?}").contains("SECOND"),
+        "Debug shows the token"
+    );
+    store.close().await;
+    let raw = place.raw();
+    assert!(
+        raw.contains("ops@contoso.example"),
+        "the raw read sees the grant"
+    );
+    assert!(!raw.contains("rt-SECOND") && !raw.contains("rt-FIRST"));
+    let store = place.open(Some(&key)).await.unwrap();
+    store.delete_grant("acme").await.unwrap();
+    assert!(store.grant("acme").await.unwrap().is_none());
+}
+
+async fn rekey_seals_every_secret_again(place: Place) {
+    let old = key();
+    let store = place.open(Some(&old)).await.unwrap();
+    let secret = Secret::new("client-secret-REKEY-1");
+    put_acme(&store, &secret).await;
+    let host = HostKey {
+        algorithm: "ssh-ed25519".into(),
+        public_key: "ssh-ed25519 AAAArekey".into(),
+        private_key: Secret::new("HOST-PRIVATE-REKEY"),
+    };
+    store.add_host_key(&host).await.unwrap();
+    store.put_grant("acme", &grant("rt-REKEY-7")).await.unwrap();
+    let new = key();
+    assert_eq!(store.rekey(&new).await.unwrap(), 3);
+    store.close().await;
+
+    let refused = place.open(Some(&old)).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("not with the key given"),
+        "{refused}"
+    );
+    let store = place.open(Some(&new)).await.unwrap();
+    let got = store.get(Kind::Connections, "acme").await.unwrap().unwrap();
+    assert_eq!(got.secret.unwrap().expose(), secret.expose());
+    assert_eq!(
+        store.host_keys().await.unwrap()[0].private_key.expose(),
+        "HOST-PRIVATE-REKEY"
+    );
+    let grant = store.grant("acme").await.unwrap().unwrap();
+    assert_eq!(grant.refresh_token.expose(), "rt-REKEY-7");
+    // A failed rekey (a value sealed with neither key) changes nothing.
+    place.execute(
+        "UPDATE grants SET refresh_token = 'v1.00000000.garbage' WHERE connection = 'acme'",
+    );
+    assert!(store.rekey(&key()).await.is_err());
+    store.close().await;
+    assert!(
+        place.open(Some(&new)).await.is_ok(),
+        "the failed rekey changed the key"
+    );
+    let raw = place.raw();
+    for secret in ["REKEY-1", "HOST-PRIVATE", "rt-REKEY"] {
+        assert!(!raw.contains(secret), "{secret} is readable");
+    }
 }

@@ -54,7 +54,7 @@ impl State {
     pub fn new(shared: Arc<Shared>) -> State {
         let gateway = shared.current();
         State {
-            paths: Paths::of(&gateway.config),
+            paths: gateway.paths(),
             sync_store: std::sync::OnceLock::new(),
             shared,
             listening: AtomicBool::new(false),

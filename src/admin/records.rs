@@ -141,8 +141,7 @@ pub async fn test_connection(
             "no connection named {name} is in force"
         )));
     };
-    let paths = crate::connections::store::Paths::of(&gateway.config);
-    match crate::operate::probe(c, &paths).await {
+    match crate::operate::probe(c, &gateway.paths()).await {
         Ok((library, items)) => {
             Json(json!({ "name": name, "ok": true, "library": library, "root_items": items }))
                 .into_response()

@@ -17,6 +17,13 @@ impl Secret {
         Secret(value.into())
     }
 
+    /// The secret `raw` gives as a configuration value would (`env:VAR`, `file:PATH` relative to
+    /// the working directory, or the value itself); `what` names it in errors.
+    pub fn from_reference(what: &str, raw: &str) -> Result<Secret, Error> {
+        let base = std::env::current_dir().unwrap_or_default();
+        resolve(what, raw, &|var| std::env::var(var).ok(), &base)
+    }
+
     /// The secret value. Call it only where the value is sent (a token request, a comparison).
     pub fn expose(&self) -> &str {
         &self.0

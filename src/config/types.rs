@@ -114,6 +114,13 @@ pub enum Database {
     },
 }
 
+impl Database {
+    /// The default: SQLite in `<dir>/spgate.db`.
+    pub fn in_dir(dir: &std::path::Path) -> Database {
+        Database::Sqlite(dir.join("spgate.db"))
+    }
+}
+
 impl State {
     /// Whether `other` names the same store with the same key (a reload cannot change them).
     pub fn same_store(&self, other: &State) -> bool {

@@ -112,7 +112,7 @@ pub(super) fn config(raw: raw::Config, cx: &Context<'_>) -> Result<Config, Error
         .map(|p| cx.secret("state.database_password", &p))
         .transpose()?;
     let database = match state.database.as_deref() {
-        None => Database::Sqlite(dir.join("spgate.db")),
+        None => Database::in_dir(&dir),
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let parsed = reqwest::Url::parse(url)
                 .map_err(|e| Error::invalid("state.database", format!("not a URL: {e}")))?;

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oauth2::basic::{BasicClient, BasicErrorResponse};
+use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
 use oauth2::{
     AuthType, ClientId, ClientSecret, DeviceAuthorizationUrl, HttpClientError, RefreshToken,
     RequestTokenError, Scope, StandardDeviceAuthorizationResponse, TokenResponse, TokenUrl,
@@ -18,8 +18,9 @@ use parking_lot::RwLock;
 use sha1::Digest;
 
 use super::health::Health;
-use super::store::{self, Paths, SavedGrant};
-use crate::config::{Connection as ConnectionConfig, Credential};
+use super::store::Paths;
+use crate::config::{Connection as ConnectionConfig, Credential, Secret};
+use crate::state::grants::Grant;
 
 const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
 const DELEGATED_SCOPES: [&str; 3] = [
@@ -30,6 +31,15 @@ const DELEGATED_SCOPES: [&str; 3] = [
 
 use crate::graph::access::TokenSource;
 pub use crate::graph::access::{AccessToken, TokenError};
+
+/// The OAuth client of a connection, with its token endpoint set.
+type TokenClient = BasicClient<
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointSet,
+>;
 
 struct Cached {
     token: AccessToken,
@@ -158,18 +168,7 @@ impl Tokens {
         }
     }
 
-    fn client(
-        &self,
-    ) -> Result<
-        BasicClient<
-            oauth2::EndpointNotSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointSet,
-        >,
-        Failure,
-    > {
+    fn client(&self) -> Result<TokenClient, Failure> {
         let token_url = TokenUrl::new(self.token_url()).map_err(|e| {
             Failure::human(
                 "invalid_authority",
@@ -208,10 +207,24 @@ impl Tokens {
                     .await
                     .map_err(classify)?
             }
-            Credential::DeviceCode => {
-                let path = self.paths.grant(&self.name);
-                let saved: Option<SavedGrant> = store::read_json(&path)
-                    .map_err(|e| Failure::Transient(format!("reading the saved sign-in: {e}")))?;
+            Credential::DeviceCode => self.refresh(client).await?,
+        };
+        let lifetime = response.expires_in().unwrap_or(Duration::from_secs(3599));
+        Ok((AccessToken::new(response.access_token().secret()), lifetime))
+    }
+
+    /// Exchanges the saved refresh token of a device-code connection for an access token. The
+    /// token rotates: the new one is committed to the store, under the store's lock on the
+    /// sign-in, before the access token is used (see [`crate::state::Store::rotate_grant`]).
+    async fn refresh(&self, client: TokenClient) -> Result<BasicTokenResponse, Failure> {
+        // An earlier version's file is imported first, outside the lock.
+        self.paths
+            .grant(&self.name)
+            .await
+            .map_err(|e| Failure::Transient(format!("reading the saved sign-in: {e}")))?;
+        let store = self.paths.store().await?;
+        store
+            .rotate_grant(&self.name, async |saved| {
                 let Some(saved) = saved else {
                     return Err(Failure::human(
                         "not_signed_in",
@@ -223,31 +236,22 @@ impl Tokens {
                     ));
                 };
                 let response = client
-                    .exchange_refresh_token(&RefreshToken::new(saved.refresh_token.clone()))
+                    .exchange_refresh_token(&RefreshToken::new(
+                        saved.refresh_token.expose().to_string(),
+                    ))
                     .add_scopes(DELEGATED_SCOPES.iter().map(|s| Scope::new(s.to_string())))
                     .request_async(&self.http)
                     .await
                     .map_err(classify)?;
                 // Rotation: the old refresh token is now spent; save the new one before use.
-                if let Some(rotated) = response.refresh_token() {
-                    let grant = SavedGrant {
-                        refresh_token: rotated.secret().clone(),
-                        updated: chrono::Utc::now(),
-                        ..saved
-                    };
-                    store::write_json(&path, &grant).map_err(|e| {
-                        Failure::human(
-                            "state_write_failed",
-                            &format!("could not save the rotated refresh token: {e}"),
-                            "Make `[state] dir` writable, then run `spgate connect` again.",
-                        )
-                    })?;
-                }
-                response
-            }
-        };
-        let lifetime = response.expires_in().unwrap_or(Duration::from_secs(3599));
-        Ok((AccessToken::new(response.access_token().secret()), lifetime))
+                let rotated = response.refresh_token().map(|rotated| Grant {
+                    refresh_token: Secret::new(rotated.secret().clone()),
+                    updated_at: chrono::Utc::now().timestamp(),
+                    ..saved
+                });
+                Ok((response, rotated))
+            })
+            .await
     }
 
     /// Runs the device-code sign-in: `show` gets the message for the user (URL and code); waits
@@ -302,14 +306,16 @@ impl Tokens {
                 "the sign-in answered no refresh token (is offline_access allowed?)".into(),
             )
         })?;
-        let grant = SavedGrant {
-            refresh_token: refresh.secret().clone(),
+        let grant = Grant {
+            refresh_token: Secret::new(refresh.secret().clone()),
             client_id: self.config.client_id.clone(),
             tenant: self.config.tenant.clone(),
-            user: None,
-            updated: chrono::Utc::now(),
+            account: None,
+            updated_at: chrono::Utc::now().timestamp(),
         };
-        store::write_json(&self.paths.grant(&self.name), &grant)
+        self.paths
+            .save_grant(&self.name, &grant)
+            .await
             .map_err(|e| TokenError::Transient(format!("saving the sign-in: {e}")))?;
         Ok(())
     }
@@ -324,6 +330,13 @@ enum Failure {
         message: String,
         action: String,
     },
+}
+
+/// The store failed: transient (a database that is back answers the next request).
+impl From<crate::state::Error> for Failure {
+    fn from(e: crate::state::Error) -> Failure {
+        Failure::Transient(format!("the state store: {e}"))
+    }
 }
 
 impl Failure {

@@ -253,9 +253,7 @@ mod tests {
     #[test]
     fn disabled_state_survives_reopening_until_the_configuration_changes() {
         let dir = tempfile::tempdir().unwrap();
-        let paths = Paths {
-            state_dir: dir.path().to_path_buf(),
-        };
+        let paths = Paths::in_dir(dir.path());
         let health = Health::open("p", &paths, "fp1").unwrap();
         health
             .disable("invalid_client AADSTS7000222", "secret expired", "renew it")

@@ -1,10 +1,16 @@
-//! Durable private files under `[state] dir`: written to a temporary name, fsynced, renamed over
-//! the old file, and the directory fsynced, with mode 0600 — so a crash leaves either the old
-//! or the new content, never a torn file, and no other user can read secrets.
+//! Where a connection's state lives ([`Paths`]): the state store (device-code sign-ins) and, for
+//! health and alerts, durable private files under `[state] dir` — written to a temporary name,
+//! fsynced, renamed over the old file, and the directory fsynced, with mode 0600, so a crash
+//! leaves either the old or the new content, never a torn file.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+
+use crate::state::Store;
+use crate::state::grants::Grant;
 
 pub use crate::fsio::{ensure_private_dir, write_private};
 
@@ -27,42 +33,75 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     write_private(path, &bytes)
 }
 
-/// The saved delegated sign-in of a device-code connection.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct SavedGrant {
-    pub refresh_token: String,
-    pub client_id: String,
-    pub tenant: String,
-    pub user: Option<String>,
-    pub updated: chrono::DateTime<chrono::Utc>,
+/// A device-code connection's sign-in as earlier versions of spgate saved it, in
+/// `<state dir>/tokens/NAME.json`: read once, imported into the state store, then left as
+/// `NAME.json.imported`.
+#[derive(Deserialize)]
+struct OldGrant {
+    refresh_token: String,
+    client_id: String,
+    tenant: String,
+    user: Option<String>,
+    updated: chrono::DateTime<chrono::Utc>,
 }
 
-impl std::fmt::Debug for SavedGrant {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SavedGrant")
-            .field("refresh_token", &"***")
-            .field("client_id", &self.client_id)
-            .field("tenant", &self.tenant)
-            .field("updated", &self.updated)
-            .finish()
-    }
-}
-
-/// Where a connection's files live.
-#[derive(Debug, Clone)]
+/// Where a connection's state lives: files under `[state] dir`, and the state store (opened on
+/// first need when not given).
+#[derive(Clone)]
 pub struct Paths {
     pub state_dir: PathBuf,
+    state: crate::config::State,
+    store: Arc<OnceCell<Arc<Store>>>,
+}
+
+impl std::fmt::Debug for Paths {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Paths({})", self.state_dir.display())
+    }
 }
 
 impl Paths {
-    /// The paths under a configuration's `[state] dir`.
+    /// The places a configuration's `[state]` names; the store is opened when first needed.
     pub fn of(config: &crate::config::Config) -> Paths {
+        Paths::in_state(&config.state)
+    }
+
+    /// The places `[state]` names; the store is opened when first needed.
+    pub fn in_state(state: &crate::config::State) -> Paths {
         Paths {
-            state_dir: config.state.dir.clone(),
+            state_dir: state.dir.clone(),
+            state: state.clone(),
+            store: Arc::default(),
         }
     }
 
-    pub fn grant(&self, connection: &str) -> PathBuf {
+    /// The places under `dir`, with the default state store (SQLite in `dir`).
+    pub fn in_dir(dir: &Path) -> Paths {
+        Paths::in_state(&crate::config::State {
+            dir: dir.to_path_buf(),
+            database: crate::config::Database::in_dir(dir),
+            secret_key: None,
+        })
+    }
+
+    /// The places of a configuration whose state store is open already.
+    pub fn with_store(config: &crate::config::Config, store: Arc<Store>) -> Paths {
+        Paths {
+            store: Arc::new(OnceCell::new_with(Some(store))),
+            ..Paths::of(config)
+        }
+    }
+
+    /// The state store.
+    pub async fn store(&self) -> crate::state::Result<Arc<Store>> {
+        self.store
+            .get_or_try_init(|| async { Store::of(&self.state).await.map(Arc::new) })
+            .await
+            .cloned()
+    }
+
+    /// Where earlier versions saved a device-code connection's sign-in.
+    fn old_grant(&self, connection: &str) -> PathBuf {
         self.state_dir
             .join("tokens")
             .join(format!("{connection}.json"))
@@ -76,6 +115,49 @@ impl Paths {
 
     pub fn alerts(&self) -> PathBuf {
         self.state_dir.join("alerts.jsonl")
+    }
+
+    /// The saved sign-in of device-code connection `connection`, from the store; a sign-in
+    /// saved by an earlier version is imported into the store first (its file then left as
+    /// `.imported`).
+    pub async fn grant(&self, connection: &str) -> std::io::Result<Option<Grant>> {
+        let store = self.store().await.map_err(std::io::Error::other)?;
+        if let Some(grant) = store
+            .grant(connection)
+            .await
+            .map_err(std::io::Error::other)?
+        {
+            return Ok(Some(grant));
+        }
+        let file = self.old_grant(connection);
+        let Some(old) = read_json::<OldGrant>(&file)? else {
+            return Ok(None);
+        };
+        let grant = Grant {
+            refresh_token: crate::config::Secret::new(old.refresh_token),
+            client_id: old.client_id,
+            tenant: old.tenant,
+            account: old.user,
+            updated_at: old.updated.timestamp(),
+        };
+        store
+            .put_grant(connection, &grant)
+            .await
+            .map_err(std::io::Error::other)?;
+        let mut imported = file.clone().into_os_string();
+        imported.push(".imported");
+        std::fs::rename(&file, &imported)?;
+        tracing::info!(connection, file = %file.display(), "imported the saved sign-in into the state store");
+        Ok(Some(grant))
+    }
+
+    /// Saves the sign-in of `connection` in the store.
+    pub async fn save_grant(&self, connection: &str, grant: &Grant) -> std::io::Result<()> {
+        let store = self.store().await.map_err(std::io::Error::other)?;
+        store
+            .put_grant(connection, grant)
+            .await
+            .map_err(std::io::Error::other)
     }
 }
 

@@ -300,7 +300,8 @@ pub async fn save(store: &Store, file: &Config, change: Change) -> Result<Record
 }
 
 /// Deletes `name` of `section` (not one the file manages). A connection that users or sync
-/// jobs use is refused with their names. The caller puts the change in force.
+/// jobs use is refused with their names; a connection deleted loses its sign-in. The caller
+/// puts the change in force.
 pub async fn delete(store: &Store, section: Section, name: &str) -> Result<(), Refusal> {
     if section == Section::Connections {
         let (records, _) = store.records().await?;
@@ -326,10 +327,14 @@ pub async fn delete(store: &Store, section: Section, name: &str) -> Result<(), R
             )));
         }
     }
-    match store.delete(section, name, By::Api).await? {
-        true => Ok(()),
-        false => Err(Refusal::NotFound(format!("{} named {name}", section.one()))),
+    if !store.delete(section, name, By::Api).await? {
+        return Err(Refusal::NotFound(format!("{} named {name}", section.one())));
     }
+    if section == Section::Connections {
+        // A connection made again under this name must be signed in again.
+        store.delete_grant(name).await?;
+    }
+    Ok(())
 }
 
 /// What a save does to a connection's secret.

@@ -96,7 +96,7 @@ impl Gateway {
         ensure_private_dir(&config.state.dir)?;
         let spool_dir = config.state.dir.join("spool");
         ensure_private_dir(&spool_dir)?;
-        let paths = Paths::of(&config);
+        let paths = Paths::with_store(&config, store.clone());
         let mut connections = HashMap::new();
         for c in &config.connections {
             let same = reused.and_then(|old| {
@@ -129,6 +129,11 @@ impl Gateway {
 
     /// The virtual file system of an account logged in over `protocol` (`sftp`, `ftp`) from
     /// `peer`; every mount counts its transfers in the metrics and the audit log.
+    /// Where the connections' state lives (the state store in force).
+    pub fn paths(&self) -> Paths {
+        Paths::with_store(&self.config, self.store.clone())
+    }
+
     pub fn vfs(
         &self,
         account: &Account,

@@ -15,7 +15,7 @@ pub struct HostKey {
     pub private_key: Secret,
 }
 
-fn place(algorithm: &str) -> String {
+pub(super) fn place(algorithm: &str) -> String {
     format!("host_keys/{algorithm}/private_key")
 }
 

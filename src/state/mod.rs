@@ -7,7 +7,9 @@
 //! - [`seal`]: secrets at rest, sealed with AES-256-GCM under `[state] secret_key`;
 //! - [`records`]: users, connections and sync jobs as records, each managed either by the
 //!   configuration file or through the API and the CLI;
-//! - [`host_keys`]: the SSH host keys, generated once.
+//! - [`host_keys`]: the SSH host keys, generated once;
+//! - [`grants`]: the device-code connections' sign-ins (rotating refresh tokens, sealed);
+//! - [`backup`]: backups and restores of an SQLite store; [`rekey`]: a new master key.
 //!
 //! The master key: `[state] secret_key` when set. Without it, an SQLite store keeps a key of
 //! its own in `<state dir>/secret.key` (0600), generated on first start; a PostgreSQL store
@@ -15,8 +17,11 @@
 //! opens only with the key that sealed them: a missing or different key is refused at start,
 //! before anything is served.
 
+pub mod backup;
+pub mod grants;
 pub mod host_keys;
 pub mod records;
+pub mod rekey;
 pub mod schema;
 pub mod seal;
 
@@ -71,6 +76,8 @@ pub struct Store {
     pool: AnyPool,
     engine: Engine,
     sealer: Sealer,
+    /// The schema version found at opening (0: a new store).
+    found: i64,
 }
 
 impl std::fmt::Debug for Store {
@@ -121,7 +128,7 @@ impl Store {
                 .execute(&pool)
                 .await?;
         }
-        schema::migrate(&pool, engine).await?;
+        let found = schema::migrate(&pool, engine).await?;
         let check: Option<String> = sqlx::query("SELECT value FROM spgate_meta WHERE key = $1")
             .bind(KEY_CHECK)
             .fetch_optional(&pool)
@@ -147,6 +154,7 @@ impl Store {
             pool,
             engine,
             sealer,
+            found,
         })
     }
 
@@ -162,6 +170,11 @@ impl Store {
     /// The id of the key secrets are sealed with.
     pub fn key_id(&self) -> &str {
         self.sealer.id()
+    }
+
+    /// The schema version the store had when it was opened (0: it was made then).
+    pub fn found_version(&self) -> i64 {
+        self.found
     }
 
     /// The schema version in force.
@@ -207,6 +220,7 @@ fn key(
         ));
     }
     let file = key_file(state_dir);
+    settle_rekey(state_dir, sealed)?;
     match std::fs::read_to_string(&file) {
         Ok(text) => Ok(Sealer::new(&Secret::new(text))?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -228,6 +242,33 @@ fn key(
             format!("{}: {e}", file.display()),
         ))),
     }
+}
+
+/// `<state dir>/secret.key.new`: the new key of a rekey under way (see [`Store::rekey_own`]).
+fn pending_key_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("secret.key.new")
+}
+
+/// Finishes or forgets a rekey of an SQLite store's own key that stopped half-way: when the
+/// pending key opens the store's key check, the rekey committed and the pending key replaces
+/// the old one; otherwise it did not, and the pending key is dropped.
+fn settle_rekey(state_dir: &Path, sealed: Option<&str>) -> Result<()> {
+    let pending = pending_key_file(state_dir);
+    let text = match std::fs::read_to_string(&pending) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let committed = sealed.is_some_and(|sealed| {
+        Sealer::new(&Secret::new(text)).is_ok_and(|new| new.open(KEY_CHECK_PLACE, sealed).is_ok())
+    });
+    if committed {
+        std::fs::rename(&pending, key_file(state_dir))?;
+        tracing::info!("state store: finished a rekey, its new key is in force");
+    } else {
+        std::fs::remove_file(&pending)?;
+    }
+    Ok(())
 }
 
 /// `sqlite://PATH?mode=rwc`, the path percent-encoded (it may hold `?`, `#`, `%`).

@@ -15,7 +15,7 @@ use crate::config::{Entry, Records, Secret, SecretText};
 /// table of the same name).
 pub use crate::config::Section as Kind;
 
-fn secret_place(kind: Kind, name: &str) -> String {
+pub(super) fn secret_place(kind: Kind, name: &str) -> String {
     format!("{}/{name}/secret", kind.key())
 }
 

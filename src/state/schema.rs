@@ -14,14 +14,21 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("migrations/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "grants",
+        sql: include_str!("migrations/0002_grants.sql"),
+    },
+];
 
 /// The schema version this binary writes.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 /// Any number, as long as it is spgate's own: the advisory lock migrations take on PostgreSQL.
 const MIGRATION_LOCK: i64 = 0x5367_6174_6531;

@@ -351,10 +351,21 @@ impl Gateway {
     /// Kills `spgate serve` with SIGKILL (no chance to clean up) and starts it again on the
     /// same configuration and state; the first run's log is kept as `spgate.log.1`.
     pub fn crash_and_restart(&mut self) {
+        self.crash();
+        self.start_again();
+    }
+
+    /// Kills `spgate serve` with SIGKILL; its log is kept as `spgate.log.1`.
+    pub fn crash(&mut self) {
         self.child.kill().expect("SIGKILL spgate serve");
         self.child.wait().expect("reap spgate serve");
         let log = self.dir.path().join("spgate.log");
         std::fs::rename(&log, self.dir.path().join("spgate.log.1")).expect("keep the first log");
+    }
+
+    /// Starts `spgate serve` again, on the same configuration and state, after [`crash`].
+    pub fn start_again(&mut self) {
+        let log = self.dir.path().join("spgate.log");
         let config = self.dir.path().join("spgate.toml");
         let protocols = listeners(&std::fs::read_to_string(&config).expect("read config"));
         let (child, announced) = spawn_serve(&config, &log, protocols);

@@ -42,9 +42,7 @@ impl World {
     }
 
     pub fn paths(&self) -> Paths {
-        Paths {
-            state_dir: self.state.path().to_path_buf(),
-        }
+        Paths::in_dir(self.state.path())
     }
 
     /// A configuration with one connection `partners` for tenant `tenant`; `credential` and

@@ -166,9 +166,7 @@ fn renaming_and_deleting_queued_files_change_the_queue_only() {
 #[test]
 fn only_quarantined_uploads_can_be_retried_or_discarded() {
     let state = tempfile::tempdir().unwrap();
-    let paths = Paths {
-        state_dir: state.path().to_path_buf(),
-    };
+    let paths = Paths::in_dir(state.path());
     let queue = Queue::open(state.path()).unwrap();
     let id = queue_file(&queue, "/In/a.txt", b"content");
     assert!(

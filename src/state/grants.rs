@@ -1,0 +1,128 @@
+//! The delegated sign-ins of device-code connections: the rotating refresh token (sealed), the
+//! app and tenant it was issued for, and when it was last saved. A rotated token is saved
+//! before the access token that came with it is used, so a crash never loses the only valid one.
+
+use sqlx::{Any, Executor, Row};
+
+use super::{Engine, Error, Result, Store};
+use crate::config::Secret;
+
+/// One connection's saved sign-in.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub refresh_token: Secret,
+    pub client_id: String,
+    pub tenant: String,
+    /// Who signed in, when known.
+    pub account: Option<String>,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+pub(super) fn place(connection: &str) -> String {
+    format!("grants/{connection}/refresh_token")
+}
+
+impl Store {
+    /// The saved sign-in of `connection`, if any.
+    pub async fn grant(&self, connection: &str) -> Result<Option<Grant>> {
+        self.read_grant(self.pool(), connection).await
+    }
+
+    /// Saves (or replaces) the sign-in of `connection`.
+    pub async fn put_grant(&self, connection: &str, grant: &Grant) -> Result<()> {
+        self.write_grant(self.pool(), connection, grant).await
+    }
+
+    /// Runs `rotate` on the sign-in of `connection` and saves the grant it answers, holding the
+    /// sign-in locked on PostgreSQL (its row, from a first write to the commit) so that two
+    /// instances never spend the same refresh token: the second waits, then reads the token
+    /// the first saved. An SQLite store has one server, whose refreshes are single-flight.
+    pub async fn rotate_grant<T, E: From<Error>>(
+        &self,
+        connection: &str,
+        rotate: impl AsyncFnOnce(Option<Grant>) -> std::result::Result<(T, Option<Grant>), E>,
+    ) -> std::result::Result<T, E> {
+        if self.engine() == Engine::Sqlite {
+            let (answer, rotated) = rotate(self.grant(connection).await?).await?;
+            if let Some(grant) = rotated {
+                self.put_grant(connection, &grant).await?;
+            }
+            return Ok(answer);
+        }
+        let mut tx = self.pool().begin().await.map_err(Error::from)?;
+        sqlx::query("UPDATE grants SET updated_at = updated_at WHERE connection = $1")
+            .bind(connection)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?;
+        let saved = self.read_grant(&mut *tx, connection).await?;
+        let (answer, rotated) = rotate(saved).await?;
+        if let Some(grant) = rotated {
+            self.write_grant(&mut *tx, connection, &grant).await?;
+        }
+        tx.commit().await.map_err(Error::from)?;
+        Ok(answer)
+    }
+
+    async fn read_grant<'e>(
+        &self,
+        executor: impl Executor<'e, Database = Any>,
+        connection: &str,
+    ) -> Result<Option<Grant>> {
+        let row = sqlx::query(
+            "SELECT refresh_token, client_id, tenant, account, updated_at FROM grants
+             WHERE connection = $1",
+        )
+        .bind(connection)
+        .fetch_optional(executor)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let sealed: String = row.try_get("refresh_token")?;
+        Ok(Some(Grant {
+            refresh_token: self.sealer().open(&place(connection), &sealed)?,
+            client_id: row.try_get("client_id")?,
+            tenant: row.try_get("tenant")?,
+            account: row.try_get("account")?,
+            updated_at: row.try_get("updated_at")?,
+        }))
+    }
+
+    async fn write_grant<'e>(
+        &self,
+        executor: impl Executor<'e, Database = Any>,
+        connection: &str,
+        grant: &Grant,
+    ) -> Result<()> {
+        let sealed = self
+            .sealer()
+            .seal(&place(connection), grant.refresh_token.expose());
+        sqlx::query(
+            "INSERT INTO grants (connection, refresh_token, client_id, tenant, account, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (connection) DO UPDATE SET refresh_token = excluded.refresh_token,
+                 client_id = excluded.client_id, tenant = excluded.tenant,
+                 account = excluded.account, updated_at = excluded.updated_at",
+        )
+        .bind(connection)
+        .bind(sealed)
+        .bind(&grant.client_id)
+        .bind(&grant.tenant)
+        .bind(&grant.account)
+        .bind(grant.updated_at)
+        .execute(executor)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets the sign-in of `connection` (the connection was deleted).
+    pub async fn delete_grant(&self, connection: &str) -> Result<()> {
+        sqlx::query("DELETE FROM grants WHERE connection = $1")
+            .bind(connection)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}
