@@ -1,6 +1,9 @@
 //! The transfer audit log: one JSON line per login, upload, download, delete and rename, with
 //! time, user, protocol, source address, path, size, duration and outcome; to
-//! `<state dir>/audit.jsonl` (rotated by size) or to standard output (`[audit] target`).
+//! `<state dir>/audit.jsonl` (rotated by size) or to standard output (`[audit] target`), and
+//! to the state store, which keeps each event for `[audit] retention` (see `state::audit`).
+//! Store writes leave the session's path at once: events go to a writer task that inserts them
+//! in batches and prunes what is older than the retention every hour.
 //! Nothing secret goes in: no passwords, keys or tokens, and failures carry the client-safe
 //! error text only.
 
@@ -16,7 +19,11 @@ use file_rotate::{ContentLimit, FileRotate};
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use std::sync::Arc;
+
 use crate::config::Audit as Config;
+use crate::state::Store;
+use crate::state::audit::Entry;
 
 /// One audited action.
 #[derive(Debug, Clone, Serialize)]
@@ -70,16 +77,22 @@ enum Sink {
 /// How many recent events the status page shows.
 pub const RECENT: usize = 50;
 
+/// Events waiting for the store writer at most; past it they are dropped (and logged).
+const BACKLOG: usize = 10_000;
+
 /// Where audit lines go.
 pub struct Audit {
     sink: Sink,
+    /// The store writer's queue.
+    store: Option<tokio::sync::mpsc::Sender<Entry>>,
     /// The last [`RECENT`] transfers (not logins), newest last, for the status page; kept even
     /// when the log is off.
     recent: Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
 
 impl Audit {
-    pub fn open(config: &Config, state_dir: &Path) -> Audit {
+    /// The audit `config` sets up, writing to `store` as well (keeping `retention`), when given.
+    pub fn open(config: &Config, state_dir: &Path, store: Option<(Arc<Store>, Duration)>) -> Audit {
         let sink = match config {
             Config::Off => Sink::Off,
             Config::Stdout => Sink::Stdout,
@@ -99,6 +112,7 @@ impl Audit {
         };
         Audit {
             sink,
+            store: store.and_then(|(store, retention)| writer(store, retention)),
             recent: Mutex::default(),
         }
     }
@@ -107,6 +121,7 @@ impl Audit {
     pub fn off() -> Audit {
         Audit {
             sink: Sink::Off,
+            store: None,
             recent: Mutex::default(),
         }
     }
@@ -126,7 +141,7 @@ impl Audit {
             }
             recent.push_back(value);
         }
-        if matches!(self.sink, Sink::Off) {
+        if matches!(self.sink, Sink::Off) && self.store.is_none() {
             return;
         }
         let mut line = match serde_json::to_vec(event) {
@@ -136,6 +151,20 @@ impl Audit {
                 return;
             }
         };
+        if let Some(store) = &self.store {
+            let entry = Entry {
+                time_ms: event.time.timestamp_millis(),
+                user: event.user.to_string(),
+                action: event.action.to_string(),
+                outcome: event.outcome.to_string(),
+                event: String::from_utf8_lossy(&line).into_owned(),
+            };
+            if store.try_send(entry).is_err() {
+                tracing::warn!(
+                    "audit: the state store writer is behind; an event is left out of the store"
+                );
+            }
+        }
         line.push(b'\n');
         let written = match &self.sink {
             Sink::Off => Ok(()),
@@ -150,6 +179,36 @@ impl Audit {
         }
     }
 }
+
+/// Starts the store writer of an audit (on the running Tokio runtime; none outside one): it
+/// ends once the audit is dropped and its queue drained.
+fn writer(store: Arc<Store>, retention: Duration) -> Option<tokio::sync::mpsc::Sender<Entry>> {
+    let runtime = tokio::runtime::Handle::try_current().ok()?;
+    let (sender, mut queue) = tokio::sync::mpsc::channel(BACKLOG);
+    runtime.spawn(async move {
+        let mut pruned = None::<std::time::Instant>;
+        let mut batch = Vec::new();
+        while queue.recv_many(&mut batch, 500).await > 0 {
+            if let Err(e) = store.append_audit(&batch).await {
+                tracing::warn!(error = %e, events = batch.len(), "audit: the state store refused events");
+            }
+            batch.clear();
+            if pruned.is_none_or(|at| at.elapsed() > PRUNE_EVERY) {
+                pruned = Some(std::time::Instant::now());
+                let before = Utc::now().timestamp_millis() - retention.as_millis() as i64;
+                match store.prune_audit(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(events = n, "audit: events past the retention deleted from the store"),
+                    Err(e) => tracing::warn!(error = %e, "audit: pruning the state store failed"),
+                }
+            }
+        }
+    });
+    Some(sender)
+}
+
+/// How often the store writer deletes events past the retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// An event with the fields every action has; the rest default to empty.
 pub fn event<'a>(

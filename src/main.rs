@@ -261,7 +261,7 @@ impl UserArgs {
         Ok(spgate::manage::NewUser {
             connection: self.connection,
             remote: self.remote,
-            local: self.local,
+            local: self.local.map(absolute).transpose()?,
             path: self.path,
             permissions: self.permissions,
             password_hash,
@@ -564,12 +564,21 @@ struct SyncArgs {
 
 impl SyncArgs {
     /// The record these arguments describe.
-    fn record(self) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    fn record(mut self) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+        self.local = self.local.map(absolute).transpose()?;
         match &self.json {
             Some(file) => read_json(file),
             None => as_record(&self),
         }
     }
+}
+
+/// `path` made absolute against the working directory (records have no file to start from).
+fn absolute(path: String) -> anyhow::Result<String> {
+    let path = std::path::absolute(&path).with_context(|| path.clone())?;
+    path.to_str()
+        .map(str::to_string)
+        .context("the path is not UTF-8")
 }
 
 /// The flags `args` serialises to, as a record.

@@ -75,13 +75,47 @@ while t.is_active() and time.monotonic() - start < 20:
 print(f"closed after {time.monotonic() - start:.2f}" if not t.is_active() else "still open", flush=True)
 "#;
 
+/// Python: [`HOLD`] over FTP: logs in, prints `open` once a listing worked, then sends NOOP
+/// every 50 ms until the server closes the connection.
+const HOLD_FTP: &str = r#"
+import sys, time, ftplib
+f = ftplib.FTP()
+f.connect("127.0.0.1", int(sys.argv[1]), timeout=5)
+f.login(sys.argv[2], sys.argv[3])
+f.nlst("/")
+print("open", flush=True)
+start = time.monotonic()
+closed = False
+while not closed and time.monotonic() - start < 20:
+    try:
+        f.voidcmd("NOOP")
+        time.sleep(0.05)
+    except (EOFError, OSError, ftplib.Error):
+        closed = True
+print(f"closed after {time.monotonic() - start:.2f}" if closed else "still open", flush=True)
+"#;
+
 /// A held SFTP session of `user` (see [`HOLD`]), once it is open.
 async fn hold(gw: &Gateway, user: &str, password: &str) -> tokio::process::Child {
+    hold_on(gw, "sftp", user, password).await
+}
+
+/// A held session of `user` over `protocol` (`sftp` or `ftp`), once it is open.
+async fn hold_on(
+    gw: &Gateway,
+    protocol: &str,
+    user: &str,
+    password: &str,
+) -> tokio::process::Child {
     use tokio::io::AsyncBufReadExt;
+    let (script, port) = match protocol {
+        "ftp" => (HOLD_FTP, gw.ftp_port),
+        _ => (HOLD, gw.sftp_port),
+    };
     let mut child = tokio::process::Command::new("python3")
         .arg("-c")
-        .arg(HOLD)
-        .arg(gw.sftp_port.to_string())
+        .arg(script)
+        .arg(port.to_string())
         .args([user, password])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -135,6 +169,24 @@ async fn users_made_through_the_api_log_in_at_once_and_lose_their_sessions_when_
         can_list(&gw, "ftp", "bob", "bob-pw-1").await,
         "{}",
         gw.log_tail()
+    );
+    // Both logins are in the audit the store keeps, newest first.
+    let audited = within(10.0, || async {
+        let (_, body) = api(&gw, "GET", "/api/v1/audit?user=bob&action=login", None).await;
+        body["events"].as_array().is_some_and(|e| e.len() >= 2)
+    })
+    .await;
+    assert!(audited.is_some(), "{}", gw.log_tail());
+    let (_, body) = api(&gw, "GET", "/api/v1/audit?user=bob&limit=1", None).await;
+    let events = body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{body}");
+    assert_eq!(events[0]["protocol"], "ftp", "the newest first: {body}");
+    assert_eq!(events[0]["outcome"], "ok", "{body}");
+    assert!(body["next_before"].is_string(), "{body}");
+    let (status, body) = api(&gw, "GET", "/api/v1/audit?since=yesterday", None).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("since"))
     );
     assert!(created.elapsed().as_secs_f64() < 5.0);
     assert!(!can_list(&gw, "sftp", "bob", "wrong").await);
@@ -221,6 +273,7 @@ async fn users_made_through_the_api_log_in_at_once_and_lose_their_sessions_when_
         .collect();
     assert_eq!(bobs.len(), 1, "{body}");
     assert_eq!(bobs[0]["protocol"], "sftp");
+    let held_ftp = hold_on(&gw, "ftp", "bob", "bob-pw-1").await;
     let mut disabled = user("bob", "unused");
     disabled.as_object_mut().unwrap().remove("password");
     disabled["enabled"] = json!(false);
@@ -230,8 +283,10 @@ async fn users_made_through_the_api_log_in_at_once_and_lose_their_sessions_when_
         body["has_password"], true,
         "the stored password is kept: {body}"
     );
-    let end = end_of(held).await;
-    assert!(end.starts_with("closed after"), "{end}\n{}", gw.log_tail());
+    for held in [held, held_ftp] {
+        let end = end_of(held).await;
+        assert!(end.starts_with("closed after"), "{end}\n{}", gw.log_tail());
+    }
     assert!(!can_list(&gw, "sftp", "bob", "bob-pw-1").await);
     assert!(gw.log_tail().contains("the user was disabled"));
     // Enabled again with the same password: back.
@@ -309,6 +364,7 @@ fn users_cli(gw: &Gateway, args: &[&str], stdin: &str) -> (bool, String) {
 fn records_cli(gw: &Gateway, command: &str, args: &[&str], stdin: &str) -> (bool, String) {
     use std::io::Write;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spgate"))
+        .current_dir(gw.dir.path())
         .arg(command)
         .args(args)
         .arg("--config")
@@ -667,6 +723,15 @@ async fn sync_jobs_made_through_the_api_run_and_keep_their_history() {
         (422, Some("direction")),
         "{body}"
     );
+    // A relative local folder has nothing to be relative to.
+    let mut relative = job.clone();
+    relative["local"] = json!("outbox");
+    let (status, body) = api(&gw, "PUT", "/api/v1/syncs/out", Some(relative)).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("local")),
+        "{body}"
+    );
     // Disabled: a run is refused; deleted: gone.
     let mut disabled = job.clone();
     disabled["enabled"] = json!(false);
@@ -741,13 +806,14 @@ async fn the_cli_manages_connections_and_sync_jobs_while_the_server_runs() {
     std::fs::create_dir(&outbox).unwrap();
     std::fs::write(outbox.join("order.csv"), b"order,1\n").unwrap();
     let local = outbox.to_str().unwrap();
+    // Given relative (the command runs in the test's directory): stored absolute.
     let (ok, out) = syncs(&[
         "add",
         "cli-out",
         "--connection",
         "sp3",
         "--local",
-        local,
+        "cli-outbox",
         "--remote",
         "/CliOut",
         "--direction",
@@ -761,6 +827,7 @@ async fn the_cli_manages_connections_and_sync_jobs_while_the_server_runs() {
     let listed: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(listed["syncs"][0]["name"], "cli-out", "{out}");
     assert_eq!(listed["syncs"][0]["direction"], "push", "{out}");
+    assert_eq!(listed["syncs"][0]["local"], local, "{out}");
     let (ok, out) = syncs(&["run", "cli-out"]);
     assert!(ok, "{out}");
     gw.assert_stored("/CliOut/order.csv", b"order,1\n").await;

@@ -108,6 +108,7 @@ on_both!(
     provisioning_follows_the_file,
     sign_ins_are_sealed_replaced_and_deleted,
     rekey_seals_every_secret_again,
+    the_audit_is_kept_queried_and_pruned,
 );
 
 /// What a file declares is put, unchanged records are left alone, what it no longer declares
@@ -565,4 +566,59 @@ async fn rekey_seals_every_secret_again(place: Place) {
     for secret in ["REKEY-1", "HOST-PRIVATE", "rt-REKEY"] {
         assert!(!raw.contains(secret), "{secret} is readable");
     }
+}
+
+async fn the_audit_is_kept_queried_and_pruned(place: Place) {
+    use spgate::state::audit::{Entry, Query};
+    let store = place.open(Some(&key())).await.unwrap();
+    let entry = |time_ms: i64, user: &str, action: &str, outcome: &str| Entry {
+        time_ms,
+        user: user.into(),
+        action: action.into(),
+        outcome: outcome.into(),
+        event: format!(r#"{{"user":"{user}","action":"{action}","t":{time_ms}}}"#),
+    };
+    store
+        .append_audit(&[
+            entry(1_000, "alice", "upload", "ok"),
+            entry(2_000, "bob", "login", "failed"),
+            entry(3_000, "alice", "login", "ok"),
+            entry(4_000, "alice", "upload", "failed"),
+        ])
+        .await
+        .unwrap();
+    let times = |entries: Vec<Entry>| entries.iter().map(|e| e.time_ms).collect::<Vec<_>>();
+    let all = Query {
+        limit: 10,
+        ..Query::default()
+    };
+    assert_eq!(
+        times(store.audit(&all).await.unwrap()),
+        [4_000, 3_000, 2_000, 1_000]
+    );
+    let alice_uploads = Query {
+        user: Some("alice".into()),
+        action: Some("upload".into()),
+        ..all.clone()
+    };
+    assert_eq!(
+        times(store.audit(&alice_uploads).await.unwrap()),
+        [4_000, 1_000]
+    );
+    let failed = Query {
+        outcome: Some("failed".into()),
+        since_ms: Some(2_000),
+        ..all.clone()
+    };
+    assert_eq!(times(store.audit(&failed).await.unwrap()), [4_000, 2_000]);
+    let page = Query {
+        before_ms: Some(3_000),
+        limit: 1,
+        ..all.clone()
+    };
+    let got = store.audit(&page).await.unwrap();
+    assert_eq!(times(got.clone()), [2_000]);
+    assert!(got[0].event.contains(r#""user":"bob""#));
+    assert_eq!(store.prune_audit(2_500).await.unwrap(), 2);
+    assert_eq!(times(store.audit(&all).await.unwrap()), [4_000, 3_000]);
 }

@@ -157,6 +157,64 @@ pub async fn alerts(Extract(state): Extract<Arc<State>>) -> Response {
     }
 }
 
+/// `GET /api/v1/audit`: audit events from the state store, newest first.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "status", params(
+    ("user" = Option<String>, Query, description = "Only this user's events"),
+    ("action" = Option<String>, Query, description = "login, upload, download, delete or rename"),
+    ("outcome" = Option<String>, Query, description = "ok or failed"),
+    ("since" = Option<String>, Query, description = "Only events at or after this time (RFC 3339)"),
+    ("before" = Option<String>, Query, description = "Only events before this time (RFC 3339): the previous answer's next_before"),
+    ("limit" = Option<usize>, Query, description = "How many (1-1000, default 100)")),
+    responses((status = 200, description = "{events: [...], next_before}: the audit lines, newest first; next_before (when more may be older) pages on"), (status = 422, description = "A bad parameter", body = ErrorBody)))]
+pub async fn audit(
+    Extract(state): Extract<Arc<State>>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let limit = match query.get("limit").map(|l| l.parse::<i64>()) {
+        None => 100,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        Some(_) => {
+            return failure(Failure::invalid("limit", "must be a number from 1 to 1000"));
+        }
+    };
+    let mut times = [None, None];
+    for (slot, key) in times.iter_mut().zip(["since", "before"]) {
+        if let Some(text) = query.get(key) {
+            match chrono::DateTime::parse_from_rfc3339(text) {
+                Ok(time) => *slot = Some(time.timestamp_millis()),
+                Err(_) => {
+                    return failure(Failure::invalid(
+                        key,
+                        "must be a time like 2026-12-01T08:00:00Z",
+                    ));
+                }
+            }
+        }
+    }
+    let selected = crate::state::audit::Query {
+        user: query.get("user").cloned(),
+        action: query.get("action").cloned(),
+        outcome: query.get("outcome").cloned(),
+        since_ms: times[0],
+        before_ms: times[1],
+        limit,
+    };
+    let entries = match state.gateway().store.audit(&selected).await {
+        Ok(entries) => entries,
+        Err(e) => return failure(Failure::internal(format!("reading the audit: {e}"))),
+    };
+    let next_before = (entries.len() as i64 == limit)
+        .then(|| entries.last())
+        .flatten()
+        .and_then(|e| chrono::DateTime::from_timestamp_millis(e.time_ms))
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let events: Vec<Value> = entries
+        .iter()
+        .filter_map(|e| serde_json::from_str(&e.event).ok())
+        .collect();
+    Json(json!({ "events": events, "next_before": next_before })).into_response()
+}
+
 /// Each connection's state for the API and the status page.
 pub fn connection_rows(state: &State) -> Vec<Value> {
     let gateway = state.gateway();

@@ -133,6 +133,7 @@ pub async fn serve(
     let protected = Router::new()
         .route("/", get(page::status))
         .route("/api/v1/alerts", get(api::alerts))
+        .route("/api/v1/audit", get(api::audit))
         .route(
             "/api/v1/connections",
             get(api::connections).post(records::create_connection),

@@ -45,6 +45,7 @@ use crate::session::admission::Session;
         api::clear_lockouts,
         api::clear_all_lockouts,
         api::alerts,
+        api::audit,
         api::reload,
         serve,
     ),

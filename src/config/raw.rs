@@ -95,6 +95,7 @@ pub(super) struct Audit {
     pub target: Option<String>,
     pub max_size_mib: Option<u64>,
     pub keep: Option<u32>,
+    pub retention: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -28,6 +28,8 @@ pub struct Config {
     pub admin: Option<Admin>,
     /// `[audit]`: where the transfer audit log goes.
     pub audit: Audit,
+    /// `[audit] retention`: how long the state store keeps audit events (default 30 days).
+    pub audit_retention: std::time::Duration,
     /// `[limits]`: how many connections, sessions, channels and handles clients may hold.
     pub limits: ClientLimits,
     /// `[[connections]]`: SharePoint sites the gateway talks to, names unique.

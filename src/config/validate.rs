@@ -152,7 +152,7 @@ pub(super) fn config(raw: raw::Config, cx: &Context<'_>) -> Result<Config, Error
     let sftp = raw.sftp.map(sftp).transpose()?.flatten();
     let ftp = raw.ftp.map(|f| ftp(f, cx)).transpose()?.flatten();
     let admin = raw.admin.map(|a| admin(a, cx)).transpose()?.flatten();
-    let audit = audit(raw.audit)?;
+    let (audit, audit_retention) = audit(raw.audit)?;
     let limits = limits(raw.limits.unwrap_or_default())?;
     let connections = connections::connections(raw.connections, cx)?;
     let tls_required = ftp.as_ref().map(|f| f.tls_required);
@@ -171,6 +171,7 @@ pub(super) fn config(raw: raw::Config, cx: &Context<'_>) -> Result<Config, Error
         ftp,
         admin,
         audit,
+        audit_retention,
         limits,
         connections,
         users,
@@ -232,12 +233,21 @@ fn limits(raw: raw::Limits) -> Result<ClientLimits, Error> {
     })
 }
 
-fn audit(raw: Option<raw::Audit>) -> Result<Audit, Error> {
+/// How long the state store keeps audit events unless `[audit] retention` says otherwise.
+const AUDIT_RETENTION: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// `[audit]`: the sink, and how long the state store keeps events (default 30 days).
+fn audit(raw: Option<raw::Audit>) -> Result<(Audit, std::time::Duration), Error> {
     let raw = raw.unwrap_or(raw::Audit {
         target: None,
         max_size_mib: None,
         keep: None,
+        retention: None,
     });
+    let retention = match &raw.retention {
+        Some(text) => values::duration("audit.retention", text)?,
+        None => AUDIT_RETENTION,
+    };
     let target = choice(
         "audit.target",
         raw.target.as_deref().unwrap_or("file"),
@@ -254,14 +264,15 @@ fn audit(raw: Option<raw::Audit>) -> Result<Audit, Error> {
     if keep > 1000 {
         return Err(Error::invalid("audit.keep", "must be at most 1000"));
     }
-    Ok(match target {
+    let sink = match target {
         0 => Audit::File {
             max_bytes: max_size_mib * 1024 * 1024,
             keep,
         },
         1 => Audit::Stdout,
         _ => Audit::Off,
-    })
+    };
+    Ok((sink, retention))
 }
 
 fn sftp(raw: raw::Sftp) -> Result<Option<Sftp>, Error> {

@@ -249,6 +249,7 @@ pub async fn save(store: &Store, file: &Config, change: Change) -> Result<Record
             ));
         }
     }
+    absolute_locals(section, &fields)?;
     let stored = store.get(section, &name).await?;
     if let Some(stored) = &stored {
         if let Some(file) = &stored.managed_by {
@@ -333,6 +334,40 @@ pub async fn delete(store: &Store, section: Section, name: &str) -> Result<(), R
     if section == Section::Connections {
         // A connection made again under this name must be signed in again.
         store.delete_grant(name).await?;
+    }
+    Ok(())
+}
+
+/// Refuses a relative `local` folder (a sync job's, a user's mount's): the file's are relative
+/// to the file, and a record made through the API or the CLI has no file to be relative to.
+fn absolute_locals(section: Section, fields: &Map<String, Value>) -> Result<(), Refusal> {
+    let locals: Vec<(String, &Value)> = match section {
+        Section::Syncs => fields
+            .get("local")
+            .map(|l| ("local".into(), l))
+            .into_iter()
+            .collect(),
+        Section::Users => fields
+            .get("mounts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, m)| Some((format!("mounts[{i}].local"), m.get("local")?)))
+            .collect(),
+        Section::Connections => Vec::new(),
+    };
+    for (field, local) in locals {
+        if local
+            .as_str()
+            .is_some_and(|l| !std::path::Path::new(l).is_absolute())
+        {
+            return Err(Refusal::invalid(
+                &field,
+                "give an absolute path (a record made through the API or the CLI has no \
+                 configuration file for a relative one to start from)",
+            ));
+        }
     }
     Ok(())
 }

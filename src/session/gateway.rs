@@ -109,7 +109,11 @@ impl Gateway {
             };
             connections.insert(c.name.clone(), connection);
         }
-        let audit = Arc::new(crate::audit::Audit::open(&config.audit, &config.state.dir));
+        let audit = Arc::new(crate::audit::Audit::open(
+            &config.audit,
+            &config.state.dir,
+            Some((store.clone(), config.audit_retention)),
+        ));
         queue.attach(&connections, audit_deliveries(&audit), paths);
         Ok(Gateway {
             users: Users::new(&config.users),

@@ -47,6 +47,9 @@ pub async fn load_or_create(store: &Store, dir: &Path) -> std::io::Result<Vec<Pr
             key
         } else {
             // Another instance stored one first: that one is every instance's.
+            if imported {
+                tracing::warn!(algorithm = %name, file = %path.display(), "another instance stored its host key first: this key file is not used, and clients that knew it will see the store's key");
+            }
             let stored = store.host_keys().await.map_err(io)?;
             let first = stored
                 .iter()

@@ -44,7 +44,7 @@ impl Users {
         let file = lock_file(state_dir)?;
         match file.try_lock() {
             Ok(()) => Ok(Users(file)),
-            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Key(format!(
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Refused(format!(
                 "spgate serve is running on {}: stop it first",
                 state_dir.display()
             ))),
@@ -55,7 +55,7 @@ impl Users {
 
 /// Why PostgreSQL stores are backed up with PostgreSQL's tools.
 fn postgres_tools(what: &str) -> Error {
-    Error::Key(format!(
+    Error::Refused(format!(
         "a PostgreSQL store is {what} with PostgreSQL's own tools: `pg_dump --format=custom \
          --file=FILE URL` and `pg_restore --clean --dbname=URL FILE` (see README, Backups)"
     ))
@@ -68,14 +68,14 @@ impl Store {
             return Err(postgres_tools("backed up"));
         }
         if to.exists() {
-            return Err(Error::Key(format!(
+            return Err(Error::Refused(format!(
                 "{} exists: give a new file",
                 to.display()
             )));
         }
         let text = to
             .to_str()
-            .ok_or_else(|| Error::Key(format!("{}: not a UTF-8 path", to.display())))?;
+            .ok_or_else(|| Error::Refused(format!("{}: not a UTF-8 path", to.display())))?;
         sqlx::query("VACUUM INTO $1")
             .bind(text)
             .execute(self.pool())
@@ -103,7 +103,7 @@ pub async fn restore(state: &crate::config::State, from: &Path) -> Result<Restor
     let _alone = Users::alone(&state.dir)?;
     let incoming = sidecar(db, ".restoring");
     std::fs::copy(from, &incoming)
-        .map_err(|e| Error::Key(format!("reading {}: {e}", from.display())))?;
+        .map_err(|e| Error::Refused(format!("reading {}: {e}", from.display())))?;
     let checked = check(&incoming, state.secret_key.as_ref(), &state.dir).await;
     let version = match checked {
         Ok(version) => version,
@@ -133,7 +133,7 @@ async fn check(path: &Path, key: Option<&Secret>, state_dir: &Path) -> Result<i6
     let store = Store::open(&Database::Sqlite(path.to_path_buf()), key, state_dir).await?;
     store.close().await;
     match store.found_version() {
-        0 => Err(Error::Key(format!(
+        0 => Err(Error::Refused(format!(
             "{}: not a backup of spgate's state store",
             path.display()
         ))),

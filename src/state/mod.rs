@@ -9,6 +9,7 @@
 //!   configuration file or through the API and the CLI;
 //! - [`host_keys`]: the SSH host keys, generated once;
 //! - [`grants`]: the device-code connections' sign-ins (rotating refresh tokens, sealed);
+//! - [`audit`]: the transfer audit, kept for `[audit] retention`;
 //! - [`backup`]: backups and restores of an SQLite store; [`rekey`]: a new master key.
 //!
 //! The master key: `[state] secret_key` when set. Without it, an SQLite store keeps a key of
@@ -17,6 +18,7 @@
 //! opens only with the key that sealed them: a missing or different key is refused at start,
 //! before anything is served.
 
+pub mod audit;
 pub mod backup;
 pub mod grants;
 pub mod host_keys;
@@ -47,8 +49,16 @@ pub enum Error {
     Newer { found: i64, known: i64 },
     #[error("state store: {0}")]
     Seal(#[from] SealError),
+    /// The master key is missing or unusable.
     #[error("state store: {0}")]
     Key(String),
+    /// `[state]` names a store that cannot be reached as given.
+    #[error("state store: {0}")]
+    Config(String),
+    /// An operation that cannot be done as asked (a secret for a record that has none, a
+    /// restore while a server runs, a backup over an existing file...).
+    #[error("state store: {0}")]
+    Refused(String),
     #[error("{kind} {name} is managed by the configuration file {file}: change it there")]
     Managed {
         kind: &'static str,
@@ -109,10 +119,10 @@ impl Store {
             }
             Database::Postgres { url, password } => {
                 let mut url = reqwest::Url::parse(url)
-                    .map_err(|e| Error::Key(format!("[state] database is not a URL: {e}")))?;
+                    .map_err(|e| Error::Config(format!("[state] database is not a URL: {e}")))?;
                 if let Some(password) = password {
                     url.set_password(Some(password.expose())).map_err(|()| {
-                        Error::Key("[state] database cannot take a password".into())
+                        Error::Config("[state] database cannot take a password".into())
                     })?;
                 }
                 (Engine::Postgres, url.to_string())
@@ -275,7 +285,7 @@ fn settle_rekey(state_dir: &Path, sealed: Option<&str>) -> Result<()> {
 fn sqlite_url(path: &Path) -> Result<String> {
     let text = path
         .to_str()
-        .ok_or_else(|| Error::Key(format!("{}: not a UTF-8 path", path.display())))?;
+        .ok_or_else(|| Error::Config(format!("{}: not a UTF-8 path", path.display())))?;
     let encoded: String =
         percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC)
             .to_string()

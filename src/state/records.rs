@@ -84,7 +84,7 @@ impl Store {
         by: By<'_>,
     ) -> Result<i64> {
         if !matches!(secret, SecretWrite::Keep) && kind != Kind::Connections {
-            return Err(Error::Key(format!("a {} has no secret", kind.one())));
+            return Err(Error::Refused(format!("a {} has no secret", kind.one())));
         }
         let table = kind.key();
         let managed_by = match by {

@@ -25,10 +25,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "grants",
         sql: include_str!("migrations/0002_grants.sql"),
     },
+    Migration {
+        version: 3,
+        name: "audit",
+        sql: include_str!("migrations/0003_audit.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// Any number, as long as it is spgate's own: the advisory lock migrations take on PostgreSQL.
 const MIGRATION_LOCK: i64 = 0x5367_6174_6531;
