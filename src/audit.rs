@@ -152,13 +152,13 @@ impl Audit {
             }
         };
         if let Some(store) = &self.store {
-            let entry = Entry {
-                time_ms: event.time.timestamp_millis(),
-                user: event.user.to_string(),
-                action: event.action.to_string(),
-                outcome: event.outcome.to_string(),
-                event: String::from_utf8_lossy(&line).into_owned(),
-            };
+            let entry = Entry::new(
+                event.time.timestamp_millis(),
+                event.user,
+                event.action,
+                event.outcome,
+                String::from_utf8_lossy(&line).into_owned(),
+            );
             if store.try_send(entry).is_err() {
                 tracing::warn!(
                     "audit: the state store writer is behind; an event is left out of the store"

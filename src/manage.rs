@@ -259,15 +259,18 @@ pub async fn delete(
 
 /// `spgate backup FILE`: a consistent copy of an SQLite store, taken while spgate runs or not.
 pub async fn backup(config: &Config, to: &Path, out: &mut impl Write) -> anyhow::Result<bool> {
-    let store = open(config).await?;
-    store.backup(to).await?;
+    let done = crate::state::backup::backup(&config.state, to).await?;
+    let key = match &done.key_id {
+        Some(id) => format!(
+            "its secrets are sealed with key {id}, which is not in the backup: keep the key with it"
+        ),
+        None => "it holds no sealed secret".to_string(),
+    };
     writeln!(
         out,
-        "state store backed up to {} (schema version {}); its secrets are sealed with key {}, \
-         which is not in the backup: keep the key with it",
+        "state store backed up to {} (schema version {}); {key}",
         to.display(),
-        store.version().await?,
-        store.key_id(),
+        done.version,
     )?;
     Ok(true)
 }
@@ -277,13 +280,21 @@ pub async fn restore(config: &Config, from: &Path, out: &mut impl Write) -> anyh
     let restored = crate::state::backup::restore(&config.state, from).await?;
     writeln!(
         out,
-        "state store restored from {} (schema version {}, now {}); the store it replaced is \
-         kept as {}",
+        "state store restored from {} (schema version {}, now {})",
         from.display(),
         restored.version,
         crate::state::schema::VERSION,
-        restored.kept.display(),
     )?;
+    if let Some(kept) = &restored.kept {
+        writeln!(out, "the store it replaced is kept as {}", kept.display())?;
+    }
+    if restored.sign_ins > 0 {
+        writeln!(
+            out,
+            "{} device-code sign-in(s) taken over from the replaced store (the backup's were spent since)",
+            restored.sign_ins
+        )?;
+    }
     Ok(true)
 }
 
@@ -312,24 +323,29 @@ pub async fn rekey(
     let id = Sealer::new(&new)?.id().to_string();
     let store = open(config).await?;
     let old = store.key_id().to_string();
-    let count = match own {
-        true => store.rekey_own(&config.state.dir, &new).await?,
-        false => store.rekey(&new).await?,
+    let (count, kept) = match own {
+        true => {
+            let (count, kept) = store.rekey_own(&config.state.dir, &new).await?;
+            (count, Some(kept))
+        }
+        false => (store.rekey(&new).await?, None),
     };
     store.close().await;
     writeln!(
         out,
         "{count} secret(s) sealed again: key {old} replaced by key {id}"
     )?;
-    match own {
-        true => writeln!(
+    match kept {
+        Some(kept) => writeln!(
             out,
-            "{} holds the new key",
-            crate::state::key_file(&config.state.dir).display()
+            "{} holds the new key; the old one is kept as {} (backups taken before need it)",
+            crate::state::key_file(&config.state.dir).display(),
+            kept.display()
         )?,
-        false => writeln!(
+        None => writeln!(
             out,
-            "now set [state] secret_key to the new key on every instance, then start spgate"
+            "now set [state] secret_key to the new key on every instance, then start spgate; \
+             keep the old key for the backups taken before"
         )?,
     }
     Ok(true)

@@ -257,11 +257,18 @@ async fn a_sign_in_saved_by_an_earlier_version_is_imported_once() {
         rotated, token,
         "the imported token was used and rotated in the store"
     );
-    // Imported once: a later start reads the store, not the file left behind.
+    // Imported once: with a sign-in in the store, a file put back (here with the spent token)
+    // is not read again, and stays where it is.
+    std::fs::write(&old, saved.to_string()).unwrap();
     world.ctx.sim.control("/tokens/expire", json!({})).await;
     let again = world.open(&parse(&toml));
-    assert!(again.tokens.get().await.is_ok());
+    assert!(
+        again.tokens.get().await.is_ok(),
+        "{:?}",
+        again.health.alert()
+    );
     assert_ne!(saved_refresh_token(&world).await, rotated);
+    assert!(old.exists(), "the file was imported again");
 }
 
 /// Two instances on one PostgreSQL store refresh at once: the second waits on the first's lock
@@ -294,9 +301,12 @@ async fn instances_sharing_a_postgresql_store_never_spend_the_same_refresh_token
     first.save_grant(NAME, &signed_in.unwrap()).await.unwrap();
 
     let config = parse(&toml);
+    // Each instance's store is open before they refresh, so the two refreshes overlap.
+    let second = Paths::in_state(&state);
+    second.store().await.unwrap();
     let (a, b) = (
         Connection::open(&config.connections[0], &first).unwrap(),
-        Connection::open(&config.connections[0], &Paths::in_state(&state)).unwrap(),
+        Connection::open(&config.connections[0], &second).unwrap(),
     );
     let requests = world.count("token").await;
     let (got_a, got_b) = tokio::join!(a.tokens.get(), b.tokens.get());

@@ -571,12 +571,9 @@ async fn rekey_seals_every_secret_again(place: Place) {
 async fn the_audit_is_kept_queried_and_pruned(place: Place) {
     use spgate::state::audit::{Entry, Query};
     let store = place.open(Some(&key())).await.unwrap();
-    let entry = |time_ms: i64, user: &str, action: &str, outcome: &str| Entry {
-        time_ms,
-        user: user.into(),
-        action: action.into(),
-        outcome: outcome.into(),
-        event: format!(r#"{{"user":"{user}","action":"{action}","t":{time_ms}}}"#),
+    let entry = |time_ms: i64, user: &str, action: &str, outcome: &str| {
+        let event = format!(r#"{{"user":"{user}","action":"{action}","t":{time_ms}}}"#);
+        Entry::new(time_ms, user, action, outcome, event)
     };
     store
         .append_audit(&[
@@ -621,4 +618,29 @@ async fn the_audit_is_kept_queried_and_pruned(place: Place) {
     assert!(got[0].event.contains(r#""user":"bob""#));
     assert_eq!(store.prune_audit(2_500).await.unwrap(), 2);
     assert_eq!(times(store.audit(&all).await.unwrap()), [4_000, 3_000]);
+    // Events of one millisecond are paged one by one, none skipped or repeated.
+    store
+        .append_audit(&[
+            entry(5_000, "carol", "upload", "ok"),
+            entry(5_000, "dave", "upload", "ok"),
+            entry(5_000, "erin", "upload", "ok"),
+        ])
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = Query {
+            since_ms: Some(5_000),
+            after,
+            limit: 1,
+            ..Query::default()
+        };
+        let got = store.audit(&page).await.unwrap();
+        let Some(last) = got.last() else { break };
+        seen.push(last.user.clone());
+        after = spgate::state::audit::parse_cursor(&last.cursor());
+    }
+    seen.sort();
+    assert_eq!(seen, ["carol", "dave", "erin"]);
 }

@@ -163,9 +163,10 @@ pub async fn alerts(Extract(state): Extract<Arc<State>>) -> Response {
     ("action" = Option<String>, Query, description = "login, upload, download, delete or rename"),
     ("outcome" = Option<String>, Query, description = "ok or failed"),
     ("since" = Option<String>, Query, description = "Only events at or after this time (RFC 3339)"),
-    ("before" = Option<String>, Query, description = "Only events before this time (RFC 3339): the previous answer's next_before"),
+    ("before" = Option<String>, Query, description = "Only events before this time (RFC 3339)"),
+    ("after" = Option<String>, Query, description = "Only events older than the previous page's last: its answer's next"),
     ("limit" = Option<usize>, Query, description = "How many (1-1000, default 100)")),
-    responses((status = 200, description = "{events: [...], next_before}: the audit lines, newest first; next_before (when more may be older) pages on"), (status = 422, description = "A bad parameter", body = ErrorBody)))]
+    responses((status = 200, description = "{events: [...], next}: the audit lines, newest first; next (when more may be older) is the after of the next page"), (status = 422, description = "A bad parameter", body = ErrorBody)))]
 pub async fn audit(
     Extract(state): Extract<Arc<State>>,
     axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
@@ -191,7 +192,21 @@ pub async fn audit(
             }
         }
     }
+    let after = match query
+        .get("after")
+        .map(|a| crate::state::audit::parse_cursor(a))
+    {
+        None => None,
+        Some(Some(after)) => Some(after),
+        Some(None) => {
+            return failure(Failure::invalid(
+                "after",
+                "must be the next of a previous answer",
+            ));
+        }
+    };
     let selected = crate::state::audit::Query {
+        after,
         user: query.get("user").cloned(),
         action: query.get("action").cloned(),
         outcome: query.get("outcome").cloned(),
@@ -203,16 +218,14 @@ pub async fn audit(
         Ok(entries) => entries,
         Err(e) => return failure(Failure::internal(format!("reading the audit: {e}"))),
     };
-    let next_before = (entries.len() as i64 == limit)
-        .then(|| entries.last())
-        .flatten()
-        .and_then(|e| chrono::DateTime::from_timestamp_millis(e.time_ms))
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let next = (entries.len() as i64 == limit)
+        .then(|| entries.last().map(crate::state::audit::Entry::cursor))
+        .flatten();
     let events: Vec<Value> = entries
         .iter()
         .filter_map(|e| serde_json::from_str(&e.event).ok())
         .collect();
-    Json(json!({ "events": events, "next_before": next_before })).into_response()
+    Json(json!({ "events": events, "next": next })).into_response()
 }
 
 /// Each connection's state for the API and the status page.

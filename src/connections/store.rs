@@ -140,15 +140,19 @@ impl Paths {
             account: old.user,
             updated_at: old.updated.timestamp(),
         };
-        store
-            .put_grant(connection, &grant)
+        // Another process may import it at the same moment: the first one stored is kept (a
+        // later write could put back a token the first one has spent since).
+        if store
+            .add_grant(connection, &grant)
             .await
-            .map_err(std::io::Error::other)?;
+            .map_err(std::io::Error::other)?
+        {
+            tracing::info!(connection, file = %file.display(), "imported the saved sign-in into the state store");
+        }
         let mut imported = file.clone().into_os_string();
         imported.push(".imported");
         std::fs::rename(&file, &imported)?;
-        tracing::info!(connection, file = %file.display(), "imported the saved sign-in into the state store");
-        Ok(Some(grant))
+        store.grant(connection).await.map_err(std::io::Error::other)
     }
 
     /// Saves the sign-in of `connection` in the store.

@@ -249,8 +249,8 @@ pub async fn save(store: &Store, file: &Config, change: Change) -> Result<Record
             ));
         }
     }
-    absolute_locals(section, &fields)?;
     let stored = store.get(section, &name).await?;
+    absolute_locals(section, &fields, stored.as_ref())?;
     if let Some(stored) = &stored {
         if let Some(file) = &stored.managed_by {
             return Err(Refusal::Managed {
@@ -338,30 +338,41 @@ pub async fn delete(store: &Store, section: Section, name: &str) -> Result<(), R
     Ok(())
 }
 
-/// Refuses a relative `local` folder (a sync job's, a user's mount's): the file's are relative
-/// to the file, and a record made through the API or the CLI has no file to be relative to.
-fn absolute_locals(section: Section, fields: &Map<String, Value>) -> Result<(), Refusal> {
-    let locals: Vec<(String, &Value)> = match section {
-        Section::Syncs => fields
-            .get("local")
-            .map(|l| ("local".into(), l))
-            .into_iter()
-            .collect(),
-        Section::Users => fields
-            .get("mounts")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-            .filter_map(|(i, m)| Some((format!("mounts[{i}].local"), m.get("local")?)))
-            .collect(),
-        Section::Connections => Vec::new(),
+/// Refuses a new relative `local` folder (a sync job's, a user's mount's): the file's are
+/// relative to the file, and a record made through the API or the CLI has no file to be
+/// relative to. One the stored record has already is kept (records saved before this rule).
+fn absolute_locals(
+    section: Section,
+    fields: &Map<String, Value>,
+    stored: Option<&Record>,
+) -> Result<(), Refusal> {
+    let locals = |fields: &Map<String, Value>| -> Vec<(String, Value)> {
+        match section {
+            Section::Syncs => fields
+                .get("local")
+                .map(|l| ("local".to_string(), l.clone()))
+                .into_iter()
+                .collect(),
+            Section::Users => fields
+                .get("mounts")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .filter_map(|(i, m)| Some((format!("mounts[{i}].local"), m.get("local")?.clone())))
+                .collect(),
+            Section::Connections => Vec::new(),
+        }
     };
-    for (field, local) in locals {
-        if local
+    let kept = match stored.map(|r| &r.record) {
+        Some(Value::Object(stored)) => locals(stored),
+        _ => Vec::new(),
+    };
+    for (field, local) in locals(fields) {
+        let relative = local
             .as_str()
-            .is_some_and(|l| !std::path::Path::new(l).is_absolute())
-        {
+            .is_some_and(|l| !std::path::Path::new(l).is_absolute());
+        if relative && !kept.iter().any(|(_, k)| *k == local) {
             return Err(Refusal::invalid(
                 &field,
                 "give an absolute path (a record made through the API or the CLI has no \

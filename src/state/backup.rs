@@ -1,7 +1,7 @@
 //! Backups of an SQLite store, and who may replace the store's file.
 //!
-//! - [`Store::backup`]: a consistent copy of the database while spgate runs (`VACUUM INTO`: one
-//!   read transaction, writers go on), secrets still sealed;
+//! - [`backup`]: a consistent copy of the database while spgate runs (`VACUUM INTO`: one read
+//!   transaction, writers go on), secrets still sealed;
 //! - [`restore`]: the store replaced by a backup, with every spgate on it stopped: the backup is
 //!   copied in, checked (its schema brought up to date and its key check opened with the key in
 //!   force) and only then put in place; the store it replaces is kept beside it.
@@ -12,10 +12,11 @@
 //! `pg_restore`); both commands say so.
 
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::{Engine, Error, Result, Store};
-use crate::config::{Database, Secret};
+use super::{Error, Result, Store};
+use crate::config::Database;
 
 /// A lock on a state directory's store, held while it lives.
 #[derive(Debug)]
@@ -61,29 +62,75 @@ fn postgres_tools(what: &str) -> Error {
     ))
 }
 
-impl Store {
-    /// Writes a consistent copy of an SQLite store to `to` (a new file, mode 0600).
-    pub async fn backup(&self, to: &Path) -> Result<()> {
-        if self.engine() == Engine::Postgres {
-            return Err(postgres_tools("backed up"));
-        }
-        if to.exists() {
-            return Err(Error::Refused(format!(
-                "{} exists: give a new file",
-                to.display()
-            )));
-        }
-        let text = to
-            .to_str()
-            .ok_or_else(|| Error::Refused(format!("{}: not a UTF-8 path", to.display())))?;
-        sqlx::query("VACUUM INTO $1")
-            .bind(text)
-            .execute(self.pool())
-            .await?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600))?;
-        Ok(())
+/// What [`backup`] wrote.
+#[derive(Debug)]
+pub struct BackedUp {
+    /// The store's schema version.
+    pub version: i64,
+    /// The id of the key its secrets are sealed with, if it holds any.
+    pub key_id: Option<String>,
+}
+
+/// Writes a consistent copy of the SQLite store `state` names to `to`: a new file, made here
+/// empty with mode 0600 before anything is copied into it (never readable by others, never
+/// over an existing file). The store is read as it is: no migration, no key needed, so a
+/// backup taken by a newer binary before an upgrade still suits the older one.
+pub async fn backup(state: &crate::config::State, to: &Path) -> Result<BackedUp> {
+    let Database::Sqlite(db) = &state.database else {
+        return Err(postgres_tools("backed up"));
+    };
+    if !db.exists() {
+        return Err(Error::Refused(format!(
+            "there is no state store at {}",
+            db.display()
+        )));
     }
+    let target = to
+        .to_str()
+        .ok_or_else(|| Error::Refused(format!("{}: not a UTF-8 path", to.display())))?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(to)
+        .map_err(|e| Error::Refused(format!("{}: {e}", to.display())))?;
+    let copied = copy_into(db, target).await;
+    if copied.is_err() {
+        let _ = std::fs::remove_file(to);
+    }
+    let backed_up = copied?;
+    file.sync_all()?;
+    Ok(backed_up)
+}
+
+/// `VACUUM INTO target` on the store at `db`, opened as it is; what it holds.
+async fn copy_into(db: &Path, target: &str) -> Result<BackedUp> {
+    super::install_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&super::sqlite_url(db, "rw")?)
+        .await?;
+    let version = super::schema::applied(&pool)
+        .await
+        .map_err(|_| Error::Refused(format!("{}: not spgate's state store", db.display())))?;
+    let check: Option<String> = sqlx::query("SELECT value FROM spgate_meta WHERE key = $1")
+        .bind(super::KEY_CHECK)
+        .fetch_optional(&pool)
+        .await?
+        .map(|row| sqlx::Row::try_get(&row, "value"))
+        .transpose()?;
+    sqlx::query("VACUUM INTO $1")
+        .bind(target)
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    Ok(BackedUp {
+        version,
+        key_id: check
+            .as_deref()
+            .and_then(super::seal::Sealer::sealed_with)
+            .map(str::to_string),
+    })
 }
 
 /// What [`restore`] did.
@@ -91,8 +138,11 @@ impl Store {
 pub struct Restored {
     /// The backup's schema version before it was brought up to date.
     pub version: i64,
-    /// Where the store it replaced was kept.
-    pub kept: PathBuf,
+    /// Where the store it replaced was kept, if there was one.
+    pub kept: Option<PathBuf>,
+    /// Device-code sign-ins taken over from the store replaced (newer than the backup's: the
+    /// backup's refresh tokens were spent since).
+    pub sign_ins: usize,
 }
 
 /// Replaces the SQLite store of `state` with the backup `from` (see the module docs).
@@ -104,41 +154,84 @@ pub async fn restore(state: &crate::config::State, from: &Path) -> Result<Restor
     let incoming = sidecar(db, ".restoring");
     std::fs::copy(from, &incoming)
         .map_err(|e| Error::Refused(format!("reading {}: {e}", from.display())))?;
-    let checked = check(&incoming, state.secret_key.as_ref(), &state.dir).await;
-    let version = match checked {
-        Ok(version) => version,
+    let prepared = prepare(db, &incoming, state).await;
+    let (version, sign_ins) = match prepared {
+        Ok(prepared) => prepared,
         Err(e) => {
             let _ = std::fs::remove_file(&incoming);
             return Err(e);
         }
     };
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let kept = sidecar(db, &format!(".before-restore-{stamp}"));
-    for suffix in ["", "-wal", "-shm"] {
-        let live = sidecar(db, suffix);
-        if live.exists() {
-            std::fs::rename(&live, sidecar(&kept, suffix))?;
+    File::open(&incoming)?.sync_all()?;
+    // The store replaced is kept through links: it stays in place until the rename below, so a
+    // crash leaves the old store or the restored one, never none.
+    let kept = match db.exists() {
+        true => {
+            let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+            let kept = sidecar(db, &format!(".before-restore-{stamp}"));
+            for suffix in ["", "-wal"] {
+                let live = sidecar(db, suffix);
+                if live.exists() {
+                    std::fs::hard_link(&live, sidecar(&kept, suffix))?;
+                }
+            }
+            Some(kept)
+        }
+        false => None,
+    };
+    // The replaced store's log must never be applied to the restored one.
+    for suffix in ["-wal", "-shm"] {
+        match std::fs::remove_file(sidecar(db, suffix)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
         }
     }
     std::fs::rename(&incoming, db)?;
     if let Some(dir) = db.parent() {
         File::open(dir)?.sync_all()?;
     }
-    Ok(Restored { version, kept })
+    Ok(Restored {
+        version,
+        kept,
+        sign_ins,
+    })
 }
 
-/// Opens the copy at `path` as a store (bringing its schema up to date, opening its key check
-/// with the key in force) and closes it again: the backup's schema version.
-async fn check(path: &Path, key: Option<&Secret>, state_dir: &Path) -> Result<i64> {
-    let store = Store::open(&Database::Sqlite(path.to_path_buf()), key, state_dir).await?;
-    store.close().await;
-    match store.found_version() {
-        0 => Err(Error::Refused(format!(
+/// Opens the copy at `incoming` as a store (bringing its schema up to date, opening its key
+/// check with the key in force) and takes over the newer sign-ins of the store at `live`: the
+/// backup's schema version and how many sign-ins were taken over.
+async fn prepare(
+    live: &Path,
+    incoming: &Path,
+    state: &crate::config::State,
+) -> Result<(i64, usize)> {
+    let key = state.secret_key.as_ref();
+    let store = Store::open(&Database::Sqlite(incoming.to_path_buf()), key, &state.dir).await?;
+    let found = store.found_version();
+    if found == 0 {
+        store.close().await;
+        return Err(Error::Refused(format!(
             "{}: not a backup of spgate's state store",
-            path.display()
-        ))),
-        found => Ok(found),
+            incoming.display()
+        )));
     }
+    let mut taken = 0;
+    if live.exists() {
+        let current = Store::open(&Database::Sqlite(live.to_path_buf()), key, &state.dir).await?;
+        for (connection, grant) in current.grants().await? {
+            let older = store
+                .grant(&connection)
+                .await?
+                .is_none_or(|g| g.updated_at < grant.updated_at);
+            if older {
+                store.put_grant(&connection, &grant).await?;
+                taken += 1;
+            }
+        }
+        current.close().await;
+    }
+    store.close().await;
+    Ok((found, taken))
 }
 
 /// `path` with `suffix` appended to its name.

@@ -19,6 +19,11 @@ pub struct Grant {
     pub updated_at: i64,
 }
 
+/// The refreshes under way in this process, by connection (SQLite stores).
+static REFRESHING: std::sync::LazyLock<
+    dashmap::DashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>,
+> = std::sync::LazyLock::new(Default::default);
+
 pub(super) fn place(connection: &str) -> String {
     format!("grants/{connection}/refresh_token")
 }
@@ -29,21 +34,53 @@ impl Store {
         self.read_grant(self.pool(), connection).await
     }
 
+    /// Every saved sign-in, by connection.
+    pub async fn grants(&self) -> Result<Vec<(String, Grant)>> {
+        let names: Vec<String> = sqlx::query("SELECT connection FROM grants ORDER BY connection")
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|row| row.try_get("connection"))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut all = Vec::new();
+        for name in names {
+            if let Some(grant) = self.grant(&name).await? {
+                all.push((name, grant));
+            }
+        }
+        Ok(all)
+    }
+
+    /// Saves the sign-in of `connection` unless one is saved already: whether it was saved.
+    pub async fn add_grant(&self, connection: &str, grant: &Grant) -> Result<bool> {
+        self.write_grant(self.pool(), connection, grant, false)
+            .await
+    }
+
     /// Saves (or replaces) the sign-in of `connection`.
     pub async fn put_grant(&self, connection: &str, grant: &Grant) -> Result<()> {
-        self.write_grant(self.pool(), connection, grant).await
+        self.write_grant(self.pool(), connection, grant, true)
+            .await
+            .map(drop)
     }
 
     /// Runs `rotate` on the sign-in of `connection` and saves the grant it answers, holding the
     /// sign-in locked on PostgreSQL (its row, from a first write to the commit) so that two
     /// instances never spend the same refresh token: the second waits, then reads the token
-    /// the first saved. An SQLite store has one server, whose refreshes are single-flight.
+    /// the first saved. An SQLite store has one server: its refreshes of a connection (the
+    /// gateway's, an API test's) take turns in the process, without holding the database's
+    /// write lock through a token request.
     pub async fn rotate_grant<T, E: From<Error>>(
         &self,
         connection: &str,
         rotate: impl AsyncFnOnce(Option<Grant>) -> std::result::Result<(T, Option<Grant>), E>,
     ) -> std::result::Result<T, E> {
         if self.engine() == Engine::Sqlite {
+            let lock = REFRESHING
+                .entry(connection.to_string())
+                .or_default()
+                .clone();
+            let _held = lock.lock().await;
             let (answer, rotated) = rotate(self.grant(connection).await?).await?;
             if let Some(grant) = rotated {
                 self.put_grant(connection, &grant).await?;
@@ -59,7 +96,7 @@ impl Store {
         let saved = self.read_grant(&mut *tx, connection).await?;
         let (answer, rotated) = rotate(saved).await?;
         if let Some(grant) = rotated {
-            self.write_grant(&mut *tx, connection, &grant).await?;
+            self.write_grant(&mut *tx, connection, &grant, true).await?;
         }
         tx.commit().await.map_err(Error::from)?;
         Ok(answer)
@@ -90,31 +127,41 @@ impl Store {
         }))
     }
 
+    /// Writes the sign-in of `connection`, replacing a saved one when `replace`: whether it
+    /// was written.
     async fn write_grant<'e>(
         &self,
         executor: impl Executor<'e, Database = Any>,
         connection: &str,
         grant: &Grant,
-    ) -> Result<()> {
+        replace: bool,
+    ) -> Result<bool> {
         let sealed = self
             .sealer()
             .seal(&place(connection), grant.refresh_token.expose());
-        sqlx::query(
-            "INSERT INTO grants (connection, refresh_token, client_id, tenant, account, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (connection) DO UPDATE SET refresh_token = excluded.refresh_token,
+        let on_conflict = match replace {
+            true => {
+                "DO UPDATE SET refresh_token = excluded.refresh_token,
                  client_id = excluded.client_id, tenant = excluded.tenant,
-                 account = excluded.account, updated_at = excluded.updated_at",
-        )
-        .bind(connection)
-        .bind(sealed)
-        .bind(&grant.client_id)
-        .bind(&grant.tenant)
-        .bind(&grant.account)
-        .bind(grant.updated_at)
-        .execute(executor)
-        .await?;
-        Ok(())
+                 account = excluded.account, updated_at = excluded.updated_at"
+            }
+            false => "DO NOTHING",
+        };
+        let sql = format!(
+            "INSERT INTO grants (connection, refresh_token, client_id, tenant, account, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (connection) {on_conflict}"
+        );
+        // The statement is one of the two texts above, never input.
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(connection)
+            .bind(sealed)
+            .bind(&grant.client_id)
+            .bind(&grant.tenant)
+            .bind(&grant.account)
+            .bind(grant.updated_at)
+            .execute(executor)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Forgets the sign-in of `connection` (the connection was deleted).

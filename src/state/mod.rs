@@ -108,14 +108,13 @@ impl Store {
         secret_key: Option<&Secret>,
         state_dir: &Path,
     ) -> Result<Store> {
-        static DRIVERS: Once = Once::new();
-        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        install_drivers();
         let (engine, url) = match database {
             Database::Sqlite(path) => {
                 if let Some(parent) = path.parent() {
                     crate::fsio::ensure_private_dir(parent)?;
                 }
-                (Engine::Sqlite, sqlite_url(path)?)
+                (Engine::Sqlite, sqlite_url(path, "rwc")?)
             }
             Database::Postgres { url, password } => {
                 let mut url = reqwest::Url::parse(url)
@@ -259,9 +258,10 @@ fn pending_key_file(state_dir: &Path) -> PathBuf {
     state_dir.join("secret.key.new")
 }
 
-/// Finishes or forgets a rekey of an SQLite store's own key that stopped half-way: when the
-/// pending key opens the store's key check, the rekey committed and the pending key replaces
-/// the old one; otherwise it did not, and the pending key is dropped.
+/// Finishes a rekey of an SQLite store's own key that stopped between its commit and the swap of
+/// the key file: when the pending key opens the store's key check, the rekey committed and the
+/// pending key replaces the old one. Otherwise the pending key is left alone: a rekey may be
+/// under way, and only that rekey knows whether it will commit.
 fn settle_rekey(state_dir: &Path, sealed: Option<&str>) -> Result<()> {
     let pending = pending_key_file(state_dir);
     let text = match std::fs::read_to_string(&pending) {
@@ -275,14 +275,18 @@ fn settle_rekey(state_dir: &Path, sealed: Option<&str>) -> Result<()> {
     if committed {
         std::fs::rename(&pending, key_file(state_dir))?;
         tracing::info!("state store: finished a rekey, its new key is in force");
-    } else {
-        std::fs::remove_file(&pending)?;
     }
     Ok(())
 }
 
-/// `sqlite://PATH?mode=rwc`, the path percent-encoded (it may hold `?`, `#`, `%`).
-fn sqlite_url(path: &Path) -> Result<String> {
+/// Makes sqlx's `Any` driver know both engines (once per process).
+fn install_drivers() {
+    static DRIVERS: Once = Once::new();
+    DRIVERS.call_once(sqlx::any::install_default_drivers);
+}
+
+/// `sqlite://PATH?mode=MODE`, the path percent-encoded (it may hold `?`, `#`, `%`).
+fn sqlite_url(path: &Path, mode: &str) -> Result<String> {
     let text = path
         .to_str()
         .ok_or_else(|| Error::Config(format!("{}: not a UTF-8 path", path.display())))?;
@@ -290,5 +294,5 @@ fn sqlite_url(path: &Path) -> Result<String> {
         percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC)
             .to_string()
             .replace("%2F", "/");
-    Ok(format!("sqlite://{encoded}?mode=rwc"))
+    Ok(format!("sqlite://{encoded}?mode={mode}"))
 }

@@ -45,6 +45,12 @@ impl Store {
     pub async fn rekey(&self, new: &Secret) -> Result<usize> {
         let new = Sealer::new(new)?;
         let mut tx = self.pool().begin().await?;
+        if self.engine() == super::Engine::Postgres {
+            // No instance may seal or rotate anything while the key changes under it.
+            sqlx::query("LOCK TABLE connections, host_keys, grants IN EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await?;
+        }
         let mut count = 0;
         for sealed in SEALED {
             let Sealed {
@@ -85,19 +91,38 @@ impl Store {
 
 impl Store {
     /// Rekeys an SQLite store that keeps its own key (`[state] secret_key` not set) to `new`,
-    /// and replaces `<state dir>/secret.key` with it. The new key is written beside the old one
-    /// first; a crash after the commit is finished at the next opening (see `settle_rekey`).
-    pub async fn rekey_own(&self, state_dir: &std::path::Path, new: &Secret) -> Result<usize> {
+    /// and replaces `<state dir>/secret.key` with it; the old key is kept as
+    /// `secret.key.<old id>` (backups taken before need it): its path is answered with the
+    /// count. The new key is written beside the old one first; a crash after the commit is
+    /// finished at the next opening (see `settle_rekey`).
+    pub async fn rekey_own(
+        &self,
+        state_dir: &std::path::Path,
+        new: &Secret,
+    ) -> Result<(usize, std::path::PathBuf)> {
+        let key_file = super::key_file(state_dir);
+        let old = state_dir.join(format!("secret.key.{}", self.key_id()));
+        std::fs::copy(&key_file, &old)?;
         let pending = super::pending_key_file(state_dir);
         crate::fsio::write_private(&pending, new.expose().as_bytes())?;
         let count = match self.rekey(new).await {
             Ok(count) => count,
             Err(e) => {
+                // Rolled back: the pending key was never in force.
                 let _ = std::fs::remove_file(&pending);
                 return Err(e);
             }
         };
-        std::fs::rename(&pending, super::key_file(state_dir))?;
-        Ok(count)
+        match std::fs::rename(&pending, &key_file) {
+            Ok(()) => Ok((count, old)),
+            // Another process opening the store finished the swap first.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match std::fs::read_to_string(&key_file) {
+                    Ok(text) if text == new.expose() => Ok((count, old)),
+                    _ => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
