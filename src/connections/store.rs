@@ -120,13 +120,9 @@ impl Paths {
     /// The saved sign-in of device-code connection `connection`, from the store; a sign-in
     /// saved by an earlier version is imported into the store first (its file then left as
     /// `.imported`).
-    pub async fn grant(&self, connection: &str) -> std::io::Result<Option<Grant>> {
-        let store = self.store().await.map_err(std::io::Error::other)?;
-        if let Some(grant) = store
-            .grant(connection)
-            .await
-            .map_err(std::io::Error::other)?
-        {
+    pub async fn grant(&self, connection: &str) -> crate::state::Result<Option<Grant>> {
+        let store = self.store().await?;
+        if let Some(grant) = store.grant(connection).await? {
             return Ok(Some(grant));
         }
         let file = self.old_grant(connection);
@@ -142,26 +138,18 @@ impl Paths {
         };
         // Another process may import it at the same moment: the first one stored is kept (a
         // later write could put back a token the first one has spent since).
-        if store
-            .add_grant(connection, &grant)
-            .await
-            .map_err(std::io::Error::other)?
-        {
+        if store.add_grant(connection, &grant).await? {
             tracing::info!(connection, file = %file.display(), "imported the saved sign-in into the state store");
         }
         let mut imported = file.clone().into_os_string();
         imported.push(".imported");
         std::fs::rename(&file, &imported)?;
-        store.grant(connection).await.map_err(std::io::Error::other)
+        store.grant(connection).await
     }
 
     /// Saves the sign-in of `connection` in the store.
-    pub async fn save_grant(&self, connection: &str, grant: &Grant) -> std::io::Result<()> {
-        let store = self.store().await.map_err(std::io::Error::other)?;
-        store
-            .put_grant(connection, grant)
-            .await
-            .map_err(std::io::Error::other)
+    pub async fn save_grant(&self, connection: &str, grant: &Grant) -> crate::state::Result<()> {
+        self.store().await?.put_grant(connection, grant).await
     }
 }
 

@@ -36,19 +36,19 @@ impl Store {
 
     /// Every saved sign-in, by connection.
     pub async fn grants(&self) -> Result<Vec<(String, Grant)>> {
-        let names: Vec<String> = sqlx::query("SELECT connection FROM grants ORDER BY connection")
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(|row| row.try_get("connection"))
-            .collect::<std::result::Result<_, _>>()?;
-        let mut all = Vec::new();
-        for name in names {
-            if let Some(grant) = self.grant(&name).await? {
-                all.push((name, grant));
-            }
-        }
-        Ok(all)
+        let rows = sqlx::query(
+            "SELECT connection, refresh_token, client_id, tenant, account, updated_at FROM grants
+             ORDER BY connection",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let connection: String = row.try_get("connection")?;
+                let grant = self.grant_of(&connection, row)?;
+                Ok((connection, grant))
+            })
+            .collect()
     }
 
     /// Saves the sign-in of `connection` unless one is saved already: whether it was saved.
@@ -114,17 +114,19 @@ impl Store {
         .bind(connection)
         .fetch_optional(executor)
         .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
+        row.map(|row| self.grant_of(connection, &row)).transpose()
+    }
+
+    /// The grant of `connection` a row of `grants` holds, its token opened.
+    fn grant_of(&self, connection: &str, row: &sqlx::any::AnyRow) -> Result<Grant> {
         let sealed: String = row.try_get("refresh_token")?;
-        Ok(Some(Grant {
+        Ok(Grant {
             refresh_token: self.sealer().open(&place(connection), &sealed)?,
             client_id: row.try_get("client_id")?,
             tenant: row.try_get("tenant")?,
             account: row.try_get("account")?,
             updated_at: row.try_get("updated_at")?,
-        }))
+        })
     }
 
     /// Writes the sign-in of `connection`, replacing a saved one when `replace`: whether it
