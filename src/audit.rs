@@ -201,6 +201,10 @@ fn writer(store: Arc<Store>, retention: Duration) -> Option<tokio::sync::mpsc::S
                     Ok(n) => tracing::info!(events = n, "audit: events past the retention deleted from the store"),
                     Err(e) => tracing::warn!(error = %e, "audit: pruning the state store failed"),
                 }
+                // Cleared alerts are history too, kept as long.
+                if let Err(e) = store.prune_alerts(before).await {
+                    tracing::warn!(error = %e, "pruning cleared alerts from the state store failed");
+                }
             }
         }
     });

@@ -127,8 +127,8 @@ enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
-    /// Logins locked after repeated failures (asked of the running `spgate serve` through its
-    /// admin API): list them, or clear them.
+    /// Logins locked after repeated failures, as the state store keeps them for every server
+    /// using it: list them, or clear them (in force at once, running servers included).
     Lockouts {
         #[command(flatten)]
         config: ConfigArg,
@@ -681,12 +681,12 @@ async fn main() -> anyhow::Result<ExitCode> {
             let done = match action {
                 None => {
                     let config = config.load_with_store().await?;
-                    spgate::operate::connections(&config, out)?;
+                    spgate::operate::connections(&config, out).await?;
                     true
                 }
                 Some(ConnectionsAction::Enable { name }) => {
                     let config = config.load_with_store().await?;
-                    spgate::operate::enable(&config, &name, out)?
+                    spgate::operate::enable(&config, &name, out).await?
                 }
                 Some(ConnectionsAction::List { json }) => {
                     manage::list(&config.load()?, kind, json, out).await?
@@ -749,9 +749,11 @@ async fn main() -> anyhow::Result<ExitCode> {
             let mut out = std::io::stdout();
             let done = match action {
                 QueueAction::List => spgate::operate::queue_list(&config, &mut out)?,
-                QueueAction::Retry { id } => spgate::operate::queue_retry(&config, id, &mut out)?,
+                QueueAction::Retry { id } => {
+                    spgate::operate::queue_retry(&config, id, &mut out).await?
+                }
                 QueueAction::Discard { id } => {
-                    spgate::operate::queue_discard(&config, id, &mut out)?
+                    spgate::operate::queue_discard(&config, id, &mut out).await?
                 }
             };
             if !done {
@@ -803,7 +805,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Alerts { config } => {
             logging::init(cli.log_format, "warn");
-            spgate::operate::alerts(&config.load()?, &mut std::io::stdout())?;
+            spgate::operate::alerts(&config.load()?, &mut std::io::stdout()).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -6,16 +6,17 @@ use std::io::Write;
 use futures_util::TryStreamExt;
 
 use crate::config::{Config, Credential};
-use crate::connections::health::open_alerts;
 use crate::connections::store::Paths;
 use crate::connections::{Connection, auth::TokenError};
 use crate::storage::queue::Queue;
+use crate::users::lockout::Lockout;
 
 /// Gets a token, resolves site and library, and lists the root of each connection.
 pub async fn check(config: &Config, out: &mut impl Write) -> std::io::Result<bool> {
     let mut all_ok = true;
+    let paths = Paths::of(config);
     for c in &config.connections {
-        match probe(c, &Paths::of(config)).await {
+        match probe(c, &paths).await {
             Ok((id, n)) => writeln!(
                 out,
                 "ok      {}: library '{}' ({id}), {n} item(s) at its root",
@@ -36,7 +37,9 @@ pub async fn probe(
     c: &crate::config::Connection,
     paths: &Paths,
 ) -> Result<(String, usize), String> {
-    let connection = Connection::open(c, paths).map_err(|e| e.to_string())?;
+    let connection = Connection::open(c, paths)
+        .await
+        .map_err(|e| e.to_string())?;
     let drive = connection.drive().await.map_err(|e| e.to_string())?;
     let first_page = std::pin::pin!(drive.list("/"))
         .try_next()
@@ -59,7 +62,7 @@ pub async fn connect(config: &Config, name: &str, out: &mut impl Write) -> std::
         )?;
         return Ok(false);
     }
-    let connection = Connection::open(c, &Paths::of(config))?;
+    let connection = Connection::open(c, &Paths::of(config)).await?;
     let result = connection
         .tokens
         .sign_in(|message| {
@@ -71,7 +74,8 @@ pub async fn connect(config: &Config, name: &str, out: &mut impl Write) -> std::
         Ok(()) => {
             connection
                 .health
-                .enable("signed in again with `spgate connect`")?;
+                .enable("signed in again with `spgate connect`")
+                .await?;
             writeln!(
                 out,
                 "signed in; the refresh token is saved under {}",
@@ -95,9 +99,10 @@ pub async fn connect(config: &Config, name: &str, out: &mut impl Write) -> std::
 }
 
 /// One line per connection: its state and, when disabled, why and what to do.
-pub fn connections(config: &Config, out: &mut impl Write) -> std::io::Result<()> {
+pub async fn connections(config: &Config, out: &mut impl Write) -> std::io::Result<()> {
+    let paths = Paths::of(config);
     for c in &config.connections {
-        let connection = Connection::open(c, &Paths::of(config))?;
+        let connection = Connection::open(c, &paths).await?;
         match connection.health.alert() {
             None => writeln!(out, "{}\tenabled", c.name)?,
             Some(a) => writeln!(
@@ -115,15 +120,16 @@ pub fn connections(config: &Config, out: &mut impl Write) -> std::io::Result<()>
 }
 
 /// Enables connection `name` again and clears its alert.
-pub fn enable(config: &Config, name: &str, out: &mut impl Write) -> std::io::Result<bool> {
+pub async fn enable(config: &Config, name: &str, out: &mut impl Write) -> std::io::Result<bool> {
     let Some(c) = config.connection(name) else {
         writeln!(out, "no connection named '{name}' in the configuration")?;
         return Ok(false);
     };
-    let connection = Connection::open(c, &Paths::of(config))?;
+    let connection = Connection::open(c, &Paths::of(config)).await?;
     if connection
         .health
-        .enable("enabled by `spgate connections enable`")?
+        .enable("enabled by `spgate connections enable`")
+        .await?
     {
         writeln!(out, "{name}: enabled; its alert is cleared")?;
     } else {
@@ -133,8 +139,9 @@ pub fn enable(config: &Config, name: &str, out: &mut impl Write) -> std::io::Res
 }
 
 /// The open alerts.
-pub fn alerts(config: &Config, out: &mut impl Write) -> std::io::Result<usize> {
-    let open = open_alerts(&Paths::of(config))?;
+pub async fn alerts(config: &Config, out: &mut impl Write) -> std::io::Result<usize> {
+    let store = Paths::of(config).store().await?;
+    let open = crate::connections::health::open_alerts(&store).await?;
     if open.is_empty() {
         writeln!(out, "no open alerts")?;
     }
@@ -184,9 +191,9 @@ pub fn queue_list(config: &Config, out: &mut impl Write) -> std::io::Result<bool
 }
 
 /// `spgate queue retry ID`.
-pub fn queue_retry(config: &Config, id: i64, out: &mut impl Write) -> std::io::Result<bool> {
+pub async fn queue_retry(config: &Config, id: i64, out: &mut impl Write) -> std::io::Result<bool> {
     let queue = Queue::open(&config.state.dir)?;
-    let done = queue.retry(id, &Paths::of(config))?;
+    let done = queue.retry(id, &Paths::of(config)).await?;
     quarantine_answer(
         out,
         id,
@@ -196,9 +203,13 @@ pub fn queue_retry(config: &Config, id: i64, out: &mut impl Write) -> std::io::R
 }
 
 /// `spgate queue discard ID`.
-pub fn queue_discard(config: &Config, id: i64, out: &mut impl Write) -> std::io::Result<bool> {
+pub async fn queue_discard(
+    config: &Config,
+    id: i64,
+    out: &mut impl Write,
+) -> std::io::Result<bool> {
     let queue = Queue::open(&config.state.dir)?;
-    let done = queue.discard(id, &Paths::of(config))?;
+    let done = queue.discard(id, &Paths::of(config)).await?;
     quarantine_answer(out, id, done, "discarded, with its file")
 }
 
@@ -219,59 +230,21 @@ fn quarantine_answer(
     Ok(done)
 }
 
-/// `spgate lockouts [clear USER | clear --all]`: the login locks live in the running
-/// `spgate serve`, so this asks its admin API (`[admin] listen`, with the admin token). With
-/// `clear`, `Some(None)` clears every lock, `Some(Some(user))` that user's.
+/// `spgate lockouts [clear USER | clear --all]`: the login locks in the state store, which
+/// every server using it obeys at once. With `clear`, `Some(None)` clears every lock,
+/// `Some(Some(user))` that user's.
 pub async fn lockouts(
     config: &Config,
     clear: Option<Option<&str>>,
     out: &mut impl Write,
 ) -> std::io::Result<bool> {
-    let Some(admin) = &config.admin else {
-        writeln!(
-            out,
-            "login locks live in the running `spgate serve`; configure [admin] listen to list or clear them"
-        )?;
-        return Ok(false);
-    };
-    let mut address = admin.listen;
-    if address.ip().is_unspecified() {
-        address.set_ip(match address {
-            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    let base = format!("http://{address}/api/v1/lockouts");
-    let http = reqwest::Client::new();
-    let request = match clear {
-        None => http.get(&base),
-        Some(None) => http.post(format!("{base}/clear")),
-        Some(Some(user)) => {
-            let user =
-                percent_encoding::utf8_percent_encode(user, percent_encoding::NON_ALPHANUMERIC);
-            http.post(format!("{base}/{user}/clear"))
-        }
-    };
-    let request = match &admin.token {
-        Some(token) => request.bearer_auth(token.expose()),
-        None => request,
-    };
-    let failed = |e| {
-        let why = crate::graph::client::network_failure(e);
-        std::io::Error::other(format!("asking spgate serve at {address}: {why}"))
-    };
-    let response = request.send().await.map_err(failed)?;
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.map_err(failed)?;
-    if !status.is_success() {
-        writeln!(out, "spgate serve answered {status}: {}", body["error"])?;
-        return Ok(false);
-    }
-    if clear.is_some() {
-        writeln!(out, "{} lock(s) cleared", body["cleared"])?;
+    let lockout = Lockout::shared(Paths::of(config).store().await?);
+    if let Some(user) = clear {
+        let cleared = lockout.clear(user).await?;
+        writeln!(out, "{cleared} lock(s) cleared")?;
         return Ok(true);
     }
-    let locked = body["lockouts"].as_array().cloned().unwrap_or_default();
+    let locked = lockout.list().await?;
     if locked.is_empty() {
         writeln!(out, "no locked logins")?;
     }
@@ -279,10 +252,7 @@ pub async fn lockouts(
         writeln!(
             out,
             "{}\tfrom {}\t{} failed logins\tunlocks in {} s",
-            l["user"].as_str().unwrap_or_default(),
-            l["addresses"].as_str().unwrap_or_default(),
-            l["failures"],
-            l["remaining_s"]
+            l.user, l.addresses, l.failures, l.remaining_s
         )?;
     }
     Ok(true)

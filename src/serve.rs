@@ -37,6 +37,8 @@ pub async fn run_reporting(
     let store = crate::state::Store::of(&config.state)
         .await
         .map_err(std::io::Error::other)?;
+    // What an earlier version kept in files goes into the store, once.
+    crate::connections::store::import_files(&store, &config.state.dir).await?;
     // The file's records go into the store; what is in force is the store's.
     crate::session::control::provision(&store, &config)
         .await
@@ -46,7 +48,7 @@ pub async fn run_reporting(
         .await
         .map_err(std::io::Error::other)?;
     let shared = Arc::new(Shared::new(
-        Gateway::new(config, Arc::new(store))?,
+        Gateway::new(config, Arc::new(store)).await?,
         path,
         shutdown.clone(),
     ));

@@ -958,3 +958,126 @@ async fn a_backup_restores_the_store_and_rekey_seals_it_again() {
         gw.log_tail()
     );
 }
+
+/// A state directory as an earlier spgate left it (the alert log and a disabled connection's
+/// state file, beside the host key files) under an unchanged configuration: the server starts,
+/// imports the files into the store (leaving them `.imported`) and goes on from them; a file
+/// put back later is not imported twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn state_files_of_an_earlier_version_are_imported_on_first_start() {
+    let ctx = common::Ctx::new().await;
+    let text = format!("[state]\ndir = \"/x\"\n{}", ctx.connection_toml("sp"));
+    let config = spgate::config::parse_str(&text).unwrap();
+    let fingerprint = spgate::connections::fingerprint(&config.connections[0]);
+    let line = |event: &str, time: &str, source: &str, code: &str, message: &str| {
+        json!({"event": event, "time": time, "connection": source, "code": code,
+               "message": message, "action": "what to do"})
+        .to_string()
+    };
+    let log = [
+        line(
+            "raised",
+            "2026-11-30T08:00:00Z",
+            "sp",
+            "invalid_client AADSTS7000222",
+            "The client secret expired",
+        ),
+        line(
+            "raised",
+            "2026-11-30T09:00:00Z",
+            "sync:nightly",
+            "sync_skipped",
+            "1 path(s) cannot be synced",
+        ),
+        line(
+            "cleared",
+            "2026-11-30T10:00:00Z",
+            "sync:nightly",
+            "sync_skipped",
+            "cleared: the last run succeeded",
+        ),
+        line(
+            "raised",
+            "2026-11-30T11:00:00Z",
+            "queue:7",
+            "upload_failed",
+            "the upload of /a.txt failed",
+        ),
+        "{\"event\":\"rai".to_string(), // torn by a crash
+    ]
+    .join("\n");
+    let disabled = json!({
+        "disabled": {"time": "2026-11-30T08:00:00Z", "connection": "sp",
+                     "code": "invalid_client AADSTS7000222",
+                     "message": "The client secret expired", "action": "what to do"},
+        "fingerprint": fingerprint,
+    });
+    let alice = User::new("alice")
+        .password("pw")
+        .sharepoint("/", "/", &["*"]);
+    let mut gw = Gateway::start_full(ctx, &[alice], "", "", |dir| {
+        let state = dir.join("state");
+        std::fs::write(state.join("alerts.jsonl"), &log).unwrap();
+        std::fs::create_dir_all(state.join("connections")).unwrap();
+        std::fs::write(state.join("connections/sp.json"), disabled.to_string()).unwrap();
+        format!("\n\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n")
+    })
+    .await;
+    let state = gw.dir.path().join("state");
+    for file in ["alerts.jsonl", "connections/sp.json"] {
+        assert!(!state.join(file).exists(), "{file} left in place");
+        assert!(
+            state.join(format!("{file}.imported")).exists(),
+            "{file} not kept"
+        );
+    }
+    let open = |body: Value| -> Vec<String> {
+        body["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["connection"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (status, body) = api(&gw, "GET", "/api/v1/alerts", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(open(body), ["sp", "queue:7"]);
+    assert_eq!(connection_state(&gw, "sp").await, "disabled");
+    assert!(
+        !can_list(&gw, "sftp", "alice", "pw").await,
+        "still disabled"
+    );
+    let (_, body) = api(
+        &gw,
+        "GET",
+        "/api/v1/alerts/history?source=sync:nightly",
+        None,
+    )
+    .await;
+    assert_eq!(
+        body["alerts"][0]["cleared_why"], "cleared: the last run succeeded",
+        "{body}"
+    );
+    let (ok, out) = spgate_cli(&gw, &["alerts"]);
+    assert!(
+        ok && out.contains("queue:7") && out.contains("AADSTS7000222"),
+        "{out}"
+    );
+
+    // Enabled by the administrator; the alert log put back is not imported again.
+    let (status, body) = api(&gw, "POST", "/api/v1/connections/sp/enable", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(can_list(&gw, "sftp", "alice", "pw").await);
+    std::fs::copy(
+        state.join("alerts.jsonl.imported"),
+        state.join("alerts.jsonl"),
+    )
+    .unwrap();
+    gw.crash_and_restart();
+    let (_, body) = api(&gw, "GET", "/api/v1/alerts", None).await;
+    assert_eq!(open(body), ["queue:7"]);
+    assert_eq!(connection_state(&gw, "sp").await, "enabled");
+    let (_, body) = api(&gw, "GET", "/api/v1/alerts/history?source=sp", None).await;
+    assert_eq!(body["alerts"].as_array().unwrap().len(), 1, "{body}");
+    assert!(can_list(&gw, "sftp", "alice", "pw").await);
+}

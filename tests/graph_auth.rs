@@ -38,7 +38,7 @@ async fn lists_root(world: &World, connection: &Connection, marker: &str) {
 #[tokio::test]
 async fn client_secret_gets_a_token_and_lists_the_root() {
     let world = World::new().await;
-    let connection = world.open(&world.config(""));
+    let connection = world.open(&world.config("")).await;
     let token = connection.tokens.get().await.expect("token");
     assert!(!token.secret().is_empty());
     // The token is one the simulator accepts on its own Graph API.
@@ -52,7 +52,7 @@ async fn client_secret_gets_a_token_and_lists_the_root() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let connection = world.open(&world.config(""));
+    let connection = world.open(&world.config("")).await;
     lists_root(&world, &connection, "secret-marker.txt").await;
 }
 
@@ -81,7 +81,7 @@ async fn certificate_gets_a_token_and_lists_the_root() {
     let world = World::with_seed(&seed(&app, "")).await;
     let credential = format!("certificate = {{ cert = {cert:?}, key = {key:?} }}");
     let config = parse(&world.toml_for("contoso", &credential, ""));
-    let connection = world.open(&config);
+    let connection = world.open(&config).await;
     lists_root(&world, &connection, "cert-marker.txt").await;
     assert!(!connection.health.is_disabled());
 }
@@ -166,7 +166,7 @@ async fn device_code_sign_in_then_the_connection_lists_the_root() {
     let world = World::with_seed(&device_seed()).await;
     let toml = world.toml_for("contoso", "auth = \"device_code\"", "");
     device_sign_in(&world, &world.write_config("spgate.toml", &toml)).await;
-    let connection = world.open(&parse(&toml));
+    let connection = world.open(&parse(&toml)).await;
     lists_root(&world, &connection, "device-marker.txt").await;
 }
 
@@ -178,7 +178,7 @@ async fn a_rotated_refresh_token_survives_a_restart_sealed_in_the_store() {
     let first = saved_refresh_token(&world).await;
 
     // A: one token; the refresh token rotates and the new one is saved.
-    let a = world.open(&parse(&toml));
+    let a = world.open(&parse(&toml)).await;
     let access = a.tokens.get().await.expect("token from the saved sign-in");
     drop(a);
     let second = saved_refresh_token(&world).await;
@@ -221,7 +221,7 @@ async fn a_rotated_refresh_token_survives_a_restart_sealed_in_the_store() {
 
     // B, after a "restart" with every access token expired, works from the rotated token.
     world.expire_tokens().await;
-    let b = world.open(&parse(&toml));
+    let b = world.open(&parse(&toml)).await;
     lists_root(&world, &b, "restart-marker.txt").await;
     assert_ne!(saved_refresh_token(&world).await, second, "rotated again");
     assert!(!b.health.is_disabled());
@@ -245,7 +245,7 @@ async fn a_sign_in_saved_by_an_earlier_version_is_imported_once() {
     });
     std::fs::write(&old, saved.to_string()).unwrap();
 
-    let connection = world.open(&parse(&toml));
+    let connection = world.open(&parse(&toml)).await;
     lists_root(&world, &connection, "imported-marker.txt").await;
     let imported = tokens.join(format!("{NAME}.json.imported"));
     assert!(
@@ -261,7 +261,7 @@ async fn a_sign_in_saved_by_an_earlier_version_is_imported_once() {
     // is not read again, and stays where it is.
     std::fs::write(&old, saved.to_string()).unwrap();
     world.ctx.sim.control("/tokens/expire", json!({})).await;
-    let again = world.open(&parse(&toml));
+    let again = world.open(&parse(&toml)).await;
     assert!(
         again.tokens.get().await.is_ok(),
         "{:?}",
@@ -305,8 +305,12 @@ async fn instances_sharing_a_postgresql_store_never_spend_the_same_refresh_token
     let second = Paths::in_state(&state);
     second.store().await.unwrap();
     let (a, b) = (
-        Connection::open(&config.connections[0], &first).unwrap(),
-        Connection::open(&config.connections[0], &second).unwrap(),
+        Connection::open(&config.connections[0], &first)
+            .await
+            .unwrap(),
+        Connection::open(&config.connections[0], &second)
+            .await
+            .unwrap(),
     );
     let requests = world.count("token").await;
     let (got_a, got_b) = tokio::join!(a.tokens.get(), b.tokens.get());
@@ -315,7 +319,9 @@ async fn instances_sharing_a_postgresql_store_never_spend_the_same_refresh_token
     assert_eq!(world.count("token").await, requests + 2, "one refresh each");
     // The token saved last is the live one: a third instance refreshes with it.
     world.expire_tokens().await;
-    let c = Connection::open(&config.connections[0], &Paths::in_state(&state)).unwrap();
+    let c = Connection::open(&config.connections[0], &Paths::in_state(&state))
+        .await
+        .unwrap();
     lists_root(&world, &c, "shared-marker.txt").await;
 }
 

@@ -1,5 +1,5 @@
 //! A revoked app disables its connection: the operation fails with `Kind::Disabled`, an alert
-//! is raised (library, `alerts.jsonl`, `spgate alerts`, `spgate connections`), later operations
+//! is raised (library, state store, `spgate alerts`, `spgate connections`), later operations
 //! fail fast without sending anything, and only an administrator brings it back — with
 //! `spgate connections enable` or by changing the connection's configuration.
 
@@ -10,8 +10,14 @@ use std::time::{Duration, Instant};
 
 use graph_support::*;
 use serde_json::json;
-use spgate::connections::health::open_alerts;
+use spgate::connections::health::{self, Alert};
 use spgate::graph::Kind;
+
+/// The open alerts, as the state store has them.
+async fn open_alerts(world: &World) -> Vec<Alert> {
+    let store = world.paths().store().await.unwrap();
+    health::open_alerts(&store).await.unwrap()
+}
 
 /// Revokes the demo app and expires its tokens; `drive` was working until now.
 async fn revoke(world: &mut World) {
@@ -49,7 +55,7 @@ async fn a_revoked_app_disables_the_connection_until_enabled() {
     assert!(alert.code.contains("7000222"), "{alert:?}");
     assert_eq!(alert.connection, NAME);
     assert!(alert.action.contains("client secret"), "{alert:?}");
-    let open = open_alerts(&world.paths()).unwrap();
+    let open = open_alerts(&world).await;
     assert_eq!(open.len(), 1, "{open:?}");
     assert!(open[0].code.contains("7000222"));
 
@@ -77,7 +83,7 @@ async fn a_revoked_app_disables_the_connection_until_enabled() {
 
     // Reopening with the same configuration keeps it disabled, even after the app is restored.
     restore(&mut world).await;
-    let again = world.open(&world.config(""));
+    let again = world.open(&world.config("")).await;
     assert!(again.health.is_disabled());
     let before = world.requests().await;
     assert_kind(again.drive().await.map(|_| ()), Kind::Disabled, "reopened");
@@ -92,7 +98,7 @@ async fn a_revoked_app_disables_the_connection_until_enabled() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout(&out).contains("enabled"), "{}", stdout(&out));
-    assert!(open_alerts(&world.paths()).unwrap().is_empty());
+    assert!(open_alerts(&world).await.is_empty());
     assert!(stdout(&spgate(&["alerts"], &config)).contains("no open alerts"));
     assert!(stdout(&spgate(&["connections"], &config)).contains(&format!("{NAME}\tenabled")));
     let (fresh, drive) = world.drive("").await;
@@ -117,7 +123,7 @@ async fn a_changed_configuration_enables_a_disabled_connection() {
 
     // Settings outside the connection's identity (limits) do not count as a change.
     let limits = world.config("max_retries = 2");
-    assert!(world.open(&limits).health.is_disabled());
+    assert!(world.open(&limits).await.health.is_disabled());
 
     // The tenant written as its domain is the same tenant to the simulator, but a different
     // configuration to spgate: the connection starts enabled again.
@@ -126,15 +132,21 @@ async fn a_changed_configuration_enables_a_disabled_connection() {
         "client_secret = \"demo-secret\"",
         "",
     ));
-    let reopened = world.open(&changed);
+    let reopened = world.open(&changed).await;
     assert!(!reopened.health.is_disabled());
-    assert!(open_alerts(&world.paths()).unwrap().is_empty());
+    assert!(open_alerts(&world).await.is_empty());
     let drive = reopened.drive().await.expect("works again");
     assert!(drive.stat("/").await.unwrap().is_dir);
-    let log = std::fs::read_to_string(world.paths().alerts()).unwrap();
+    let store = world.paths().store().await.unwrap();
+    let history = health::history(&store, Some(NAME), None, 10).await.unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
     assert!(
-        log.contains("\"cleared\"") && log.contains("configuration changed"),
-        "{log}"
+        history[0].cleared.is_some()
+            && history[0]
+                .cleared_why
+                .as_deref()
+                .is_some_and(|why| why.contains("configuration changed")),
+        "{history:?}"
     );
 }
 
@@ -142,7 +154,7 @@ async fn a_changed_configuration_enables_a_disabled_connection() {
 async fn a_wrong_secret_disables_without_retrying() {
     let world = World::new().await;
     let config = parse(&world.toml_for("contoso", "client_secret = \"nope\"", ""));
-    let connection = world.open(&config);
+    let connection = world.open(&config).await;
     let before = world.count("token").await;
     assert_kind(
         connection.drive().await.map(|_| ()),

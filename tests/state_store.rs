@@ -7,6 +7,7 @@ mod common;
 
 use serde_json::json;
 use spgate::config::{Database, Secret};
+use spgate::state::alerts::{Alert, Raise, WhenOpen};
 use spgate::state::grants::Grant;
 use spgate::state::records::{By, Kind, SecretWrite};
 use spgate::state::seal::Sealer;
@@ -109,6 +110,9 @@ on_both!(
     sign_ins_are_sealed_replaced_and_deleted,
     rekey_seals_every_secret_again,
     the_audit_is_kept_queried_and_pruned,
+    one_alert_per_source_is_open_whoever_raises_it,
+    alerts_of_earlier_files_are_imported_once,
+    failed_logins_are_counted_expired_and_cleared,
 );
 
 /// What a file declares is put, unchanged records are left alone, what it no longer declares
@@ -643,4 +647,197 @@ async fn the_audit_is_kept_queried_and_pruned(place: Place) {
     }
     seen.sort();
     assert_eq!(seen, ["carol", "dave", "erin"]);
+}
+
+fn raise<'a>(source: &'a str, message: &'a str, time_ms: i64) -> Raise<'a> {
+    Raise {
+        source,
+        code: "invalid_client",
+        message,
+        action: "renew the secret",
+        fingerprint: Some("fp"),
+        time_ms,
+    }
+}
+
+/// Two instances raising the same source at once leave one open alert, the first one held
+/// (`Keep`) or superseded by a different one (`Replace`); each raise and clear moves the health
+/// counter, which other instances follow; cleared alerts stay as history until pruned.
+async fn one_alert_per_source_is_open_whoever_raises_it(place: Place) {
+    let key = key();
+    let one = place.open(Some(&key)).await.unwrap();
+    let two = place.open(Some(&key)).await.unwrap();
+    let before = one.counters().await.unwrap();
+    let (first, second) = (raise("sp", "expired", 1_000), raise("sp", "revoked", 1_001));
+    let (a, b) = tokio::join!(
+        one.raise_alert(&first, WhenOpen::Keep),
+        two.raise_alert(&second, WhenOpen::Keep),
+    );
+    let ((a, raised_a), (b, raised_b)) = (a.unwrap(), b.unwrap());
+    assert_eq!(a, b, "both answer the one open alert");
+    assert!(raised_a ^ raised_b, "exactly one raised it");
+    assert_eq!(one.open_alerts().await.unwrap().len(), 1);
+    let after = two.counters().await.unwrap();
+    assert_eq!(after.health, before.health + 1);
+    assert_eq!(after.records, before.records, "records did not change");
+
+    // Replace: the same alert again is kept, a different one supersedes it.
+    let (same, raised) = one
+        .raise_alert(&raise("sp", &a.message, 2_000), WhenOpen::Replace)
+        .await
+        .unwrap();
+    assert!(!raised && same == a);
+    let (newer, raised) = one
+        .raise_alert(&raise("sp", "another cause", 3_000), WhenOpen::Replace)
+        .await
+        .unwrap();
+    assert!(raised && newer.message == "another cause");
+    one.raise_alert(&raise("sync:job", "skipped", 3_500), WhenOpen::Replace)
+        .await
+        .unwrap();
+
+    let cleared = two
+        .clear_alert("sp", "enabled again: saved", 4_000)
+        .await
+        .unwrap();
+    assert_eq!(cleared.map(|c| c.id), Some(newer.id));
+    assert!(
+        two.clear_alert("sp", "again", 4_001)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(two.open_alert("sp").await.unwrap().is_none());
+    let history = one.alert_history(Some("sp"), None, 10).await.unwrap();
+    let whys: Vec<_> = history.iter().map(|h| h.cleared_why.as_deref()).collect();
+    assert_eq!(
+        whys,
+        [
+            Some("enabled again: saved"),
+            Some("superseded by a newer alert")
+        ]
+    );
+    assert_eq!(
+        one.alert_history(None, Some(3_500), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Pruning deletes what was cleared before the bound; open alerts stay however old.
+    assert_eq!(one.prune_alerts(3_500).await.unwrap(), 1);
+    assert_eq!(one.prune_alerts(10_000).await.unwrap(), 1);
+    let left = one.alert_history(None, None, 10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].source, "sync:job");
+}
+
+/// The import of an earlier version's alert files happens once per store, whichever instance
+/// does it first; an imported open alert whose source has one open already is kept as cleared.
+async fn alerts_of_earlier_files_are_imported_once(place: Place) {
+    let key = key();
+    let store = place.open(Some(&key)).await.unwrap();
+    store
+        .raise_alert(&raise("sp", "open already", 5_000), WhenOpen::Keep)
+        .await
+        .unwrap();
+    let old = |id: &str, source: &str, cleared: Option<i64>| Alert {
+        id: id.into(),
+        source: source.into(),
+        code: "c".into(),
+        message: format!("old {id}"),
+        action: "a".into(),
+        fingerprint: None,
+        raised_ms: 1_000,
+        cleared_ms: cleared,
+        cleared_why: cleared.map(|_| "cleared: fixed".into()),
+    };
+    let files = [
+        old("1", "other", Some(2_000)),
+        old("2", "other", None),
+        old("3", "sp", None),
+    ];
+    assert!(store.import_alerts(&files, 6_000).await.unwrap());
+    let again = place.open(Some(&key)).await.unwrap();
+    assert!(!again.import_alerts(&files, 7_000).await.unwrap(), "once");
+    let open: Vec<String> = store
+        .open_alerts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.message)
+        .collect();
+    assert_eq!(open, ["old 2", "open already"]);
+    let history = store.alert_history(None, None, 10).await.unwrap();
+    assert_eq!(history.len(), 4, "{history:?}");
+    let three = history.iter().find(|a| a.id == "3").unwrap();
+    assert_eq!(three.cleared_ms, Some(6_000));
+}
+
+/// A streak counts failures in a row, starts again after its expiry, ends with a success;
+/// listing shows streaks long enough and recent enough; clearing one user leaves the others.
+async fn failed_logins_are_counted_expired_and_cleared(place: Place) {
+    let store = place.open(Some(&key())).await.unwrap();
+    let net = "10.0.0.1/32";
+    for n in 1..=5 {
+        assert_eq!(
+            store
+                .login_failed("alice", net, 1_000 * n, 0)
+                .await
+                .unwrap(),
+            n
+        );
+    }
+    // A failure after the streak expired starts a new one.
+    assert_eq!(
+        store
+            .login_failed("alice", net, 400_000, 300_000)
+            .await
+            .unwrap(),
+        1
+    );
+    for n in 2..=5 {
+        store
+            .login_failed("alice", net, 400_000 + n, 300_000)
+            .await
+            .unwrap();
+    }
+    for user in ["bob", "carol"] {
+        for n in 0..5 {
+            store
+                .login_failed(user, net, 400_000 + n, 300_000)
+                .await
+                .unwrap();
+        }
+    }
+    store
+        .login_failed("dave", net, 400_000, 300_000)
+        .await
+        .unwrap();
+    let locked: Vec<String> = store
+        .lockouts(5, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.user)
+        .collect();
+    assert_eq!(locked, ["alice", "bob", "carol"]);
+    assert!(
+        store.lockouts(5, 500_000).await.unwrap().is_empty(),
+        "all older"
+    );
+
+    store.login_succeeded("bob", net).await.unwrap();
+    assert!(store.login_failures("bob", net).await.unwrap().is_none());
+    let cleared = store.clear_lockouts(Some("alice")).await.unwrap();
+    assert_eq!(cleared.len(), 1);
+    assert_eq!(cleared[0].failures, 5);
+    assert_eq!(
+        store.clear_lockouts(None).await.unwrap().len(),
+        2,
+        "carol, dave"
+    );
+    assert_eq!(store.login_failed("eve", net, 1_000, 0).await.unwrap(), 1);
+    assert_eq!(store.prune_lockouts(1_001).await.unwrap(), 1);
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::State;
 use super::metrics::{self, ConnectionFigures, Live, SyncFigures};
-use crate::connections::health::open_alerts;
+use crate::connections::health;
 use crate::session::control::Refusal;
 
 /// An API error: `{"error": {"code", "message", "field"}}` with its status.
@@ -146,15 +146,60 @@ pub async fn metrics(Extract(state): Extract<Arc<State>>) -> Response {
         .into_response()
 }
 
-#[utoipa::path(get, path = "/api/v1/alerts", tag = "status", responses((status = 200, description = "Open alerts: {alerts: [...]}")))]
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "status", responses((status = 200, description = "Open alerts, oldest first: {alerts: [{time, connection, code, message, action}]}")))]
 pub async fn alerts(Extract(state): Extract<Arc<State>>) -> Response {
-    match open_alerts(&state.paths) {
+    match health::open_alerts(&state.gateway().store).await {
         Ok(alerts) => Json(json!({ "alerts": alerts })).into_response(),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("reading alerts: {e}"),
-        ),
+        Err(e) => failure(Failure::internal(format!("reading alerts: {e}"))),
     }
+}
+
+/// `GET /api/v1/alerts/history`: alerts open and cleared, newest first.
+#[utoipa::path(get, path = "/api/v1/alerts/history", tag = "status", params(
+    ("source" = Option<String>, Query, description = "Only the alerts of this connection (or sync:JOB, queue:ID)"),
+    ("before" = Option<String>, Query, description = "Only alerts raised before this time (RFC 3339): the previous page's last time"),
+    ("limit" = Option<usize>, Query, description = "How many (1-1000, default 100)")),
+    responses((status = 200, description = "{alerts: [{time, connection, code, message, action, cleared, cleared_why}]}, newest first; cleared is null while open"), (status = 422, description = "A bad parameter", body = ErrorBody)))]
+pub async fn alert_history(
+    Extract(state): Extract<Arc<State>>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let limit = match limit(&query) {
+        Ok(limit) => limit,
+        Err(f) => return failure(f),
+    };
+    let before = match query.get("before").map(|t| moment("before", t)).transpose() {
+        Ok(before) => before,
+        Err(f) => return failure(f),
+    };
+    let store = &state.gateway().store;
+    match health::history(
+        store,
+        query.get("source").map(String::as_str),
+        before,
+        limit,
+    )
+    .await
+    {
+        Ok(alerts) => Json(json!({ "alerts": alerts })).into_response(),
+        Err(e) => failure(Failure::internal(format!("reading alerts: {e}"))),
+    }
+}
+
+/// The `limit` parameter: 1-1000, 100 when absent.
+fn limit(query: &std::collections::HashMap<String, String>) -> Result<i64, Failure> {
+    match query.get("limit").map(|l| l.parse::<i64>()) {
+        None => Ok(100),
+        Some(Ok(n)) if (1..=1000).contains(&n) => Ok(n),
+        Some(_) => Err(Failure::invalid("limit", "must be a number from 1 to 1000")),
+    }
+}
+
+/// A time parameter, RFC 3339.
+fn moment(key: &str, text: &str) -> Result<chrono::DateTime<chrono::Utc>, Failure> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.to_utc())
+        .map_err(|_| Failure::invalid(key, "must be a time like 2026-12-01T08:00:00Z"))
 }
 
 /// `GET /api/v1/audit`: audit events from the state store, newest first.
@@ -171,24 +216,16 @@ pub async fn audit(
     Extract(state): Extract<Arc<State>>,
     axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
-    let limit = match query.get("limit").map(|l| l.parse::<i64>()) {
-        None => 100,
-        Some(Ok(n)) if (1..=1000).contains(&n) => n,
-        Some(_) => {
-            return failure(Failure::invalid("limit", "must be a number from 1 to 1000"));
-        }
+    let limit = match limit(&query) {
+        Ok(limit) => limit,
+        Err(f) => return failure(f),
     };
     let mut times = [None, None];
     for (slot, key) in times.iter_mut().zip(["since", "before"]) {
         if let Some(text) = query.get(key) {
-            match chrono::DateTime::parse_from_rfc3339(text) {
+            match moment(key, text) {
                 Ok(time) => *slot = Some(time.timestamp_millis()),
-                Err(_) => {
-                    return failure(Failure::invalid(
-                        key,
-                        "must be a time like 2026-12-01T08:00:00Z",
-                    ));
-                }
+                Err(f) => return failure(f),
             }
         }
     }
@@ -264,7 +301,11 @@ pub async fn enable(Extract(state): Extract<Arc<State>>, Path(name): Path<String
     let Some(connection) = gateway.connections.get(&name) else {
         return error(StatusCode::NOT_FOUND, format!("no connection named {name}"));
     };
-    match connection.health.enable("enabled through the admin API") {
+    match connection
+        .health
+        .enable("enabled through the admin API")
+        .await
+    {
         Ok(changed) => {
             Json(json!({ "name": name, "state": "enabled", "changed": changed })).into_response()
         }
@@ -386,7 +427,10 @@ pub async fn reload(Extract(state): Extract<Arc<State>>) -> Response {
 
 #[utoipa::path(get, path = "/api/v1/lockouts", tag = "lockouts", responses((status = 200, description = "Logins locked after repeated failures")))]
 pub async fn lockouts(Extract(state): Extract<Arc<State>>) -> Response {
-    Json(json!({ "lockouts": state.gateway().lockout.list() })).into_response()
+    match state.gateway().lockout.list().await {
+        Ok(locked) => Json(json!({ "lockouts": locked })).into_response(),
+        Err(e) => failure(Failure::store(e)),
+    }
 }
 
 /// Ends the login locks of one user (every address).
@@ -395,13 +439,17 @@ pub async fn clear_lockouts(
     Extract(state): Extract<Arc<State>>,
     Path(user): Path<String>,
 ) -> Response {
-    let cleared = state.gateway().lockout.clear(Some(&user));
-    Json(json!({ "user": user, "cleared": cleared })).into_response()
+    match state.gateway().lockout.clear(Some(&user)).await {
+        Ok(cleared) => Json(json!({ "user": user, "cleared": cleared })).into_response(),
+        Err(e) => failure(Failure::store(e)),
+    }
 }
 
 /// Ends everyone's login locks.
 #[utoipa::path(post, path = "/api/v1/lockouts/clear", tag = "lockouts", responses((status = 200, description = "{user: null, cleared}")))]
 pub async fn clear_all_lockouts(Extract(state): Extract<Arc<State>>) -> Response {
-    let cleared = state.gateway().lockout.clear(None);
-    Json(json!({ "user": null, "cleared": cleared })).into_response()
+    match state.gateway().lockout.clear(None).await {
+        Ok(cleared) => Json(json!({ "user": null, "cleared": cleared })).into_response(),
+        Err(e) => failure(Failure::store(e)),
+    }
 }

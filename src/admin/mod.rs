@@ -33,7 +33,6 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::connections::store::Paths;
 use crate::session::{Gateway, Shared};
 use crate::sync::Outcome;
 use crate::sync::store::Store;
@@ -44,7 +43,6 @@ pub struct State {
     pub shared: Arc<Shared>,
     /// The sync state, opened once there are sync jobs (see [`State::sync_store`]).
     sync_store: std::sync::OnceLock<Option<Store>>,
-    pub paths: Paths,
     /// Set once every listener is bound.
     pub listening: AtomicBool,
     pub started: Instant,
@@ -52,9 +50,7 @@ pub struct State {
 
 impl State {
     pub fn new(shared: Arc<Shared>) -> State {
-        let gateway = shared.current();
         State {
-            paths: gateway.paths(),
             sync_store: std::sync::OnceLock::new(),
             shared,
             listening: AtomicBool::new(false),
@@ -133,6 +129,7 @@ pub async fn serve(
     let protected = Router::new()
         .route("/", get(page::status))
         .route("/api/v1/alerts", get(api::alerts))
+        .route("/api/v1/alerts/history", get(api::alert_history))
         .route("/api/v1/audit", get(api::audit))
         .route(
             "/api/v1/connections",

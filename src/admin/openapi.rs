@@ -45,6 +45,7 @@ use crate::session::admission::Session;
         api::clear_lockouts,
         api::clear_all_lockouts,
         api::alerts,
+        api::alert_history,
         api::audit,
         api::reload,
         serve,
@@ -96,6 +97,7 @@ mod tests {
             "/api/v1/connections/{name}/test",
             "/api/v1/syncs/{name}/runs",
             "/api/v1/sessions/{id}",
+            "/api/v1/alerts/history",
             "/api/v1/openapi.json",
         ] {
             assert!(paths.contains_key(path), "{path} is not documented");

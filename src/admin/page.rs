@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::State;
 use super::api::{connection_rows, sync_rows};
-use crate::connections::health::open_alerts;
+use crate::connections::health::{Alert, open_alerts};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem;color:#222}\
 table{border-collapse:collapse;margin-bottom:2rem}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}\
@@ -34,12 +34,17 @@ fn text(v: &Value) -> String {
 }
 
 pub async fn status(Extract(state): Extract<Arc<State>>) -> Html<String> {
+    let alerts = open_alerts(&state.gateway().store).await;
     let mut out = String::new();
-    let _ = render(&state, &mut out);
+    let _ = render(&state, alerts, &mut out);
     Html(out)
 }
 
-fn render(state: &State, out: &mut String) -> std::fmt::Result {
+fn render(
+    state: &State,
+    alerts: crate::state::Result<Vec<Alert>>,
+    out: &mut String,
+) -> std::fmt::Result {
     write!(
         out,
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>spgate status</title>\
@@ -56,7 +61,7 @@ fn render(state: &State, out: &mut String) -> std::fmt::Result {
         write!(out, "</ul>")?;
     }
     write!(out, "<h2>Alerts</h2>")?;
-    match open_alerts(&state.paths) {
+    match alerts {
         Ok(alerts) if alerts.is_empty() => write!(out, "<p>No open alerts.</p>")?,
         Ok(alerts) => {
             for a in alerts {
@@ -73,7 +78,7 @@ fn render(state: &State, out: &mut String) -> std::fmt::Result {
         }
         Err(e) => write!(
             out,
-            "<p class=\"bad\">Cannot read the alert log: {}</p>",
+            "<p class=\"bad\">Cannot read the alerts: {}</p>",
             esc(&e.to_string())
         )?,
     }

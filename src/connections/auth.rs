@@ -148,7 +148,7 @@ impl Tokens {
                 message,
                 action,
             }) => {
-                if let Err(e) = self.health.disable(&code, &message, &action) {
+                if let Err(e) = self.health.disable(&code, &message, &action).await {
                     tracing::error!(connection = %self.name, error = %e, "could not record the alert");
                 }
                 Err(TokenError::Disabled {

@@ -1,23 +1,34 @@
-//! Connection health: `enabled`, or `disabled` with the alert that explains why, kept durably
-//! under `[state] dir` so that a restart does not start hammering a dead credential again.
+//! Connection health and alerts, kept in the state store (see [`crate::state::alerts`]): a
+//! connection is disabled while an alert about it is open, and enabled again when that alert is
+//! cleared. Every instance sharing the store sees the same alerts, and a restart does not start
+//! hammering a dead credential again.
 //!
-//! Every change is appended to the alert log (`alerts.jsonl`, one JSON object per line):
-//! `raised` when a connection is disabled, `cleared` when it is enabled again.
+//! Each connection keeps its state in memory too ([`Health`]), so that a request checks it
+//! without asking the store; a server puts in force what other processes changed
+//! ([`Health::follow`], within a second). Sync jobs and the upload queue raise and clear alerts
+//! of their own ([`raise`], [`clear`]).
+//!
+//! Earlier versions kept this in files under `[state] dir` (`alerts.jsonl`, one
+//! `connections/NAME.json` per connection): [`import`] moves them into the store once and leaves
+//! them as `.imported`.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
-use super::store::{self, Paths};
+use std::sync::Arc;
 
-/// Why a connection was disabled and what an administrator should do.
+use crate::state::Store;
+use crate::state::alerts::{self as stored, Raise, WhenOpen};
+
+/// An alert: why a connection was disabled (or a sync job or an upload failed) and what an
+/// administrator should do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     pub time: DateTime<Utc>,
+    /// The connection (or `sync:JOB`, `queue:ID`) it is about.
     pub connection: String,
     /// E.g. `invalid_client AADSTS7000222`.
     pub code: String,
@@ -25,30 +36,49 @@ pub struct Alert {
     pub action: String,
 }
 
-/// One line of the alert log.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+impl From<&stored::Alert> for Alert {
+    fn from(a: &stored::Alert) -> Alert {
+        Alert {
+            time: time(a.raised_ms),
+            connection: a.source.clone(),
+            code: a.code.clone(),
+            message: a.message.clone(),
+            action: a.action.clone(),
+        }
+    }
+}
+
+/// One alert of the history, open or cleared.
+#[derive(Debug, Clone, Serialize)]
 pub struct Event {
-    pub event: EventKind,
     #[serde(flatten)]
     pub alert: Alert,
+    /// When it was cleared (absent: still open), and why.
+    pub cleared: Option<DateTime<Utc>>,
+    pub cleared_why: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventKind {
-    Raised,
-    Cleared,
+impl From<&stored::Alert> for Event {
+    fn from(a: &stored::Alert) -> Event {
+        Event {
+            alert: Alert::from(a),
+            cleared: a.cleared_ms.map(time),
+            cleared_why: a.cleared_why.clone(),
+        }
+    }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Saved {
-    disabled: Option<Alert>,
-    fingerprint: String,
+fn time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
 }
 
 pub struct Health {
     name: String,
-    paths: Paths,
+    store: Arc<Store>,
     fingerprint: String,
     disabled: RwLock<Option<Alert>>,
 }
@@ -61,212 +91,327 @@ impl crate::graph::access::Standing for Health {
 }
 
 impl Health {
-    /// Loads the saved state. A connection disabled under a different configuration
-    /// (`fingerprint`) starts enabled again: its configuration was changed.
-    pub fn open(name: &str, paths: &Paths, fingerprint: &str) -> std::io::Result<Health> {
-        let saved: Option<Saved> = store::read_json(&paths.health(name))?;
+    /// Loads the connection's state from the store. A connection disabled under a different
+    /// configuration (`fingerprint`) starts enabled again: its configuration was changed.
+    pub async fn open(
+        name: &str,
+        store: Arc<Store>,
+        fingerprint: &str,
+    ) -> crate::state::Result<Health> {
         let health = Health {
             name: name.to_string(),
-            paths: paths.clone(),
+            store,
             fingerprint: fingerprint.to_string(),
             disabled: RwLock::new(None),
         };
-        if let Some(saved) = saved
-            && let Some(alert) = saved.disabled
-        {
-            *health.disabled.write() = Some(alert);
-            if saved.fingerprint != fingerprint {
-                health.enable("its configuration changed")?;
+        let open = health.store.open_alert(name).await?;
+        if let Some(open) = open {
+            *health.disabled.write() = Some(Alert::from(&open));
+            if open.fingerprint.is_some_and(|f| f != fingerprint) {
+                health.enable("its configuration changed").await?;
             }
         }
         Ok(health)
     }
 
     pub fn alert(&self) -> Option<Alert> {
-        self.refresh();
         self.disabled.read().clone()
     }
 
     pub fn is_disabled(&self) -> bool {
-        self.alert().is_some()
+        self.disabled.read().is_some()
     }
 
-    /// A disabled connection looks at its saved state again: `spgate connections enable`, run
-    /// beside a running gateway, enables it there at once. An enabled connection reads
-    /// nothing, so the usual path costs nothing.
-    fn refresh(&self) {
-        if self.disabled.read().is_none() {
-            return;
-        }
-        let saved: Option<Saved> = match store::read_json(&self.paths.health(&self.name)) {
-            Ok(saved) => saved,
-            Err(e) => {
-                tracing::warn!(connection = %self.name, error = %e, "reading the connection's saved state failed");
-                return;
-            }
-        };
-        if saved.is_none_or(|s| s.disabled.is_none()) {
-            let mut disabled = self.disabled.write();
-            if disabled.take().is_some() {
-                tracing::info!(connection = %self.name, "SharePoint connection enabled again by an operator");
-            }
-        }
-    }
-
-    /// Disables the connection and raises an alert (once; later calls keep the first alert).
-    pub fn disable(&self, code: &str, message: &str, action: &str) -> std::io::Result<Alert> {
+    /// Puts in force the connection's open alert as the store has it (`spgate connections
+    /// enable` or another instance may have changed it): `open` is every open alert.
+    pub fn follow(&self, open: &[stored::Alert]) {
+        let now = open.iter().find(|a| a.source == self.name).map(Alert::from);
         let mut disabled = self.disabled.write();
-        if let Some(existing) = &*disabled {
-            return Ok(existing.clone());
+        match (&*disabled, &now) {
+            (Some(_), None) => {
+                tracing::info!(connection = %self.name, "SharePoint connection enabled again elsewhere")
+            }
+            (None, Some(a)) => {
+                tracing::error!(connection = %self.name, code = %a.code, message = %a.message, "SharePoint connection disabled elsewhere")
+            }
+            _ => {}
         }
-        let alert = Alert {
-            time: Utc::now(),
-            connection: self.name.clone(),
-            code: code.to_string(),
-            message: message.to_string(),
-            action: action.to_string(),
+        *disabled = now;
+    }
+
+    /// Disables the connection and raises an alert (once, across every instance sharing the
+    /// store: a connection disabled already keeps its first alert, which is answered).
+    pub async fn disable(
+        &self,
+        code: &str,
+        message: &str,
+        action: &str,
+    ) -> crate::state::Result<Alert> {
+        if let Some(existing) = self.alert() {
+            return Ok(existing);
+        }
+        let raise = Raise {
+            source: &self.name,
+            code,
+            message,
+            action,
+            fingerprint: Some(&self.fingerprint),
+            time_ms: now_ms(),
         };
-        tracing::error!(connection = %self.name, code, message, action, "SharePoint connection disabled");
-        *disabled = Some(alert.clone());
-        self.save(Some(&alert))?;
-        append(&self.paths.alerts(), EventKind::Raised, &alert)?;
+        let (open, raised) = self.store.raise_alert(&raise, WhenOpen::Keep).await?;
+        if raised {
+            tracing::error!(connection = %self.name, code, message, action, "SharePoint connection disabled");
+        }
+        let alert = Alert::from(&open);
+        *self.disabled.write() = Some(alert.clone());
         Ok(alert)
     }
 
-    /// Enables the connection again, clearing its alert; `reason` goes to the log.
-    pub fn enable(&self, reason: &str) -> std::io::Result<bool> {
-        let mut disabled = self.disabled.write();
-        let Some(alert) = disabled.take() else {
-            return Ok(false);
-        };
-        tracing::info!(connection = %self.name, reason, "SharePoint connection enabled again");
-        self.save(None)?;
-        let cleared = Alert {
-            time: Utc::now(),
-            message: format!("enabled again: {reason}"),
-            ..alert
-        };
-        append(&self.paths.alerts(), EventKind::Cleared, &cleared)?;
-        Ok(true)
-    }
-
-    fn save(&self, alert: Option<&Alert>) -> std::io::Result<()> {
-        store::write_json(
-            &self.paths.health(&self.name),
-            &Saved {
-                disabled: alert.cloned(),
-                fingerprint: self.fingerprint.clone(),
-            },
-        )
+    /// Enables the connection again, clearing its alert; `reason` goes to the log and the
+    /// alert's history. Answers whether it was disabled (here or in the store).
+    pub async fn enable(&self, reason: &str) -> crate::state::Result<bool> {
+        let cleared = self
+            .store
+            .clear_alert(&self.name, &format!("enabled again: {reason}"), now_ms())
+            .await?;
+        let was = self.disabled.write().take().is_some() || cleared.is_some();
+        if was {
+            tracing::info!(connection = %self.name, reason, "SharePoint connection enabled again");
+        }
+        Ok(was)
     }
 }
 
-fn append(log: &Path, event: EventKind, alert: &Alert) -> std::io::Result<()> {
-    if let Some(dir) = log.parent() {
-        store::ensure_private_dir(dir)?;
-    }
-    let mut line = serde_json::to_vec(&Event {
-        event,
-        alert: alert.clone(),
-    })
-    .map_err(std::io::Error::other)?;
-    line.push(b'\n');
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(log)?;
-    file.write_all(&line)?;
-    file.sync_data()
-}
-
-/// Raises an alert for `source` (a connection name, or `sync:JOB`) unless the same alert is
-/// already open.
-pub fn raise(
-    paths: &Paths,
+/// Raises an alert for `source` (a connection name, `sync:JOB`, `queue:ID`) unless the same
+/// alert is open already; an open alert of `source` saying something else is superseded.
+pub async fn raise(
+    store: &Store,
     source: &str,
     code: &str,
     message: &str,
     action: &str,
-) -> std::io::Result<()> {
-    let open = open_alerts(paths)?;
-    if open
-        .iter()
-        .any(|a| a.connection == source && a.code == code && a.message == message)
-    {
-        return Ok(());
-    }
-    tracing::error!(source, code, message, action, "alert raised");
-    let alert = Alert {
-        time: Utc::now(),
-        connection: source.to_string(),
-        code: code.to_string(),
-        message: message.to_string(),
-        action: action.to_string(),
+) -> crate::state::Result<()> {
+    let raise = Raise {
+        source,
+        code,
+        message,
+        action,
+        fingerprint: None,
+        time_ms: now_ms(),
     };
-    append(&paths.alerts(), EventKind::Raised, &alert)
+    let (_, raised) = store.raise_alert(&raise, WhenOpen::Replace).await?;
+    if raised {
+        tracing::error!(source, code, message, action, "alert raised");
+    }
+    Ok(())
 }
 
 /// Clears the open alert of `source`, if there is one.
-pub fn clear(paths: &Paths, source: &str, reason: &str) -> std::io::Result<()> {
-    let Some(open) = open_alerts(paths)?
-        .into_iter()
-        .find(|a| a.connection == source)
-    else {
-        return Ok(());
-    };
-    tracing::info!(source, reason, "alert cleared");
-    let cleared = Alert {
-        time: Utc::now(),
-        message: format!("cleared: {reason}"),
-        ..open
-    };
-    append(&paths.alerts(), EventKind::Cleared, &cleared)
+pub async fn clear(store: &Store, source: &str, reason: &str) -> crate::state::Result<()> {
+    let why = format!("cleared: {reason}");
+    if store.clear_alert(source, &why, now_ms()).await?.is_some() {
+        tracing::info!(source, reason, "alert cleared");
+    }
+    Ok(())
 }
 
-/// The alerts still open: the last event of each connection, where it is `raised`.
-pub fn open_alerts(paths: &Paths) -> std::io::Result<Vec<Alert>> {
-    let text = match std::fs::read_to_string(paths.alerts()) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut last: Vec<Event> = Vec::new();
-    for event in text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Event>(l).ok())
-    {
-        last.retain(|e| e.alert.connection != event.alert.connection);
-        last.push(event);
-    }
-    Ok(last
-        .into_iter()
-        .filter(|e| e.event == EventKind::Raised)
-        .map(|e| e.alert)
+/// The alerts still open, oldest first.
+pub async fn open_alerts(store: &Store) -> crate::state::Result<Vec<Alert>> {
+    Ok(store.open_alerts().await?.iter().map(Alert::from).collect())
+}
+
+/// Alerts open and cleared, newest first: those of `source` (or all), raised before `before`,
+/// at most `limit`.
+pub async fn history(
+    store: &Store,
+    source: Option<&str>,
+    before: Option<DateTime<Utc>>,
+    limit: i64,
+) -> crate::state::Result<Vec<Event>> {
+    Ok(store
+        .alert_history(source, before.map(|t| t.timestamp_millis()), limit)
+        .await?
+        .iter()
+        .map(Event::from)
         .collect())
+}
+
+/// A line of an earlier version's `alerts.jsonl`.
+#[derive(Deserialize)]
+struct OldEvent {
+    event: OldKind,
+    #[serde(flatten)]
+    alert: Alert,
+}
+
+#[derive(Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum OldKind {
+    Raised,
+    Cleared,
+}
+
+/// An earlier version's `connections/NAME.json`.
+#[derive(Deserialize)]
+struct OldHealth {
+    disabled: Option<Alert>,
+    fingerprint: String,
+}
+
+/// Imports the alert log and connection states an earlier version kept under `state_dir`
+/// (once per store; a second import finds it done), then leaves their files as `.imported`.
+pub async fn import(store: &Store, state_dir: &Path) -> crate::state::Result<()> {
+    let log = state_dir.join("alerts.jsonl");
+    let states: Vec<PathBuf> = match std::fs::read_dir(state_dir.join("connections")) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let text = match std::fs::read_to_string(&log) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    if text.is_none() && states.is_empty() {
+        return Ok(());
+    }
+    let mut alerts: Vec<stored::Alert> = Vec::new();
+    let open_of = |alerts: &mut Vec<stored::Alert>, source: &str| {
+        alerts
+            .iter_mut()
+            .position(|a| a.source == source && a.cleared_ms.is_none())
+    };
+    for line in text.as_deref().unwrap_or_default().lines() {
+        let Ok(old) = serde_json::from_str::<OldEvent>(line) else {
+            continue; // a torn last line
+        };
+        let ms = old.alert.time.timestamp_millis();
+        if let Some(i) = open_of(&mut alerts, &old.alert.connection) {
+            alerts[i].cleared_ms = Some(ms);
+            alerts[i].cleared_why = Some(match old.event {
+                OldKind::Raised => "superseded by a newer alert".into(),
+                OldKind::Cleared => old.alert.message.clone(),
+            });
+        }
+        if old.event == OldKind::Raised {
+            alerts.push(stored_alert(&old.alert, None));
+        }
+    }
+    for file in &states {
+        let Some(old) = crate::fsio::read_json::<OldHealth>(file)? else {
+            continue;
+        };
+        let Some(disabled) = old.disabled else {
+            continue;
+        };
+        match open_of(&mut alerts, &disabled.connection) {
+            Some(i) => alerts[i].fingerprint = Some(old.fingerprint),
+            None => alerts.push(stored_alert(&disabled, Some(old.fingerprint))),
+        }
+    }
+    if store.import_alerts(&alerts, now_ms()).await? {
+        tracing::info!(
+            alerts = alerts.len(),
+            "imported the alert log and connection states into the state store"
+        );
+    }
+    for file in text.is_some().then_some(&log).into_iter().chain(&states) {
+        let mut imported = file.clone().into_os_string();
+        imported.push(".imported");
+        std::fs::rename(file, imported)?;
+    }
+    Ok(())
+}
+
+fn stored_alert(alert: &Alert, fingerprint: Option<String>) -> stored::Alert {
+    stored::Alert {
+        id: stored::new_id(),
+        source: alert.connection.clone(),
+        code: alert.code.clone(),
+        message: alert.message.clone(),
+        action: alert.action.clone(),
+        fingerprint,
+        raised_ms: alert.time.timestamp_millis(),
+        cleared_ms: None,
+        cleared_why: None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn disabled_state_survives_reopening_until_the_configuration_changes() {
+    #[tokio::test]
+    async fn disabled_state_survives_reopening_until_the_configuration_changes() {
         let dir = tempfile::tempdir().unwrap();
-        let paths = Paths::in_dir(dir.path());
-        let health = Health::open("p", &paths, "fp1").unwrap();
+        let store = crate::connections::store::Paths::in_dir(dir.path())
+            .store()
+            .await
+            .unwrap();
+        let health = Health::open("p", store.clone(), "fp1").await.unwrap();
         health
             .disable("invalid_client AADSTS7000222", "secret expired", "renew it")
+            .await
             .unwrap();
-        health.disable("other", "ignored", "ignored").unwrap();
-        assert_eq!(open_alerts(&paths).unwrap().len(), 1);
+        health.disable("other", "ignored", "ignored").await.unwrap();
+        assert_eq!(open_alerts(&store).await.unwrap().len(), 1);
 
-        let same = Health::open("p", &paths, "fp1").unwrap();
+        let same = Health::open("p", store.clone(), "fp1").await.unwrap();
         assert_eq!(same.alert().unwrap().code, "invalid_client AADSTS7000222");
 
-        let changed = Health::open("p", &paths, "fp2").unwrap();
+        let changed = Health::open("p", store.clone(), "fp2").await.unwrap();
         assert!(!changed.is_disabled());
-        assert!(open_alerts(&paths).unwrap().is_empty());
-        assert!(!Health::open("p", &paths, "fp2").unwrap().is_disabled());
+        assert!(open_alerts(&store).await.unwrap().is_empty());
+        assert!(
+            !Health::open("p", store.clone(), "fp2")
+                .await
+                .unwrap()
+                .is_disabled()
+        );
+        let history = history(&store, Some("p"), None, 10).await.unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(
+            history[0].cleared_why.as_deref(),
+            Some("enabled again: its configuration changed")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_alert_is_raised_once_and_superseded_by_a_different_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::connections::store::Paths::in_dir(dir.path())
+            .store()
+            .await
+            .unwrap();
+        raise(&store, "sync:a", "sync_skipped", "1 path", "rename")
+            .await
+            .unwrap();
+        raise(&store, "sync:a", "sync_skipped", "1 path", "rename")
+            .await
+            .unwrap();
+        raise(&store, "sync:a", "sync_skipped", "2 paths", "rename")
+            .await
+            .unwrap();
+        let open = open_alerts(&store).await.unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].message, "2 paths");
+        clear(&store, "sync:a", "the last run succeeded")
+            .await
+            .unwrap();
+        clear(&store, "sync:a", "again").await.unwrap();
+        assert!(open_alerts(&store).await.unwrap().is_empty());
+        let history = history(&store, None, None, 10).await.unwrap();
+        let mut why: Vec<Option<&str>> = history.iter().map(|e| e.cleared_why.as_deref()).collect();
+        why.sort();
+        assert_eq!(
+            why,
+            [
+                Some("cleared: the last run succeeded"),
+                Some("superseded by a newer alert")
+            ]
+        );
     }
 }

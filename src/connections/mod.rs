@@ -1,8 +1,8 @@
 //! SharePoint connections: each `[[connections]]` entry with its own credentials, token cache,
 //! health (enabled, or disabled with an alert), Graph client and resolved library.
 //!
-//! - [`auth`]: access tokens and the device-code sign-in; [`health`]: state and the alert log;
-//! - [`store`]: durable private files under `[state] dir`.
+//! - [`auth`]: access tokens and the device-code sign-in; [`health`]: state and alerts;
+//! - [`store`]: where their state lives (the state store).
 
 pub mod auth;
 pub mod health;
@@ -28,9 +28,14 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Sets the connection up from its configuration and saved state; sends nothing yet.
-    pub fn open(config: &ConnectionConfig, paths: &Paths) -> std::io::Result<Connection> {
-        let health = Arc::new(Health::open(&config.name, paths, &fingerprint(config))?);
+    /// Sets the connection up from its configuration and its state in the store; sends nothing
+    /// to SharePoint yet.
+    pub async fn open(
+        config: &ConnectionConfig,
+        paths: &Paths,
+    ) -> crate::state::Result<Connection> {
+        let health =
+            Arc::new(Health::open(&config.name, paths.store().await?, &fingerprint(config)).await?);
         let http = graph::client::http_client(&config.limits);
         let tokens = Arc::new(Tokens::new(
             config,

@@ -1,37 +1,16 @@
-//! Where a connection's state lives ([`Paths`]): the state store (device-code sign-ins) and, for
-//! health and alerts, durable private files under `[state] dir` — written to a temporary name,
-//! fsynced, renamed over the old file, and the directory fsynced, with mode 0600, so a crash
-//! leaves either the old or the new content, never a torn file.
+//! Where a connection's state lives ([`Paths`]): the state store (sign-ins, health, alerts) and
+//! `[state] dir` (where earlier versions kept it in files, imported into the store once).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::OnceCell;
 
 use crate::state::Store;
 use crate::state::grants::Grant;
 
-pub use crate::fsio::{ensure_private_dir, write_private};
-
-/// Reads JSON from `path`; `None` when the file does not exist.
-pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> std::io::Result<Option<T>> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{}: {e}", path.display()),
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
-    write_private(path, &bytes)
-}
+pub use crate::fsio::{ensure_private_dir, read_json, write_private};
 
 /// A device-code connection's sign-in as earlier versions of spgate saved it, in
 /// `<state dir>/tokens/NAME.json`: read once, imported into the state store, then left as
@@ -93,9 +72,15 @@ impl Paths {
     }
 
     /// The state store.
+    /// The state store, opened on first need; the files an earlier version kept under
+    /// `[state] dir` are imported into it then (see [`import_files`]).
     pub async fn store(&self) -> crate::state::Result<Arc<Store>> {
         self.store
-            .get_or_try_init(|| async { Store::of(&self.state).await.map(Arc::new) })
+            .get_or_try_init(|| async {
+                let store = Store::of(&self.state).await?;
+                import_files(&store, &self.state_dir).await?;
+                Ok(Arc::new(store))
+            })
             .await
             .cloned()
     }
@@ -105,16 +90,6 @@ impl Paths {
         self.state_dir
             .join("tokens")
             .join(format!("{connection}.json"))
-    }
-
-    pub fn health(&self, connection: &str) -> PathBuf {
-        self.state_dir
-            .join("connections")
-            .join(format!("{connection}.json"))
-    }
-
-    pub fn alerts(&self) -> PathBuf {
-        self.state_dir.join("alerts.jsonl")
     }
 
     /// The saved sign-in of device-code connection `connection`, from the store; a sign-in
@@ -151,6 +126,14 @@ impl Paths {
     pub async fn save_grant(&self, connection: &str, grant: &Grant) -> crate::state::Result<()> {
         self.store().await?.put_grant(connection, grant).await
     }
+}
+
+/// Imports into `store` the connections' state an earlier version kept in files under
+/// `state_dir` (alerts and connection health; sign-ins are imported one by one, when first
+/// needed), leaving the files as `.imported`. Done at every start; it finds nothing to do once
+/// done.
+pub async fn import_files(store: &Store, state_dir: &Path) -> crate::state::Result<()> {
+    super::health::import(store, state_dir).await
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ struct Kept {
 impl Gateway {
     /// Opens every connection (nothing is sent yet) and prepares the state directory; `store`
     /// is the state store `config` names, already open.
-    pub fn new(config: Config, store: Arc<Store>) -> std::io::Result<Gateway> {
+    pub async fn new(config: Config, store: Arc<Store>) -> std::io::Result<Gateway> {
         let triggers = Arc::new(Triggers::new(&config));
         ensure_private_dir(&config.state.dir)?;
         let queue = Queue::open(&config.state.dir)?;
@@ -73,17 +73,21 @@ impl Gateway {
             metrics: Arc::default(),
             triggers,
             events: Arc::default(),
-            lockout: Arc::default(),
+            lockout: Arc::new(crate::users::lockout::Lockout::shared(store.clone())),
             admission: Arc::default(),
             queue,
             store,
         };
-        Gateway::with(config, kept, None)
+        Gateway::with(config, kept, None).await
     }
 
     /// [`Gateway::new`], keeping what outlives a configuration (see [`Kept`]) and the
     /// connections of `reused` whose configuration did not change.
-    fn with(config: Config, kept: Kept, reused: Option<&Gateway>) -> std::io::Result<Gateway> {
+    async fn with(
+        config: Config,
+        kept: Kept,
+        reused: Option<&Gateway>,
+    ) -> std::io::Result<Gateway> {
         let Kept {
             metrics,
             triggers,
@@ -105,7 +109,7 @@ impl Gateway {
             });
             let connection = match same {
                 Some(connection) => connection,
-                None => Arc::new(Connection::open(c, &paths)?),
+                None => Arc::new(Connection::open(c, &paths).await?),
             };
             connections.insert(c.name.clone(), connection);
         }
@@ -341,7 +345,8 @@ impl Shared {
             &all,
             "the configuration was saved again (reload)",
             true,
-        )?;
+        )
+        .await?;
         self.seen(changes);
         tracing::info!(path = %path.display(), "configuration reloaded");
         Ok(summary)
@@ -354,7 +359,8 @@ impl Shared {
         let old = self.current();
         let changes = old.store.changes().await.map_err(|e| e.to_string())?;
         let config = super::control::assemble(&old.store, &old.config).await?;
-        self.apply(&old, config, saved, &format!("{what} was saved"), false)?;
+        self.apply(&old, config, saved, &format!("{what} was saved"), false)
+            .await?;
         self.seen(changes);
         tracing::info!(what, "records put in force");
         Ok(())
@@ -367,8 +373,8 @@ impl Shared {
     }
 
     /// Puts in force what changed in the state store elsewhere (the CLI, another instance),
-    /// checking its change counter every second, until `shutdown`. A connection whose record
-    /// was saved is enabled again. The connections' revisions are read only when the counter
+    /// checking its change counters every second, until `shutdown`. A connection whose record
+    /// was saved is enabled again; a connection disabled or enabled elsewhere is so here too. The connections' revisions are read only when the counter
     /// moved (by anyone, this process included), so that a quiet store costs one small query a
     /// second.
     pub async fn follow_store(self: Arc<Self>, shutdown: CancellationToken) {
@@ -378,6 +384,8 @@ impl Shared {
         let mut looked: Option<(i64, HashMap<String, i64>)> = None;
         // Connections saved elsewhere, to enable once their change is in force.
         let mut saved: Vec<String> = Vec::new();
+        // The health counter as of the alerts last put in force.
+        let mut health: Option<i64> = None;
         let mut failing = false;
         loop {
             tokio::select! {
@@ -386,7 +394,15 @@ impl Shared {
             }
             let store = self.current().store.clone();
             let outcome = async {
-                let counter = store.changes().await.map_err(|e| e.to_string())?;
+                let counters = store.counters().await.map_err(|e| e.to_string())?;
+                if health != Some(counters.health) {
+                    let open = store.open_alerts().await.map_err(|e| e.to_string())?;
+                    for connection in self.current().connections.values() {
+                        connection.health.follow(&open);
+                    }
+                    health = Some(counters.health);
+                }
+                let counter = counters.records;
                 if looked.as_ref().is_none_or(|(last, _)| *last != counter) {
                     let revisions: HashMap<String, i64> = store
                         .list(crate::state::records::Kind::Connections)
@@ -431,7 +447,7 @@ impl Shared {
     /// Builds the gateway of `config` in place of `old`: enables the `enable` connections
     /// (`why`), closes the sessions of users now disabled or gone, and restarts the sync jobs
     /// when they or the connections changed.
-    fn apply(
+    async fn apply(
         &self,
         old: &Gateway,
         config: Config,
@@ -471,6 +487,7 @@ impl Shared {
         // the connections it did not change, with their tokens and throttling state.
         let reused = (!reload).then_some(old);
         let gateway = Gateway::with(config, kept, reused)
+            .await
             .map_err(|e| format!("opening the new configuration: {e}"))?;
         // Saving a connection again re-enables it, changed or not: if its credentials are
         // still bad, the next request disables it with a new alert.
@@ -479,6 +496,7 @@ impl Shared {
                 connection
                     .health
                     .enable(why)
+                    .await
                     .map_err(|e| format!("enabling {name}: {e}"))?;
             }
         }

@@ -116,7 +116,7 @@ pub async fn login(
     } = attempt;
     let method = credential.method();
     let lockout = &gateway.lockout;
-    let verdict = if lockout.locked(user, peer) {
+    let verdict = if lockout.locked(user, peer).await {
         if let Credential::Password(password) = credential {
             gateway.users.burn(password).await;
         }
@@ -133,8 +133,8 @@ pub async fn login(
             Ok(account)
         });
         match &verdict {
-            Ok(_) => lockout.succeeded(user, peer),
-            Err(_) => lockout.failed(user, peer),
+            Ok(_) => lockout.succeeded(user, peer).await,
+            Err(_) => lockout.failed(user, peer).await,
         }
         verdict
     };

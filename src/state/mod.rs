@@ -10,6 +10,8 @@
 //! - [`host_keys`]: the SSH host keys, generated once;
 //! - [`grants`]: the device-code connections' sign-ins (rotating refresh tokens, sealed);
 //! - [`audit`]: the transfer audit, kept for `[audit] retention`;
+//! - [`alerts`]: alerts raised and cleared (an open one disables its connection);
+//! - [`lockouts`]: failed logins in a row per user and address;
 //! - [`backup`]: backups and restores of an SQLite store; [`rekey`]: a new master key.
 //!
 //! The master key: `[state] secret_key` when set. Without it, an SQLite store keeps a key of
@@ -18,10 +20,12 @@
 //! opens only with the key that sealed them: a missing or different key is refused at start,
 //! before anything is served.
 
+pub mod alerts;
 pub mod audit;
 pub mod backup;
 pub mod grants;
 pub mod host_keys;
+pub mod lockouts;
 pub mod records;
 pub mod rekey;
 pub mod schema;
@@ -67,6 +71,15 @@ pub enum Error {
     },
     #[error("state store: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> std::io::Error {
+        match e {
+            Error::Io(e) => e,
+            e => std::io::Error::other(e),
+        }
+    }
 }
 
 impl From<sqlx::Error> for Error {
@@ -203,6 +216,51 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The store's change counters (rows of `spgate_changes`): running instances poll them to put
+/// in force what changed elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// Users, connections, sync jobs.
+    Records = 1,
+    /// Alerts raised or cleared (connections disabled or enabled).
+    Health = 2,
+}
+
+/// Both change counters, as read at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub records: i64,
+    pub health: i64,
+}
+
+impl Store {
+    /// The change counters: each grows with every change of its kind, wherever it was made.
+    pub async fn counters(&self) -> Result<Counters> {
+        let mut counters = Counters::default();
+        for row in sqlx::query("SELECT id, counter FROM spgate_changes")
+            .fetch_all(self.pool())
+            .await?
+        {
+            let counter: i64 = row.try_get("counter")?;
+            match row.try_get::<i64, _>("id")? {
+                1 => counters.records = counter,
+                2 => counters.health = counter,
+                _ => {}
+            }
+        }
+        Ok(counters)
+    }
+}
+
+/// Bumps `counter` within `tx`.
+async fn bump(tx: &mut sqlx::Transaction<'_, sqlx::Any>, counter: Counter) -> Result<()> {
+    sqlx::query("UPDATE spgate_changes SET counter = counter + 1 WHERE id = $1")
+        .bind(counter as i64)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// `<state dir>/secret.key`: an SQLite store's own key when `[state] secret_key` is not set.

@@ -213,10 +213,7 @@ impl Store {
 
     /// The change counter: it grows with every change to a record, wherever it was made.
     pub async fn changes(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT counter FROM spgate_changes WHERE id = 1")
-            .fetch_one(self.pool())
-            .await?;
-        Ok(row.try_get("counter")?)
+        Ok(self.counters().await?.records)
     }
 
     /// The error for an API write to `name`, which the configuration file manages.
@@ -278,12 +275,9 @@ impl Record {
     }
 }
 
-/// Bumps the change counter within `tx` (see [`Store::changes`]).
+/// Bumps the records' change counter within `tx` (see [`Store::changes`]).
 async fn changed(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
-    sqlx::query("UPDATE spgate_changes SET counter = counter + 1 WHERE id = 1")
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    super::bump(tx, super::Counter::Records).await
 }
 
 fn select(kind: Kind) -> String {

@@ -30,10 +30,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "audit",
         sql: include_str!("migrations/0003_audit.sql"),
     },
+    Migration {
+        version: 4,
+        name: "health",
+        sql: include_str!("migrations/0004_health.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 /// Any number, as long as it is spgate's own: the advisory lock migrations take on PostgreSQL.
 const MIGRATION_LOCK: i64 = 0x5367_6174_6531;

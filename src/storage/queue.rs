@@ -619,33 +619,38 @@ impl Queue {
     }
 
     /// Puts a quarantined upload back in line. False when there is no such quarantined row.
-    pub fn retry(&self, id: i64, paths: &Paths) -> std::io::Result<bool> {
-        let mut state = self.state.lock();
-        state.refresh()?;
-        let Some(row) = state.rows.get_mut(&id).filter(|r| r.failed.is_some()) else {
-            return Ok(false);
-        };
-        row.failed = None;
-        row.attempts = 0;
-        row.queued_at = Utc::now();
-        let row = row.clone();
-        db::update(&state.conn, &row).map_err(io)?;
-        drop(state);
-        crate::connections::health::clear(paths, &alert_source(id), "queued again (retry)")?;
+    pub async fn retry(&self, id: i64, paths: &Paths) -> std::io::Result<bool> {
+        {
+            let mut state = self.state.lock();
+            state.refresh()?;
+            let Some(row) = state.rows.get_mut(&id).filter(|r| r.failed.is_some()) else {
+                return Ok(false);
+            };
+            row.failed = None;
+            row.attempts = 0;
+            row.queued_at = Utc::now();
+            let row = row.clone();
+            db::update(&state.conn, &row).map_err(io)?;
+        }
+        let store = paths.store().await?;
+        crate::connections::health::clear(&store, &alert_source(id), "queued again (retry)")
+            .await?;
         self.wake.notify_one();
         Ok(true)
     }
 
     /// Drops a quarantined upload and its file. False when there is no such quarantined row.
-    pub fn discard(&self, id: i64, paths: &Paths) -> std::io::Result<bool> {
-        let mut state = self.state.lock();
-        state.refresh()?;
-        if state.rows.get(&id).is_none_or(|r| r.failed.is_none()) {
-            return Ok(false);
+    pub async fn discard(&self, id: i64, paths: &Paths) -> std::io::Result<bool> {
+        {
+            let mut state = self.state.lock();
+            state.refresh()?;
+            if state.rows.get(&id).is_none_or(|r| r.failed.is_none()) {
+                return Ok(false);
+            }
+            state.forget(&self.dir, id)?;
         }
-        state.forget(&self.dir, id)?;
-        drop(state);
-        crate::connections::health::clear(paths, &alert_source(id), "discarded")?;
+        let store = paths.store().await?;
+        crate::connections::health::clear(&store, &alert_source(id), "discarded").await?;
         Ok(true)
     }
 
@@ -877,15 +882,24 @@ impl Queue {
                         "fix the cause, then `spgate queue retry {id}` (or `spgate queue discard {id}`); the file is kept in {}",
                         self.dir.join(&row.file).display()
                     );
-                    if let Err(e) = crate::connections::health::raise(
-                        paths,
-                        &alert_source(id),
-                        "upload_failed",
-                        &message,
-                        &action,
-                    ) {
-                        tracing::error!(error = %e, "upload queue: raising the alert failed");
-                    }
+                    // Raised beside the worker, which holds the queue's lock here.
+                    let paths = paths.clone();
+                    tokio::spawn(async move {
+                        let raised = async {
+                            let store = paths.store().await?;
+                            crate::connections::health::raise(
+                                &store,
+                                &alert_source(id),
+                                "upload_failed",
+                                &message,
+                                &action,
+                            )
+                            .await
+                        };
+                        if let Err(e) = raised.await {
+                            tracing::error!(error = %e, "upload queue: raising the alert failed");
+                        }
+                    });
                 }
             }
         }

@@ -122,7 +122,7 @@ pub async fn run_job(
         return Ok(false);
     };
     let paths = Paths::of(config);
-    let connection = Connection::open(connection_config, &paths)?;
+    let connection = Connection::open(connection_config, &paths).await?;
     let store = Store::open(&Store::path_in(&config.state.dir)).map_err(std::io::Error::other)?;
     let started = std::time::Instant::now();
     let terminal = std::io::stderr().is_terminal() && !options.dry_run;

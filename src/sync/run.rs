@@ -139,40 +139,57 @@ pub async fn run(
             report.outcome,
             report.message.as_deref(),
         )?;
-        alert(job, paths, &report);
+        alert(job, paths, &report).await;
     }
     store.unlock(&job.name, &owner)?;
     Ok(report)
 }
 
 /// Raises or clears the job's alert after a real run.
-fn alert(job: &SyncJob, paths: &Paths, report: &Report) {
+async fn alert(job: &SyncJob, paths: &Paths, report: &Report) {
     let source = alert_source(&job.name);
+    let store = match paths.store().await {
+        Ok(store) => store,
+        Err(e) => {
+            tracing::warn!(job = %job.name, error = %e, "cannot reach the state store for the job's alert");
+            return;
+        }
+    };
+    let store = &*store;
     let result = match (report.outcome, report.problems.first()) {
-        (Outcome::Aborted, _) => health::raise(
-            paths,
-            &source,
-            "sync_aborted",
-            report.message.as_deref().unwrap_or("the run was aborted"),
-            "check the job's folders, then run `spgate sync run` (with --force if the deletions are intended)",
-        ),
-        (_, Some(first)) => health::raise(
-            paths,
-            &source,
-            "sync_skipped",
-            &format!(
+        (Outcome::Aborted, _) => {
+            health::raise(
+                store,
+                &source,
+                "sync_aborted",
+                report.message.as_deref().unwrap_or("the run was aborted"),
+                "check the job's folders, then run `spgate sync run` (with --force if the deletions are intended)",
+            )
+            .await
+        }
+        (_, Some(first)) => {
+            let message = format!(
                 "{} path(s) cannot be synced, e.g. {}: {}",
                 report.problems.len(),
                 first.path,
                 first.reason
-            ),
-            "rename or remove the paths listed by `spgate sync status`",
-        ),
-        (Outcome::Success, None) => health::clear(paths, &source, "the last run succeeded"),
+            );
+            health::raise(
+                store,
+                &source,
+                "sync_skipped",
+                &message,
+                "rename or remove the paths listed by `spgate sync status`",
+            )
+            .await
+        }
+        (Outcome::Success, None) => {
+            health::clear(store, &source, "the last run succeeded").await
+        }
         _ => Ok(()),
     };
     if let Err(e) = result {
-        tracing::warn!(job = %job.name, error = %e, "cannot write the alert log");
+        tracing::warn!(job = %job.name, error = %e, "cannot save the job's alert");
     }
 }
 

@@ -5,14 +5,20 @@
 //! clears the count. IPv6 addresses count by /64: one host usually holds a whole /64, so a
 //! guesser would otherwise get a fresh address per attempt.
 //!
-//! The table lives for the whole process (it survives configuration reloads) and stays small:
-//! entries older than [`BLOCK`] are dropped whenever it grows past [`PRUNE_AT`].
+//! With a state store, the counts live there: every instance sharing the store sees them, and
+//! a restart does not reset them. Each process also keeps its own table in memory, which
+//! answers from this instance's own failures while the store does not; the store is pruned of streaks older than [`BLOCK`] now and then, the memory
+//! table whenever it grows past [`PRUNE_AT`].
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+use crate::state::Store;
 
 /// Failed logins in a row that lock a user/address pair.
 pub const ATTEMPTS: u32 = 5;
@@ -20,10 +26,14 @@ pub const ATTEMPTS: u32 = 5;
 pub const BLOCK: Duration = Duration::from_secs(300);
 /// Table size above which expired entries are swept out.
 const PRUNE_AT: usize = 10_000;
+/// Failed logins between two prunings of the store.
+const PRUNE_STORE_EVERY: u64 = 256;
 
 #[derive(Debug, Default)]
 pub struct Lockout {
     failures: DashMap<(String, IpNet), (u32, Instant)>,
+    store: Option<Arc<Store>>,
+    counted: AtomicU64,
 }
 
 /// A user locked out from some addresses, as [`Lockout::list`] shows it.
@@ -49,16 +59,64 @@ pub fn group(peer: IpAddr) -> IpNet {
     }
 }
 
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn block_ms() -> i64 {
+    BLOCK.as_millis() as i64
+}
+
 impl Lockout {
+    /// Counts kept in `store`, shared with every instance using it.
+    pub fn shared(store: Arc<Store>) -> Lockout {
+        Lockout {
+            store: Some(store),
+            ..Lockout::default()
+        }
+    }
+
     /// Whether `user` is locked out from `peer` right now.
-    pub fn locked(&self, user: &str, peer: IpAddr) -> bool {
+    pub async fn locked(&self, user: &str, peer: IpAddr) -> bool {
+        let addresses = group(peer);
+        if let Some(store) = &self.store {
+            match store.login_failures(user, &addresses.to_string()).await {
+                Ok(found) => {
+                    return found.is_some_and(|f| {
+                        f.failures >= i64::from(ATTEMPTS) && now_ms() - f.last_ms < block_ms()
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "login locks: the state store does not answer; this instance's own count decides")
+                }
+            }
+        }
         self.failures
-            .get(&(user.to_string(), group(peer)))
+            .get(&(user.to_string(), addresses))
             .is_some_and(|entry| is_locked(*entry))
     }
 
-    /// The pairs locked right now, by user then addresses.
-    pub fn list(&self) -> Vec<Locked> {
+    /// The pairs locked right now, by user then addresses: those in the store when there is
+    /// one, else this process's own.
+    pub async fn list(&self) -> Result<Vec<Locked>, crate::state::Error> {
+        if let Some(store) = &self.store {
+            let now = now_ms();
+            let rows = store
+                .lockouts(i64::from(ATTEMPTS), now - block_ms())
+                .await?;
+            return Ok(rows
+                .into_iter()
+                .filter_map(|f| {
+                    Some(Locked {
+                        addresses: f.addresses.parse().ok()?,
+                        failures: u32::try_from(f.failures).unwrap_or(u32::MAX),
+                        remaining_s: u64::try_from(block_ms() - (now - f.last_ms)).unwrap_or(0)
+                            / 1000,
+                        user: f.user,
+                    })
+                })
+                .collect());
+        }
         let mut locked: Vec<Locked> = self
             .failures
             .iter()
@@ -71,47 +129,86 @@ impl Lockout {
             })
             .collect();
         locked.sort_by(|a, b| (&a.user, a.addresses).cmp(&(&b.user, b.addresses)));
-        locked
+        Ok(locked)
     }
 
     /// Ends the locks (and failure counts) of `user`, or of everyone; answers how many locks
     /// ended.
-    pub fn clear(&self, user: Option<&str>) -> usize {
+    pub async fn clear(&self, user: Option<&str>) -> Result<usize, crate::state::Error> {
         let mut ended = 0;
         self.failures.retain(|(name, _), entry| {
             let clear = user.is_none_or(|user| user == name);
             ended += usize::from(clear && is_locked(*entry));
             !clear
         });
+        if let Some(store) = &self.store {
+            let since = now_ms() - block_ms();
+            ended = store
+                .clear_lockouts(user)
+                .await?
+                .iter()
+                .filter(|f| f.failures >= i64::from(ATTEMPTS) && f.last_ms >= since)
+                .count();
+        }
         if ended > 0 {
             tracing::info!(user = ?user, ended, "login locks cleared");
         }
-        ended
+        Ok(ended)
     }
 
     /// Counts a failed login; logs when it locks the pair.
-    pub fn failed(&self, user: &str, peer: IpAddr) {
+    pub async fn failed(&self, user: &str, peer: IpAddr) {
         if self.failures.len() > PRUNE_AT {
             self.failures.retain(|_, (_, last)| last.elapsed() < BLOCK);
         }
-        let mut entry = self
-            .failures
-            .entry((user.to_string(), group(peer)))
-            .or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= BLOCK {
-            entry.0 = 0; // an old streak does not count
+        let addresses = group(peer);
+        let mut in_a_row = {
+            let mut entry = self
+                .failures
+                .entry((user.to_string(), addresses))
+                .or_insert((0, Instant::now()));
+            if entry.1.elapsed() >= BLOCK {
+                entry.0 = 0; // an old streak does not count
+            }
+            entry.0 += 1;
+            entry.1 = Instant::now();
+            i64::from(entry.0)
+        };
+        if let Some(store) = &self.store {
+            let now = now_ms();
+            match store
+                .login_failed(user, &addresses.to_string(), now, now - block_ms())
+                .await
+            {
+                Ok(n) => in_a_row = n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "login locks: the state store does not answer; the failure is counted by this instance only")
+                }
+            }
+            if self
+                .counted
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(PRUNE_STORE_EVERY)
+                && let Err(e) = store.prune_lockouts(now - block_ms()).await
+            {
+                tracing::warn!(error = %e, "login locks: pruning the state store failed");
+            }
         }
-        entry.0 += 1;
-        entry.1 = Instant::now();
-        if entry.0 == ATTEMPTS {
+        if in_a_row == i64::from(ATTEMPTS) {
             tracing::warn!(user = ?user, %peer, attempts = ATTEMPTS, block_s = BLOCK.as_secs(),
                 "login locked: too many failed logins for this user from this address");
         }
     }
 
     /// Clears the count after a successful login.
-    pub fn succeeded(&self, user: &str, peer: IpAddr) {
-        self.failures.remove(&(user.to_string(), group(peer)));
+    pub async fn succeeded(&self, user: &str, peer: IpAddr) {
+        let addresses = group(peer);
+        self.failures.remove(&(user.to_string(), addresses));
+        if let Some(store) = &self.store
+            && let Err(e) = store.login_succeeded(user, &addresses.to_string()).await
+        {
+            tracing::warn!(error = %e, "login locks: the state store does not answer; the count there stays");
+        }
     }
 }
 
@@ -123,62 +220,76 @@ fn is_locked((failures, last): (u32, Instant)) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn five_failures_lock_that_user_from_that_address_only() {
+    #[tokio::test]
+    async fn five_failures_lock_that_user_from_that_address_only() {
         let lockout = Lockout::default();
         let (home, away): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "::1".parse().unwrap());
         for _ in 0..ATTEMPTS - 1 {
-            lockout.failed("alice", home);
+            lockout.failed("alice", home).await;
         }
-        assert!(!lockout.locked("alice", home));
-        lockout.failed("alice", home);
-        assert!(lockout.locked("alice", home));
+        assert!(!lockout.locked("alice", home).await);
+        lockout.failed("alice", home).await;
+        assert!(lockout.locked("alice", home).await);
         // The same address written as IPv4-mapped IPv6 is the same address.
-        assert!(lockout.locked("alice", "::ffff:10.0.0.1".parse().unwrap()));
-        assert!(!lockout.locked("alice", away));
-        assert!(!lockout.locked("bob", home));
+        assert!(
+            lockout
+                .locked("alice", "::ffff:10.0.0.1".parse().unwrap())
+                .await
+        );
+        assert!(!lockout.locked("alice", away).await);
+        assert!(!lockout.locked("bob", home).await);
     }
 
-    #[test]
-    fn ipv6_addresses_count_by_64() {
+    #[tokio::test]
+    async fn ipv6_addresses_count_by_64() {
         let lockout = Lockout::default();
         for host in 1..=ATTEMPTS {
-            lockout.failed("alice", format!("2001:db8:1:2::{host}").parse().unwrap());
+            lockout
+                .failed("alice", format!("2001:db8:1:2::{host}").parse().unwrap())
+                .await;
         }
-        assert!(lockout.locked("alice", "2001:db8:1:2:ffff::9".parse().unwrap()));
-        assert!(!lockout.locked("alice", "2001:db8:1:3::1".parse().unwrap()));
-        let listed = lockout.list();
+        assert!(
+            lockout
+                .locked("alice", "2001:db8:1:2:ffff::9".parse().unwrap())
+                .await
+        );
+        assert!(
+            !lockout
+                .locked("alice", "2001:db8:1:3::1".parse().unwrap())
+                .await
+        );
+        let listed = lockout.list().await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].addresses.to_string(), "2001:db8:1:2::/64");
         assert_eq!(listed[0].failures, ATTEMPTS);
     }
 
-    #[test]
-    fn clear_ends_one_users_locks_or_all() {
+    #[tokio::test]
+    async fn clear_ends_one_users_locks_or_all() {
         let lockout = Lockout::default();
         let home: IpAddr = "10.0.0.1".parse().unwrap();
         for user in ["alice", "bob", "carol"] {
             for _ in 0..ATTEMPTS {
-                lockout.failed(user, home);
+                lockout.failed(user, home).await;
             }
         }
-        lockout.failed("dave", home); // counting, not locked
-        assert_eq!(lockout.clear(Some("alice")), 1);
-        assert!(!lockout.locked("alice", home));
-        assert!(lockout.locked("bob", home));
-        assert_eq!(lockout.clear(None), 2);
-        assert!(lockout.list().is_empty());
+        lockout.failed("dave", home).await; // counting, not locked
+        assert_eq!(lockout.clear(Some("alice")).await.unwrap(), 1);
+        assert!(!lockout.locked("alice", home).await);
+        assert!(lockout.locked("bob", home).await);
+        assert_eq!(lockout.clear(None).await.unwrap(), 2);
+        assert!(lockout.list().await.unwrap().is_empty());
     }
 
-    #[test]
-    fn a_success_clears_the_count() {
+    #[tokio::test]
+    async fn a_success_clears_the_count() {
         let lockout = Lockout::default();
         let home: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..ATTEMPTS - 1 {
-            lockout.failed("alice", home);
+            lockout.failed("alice", home).await;
         }
-        lockout.succeeded("alice", home);
-        lockout.failed("alice", home);
-        assert!(!lockout.locked("alice", home));
+        lockout.succeeded("alice", home).await;
+        lockout.failed("alice", home).await;
+        assert!(!lockout.locked("alice", home).await);
     }
 }

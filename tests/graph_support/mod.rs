@@ -73,13 +73,15 @@ impl World {
         path
     }
 
-    pub fn open(&self, config: &Config) -> Connection {
-        Connection::open(&config.connections[0], &self.paths()).expect("open connection")
+    pub async fn open(&self, config: &Config) -> Connection {
+        Connection::open(&config.connections[0], &self.paths())
+            .await
+            .expect("open connection")
     }
 
     /// A client-secret connection (with `extra` settings) and its resolved library.
     pub async fn drive(&self, extra: &str) -> (Connection, Arc<Drive>) {
-        let connection = self.open(&self.config(extra));
+        let connection = self.open(&self.config(extra)).await;
         let drive = connection.drive().await.expect("resolve the library");
         (connection, drive)
     }

@@ -163,17 +163,17 @@ fn renaming_and_deleting_queued_files_change_the_queue_only() {
     assert_eq!(queue.list().unwrap().len(), 1);
 }
 
-#[test]
-fn only_quarantined_uploads_can_be_retried_or_discarded() {
+#[tokio::test]
+async fn only_quarantined_uploads_can_be_retried_or_discarded() {
     let state = tempfile::tempdir().unwrap();
     let paths = Paths::in_dir(state.path());
     let queue = Queue::open(state.path()).unwrap();
     let id = queue_file(&queue, "/In/a.txt", b"content");
     assert!(
-        !queue.retry(id, &paths).unwrap(),
+        !queue.retry(id, &paths).await.unwrap(),
         "still waiting: nothing to retry"
     );
-    assert!(!queue.discard(id, &paths).unwrap());
+    assert!(!queue.discard(id, &paths).await.unwrap());
     {
         let mut state = queue.state.lock();
         let mut row = state.rows[&id].clone();
@@ -184,7 +184,7 @@ fn only_quarantined_uploads_can_be_retried_or_discarded() {
         "quarantined files are not shown"
     );
     assert_eq!(queue.stats().quarantined, 1);
-    assert!(queue.retry(id, &paths).unwrap());
+    assert!(queue.retry(id, &paths).await.unwrap());
     assert!(queue.pending("sp", "/In/a.txt").is_some());
     assert_eq!(queue.stats().depth, 1);
 }
