@@ -292,7 +292,7 @@ async fn run_or_status_of(config: &ConfigArg, action: SyncAction) -> anyhow::Res
             Ok(spgate::sync::command::run_job(&config, &job, options, &stop, out).await?)
         }
         SyncAction::Status => {
-            spgate::sync::command::status(&config, out)?;
+            spgate::sync::command::status(&config, out).await?;
             Ok(true)
         }
         _ => unreachable!("record actions are handled by manage"),

@@ -37,8 +37,13 @@ pub async fn run_reporting(
     let store = crate::state::Store::of(&config.state)
         .await
         .map_err(std::io::Error::other)?;
+    let store = Arc::new(store);
     // What an earlier version kept in files goes into the store, once.
     crate::connections::store::import_files(&store, &config.state.dir).await?;
+    let paths = crate::connections::store::Paths::with_store(&config, store.clone());
+    crate::sync::store::Store::open(&paths)
+        .await
+        .map_err(std::io::Error::other)?;
     // The file's records go into the store; what is in force is the store's.
     crate::session::control::provision(&store, &config)
         .await
@@ -48,7 +53,7 @@ pub async fn run_reporting(
         .await
         .map_err(std::io::Error::other)?;
     let shared = Arc::new(Shared::new(
-        Gateway::new(config, Arc::new(store)).await?,
+        Gateway::new(config, store).await?,
         path,
         shutdown.clone(),
     ));

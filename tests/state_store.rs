@@ -113,6 +113,7 @@ on_both!(
     one_alert_per_source_is_open_whoever_raises_it,
     alerts_of_earlier_files_are_imported_once,
     failed_logins_are_counted_expired_and_cleared,
+    sync_state_round_trips_and_one_instance_holds_a_job,
 );
 
 /// What a file declares is put, unchanged records are left alone, what it no longer declares
@@ -840,4 +841,134 @@ async fn failed_logins_are_counted_expired_and_cleared(place: Place) {
     );
     assert_eq!(store.login_failed("eve", net, 1_000, 0).await.unwrap(), 1);
     assert_eq!(store.prune_lockouts(1_001).await.unwrap(), 1);
+}
+
+/// The sync jobs' state on both engines: a baseline of more rows than one statement takes,
+/// snapshots with their links, runs numbered per job with their totals, problems, and the run
+/// lock taken by one of two instances racing for it.
+async fn sync_state_round_trips_and_one_instance_holds_a_job(place: Place) {
+    use spgate::sync::store::{RemoteChange, Store as SyncStore};
+    use spgate::sync::{Baseline, Counts, Outcome, Problem, RemoteItem};
+    let key = key();
+    let one = SyncStore::new(std::sync::Arc::new(place.open(Some(&key)).await.unwrap()));
+    let two = SyncStore::new(std::sync::Arc::new(place.open(Some(&key)).await.unwrap()));
+    let row = |n: usize| Baseline {
+        path: format!("dir/file-{n:04}.txt"),
+        is_dir: n == 0,
+        remote_id: format!("id-{n}"),
+        remote_etag: Some(format!("\"e{n}\"")),
+        remote_ctag: None,
+        remote_size: 5 << 32,
+        remote_hash: Some("h".into()),
+        remote_modified: 1_700_000_000,
+        local_size: 5 << 32,
+        local_modified: 1_700_000_001,
+        local_hash: None,
+    };
+    let rows: Vec<Baseline> = (0..250).map(row).collect();
+    one.put_baseline("j", &rows).await.unwrap();
+    // Another case of a name replaces its row.
+    let mut upper = row(7);
+    upper.path = "DIR/FILE-0007.TXT".into();
+    two.put_baseline("j", &[upper.clone()]).await.unwrap();
+    let read = two.baseline("j").await.unwrap();
+    assert_eq!(read.len(), 250);
+    assert_eq!(read[0], upper, "ordered by path: upper case first");
+    assert!(read[1].is_dir && read[1].remote_size == 5 << 32);
+    two.remove_baseline(
+        "j",
+        &["dir/file-0001.txt".into(), "dir/file-0002.txt".into()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(one.baseline("j").await.unwrap().len(), 248);
+
+    let item = |id: &str, name: &str| RemoteItem {
+        id: id.into(),
+        parent_id: "root".into(),
+        name: name.into(),
+        is_dir: false,
+        size: 1,
+        etag: None,
+        ctag: None,
+        hash: None,
+        modified: 5,
+    };
+    let mut full = RemoteChange {
+        replace_all: true,
+        upserts: (0..150).map(|n| item(&format!("i{n:03}"), "x")).collect(),
+        removals: Vec::new(),
+        drive_id: "d".into(),
+        root_id: "root".into(),
+        delta_link: Some("L1".into()),
+        full_scan_at: Some(9),
+    };
+    one.apply_remote("j", &full).await.unwrap();
+    full.replace_all = false;
+    full.upserts = vec![item("i000", "renamed")];
+    full.removals = vec!["i001".into(), "i002".into()];
+    full.delta_link = Some("L2".into());
+    full.full_scan_at = None;
+    two.apply_remote("j", &full).await.unwrap();
+    let snapshot = one.snapshot("j").await.unwrap();
+    assert_eq!(
+        (snapshot.items.len(), snapshot.full_scan_at),
+        (148, Some(9))
+    );
+    assert_eq!(snapshot.delta_link.as_deref(), Some("L2"));
+    assert_eq!(snapshot.items[0].name, "renamed");
+
+    let first = one.start_run("j").await.unwrap();
+    let counts = Counts {
+        uploaded: 2,
+        bytes_up: 3 << 33,
+        ..Counts::default()
+    };
+    one.finish_run("j", first, &counts, Outcome::Success, None)
+        .await
+        .unwrap();
+    assert_eq!(two.start_run("k").await.unwrap(), 1, "numbered per job");
+    let second = two.start_run("j").await.unwrap();
+    assert_eq!((first, second), (1, 2));
+    assert_eq!(one.start_run("j").await.unwrap(), 3);
+    let runs = one.runs("j", 10).await.unwrap();
+    assert_eq!(runs[1].outcome, Some(Outcome::Interrupted));
+    let (by_outcome, totals) = two.totals("j").await.unwrap();
+    assert_eq!(
+        by_outcome,
+        [
+            ("interrupted".into(), 1),
+            ("running".into(), 1),
+            ("success".into(), 1)
+        ]
+    );
+    assert_eq!(totals.bytes_up, 3 << 33);
+    assert!(one.last_success("j").await.unwrap().is_some());
+
+    let problem = Problem {
+        side: "remote",
+        path: "bad:name".into(),
+        reason: "invalid name".into(),
+    };
+    one.set_problems("j", std::slice::from_ref(&problem))
+        .await
+        .unwrap();
+    two.set_problems("j", &[problem]).await.unwrap();
+    assert_eq!(one.problems("j").await.unwrap().len(), 1);
+
+    let stale = std::time::Duration::from_secs(60);
+    let (a, b) = tokio::join!(
+        one.try_lock("job", "instance-1", stale),
+        two.try_lock("job", "instance-2", stale)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.is_none() ^ b.is_none(), "one holds the job: {a:?} {b:?}");
+    let holder = one.lock_holder("job").await.unwrap().unwrap();
+    assert!(two.unlock("job", &holder.owner).await.unwrap());
+    assert!(
+        one.try_lock("job", "instance-1", stale)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

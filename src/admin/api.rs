@@ -125,16 +125,15 @@ pub async fn metrics(Extract(state): Extract<Arc<State>>) -> Response {
         live.connections
             .push(ConnectionFigures::read(&gateway.connections[name]));
     }
-    if let Some(store) = state.sync_store() {
-        for job in &state.gateway().config.syncs {
-            let (runs_by_outcome, totals) = store.totals(&job.name).unwrap_or_default();
-            live.syncs.push(SyncFigures {
-                job: job.name.clone(),
-                runs_by_outcome,
-                totals,
-                last_success: store.last_success(&job.name).ok().flatten(),
-            });
-        }
+    let store = state.sync_store();
+    for job in &state.gateway().config.syncs {
+        let (runs_by_outcome, totals) = store.totals(&job.name).await.unwrap_or_default();
+        live.syncs.push(SyncFigures {
+            job: job.name.clone(),
+            runs_by_outcome,
+            totals,
+            last_success: store.last_success(&job.name).await.ok().flatten(),
+        });
     }
     (
         [(
@@ -317,22 +316,17 @@ pub async fn enable(Extract(state): Extract<Arc<State>>, Path(name): Path<String
 }
 
 /// Each sync job with its last run and open problems.
-pub fn sync_rows(state: &State) -> Vec<Value> {
-    state
-        .gateway()
-        .config
-        .syncs
-        .iter()
-        .map(|job| {
-            let last = state
-                .sync_store()
-                .and_then(|s| s.runs(&job.name, 1).ok())
-                .and_then(|runs| runs.into_iter().next());
-            let problems = state
-                .sync_store()
-                .and_then(|s| s.problems(&job.name).ok())
-                .unwrap_or_default();
-            json!({
+pub async fn sync_rows(state: &State) -> Vec<Value> {
+    let store = state.sync_store();
+    let mut rows = Vec::new();
+    for job in &state.gateway().config.syncs {
+        let last = store
+            .runs(&job.name, 1)
+            .await
+            .ok()
+            .and_then(|runs| runs.into_iter().next());
+        let problems = store.problems(&job.name).await.unwrap_or_default();
+        rows.push(json!({
                 "name": job.name,
                 "enabled": job.enabled,
                 "direction": format!("{:?}", job.direction).to_lowercase(),
@@ -344,9 +338,9 @@ pub fn sync_rows(state: &State) -> Vec<Value> {
                 "problems": problems.iter().map(|(p, first, _)| json!({
                     "side": p.side, "path": p.path, "reason": p.reason, "since": first,
                 })).collect::<Vec<_>>(),
-            })
-        })
-        .collect()
+        }));
+    }
+    rows
 }
 
 /// One sync run as the API shows it.
@@ -384,10 +378,9 @@ pub async fn sync_runs(
             return failure(Failure::invalid("limit", "must be a number from 1 to 1000"));
         }
     };
-    let runs = match state.sync_store().map(|s| s.runs(&name, limit)) {
-        None => Vec::new(),
-        Some(Ok(runs)) => runs,
-        Some(Err(e)) => return failure(Failure::internal(format!("reading the runs: {e}"))),
+    let runs = match state.sync_store().runs(&name, limit).await {
+        Ok(runs) => runs,
+        Err(e) => return failure(Failure::internal(format!("reading the runs: {e}"))),
     };
     let runs: Vec<Value> = runs.iter().map(run_json).collect();
     Json(json!({ "name": name, "runs": runs })).into_response()
@@ -395,7 +388,7 @@ pub async fn sync_runs(
 
 #[utoipa::path(get, path = "/api/v1/syncs", tag = "syncs", responses((status = 200, description = "Each job in force with its last run and open problems")))]
 pub async fn syncs(Extract(state): Extract<Arc<State>>) -> Response {
-    Json(json!({ "syncs": sync_rows(&state) })).into_response()
+    Json(json!({ "syncs": sync_rows(&state).await })).into_response()
 }
 
 #[utoipa::path(post, path = "/api/v1/syncs/{name}/run", tag = "syncs", params(("name" = String, Path, description = "The sync job's name")), responses((status = 202, description = "Queued"), (status = 404, description = "No such job", body = ErrorBody), (status = 409, description = "The job is disabled", body = ErrorBody)))]

@@ -41,8 +41,6 @@ use crate::sync::store::Store;
 pub struct State {
     /// The gateway in force (replaced by reloads).
     pub shared: Arc<Shared>,
-    /// The sync state, opened once there are sync jobs (see [`State::sync_store`]).
-    sync_store: std::sync::OnceLock<Option<Store>>,
     /// Set once every listener is bound.
     pub listening: AtomicBool,
     pub started: Instant,
@@ -51,26 +49,15 @@ pub struct State {
 impl State {
     pub fn new(shared: Arc<Shared>) -> State {
         State {
-            sync_store: std::sync::OnceLock::new(),
             shared,
             listening: AtomicBool::new(false),
             started: Instant::now(),
         }
     }
 
-    /// The sync state, opened the first time it is needed once there are sync jobs (in the
-    /// file or made through the API).
-    pub fn sync_store(&self) -> Option<&Store> {
-        if self.sync_store.get().is_none() && self.gateway().config.syncs.is_empty() {
-            return None;
-        }
-        self.sync_store
-            .get_or_init(|| {
-                Store::open(&Store::path_in(&self.gateway().config.state.dir))
-                    .map_err(|e| tracing::warn!(error = %e, "admin: cannot open the sync state"))
-                    .ok()
-            })
-            .as_ref()
+    /// The sync jobs' state (in the state store).
+    pub fn sync_store(&self) -> Store {
+        Store::new(self.gateway().store.clone())
     }
 
     /// The gateway in force.
@@ -79,7 +66,7 @@ impl State {
     }
 
     /// Why the gateway is not ready; empty when it is.
-    pub fn not_ready(&self) -> Vec<String> {
+    pub async fn not_ready(&self) -> Vec<String> {
         let gateway = self.gateway();
         let mut reasons = Vec::new();
         if !self.listening.load(Ordering::Relaxed) {
@@ -101,19 +88,18 @@ impl State {
                 ));
             }
         }
-        if let Some(store) = self.sync_store() {
-            for job in gateway.config.syncs.iter().filter(|j| j.enabled) {
-                if let Ok(runs) = store.runs(&job.name, 1)
-                    && let Some(last) = runs.first()
-                    && matches!(last.outcome, Some(Outcome::Aborted | Outcome::Partial))
-                {
-                    reasons.push(format!(
-                        "sync job {} last run {}: {}",
-                        job.name,
-                        last.outcome.map(Outcome::as_str).unwrap_or_default(),
-                        last.message.as_deref().unwrap_or_default()
-                    ));
-                }
+        let store = self.sync_store();
+        for job in gateway.config.syncs.iter().filter(|j| j.enabled) {
+            if let Ok(runs) = store.runs(&job.name, 1).await
+                && let Some(last) = runs.first()
+                && matches!(last.outcome, Some(Outcome::Aborted | Outcome::Partial))
+            {
+                reasons.push(format!(
+                    "sync job {} last run {}: {}",
+                    job.name,
+                    last.outcome.map(Outcome::as_str).unwrap_or_default(),
+                    last.message.as_deref().unwrap_or_default()
+                ));
             }
         }
         reasons
@@ -185,7 +171,7 @@ pub async fn serve(
 }
 
 async fn readyz(Extract(state): Extract<Arc<State>>) -> Response {
-    let reasons = state.not_ready();
+    let reasons = state.not_ready().await;
     if reasons.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
     } else {

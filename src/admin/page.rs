@@ -34,23 +34,34 @@ fn text(v: &Value) -> String {
 }
 
 pub async fn status(Extract(state): Extract<Arc<State>>) -> Html<String> {
-    let alerts = open_alerts(&state.gateway().store).await;
+    let found = Found {
+        alerts: open_alerts(&state.gateway().store).await,
+        not_ready: state.not_ready().await,
+        syncs: sync_rows(&state).await,
+    };
     let mut out = String::new();
-    let _ = render(&state, alerts, &mut out);
+    let _ = render(&state, found, &mut out);
     Html(out)
 }
 
-fn render(
-    state: &State,
+/// What the page shows that is read from the state store.
+struct Found {
     alerts: crate::state::Result<Vec<Alert>>,
-    out: &mut String,
-) -> std::fmt::Result {
+    not_ready: Vec<String>,
+    syncs: Vec<Value>,
+}
+
+fn render(state: &State, found: Found, out: &mut String) -> std::fmt::Result {
+    let Found {
+        alerts,
+        not_ready: reasons,
+        syncs,
+    } = found;
     write!(
         out,
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>spgate status</title>\
          <style>{STYLE}</style></head><body><h1>spgate</h1>"
     )?;
-    let reasons = state.not_ready();
     if reasons.is_empty() {
         write!(out, "<p class=\"ok\">Ready.</p>")?;
     } else {
@@ -112,7 +123,6 @@ fn render(
         q.quarantined
     )?;
     write!(out, "<h2>Sync jobs</h2>")?;
-    let syncs = sync_rows(state);
     if syncs.is_empty() {
         write!(out, "<p>No sync jobs configured.</p>")?;
     } else {

@@ -273,6 +273,7 @@ impl Shared {
         let tracker = TaskTracker::new();
         crate::sync::schedule::start(
             &gateway.config,
+            &gateway.store,
             &gateway.connections,
             &gateway.triggers,
             &gateway.events,

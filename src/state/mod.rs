@@ -180,6 +180,27 @@ impl Store {
         })
     }
 
+    /// A store of its own in memory (SQLite), with the current schema and a key of its own:
+    /// scratch space that vanishes with it (a sync dry run's copy of its job's state).
+    pub async fn scratch() -> Result<Store> {
+        install_drivers();
+        // One connection, kept: each connection to `:memory:` is a database of its own.
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect("sqlite::memory:")
+            .await?;
+        let found = schema::migrate(&pool, Engine::Sqlite).await?;
+        Ok(Store {
+            pool,
+            engine: Engine::Sqlite,
+            sealer: Sealer::new(&Sealer::generate())?,
+            found,
+        })
+    }
+
     /// [`Store::open`] with what `[state]` says.
     pub async fn of(state: &crate::config::State) -> Result<Store> {
         Store::open(&state.database, state.secret_key.as_ref(), &state.dir).await

@@ -35,10 +35,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "health",
         sql: include_str!("migrations/0004_health.sql"),
     },
+    Migration {
+        version: 5,
+        name: "sync",
+        sql: include_str!("migrations/0005_sync.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 /// Any number, as long as it is spgate's own: the advisory lock migrations take on PostgreSQL.
 const MIGRATION_LOCK: i64 = 0x5367_6174_6531;

@@ -120,9 +120,11 @@ impl Context<'_> {
                     .delete_item(&remote.item.id, remote.item.etag.as_deref())
                     .await?;
                 self.store
-                    .remove_remote(&self.job.name, std::slice::from_ref(&remote.item.id))?;
+                    .remove_remote(&self.job.name, std::slice::from_ref(&remote.item.id))
+                    .await?;
                 self.store
-                    .remove_baseline(&self.job.name, std::slice::from_ref(path))?;
+                    .remove_baseline(&self.job.name, std::slice::from_ref(path))
+                    .await?;
                 Ok(Effect {
                     deleted_remote: 1,
                     ..Effect::default()
@@ -149,7 +151,8 @@ impl Context<'_> {
                     }
                 }
                 self.store
-                    .remove_baseline(&self.job.name, std::slice::from_ref(path))?;
+                    .remove_baseline(&self.job.name, std::slice::from_ref(path))
+                    .await?;
                 Ok(Effect {
                     deleted_local: 1,
                     ..Effect::default()
@@ -160,7 +163,7 @@ impl Context<'_> {
                 remote,
                 delete_source,
             } => {
-                self.record(path, remote)?;
+                self.record(path, remote).await?;
                 if *delete_source {
                     match self.job.direction {
                         Direction::Pull => self.delete_remote_source(path, remote).await?,
@@ -175,7 +178,8 @@ impl Context<'_> {
             }
             Action::Forget { path } => {
                 self.store
-                    .remove_baseline(&self.job.name, std::slice::from_ref(path))?;
+                    .remove_baseline(&self.job.name, std::slice::from_ref(path))
+                    .await?;
                 Ok(Effect::default())
             }
             Action::Conflict {
@@ -188,7 +192,8 @@ impl Context<'_> {
                 let entry = self.ensure_remote_dir(path).await?;
                 if self.keep_rows() {
                     let local = self.local.get(&key(path)).cloned();
-                    self.put_row(path, true, &entry, local.as_ref(), None)?;
+                    self.put_row(path, true, &entry, local.as_ref(), None)
+                        .await?;
                 }
                 Ok(Effect::default())
             }
@@ -200,7 +205,8 @@ impl Context<'_> {
                 if let Some(remote) = self.remote_entry(path)
                     && self.keep_rows()
                 {
-                    self.put_row(path, true, &self.entry_of(&remote), None, None)?;
+                    self.put_row(path, true, &self.entry_of(&remote), None, None)
+                        .await?;
                 }
                 Ok(Effect::default())
             }
@@ -213,17 +219,20 @@ impl Context<'_> {
                 {
                     self.drive.delete_item(&remote.item.id, None).await?;
                     self.store
-                        .remove_remote(&self.job.name, std::slice::from_ref(&remote.item.id))?;
+                        .remove_remote(&self.job.name, std::slice::from_ref(&remote.item.id))
+                        .await?;
                 }
                 self.store
-                    .remove_baseline(&self.job.name, std::slice::from_ref(path))?;
+                    .remove_baseline(&self.job.name, std::slice::from_ref(path))
+                    .await?;
                 Ok(Effect::default())
             }
             Action::RemoveDirLocal { path } => {
                 // Fails (and keeps the folder) when something is still in it.
                 let _ = self.root.remove_dir(path).await;
                 self.store
-                    .remove_baseline(&self.job.name, std::slice::from_ref(path))?;
+                    .remove_baseline(&self.job.name, std::slice::from_ref(path))
+                    .await?;
                 Ok(Effect::default())
             }
         }
@@ -248,7 +257,7 @@ impl Context<'_> {
     }
 
     /// Writes the baseline row of `path` from the remote `entry` and the local state.
-    fn put_row(
+    async fn put_row(
         &self,
         path: &str,
         is_dir: bool,
@@ -269,12 +278,12 @@ impl Context<'_> {
             local_modified: local.map(|l| l.modified).unwrap_or(0),
             local_hash,
         };
-        self.store.put_baseline(&self.job.name, &[row])?;
+        self.store.put_baseline(&self.job.name, &[row]).await?;
         Ok(())
     }
 
     /// Both sides hold the same content already.
-    fn record(&self, path: &str, remote: &RemoteEntry) -> Result<()> {
+    async fn record(&self, path: &str, remote: &RemoteEntry) -> Result<()> {
         let k = key(path);
         let local = self.local.get(&k);
         let hash = self
@@ -289,6 +298,7 @@ impl Context<'_> {
             local,
             hash,
         )
+        .await
     }
 
     /// Creates the remote folder `path` (job-relative) and its missing parents, starting below
@@ -312,10 +322,12 @@ impl Context<'_> {
                 Err(e) if e.kind == Kind::AlreadyExists => self.drive.stat(&full).await?,
                 Err(e) => return Err(e.into()),
             };
-            self.store.upsert_remote(
-                &self.job.name,
-                &[item(&entry, entry.parent_id.as_deref().unwrap_or_default())],
-            )?;
+            self.store
+                .upsert_remote(
+                    &self.job.name,
+                    &[item(&entry, entry.parent_id.as_deref().unwrap_or_default())],
+                )
+                .await?;
             known.insert(key(&at));
             last = Some(entry);
         }
@@ -379,11 +391,14 @@ impl Context<'_> {
             size: len,
             modified: before.modified,
         };
-        self.put_row(to, false, &entry, Some(&local), Some(sent))?;
-        self.store.upsert_remote(
-            &self.job.name,
-            &[item(&entry, entry.parent_id.as_deref().unwrap_or_default())],
-        )?;
+        self.put_row(to, false, &entry, Some(&local), Some(sent))
+            .await?;
+        self.store
+            .upsert_remote(
+                &self.job.name,
+                &[item(&entry, entry.parent_id.as_deref().unwrap_or_default())],
+            )
+            .await?;
         tracing::info!(job = %self.job.name, path = to, bytes = len, "uploaded");
         Ok((
             local,
@@ -451,7 +466,8 @@ impl Context<'_> {
             &self.entry_of(remote),
             Some(&local),
             Some(hash),
-        )?;
+        )
+        .await?;
         tracing::info!(job = %self.job.name, path, bytes = len, "downloaded");
         Ok(Effect {
             downloaded: 1,
@@ -529,7 +545,8 @@ impl Context<'_> {
             .await
             .map_err(|e| Error::io(format!("deleting {}", self.local_path(path)), e))?;
         self.store
-            .remove_baseline(&self.job.name, &[path.to_string()])?;
+            .remove_baseline(&self.job.name, &[path.to_string()])
+            .await?;
         tracing::info!(job = %self.job.name, path, "source deleted after a verified copy");
         Ok(())
     }
@@ -549,9 +566,11 @@ impl Context<'_> {
             Err(e) => return Err(e.into()),
         }
         self.store
-            .remove_remote(&self.job.name, std::slice::from_ref(&remote.item.id))?;
+            .remove_remote(&self.job.name, std::slice::from_ref(&remote.item.id))
+            .await?;
         self.store
-            .remove_baseline(&self.job.name, &[path.to_string()])?;
+            .remove_baseline(&self.job.name, &[path.to_string()])
+            .await?;
         tracing::info!(job = %self.job.name, path, "SharePoint source deleted after a verified copy");
         Ok(())
     }

@@ -123,7 +123,7 @@ pub async fn run_job(
     };
     let paths = Paths::of(config);
     let connection = Connection::open(connection_config, &paths).await?;
-    let store = Store::open(&Store::path_in(&config.state.dir)).map_err(std::io::Error::other)?;
+    let store = Store::open(&paths).await.map_err(std::io::Error::other)?;
     let started = std::time::Instant::now();
     let terminal = std::io::stderr().is_terminal() && !options.dry_run;
     let mut bar = None;
@@ -227,14 +227,19 @@ fn time(at: i64) -> String {
 }
 
 /// `spgate sync status`: each job's last run, next run and open problems.
-pub fn status(config: &Config, out: &mut impl Write) -> std::io::Result<()> {
+pub async fn status(config: &Config, out: &mut impl Write) -> std::io::Result<()> {
     if config.syncs.is_empty() {
         writeln!(out, "no sync jobs configured")?;
         return Ok(());
     }
-    let store = Store::open(&Store::path_in(&config.state.dir)).map_err(std::io::Error::other)?;
+    let store = Store::open(&Paths::of(config))
+        .await
+        .map_err(std::io::Error::other)?;
     for job in &config.syncs {
-        let runs = store.runs(&job.name, 1).map_err(std::io::Error::other)?;
+        let runs = store
+            .runs(&job.name, 1)
+            .await
+            .map_err(std::io::Error::other)?;
         let state = if job.enabled { "enabled" } else { "disabled" };
         writeln!(
             out,
@@ -273,11 +278,16 @@ pub fn status(config: &Config, out: &mut impl Write) -> std::io::Result<()> {
         }
         if let Some(ok) = store
             .last_success(&job.name)
+            .await
             .map_err(std::io::Error::other)?
         {
             writeln!(out, "  last success: {}", time(ok))?;
         }
-        for (problem, first, _) in store.problems(&job.name).map_err(std::io::Error::other)? {
+        for (problem, first, _) in store
+            .problems(&job.name)
+            .await
+            .map_err(std::io::Error::other)?
+        {
             writeln!(
                 out,
                 "  problem since {}: {} ({}): {}",

@@ -120,7 +120,7 @@ async fn refresh_stored(
     root: &str,
     create: bool,
 ) -> Result<Refresh> {
-    let snapshot = store.snapshot(job)?;
+    let snapshot = store.snapshot(job).await?;
     let now = Utc::now().timestamp();
     let due = snapshot
         .full_scan_at
@@ -144,7 +144,8 @@ async fn refresh_stored(
                             }))
                 });
                 if !moved {
-                    let view = apply(store, job, &drive.id, &root_id, snapshot.items, items, link)?;
+                    let view =
+                        apply(store, job, &drive.id, &root_id, snapshot.items, items, link).await?;
                     return Ok(Refresh::Ready(view));
                 }
                 // The root itself was deleted, renamed or moved: find it again by path below.
@@ -193,7 +194,7 @@ fn dedupe(items: Vec<DriveItem>) -> Vec<DriveItem> {
 }
 
 /// Applies delta items to the snapshot and stores it with the new link.
-fn apply(
+async fn apply(
     store: &Store,
     job: &str,
     drive_id: &str,
@@ -240,18 +241,20 @@ fn apply(
     for id in &removed {
         tree.remove(id);
     }
-    store.apply_remote(
-        job,
-        &RemoteChange {
-            replace_all: false,
-            upserts,
-            removals: removed,
-            drive_id: drive_id.to_string(),
-            root_id: root_id.to_string(),
-            delta_link: Some(link),
-            full_scan_at: None,
-        },
-    )?;
+    store
+        .apply_remote(
+            job,
+            &RemoteChange {
+                replace_all: false,
+                upserts,
+                removals: removed,
+                drive_id: drive_id.to_string(),
+                root_id: root_id.to_string(),
+                delta_link: Some(link),
+                full_scan_at: None,
+            },
+        )
+        .await?;
     Ok(View {
         root_id: root_id.to_string(),
         entries: place(root_id, tree.into_values().collect()),
@@ -385,18 +388,20 @@ async fn full_scan(
             items.push(item(&entry, &id));
         }
     }
-    store.apply_remote(
-        job,
-        &RemoteChange {
-            replace_all: true,
-            upserts: items.clone(),
-            removals: Vec::new(),
-            drive_id: drive.id.clone(),
-            root_id: root_entry.id.clone(),
-            delta_link: Some(link),
-            full_scan_at: Some(Utc::now().timestamp()),
-        },
-    )?;
+    store
+        .apply_remote(
+            job,
+            &RemoteChange {
+                replace_all: true,
+                upserts: items.clone(),
+                removals: Vec::new(),
+                drive_id: drive.id.clone(),
+                root_id: root_entry.id.clone(),
+                delta_link: Some(link),
+                full_scan_at: Some(Utc::now().timestamp()),
+            },
+        )
+        .await?;
     Ok(Refresh::Ready(View {
         entries: place(&root_entry.id, items),
         root_id: root_entry.id,

@@ -90,12 +90,12 @@ pub async fn run(
     stop: &CancellationToken,
 ) -> Result<Report> {
     let store = if options.dry_run {
-        store.copy_in_memory()?
+        store.copy_of(&job.name).await?
     } else {
         store.clone()
     };
     let owner = format!("pid {} on {}", std::process::id(), host());
-    if let Some(holder) = store.try_lock(&job.name, &owner, LOCK_STALE)? {
+    if let Some(holder) = store.try_lock(&job.name, &owner, LOCK_STALE).await? {
         return Err(Error::Busy(holder.owner));
     }
     let beat = {
@@ -103,7 +103,7 @@ pub async fn run(
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(LOCK_STALE / 4).await;
-                if let Err(e) = store.heartbeat(&name, &owner) {
+                if let Err(e) = store.heartbeat(&name, &owner).await {
                     tracing::warn!(job = %name, error = %e, "sync lock heartbeat failed");
                 }
             }
@@ -112,7 +112,7 @@ pub async fn run(
     let run_id = if options.dry_run {
         None
     } else {
-        Some(store.start_run(&job.name)?)
+        Some(store.start_run(&job.name).await?)
     };
     if !options.dry_run {
         let root = job.local.clone();
@@ -133,15 +133,18 @@ pub async fn run(
         },
     };
     if let Some(id) = run_id {
-        store.finish_run(
-            id,
-            &report.counts,
-            report.outcome,
-            report.message.as_deref(),
-        )?;
+        store
+            .finish_run(
+                &job.name,
+                id,
+                &report.counts,
+                report.outcome,
+                report.message.as_deref(),
+            )
+            .await?;
         alert(job, paths, &report).await;
     }
-    store.unlock(&job.name, &owner)?;
+    store.unlock(&job.name, &owner).await?;
     Ok(report)
 }
 
@@ -209,9 +212,9 @@ async fn execute(
         .map_err(|e| abort(format!("an exclude pattern is invalid: {e}")))?;
     let drive = connection.drive().await?;
     if options.resync {
-        store.clear_baseline(&job.name)?;
+        store.clear_baseline(&job.name).await?;
     }
-    let mut baseline = store.baseline(&job.name)?;
+    let mut baseline = store.baseline(&job.name).await?;
     baseline.retain(|b| !filter.excludes(&b.path, b.is_dir));
     let baseline_files = baseline.iter().filter(|b| !b.is_dir).count();
     let first_run = baseline.is_empty();
@@ -331,7 +334,7 @@ async fn execute(
     for problem in &problems {
         tracing::warn!(job = %job.name, side = problem.side, path = %problem.path, reason = %problem.reason, "skipped");
     }
-    store.set_problems(&job.name, &problems)?;
+    store.set_problems(&job.name, &problems).await?;
     guard(job, &plan, options)?;
     let mut report = Report {
         counts: Counts {

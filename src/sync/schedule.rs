@@ -117,10 +117,11 @@ impl Triggers {
     }
 }
 
-/// Starts a task per enabled job on `tracker`, and one following `events` for the jobs'
+/// Starts a task per enabled job on `tracker` (their state in `state`), and one following `events` for the jobs'
 /// triggers; they stop (between files) when `stop` is cancelled.
 pub fn start(
     config: &Config,
+    state: &Arc<crate::state::Store>,
     connections: &HashMap<String, Arc<Connection>>,
     triggers: &Arc<Triggers>,
     events: &Events,
@@ -131,8 +132,8 @@ pub fn start(
     if jobs.is_empty() {
         return Ok(());
     }
-    let store = Store::open(&Store::path_in(&config.state.dir)).map_err(std::io::Error::other)?;
-    let paths = Paths::of(config);
+    let store = Store::new(state.clone());
+    let paths = Paths::with_store(config, state.clone());
     tracker.spawn(triggers.clone().follow(events.subscribe(), stop.clone()));
     for job in jobs {
         let Some(connection) = connections.get(&job.connection).cloned() else {

@@ -1,23 +1,22 @@
-//! The sync worker's durable state: one SQLite file, `<state dir>/sync.db`, holding per job the
-//! baseline row of every synced path, the remote snapshot with its delta link, the run history,
-//! the open problems and the run lock.
+//! The sync worker's durable state, in the state store (schema 5, the `sync_*` tables): per job
+//! the baseline row of every synced path, the remote snapshot with its delta link, the run
+//! history, the open problems and the run lock. Every instance sharing the store sees the same
+//! state, so a job taken over by another instance goes on from where it stood.
 //!
-//! The journal is WAL with `synchronous=FULL`: a committed transaction survives a crash or a
-//! power cut. Every write is one `BEGIN IMMEDIATE` transaction (a batch of baseline rows, a delta
-//! batch together with its link, a lock take-over), so processes sharing the file queue for the
-//! write lock (up to [`BUSY_TIMEOUT`]) instead of failing half-way or both winning a race.
-//! The API is blocking; every call is short. The schema is a list of steps (`schema.rs`)
-//! applied in order against `PRAGMA user_version`.
+//! Every write is one transaction whose first statement writes (an SQLite transaction then
+//! holds the write lock from its start, a PostgreSQL one the rows it reads), so that writers
+//! queue instead of failing half-way or both winning a race. Batches of rows go in statements
+//! of many rows each: a round trip per hundred rows, not per row.
 //!
 //! One file per table group: [`baseline`](Store::baseline), [`snapshot`](Store::snapshot),
 //! run history ([`runs`](Store::runs)), [`problems`](Store::problems) and the run lock
-//! ([`try_lock`](Store::try_lock)); this file opens, migrates and runs transactions.
+//! ([`try_lock`](Store::try_lock)); [`import`] brings in the `sync.db` of earlier versions.
 
 mod baseline;
 mod history;
+mod import;
 mod lock;
 mod problems;
-mod schema;
 mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -26,199 +25,134 @@ pub use history::RunRecord;
 pub use lock::LockHolder;
 pub use snapshot::{RemoteChange, Snapshot};
 
-use std::fs;
-use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
-use rusqlite::{Connection, ErrorCode, Row, Transaction, TransactionBehavior};
+use sqlx::AnyPool;
 
-use schema::MIGRATIONS;
-
-/// How long a call waits for another process's write transaction before failing.
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::connections::store::Paths;
 
 /// A state store failure: what was being done, and the cause.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("sync state {}: {op}: {source}", path.display())]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("sync state: {op}: {source}")]
-    Sqlite {
-        op: &'static str,
-        #[source]
-        source: rusqlite::Error,
-    },
-    #[error(
-        "sync state {}: schema version {found} is newer than this spgate knows ({supported})",
-        path.display()
-    )]
-    TooNew {
-        path: PathBuf,
-        found: i64,
-        supported: i64,
-    },
+#[error("sync state: {op}: {source}")]
+pub struct Error {
+    op: &'static str,
+    #[source]
+    source: crate::state::Error,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A handle on the state file; clones share one connection.
+/// What turns a failure of `op` into an [`Error`].
+fn failed<E: Into<crate::state::Error>>(op: &'static str) -> impl FnOnce(E) -> Error {
+    move |e| Error {
+        op,
+        source: e.into(),
+    }
+}
+
+/// The sync state within a state store; clones share it.
 #[derive(Debug, Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    state: Arc<crate::state::Store>,
 }
 
 impl Store {
-    /// `<state dir>/sync.db`.
-    pub fn path_in(state_dir: &Path) -> PathBuf {
-        state_dir.join("sync.db")
+    /// The sync state within `state`.
+    pub fn new(state: Arc<crate::state::Store>) -> Store {
+        Store { state }
     }
 
-    /// Opens (creating with mode 0600, and its directory with 0700, when missing) and migrates.
-    pub fn open(path: &Path) -> Result<Store> {
-        let io = |op| {
-            move |source| Error::Io {
-                op,
-                path: path.to_owned(),
-                source,
-            }
-        };
-        let sql = |op| move |source| Error::Sqlite { op, source };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io("creating the state directory"))?;
-        }
-        // SQLite gives the -wal and -shm files the database file's mode.
-        fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(io("creating the file"))?;
-        let mut conn = Connection::open(path).map_err(sql("opening"))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(sql("setting busy_timeout"))?;
-        let mode = enable_wal(&conn).map_err(sql("enabling WAL"))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            tracing::warn!(path = %path.display(), mode, "sync state: WAL is not available here");
-        }
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sql("setting synchronous=FULL"))?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(sql("enabling foreign keys"))?;
-        migrate(&mut conn, path)?;
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+    /// The sync state of the store `paths` names, the `sync.db` an earlier version left under
+    /// `[state] dir` imported first (once).
+    pub async fn open(paths: &Paths) -> Result<Store> {
+        let state = paths
+            .store()
+            .await
+            .map_err(failed("opening the state store"))?;
+        let store = Store::new(state);
+        import::import(&store, &paths.state_dir).await?;
+        Ok(store)
     }
 
-    /// A private in-memory copy of the whole state, for dry runs: whatever a dry run writes goes
-    /// there and vanishes with it.
-    pub fn copy_in_memory(&self) -> Result<Store> {
-        let sql = |op| move |source| Error::Sqlite { op, source };
-        let mut copy = Connection::open_in_memory().map_err(sql("opening a memory copy"))?;
-        {
-            let source = self.conn.lock();
-            let backup = rusqlite::backup::Backup::new(&source, &mut copy)
-                .map_err(sql("copying the state"))?;
-            backup
-                .run_to_completion(1024, Duration::ZERO, None)
-                .map_err(sql("copying the state"))?;
+    /// A private copy of job `job`'s state in memory, for dry runs: whatever a dry run writes
+    /// goes there and vanishes with it.
+    pub async fn copy_of(&self, job: &str) -> Result<Store> {
+        let scratch = crate::state::Store::scratch()
+            .await
+            .map_err(failed("opening a memory copy"))?;
+        let copy = Store::new(Arc::new(scratch));
+        copy.put_baseline(job, &self.baseline(job).await?).await?;
+        let snapshot = self.snapshot(job).await?;
+        if let (Some(drive_id), Some(root_id)) = (snapshot.drive_id, snapshot.root_id) {
+            let change = RemoteChange {
+                replace_all: true,
+                upserts: snapshot.items,
+                removals: Vec::new(),
+                drive_id,
+                root_id,
+                delta_link: snapshot.delta_link,
+                full_scan_at: snapshot.full_scan_at,
+            };
+            copy.apply_remote(job, &change).await?;
         }
-        Ok(Store {
-            conn: Arc::new(Mutex::new(copy)),
-        })
+        let problems: Vec<_> = self.problems(job).await?.into_iter().map(|p| p.0).collect();
+        copy.set_problems(job, &problems).await?;
+        Ok(copy)
     }
 
-    /// Runs `f` in one transaction: `BEGIN IMMEDIATE` for writes, deferred for reads (a
-    /// consistent view across tables).
-    fn with<T>(
-        &self,
-        op: &'static str,
-        write: bool,
-        f: impl FnOnce(&Transaction) -> rusqlite::Result<T>,
-    ) -> Result<T> {
-        let mut conn = self.conn.lock();
-        let behavior = if write {
-            TransactionBehavior::Immediate
-        } else {
-            TransactionBehavior::Deferred
-        };
-        let run = |conn: &mut Connection| {
-            let tx = conn.transaction_with_behavior(behavior)?;
-            let value = f(&tx)?;
-            tx.commit()?;
-            Ok(value)
-        };
-        run(&mut conn).map_err(|source| Error::Sqlite { op, source })
+    fn pool(&self) -> &AnyPool {
+        self.state.pool()
     }
 }
 
-fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
-    let supported = MIGRATIONS.len() as i64;
-    let mut found = 0;
-    let mut run = || {
-        // Immediate: two processes opening a new file at once must not both create tables.
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        found = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
-        if found > supported {
-            return Ok(());
-        }
-        for (version, step) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-            tx.execute_batch(step)?;
-            tx.pragma_update(None, "user_version", version as i64 + 1)?;
-        }
-        tx.commit()
-    };
-    run().map_err(|source| Error::Sqlite {
-        op: "migrating the schema",
-        source,
-    })?;
-    if found > supported {
-        return Err(Error::TooNew {
-            path: path.to_owned(),
-            found,
-            supported,
-        });
-    }
-    Ok(())
+/// Counts and sizes are stored as signed 64-bit integers.
+fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Switches the file to WAL. SQLite answers "busy" at once, without waiting, when another
-/// connection is switching the same new file at the same moment; wait here instead.
-fn enable_wal(conn: &Connection) -> rusqlite::Result<String> {
-    let deadline = Instant::now() + BUSY_TIMEOUT;
-    loop {
-        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == ErrorCode::DatabaseBusy && Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            result => return result,
-        }
-    }
-}
-
-/// Sizes and counts are stored as SQLite's signed integers.
-fn unsigned(row: &Row, index: usize) -> rusqlite::Result<u64> {
-    Ok(row.get::<_, i64>(index)? as u64)
+fn unsigned(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }
 
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Rows per multi-row statement.
+const ROWS_PER_STATEMENT: usize = 100;
+
+/// `INSERT INTO table (columns) VALUES (...), (...) ON CONFLICT (keys) DO UPDATE SET ...` for
+/// `rows` rows: every column not in `keys` takes the new row's value.
+fn upsert_sql(table: &str, columns: &[&str], keys: &[&str], rows: usize) -> String {
+    let width = columns.len();
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            format!("({})", row.join(", "))
+        })
+        .collect();
+    let update: Vec<String> = columns
+        .iter()
+        .filter(|c| !keys.contains(c))
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO {table} ({}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
+        columns.join(", "),
+        values.join(", "),
+        keys.join(", "),
+        update.join(", ")
+    )
+}
+
+/// `DELETE FROM table WHERE job = $1 AND column IN ($2, ...)` for `n` values.
+fn delete_sql(table: &str, column: &str, n: usize) -> String {
+    let values: Vec<String> = (2..n + 2).map(|i| format!("${i}")).collect();
+    format!(
+        "DELETE FROM {table} WHERE job = $1 AND {column} IN ({})",
+        values.join(", ")
+    )
 }

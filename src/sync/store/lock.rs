@@ -1,10 +1,12 @@
-//! The run lock: one run per job at a time, with owner and heartbeat.
+//! The run lock: one run per job at a time, with owner and heartbeat. Instances sharing a
+//! store share the lock: a job runs on one of them at a time, and another takes it over once
+//! the holder's heartbeat is older than the stale time.
 
 use std::time::Duration;
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use sqlx::Row;
 
-use super::{Result, Store, now};
+use super::{Result, Store, failed, now};
 
 /// Who holds a job's run lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,73 +23,112 @@ impl Store {
     /// `owner` must be unique per run (the same owner always wins). Owners of the form
     /// `pid <pid> on <host>` (as `sync::run` writes them) let a killed run's lock be taken over
     /// at once instead of after `stale_after`.
-    pub fn try_lock(
+    pub async fn try_lock(
         &self,
         job: &str,
         owner: &str,
         stale_after: Duration,
     ) -> Result<Option<LockHolder>> {
+        let op = "taking the run lock";
         let now = now();
         let stale_after = i64::try_from(stale_after.as_secs()).unwrap_or(i64::MAX);
-        self.with("taking the run lock", true, |tx| {
-            if let Some(holder) = holder(tx, job)? {
+        let mut tx = self.pool().begin().await.map_err(failed(op))?;
+        let take = async {
+            // A write first: the holder's row stays locked (PostgreSQL), or the whole store
+            // (SQLite), until this transaction ends, so two takers cannot both win.
+            sqlx::query("UPDATE sync_locks SET heartbeat = heartbeat WHERE job = $1")
+                .bind(job)
+                .execute(&mut *tx)
+                .await?;
+            if let Some(holder) = holder(&mut tx, job).await? {
                 let stale = now.saturating_sub(holder.heartbeat) > stale_after
                     || process_gone(&holder.owner);
                 if holder.owner != owner && !stale {
                     return Ok(Some(holder));
                 }
+                sqlx::query(
+                    "UPDATE sync_locks SET owner = $2, acquired = $3, heartbeat = $3 WHERE job = $1",
+                )
+                .bind(job)
+                .bind(owner)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                return Ok(None);
             }
-            tx.execute(
-                "INSERT OR REPLACE INTO lock (job, owner, acquired, heartbeat)
-                 VALUES (?1, ?2, ?3, ?3)",
-                params![job, owner, now],
-            )?;
-            Ok(None)
-        })
+            let inserted = sqlx::query(
+                "INSERT INTO sync_locks (job, owner, acquired, heartbeat) VALUES ($1, $2, $3, $3)
+                 ON CONFLICT (job) DO NOTHING",
+            )
+            .bind(job)
+            .bind(owner)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                > 0;
+            if inserted {
+                Ok(None)
+            } else {
+                // Another instance took it between the two statements.
+                Ok(holder(&mut tx, job).await?)
+            }
+        };
+        let answer = take.await.map_err(failed::<sqlx::Error>(op))?;
+        tx.commit().await.map_err(failed(op))?;
+        Ok(answer)
     }
 
     /// Refreshes the heartbeat; `false` when `owner` no longer holds the lock (taken over).
-    pub fn heartbeat(&self, job: &str, owner: &str) -> Result<bool> {
-        let now = now();
-        self.with("refreshing the run lock", true, |tx| {
-            let changed = tx.execute(
-                "UPDATE lock SET heartbeat = ?3 WHERE job = ?1 AND owner = ?2",
-                params![job, owner, now],
-            )?;
-            Ok(changed == 1)
-        })
+    pub async fn heartbeat(&self, job: &str, owner: &str) -> Result<bool> {
+        let changed =
+            sqlx::query("UPDATE sync_locks SET heartbeat = $3 WHERE job = $1 AND owner = $2")
+                .bind(job)
+                .bind(owner)
+                .bind(now())
+                .execute(self.pool())
+                .await
+                .map_err(failed("refreshing the run lock"))?
+                .rows_affected();
+        Ok(changed == 1)
     }
 
     /// Releases the lock if `owner` still holds it; `false` when it did not.
-    pub fn unlock(&self, job: &str, owner: &str) -> Result<bool> {
-        self.with("releasing the run lock", true, |tx| {
-            let changed = tx.execute(
-                "DELETE FROM lock WHERE job = ?1 AND owner = ?2",
-                params![job, owner],
-            )?;
-            Ok(changed == 1)
-        })
+    pub async fn unlock(&self, job: &str, owner: &str) -> Result<bool> {
+        let changed = sqlx::query("DELETE FROM sync_locks WHERE job = $1 AND owner = $2")
+            .bind(job)
+            .bind(owner)
+            .execute(self.pool())
+            .await
+            .map_err(failed("releasing the run lock"))?
+            .rows_affected();
+        Ok(changed == 1)
     }
 
     /// Who holds the job's lock, if anyone (stale or not).
-    pub fn lock_holder(&self, job: &str) -> Result<Option<LockHolder>> {
-        self.with("reading the run lock", false, |tx| holder(tx, job))
+    pub async fn lock_holder(&self, job: &str) -> Result<Option<LockHolder>> {
+        let op = "reading the run lock";
+        let mut conn = self.pool().acquire().await.map_err(failed(op))?;
+        holder(&mut conn, job).await.map_err(failed(op))
     }
 }
 
-fn holder(tx: &Transaction, job: &str) -> rusqlite::Result<Option<LockHolder>> {
-    tx.query_row(
-        "SELECT owner, acquired, heartbeat FROM lock WHERE job = ?1",
-        [job],
-        |row| {
+async fn holder(
+    conn: &mut sqlx::AnyConnection,
+    job: &str,
+) -> Result<Option<LockHolder>, sqlx::Error> {
+    sqlx::query("SELECT owner, acquired, heartbeat FROM sync_locks WHERE job = $1")
+        .bind(job)
+        .fetch_optional(conn)
+        .await?
+        .map(|row| {
             Ok(LockHolder {
-                owner: row.get(0)?,
-                acquired: row.get(1)?,
-                heartbeat: row.get(2)?,
+                owner: row.try_get("owner")?,
+                acquired: row.try_get("acquired")?,
+                heartbeat: row.try_get("heartbeat")?,
             })
-        },
-    )
-    .optional()
+        })
+        .transpose()
 }
 
 /// Whether `owner` (`pid <pid> on <host>`) names a process of this host that has exited. Any

@@ -1,8 +1,11 @@
 //! The remote snapshot: the job's SharePoint folder as last reported, with its delta link.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use std::collections::HashMap;
 
-use super::{Result, Store, unsigned};
+use sqlx::Row;
+
+use super::baseline::delete_in;
+use super::{ROWS_PER_STATEMENT, Result, Store, failed, signed, unsigned, upsert_sql};
 use crate::sync::RemoteItem;
 
 /// The job's remote folder as last reported by SharePoint, with where to continue from.
@@ -35,128 +38,169 @@ pub struct RemoteChange {
     pub full_scan_at: Option<i64>,
 }
 
+const COLUMNS: &[&str] = &[
+    "job",
+    "id",
+    "parent_id",
+    "name",
+    "is_dir",
+    "size",
+    "etag",
+    "ctag",
+    "hash",
+    "modified",
+];
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
 impl Store {
     /// The job's snapshot and link, read together; empty before the first enumeration.
-    pub fn snapshot(&self, job: &str) -> Result<Snapshot> {
-        self.with("reading the remote snapshot", false, |tx| {
-            let mut snapshot = tx
-                .query_row(
-                    "SELECT drive_id, root_id, delta_link, full_scan_at
-                     FROM remote_snapshot WHERE job = ?1",
-                    [job],
-                    |row| {
-                        Ok(Snapshot {
-                            drive_id: row.get(0)?,
-                            root_id: row.get(1)?,
-                            delta_link: row.get(2)?,
-                            full_scan_at: row.get(3)?,
-                            items: Vec::new(),
-                        })
-                    },
-                )
-                .optional()?
-                .unwrap_or_default();
-            snapshot.items = tx
-                .prepare(
-                    "SELECT id, parent_id, name, is_dir, size, etag, ctag, hash, modified
-                     FROM remote_item WHERE job = ?1 ORDER BY id",
-                )?
-                .query_map([job], |row| {
-                    Ok(RemoteItem {
-                        id: row.get(0)?,
-                        parent_id: row.get(1)?,
-                        name: row.get(2)?,
-                        is_dir: row.get(3)?,
-                        size: unsigned(row, 4)?,
-                        etag: row.get(5)?,
-                        ctag: row.get(6)?,
-                        hash: row.get(7)?,
-                        modified: row.get(8)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(snapshot)
-        })
+    pub async fn snapshot(&self, job: &str) -> Result<Snapshot> {
+        let op = "reading the remote snapshot";
+        let mut tx = self.pool().begin().await.map_err(failed(op))?;
+        let read = async {
+            let mut snapshot = match sqlx::query(
+                "SELECT drive_id, root_id, delta_link, full_scan_at
+                 FROM sync_snapshots WHERE job = $1",
+            )
+            .bind(job)
+            .fetch_optional(&mut *tx)
+            .await?
+            {
+                Some(row) => Snapshot {
+                    drive_id: row.try_get("drive_id")?,
+                    root_id: row.try_get("root_id")?,
+                    delta_link: row.try_get("delta_link")?,
+                    full_scan_at: row.try_get("full_scan_at")?,
+                    items: Vec::new(),
+                },
+                None => Snapshot::default(),
+            };
+            snapshot.items = sqlx::query(
+                "SELECT id, parent_id, name, is_dir, size, etag, ctag, hash, modified
+                 FROM sync_remote_items WHERE job = $1 ORDER BY id",
+            )
+            .bind(job)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(RemoteItem {
+                    id: row.try_get("id")?,
+                    parent_id: row.try_get("parent_id")?,
+                    name: row.try_get("name")?,
+                    is_dir: row.try_get::<i64, _>("is_dir")? != 0,
+                    size: unsigned(row.try_get("size")?),
+                    etag: row.try_get("etag")?,
+                    ctag: row.try_get("ctag")?,
+                    hash: row.try_get("hash")?,
+                    modified: row.try_get("modified")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+            Ok::<_, sqlx::Error>(snapshot)
+        };
+        let snapshot = read.await.map_err(failed(op))?;
+        tx.commit().await.map_err(failed(op))?;
+        Ok(snapshot)
     }
 
     /// Applies a whole batch and its delta link together: after a crash either all of it is
     /// there or none of it.
-    pub fn apply_remote(&self, job: &str, change: &RemoteChange) -> Result<()> {
-        self.with("applying remote changes", true, |tx| {
-            if change.replace_all {
-                tx.execute("DELETE FROM remote_item WHERE job = ?1", [job])?;
-            }
-            remove_items(tx, job, &change.removals)?;
-            put_items(tx, job, &change.upserts)?;
-            tx.execute(
-                "INSERT INTO remote_snapshot (job, drive_id, root_id, delta_link, full_scan_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (job) DO UPDATE SET drive_id = excluded.drive_id,
-                    root_id = excluded.root_id, delta_link = excluded.delta_link,
-                    full_scan_at = COALESCE(excluded.full_scan_at, full_scan_at)",
-                params![
-                    job,
-                    change.drive_id,
-                    change.root_id,
-                    change.delta_link,
-                    change.full_scan_at
-                ],
-            )?;
-            Ok(())
-        })
+    pub async fn apply_remote(&self, job: &str, change: &RemoteChange) -> Result<()> {
+        let op = "applying remote changes";
+        let mut tx = self.pool().begin().await.map_err(failed(op))?;
+        apply_in(&mut tx, job, change).await.map_err(failed(op))?;
+        tx.commit().await.map_err(failed(op))
     }
 
     /// Records items the worker itself created or changed (the link stays as it is).
-    pub fn upsert_remote(&self, job: &str, items: &[RemoteItem]) -> Result<()> {
-        self.with("recording remote items", true, |tx| {
-            put_items(tx, job, items)
-        })
+    pub async fn upsert_remote(&self, job: &str, items: &[RemoteItem]) -> Result<()> {
+        let op = "recording remote items";
+        let mut tx = self.pool().begin().await.map_err(failed(op))?;
+        put_items(&mut tx, job, items).await.map_err(failed(op))?;
+        tx.commit().await.map_err(failed(op))
     }
 
     /// Forgets items the worker itself deleted.
-    pub fn remove_remote(&self, job: &str, ids: &[String]) -> Result<()> {
-        self.with("removing remote items", true, |tx| {
-            remove_items(tx, job, ids)
-        })
+    pub async fn remove_remote(&self, job: &str, ids: &[String]) -> Result<()> {
+        self.delete_rows("sync_remote_items", "id", job, ids, "removing remote items")
+            .await
     }
 
     /// Forgets the snapshot and its link: the next run enumerates the folder again.
-    pub fn reset_remote(&self, job: &str) -> Result<()> {
-        self.with("resetting the remote snapshot", true, |tx| {
-            tx.execute("DELETE FROM remote_item WHERE job = ?1", [job])?;
-            tx.execute("DELETE FROM remote_snapshot WHERE job = ?1", [job])?;
-            Ok(())
-        })
+    pub async fn reset_remote(&self, job: &str) -> Result<()> {
+        let op = "resetting the remote snapshot";
+        let mut tx = self.pool().begin().await.map_err(failed(op))?;
+        for sql in [
+            "DELETE FROM sync_remote_items WHERE job = $1",
+            "DELETE FROM sync_snapshots WHERE job = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(job)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed(op))?;
+        }
+        tx.commit().await.map_err(failed(op))
     }
 }
 
-fn put_items(tx: &Transaction, job: &str, items: &[RemoteItem]) -> rusqlite::Result<()> {
-    let mut put = tx.prepare(
-        "INSERT OR REPLACE INTO remote_item
-            (job, id, parent_id, name, is_dir, size, etag, ctag, hash, modified)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
-    for i in items {
-        put.execute(params![
-            job,
-            i.id,
-            i.parent_id,
-            i.name,
-            i.is_dir,
-            i.size as i64,
-            i.etag,
-            i.ctag,
-            i.hash,
-            i.modified
-        ])?;
+/// Applies `change` within `tx` (see [`Store::apply_remote`]).
+pub(super) async fn apply_in(
+    tx: &mut Tx<'_>,
+    job: &str,
+    change: &RemoteChange,
+) -> Result<(), sqlx::Error> {
+    if change.replace_all {
+        sqlx::query("DELETE FROM sync_remote_items WHERE job = $1")
+            .bind(job)
+            .execute(&mut **tx)
+            .await?;
     }
+    delete_in(tx, "sync_remote_items", "id", job, &change.removals).await?;
+    put_items(tx, job, &change.upserts).await?;
+    sqlx::query(
+        "INSERT INTO sync_snapshots (job, drive_id, root_id, delta_link, full_scan_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (job) DO UPDATE SET drive_id = excluded.drive_id,
+            root_id = excluded.root_id, delta_link = excluded.delta_link,
+            full_scan_at = COALESCE(excluded.full_scan_at, sync_snapshots.full_scan_at)",
+    )
+    .bind(job)
+    .bind(change.drive_id.as_str())
+    .bind(change.root_id.as_str())
+    .bind(change.delta_link.as_deref())
+    .bind(change.full_scan_at)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
-fn remove_items(tx: &Transaction, job: &str, ids: &[String]) -> rusqlite::Result<()> {
-    let mut remove = tx.prepare("DELETE FROM remote_item WHERE job = ?1 AND id = ?2")?;
-    for id in ids {
-        remove.execute(params![job, id])?;
+/// Inserts or replaces `items` (of one id, the later one counts).
+async fn put_items(tx: &mut Tx<'_>, job: &str, items: &[RemoteItem]) -> Result<(), sqlx::Error> {
+    let mut by_id: HashMap<&str, &RemoteItem> = HashMap::new();
+    for item in items {
+        by_id.insert(&item.id, item);
+    }
+    let items: Vec<&RemoteItem> = by_id.into_values().collect();
+    for chunk in items.chunks(ROWS_PER_STATEMENT) {
+        let sql = upsert_sql("sync_remote_items", COLUMNS, &["job", "id"], chunk.len());
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for i in chunk {
+            query = query
+                .bind(job)
+                .bind(i.id.as_str())
+                .bind(i.parent_id.as_str())
+                .bind(i.name.as_str())
+                .bind(i64::from(i.is_dir))
+                .bind(signed(i.size))
+                .bind(i.etag.as_deref())
+                .bind(i.ctag.as_deref())
+                .bind(i.hash.as_deref())
+                .bind(i.modified);
+        }
+        query.execute(&mut **tx).await?;
     }
     Ok(())
 }
