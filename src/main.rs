@@ -748,7 +748,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             let config = config.load()?;
             let mut out = std::io::stdout();
             let done = match action {
-                QueueAction::List => spgate::operate::queue_list(&config, &mut out)?,
+                QueueAction::List => spgate::operate::queue_list(&config, &mut out).await?,
                 QueueAction::Retry { id } => {
                     spgate::operate::queue_retry(&config, id, &mut out).await?
                 }

@@ -160,8 +160,9 @@ pub async fn alerts(config: &Config, out: &mut impl Write) -> std::io::Result<us
 }
 
 /// `spgate queue list`: one line per queued upload (never its upload URL).
-pub fn queue_list(config: &Config, out: &mut impl Write) -> std::io::Result<bool> {
-    let rows = Queue::open(&config.state.dir)?.list()?;
+pub async fn queue_list(config: &Config, out: &mut impl Write) -> std::io::Result<bool> {
+    let store = Paths::of(config).store().await?;
+    let rows = Queue::open(&config.state.dir, store).await?.list().await?;
     if rows.is_empty() {
         writeln!(out, "the upload queue is empty")?;
     }
@@ -192,8 +193,11 @@ pub fn queue_list(config: &Config, out: &mut impl Write) -> std::io::Result<bool
 
 /// `spgate queue retry ID`.
 pub async fn queue_retry(config: &Config, id: i64, out: &mut impl Write) -> std::io::Result<bool> {
-    let queue = Queue::open(&config.state.dir)?;
-    let done = queue.retry(id, &Paths::of(config)).await?;
+    let store = Paths::of(config).store().await?;
+    let done = Queue::open(&config.state.dir, store)
+        .await?
+        .retry(id)
+        .await?;
     quarantine_answer(
         out,
         id,
@@ -208,8 +212,11 @@ pub async fn queue_discard(
     id: i64,
     out: &mut impl Write,
 ) -> std::io::Result<bool> {
-    let queue = Queue::open(&config.state.dir)?;
-    let done = queue.discard(id, &Paths::of(config)).await?;
+    let store = Paths::of(config).store().await?;
+    let done = Queue::open(&config.state.dir, store)
+        .await?
+        .discard(id)
+        .await?;
     quarantine_answer(out, id, done, "discarded, with its file")
 }
 

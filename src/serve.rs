@@ -61,7 +61,7 @@ pub async fn run_reporting(
     tokio::spawn(shared.clone().follow_store(shutdown.clone()));
     let gateway = shared.current();
     // Queued uploads go on from where they stood, including those queued before a restart.
-    gateway.queue.recover()?;
+    gateway.queue.recover().await?;
     let uploads = tokio::spawn(gateway.queue.clone().run(shutdown.clone()));
     #[cfg(unix)]
     {

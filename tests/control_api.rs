@@ -1081,3 +1081,54 @@ async fn state_files_of_an_earlier_version_are_imported_on_first_start() {
     assert_eq!(body["alerts"].as_array().unwrap().len(), 1, "{body}");
     assert!(can_list(&gw, "sftp", "alice", "pw").await);
 }
+
+/// An upload an earlier version queued (its row in `queue/queue.db`, its file in the spool)
+/// before the upgrade: the new version imports the row into the store at start and delivers
+/// the file to SharePoint.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_queued_by_an_earlier_version_is_delivered_after_the_upgrade() {
+    let content = b"queued by the earlier version, delivered by this one".to_vec();
+    let alice = User::new("alice")
+        .password("pw")
+        .sharepoint("/", "/", &["*"]);
+    let size = content.len();
+    let spooled = content.clone();
+    let gw = Gateway::start_full(common::Ctx::new().await, &[alice], "", "", |dir| {
+        let queue = dir.join("state/queue");
+        std::fs::create_dir_all(&queue).unwrap();
+        std::fs::write(queue.join("u-legacy"), &spooled).unwrap();
+        let old = rusqlite::Connection::open(queue.join("queue.db")).unwrap();
+        old.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE upload (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, connection TEXT NOT NULL,
+                path TEXT NOT NULL, target TEXT, size INTEGER NOT NULL, modified TEXT,
+                replace INTEGER NOT NULL, file TEXT NOT NULL, upload_url TEXT,
+                uploaded INTEGER NOT NULL DEFAULT 0, failed TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0, queued_at TEXT NOT NULL,
+                origin TEXT NOT NULL);",
+        )
+        .unwrap();
+        old.execute(
+            "INSERT INTO upload (connection, path, target, size, replace, file, queued_at, origin)
+             VALUES ('sp', '/legacy.txt', '/legacy.txt', ?1, 1, 'u-legacy', ?2, ?3)",
+            rusqlite::params![
+                size as i64,
+                chrono::Utc::now().to_rfc3339(),
+                json!({"user": "alice", "protocol": "sftp", "peer": null, "vpath": "/legacy.txt"})
+                    .to_string()
+            ],
+        )
+        .unwrap();
+        String::new()
+    })
+    .await;
+    gw.assert_stored("legacy.txt", &content).await;
+    let queue = gw.dir.path().join("state/queue");
+    assert!(!queue.join("queue.db").exists());
+    assert!(queue.join("queue.db.imported").exists());
+    assert!(
+        !queue.join("u-legacy").exists(),
+        "the delivered file left the spool"
+    );
+}

@@ -759,9 +759,12 @@ async fn alerts_of_earlier_files_are_imported_once(place: Place) {
         old("2", "other", None),
         old("3", "sp", None),
     ];
-    assert!(store.import_alerts(&files, 6_000).await.unwrap());
+    assert!(store.import_alerts(&files, "dir-a", 6_000).await.unwrap());
     let again = place.open(Some(&key)).await.unwrap();
-    assert!(!again.import_alerts(&files, 7_000).await.unwrap(), "once");
+    assert!(
+        !again.import_alerts(&files, "dir-a", 7_000).await.unwrap(),
+        "once per state directory"
+    );
     let open: Vec<String> = store
         .open_alerts()
         .await
@@ -774,6 +777,20 @@ async fn alerts_of_earlier_files_are_imported_once(place: Place) {
     assert_eq!(history.len(), 4, "{history:?}");
     let three = history.iter().find(|a| a.id == "3").unwrap();
     assert_eq!(three.cleared_ms, Some(6_000));
+
+    // Another instance's directory is imported too; its open alert of a source open already
+    // is kept as cleared.
+    let theirs = [old("4", "other", None), old("5", "third", None)];
+    assert!(again.import_alerts(&theirs, "dir-b", 8_000).await.unwrap());
+    let open: Vec<String> = store
+        .open_alerts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(open.len(), 3, "{open:?}");
+    assert!(open.contains(&"2".to_string()) && open.contains(&"5".to_string()));
 }
 
 /// A streak counts failures in a row, starts again after its expiry, ends with a success;

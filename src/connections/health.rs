@@ -140,15 +140,28 @@ impl Health {
     }
 
     /// Disables the connection and raises an alert (once, across every instance sharing the
-    /// store: a connection disabled already keeps its first alert, which is answered).
+    /// store: a connection disabled already keeps its first alert, which is answered). The
+    /// connection is disabled here at once, even when the store cannot record it (the error
+    /// is answered): a dead credential is not tried again meanwhile.
     pub async fn disable(
         &self,
         code: &str,
         message: &str,
         action: &str,
     ) -> crate::state::Result<Alert> {
-        if let Some(existing) = self.alert() {
-            return Ok(existing);
+        let time_ms = now_ms();
+        {
+            let mut disabled = self.disabled.write();
+            if let Some(existing) = &*disabled {
+                return Ok(existing.clone());
+            }
+            *disabled = Some(Alert {
+                time: time(time_ms),
+                connection: self.name.clone(),
+                code: code.to_string(),
+                message: message.to_string(),
+                action: action.to_string(),
+            });
         }
         let raise = Raise {
             source: &self.name,
@@ -156,7 +169,7 @@ impl Health {
             message,
             action,
             fingerprint: Some(&self.fingerprint),
-            time_ms: now_ms(),
+            time_ms,
         };
         let (open, raised) = self.store.raise_alert(&raise, WhenOpen::Keep).await?;
         if raised {
@@ -312,16 +325,25 @@ pub async fn import(store: &Store, state_dir: &Path) -> crate::state::Result<()>
             None => alerts.push(stored_alert(&disabled, Some(old.fingerprint))),
         }
     }
-    if store.import_alerts(&alerts, now_ms()).await? {
+    // A connection's state file said whether it was disabled: an alert about a connection (a
+    // source without `:`) the log left open without a disabled state was over.
+    let imported_ms = now_ms();
+    for alert in alerts
+        .iter_mut()
+        .filter(|a| a.cleared_ms.is_none() && !a.source.contains(':') && a.fingerprint.is_none())
+    {
+        alert.cleared_ms = Some(imported_ms);
+        alert.cleared_why = Some("the connection was enabled (imported)".into());
+    }
+    let dir = crate::state::dir_id(state_dir)?;
+    if store.import_alerts(&alerts, &dir, imported_ms).await? {
         tracing::info!(
             alerts = alerts.len(),
             "imported the alert log and connection states into the state store"
         );
     }
     for file in text.is_some().then_some(&log).into_iter().chain(&states) {
-        let mut imported = file.clone().into_os_string();
-        imported.push(".imported");
-        std::fs::rename(file, imported)?;
+        crate::state::keep_imported(file, false)?;
     }
     Ok(())
 }

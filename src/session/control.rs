@@ -294,6 +294,10 @@ pub async fn save(store: &Store, file: &Config, change: Change) -> Result<Record
     store
         .put(section, &name, &entry.record, write, By::Api)
         .await?;
+    if section == Section::Connections {
+        // Saving a connection re-enables it, changed or not, on every instance.
+        crate::connections::health::clear(store, &name, "its record was saved").await?;
+    }
     store
         .get(section, &name)
         .await?

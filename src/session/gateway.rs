@@ -68,7 +68,7 @@ impl Gateway {
     pub async fn new(config: Config, store: Arc<Store>) -> std::io::Result<Gateway> {
         let triggers = Arc::new(Triggers::new(&config));
         ensure_private_dir(&config.state.dir)?;
-        let queue = Queue::open(&config.state.dir)?;
+        let queue = Queue::open(&config.state.dir, store.clone()).await?;
         let kept = Kept {
             metrics: Arc::default(),
             triggers,
@@ -118,7 +118,7 @@ impl Gateway {
             &config.state.dir,
             Some((store.clone(), config.audit_retention)),
         ));
-        queue.attach(&connections, audit_deliveries(&audit), paths);
+        queue.attach(&connections, audit_deliveries(&audit));
         Ok(Gateway {
             users: Users::new(&config.users),
             triggers,
@@ -374,17 +374,11 @@ impl Shared {
     }
 
     /// Puts in force what changed in the state store elsewhere (the CLI, another instance),
-    /// checking its change counters every second, until `shutdown`. A connection whose record
-    /// was saved is enabled again; a connection disabled or enabled elsewhere is so here too. The connections' revisions are read only when the counter
-    /// moved (by anyone, this process included), so that a quiet store costs one small query a
-    /// second.
+    /// checking its change counters every second, until `shutdown`: records, and connections
+    /// disabled or enabled (a saved connection's alert is cleared by whoever saved it).
     pub async fn follow_store(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The counter last looked at, and the connections' revisions as of it.
-        let mut looked: Option<(i64, HashMap<String, i64>)> = None;
-        // Connections saved elsewhere, to enable once their change is in force.
-        let mut saved: Vec<String> = Vec::new();
         // The health counter as of the alerts last put in force.
         let mut health: Option<i64> = None;
         let mut failing = false;
@@ -396,6 +390,10 @@ impl Shared {
             let store = self.current().store.clone();
             let outcome = async {
                 let counters = store.counters().await.map_err(|e| e.to_string())?;
+                if counters.records != self.seen.load(std::sync::atomic::Ordering::Relaxed) {
+                    self.refresh("a record changed in the state store", &[])
+                        .await?;
+                }
                 if health != Some(counters.health) {
                     let open = store.open_alerts().await.map_err(|e| e.to_string())?;
                     for connection in self.current().connections.values() {
@@ -403,30 +401,6 @@ impl Shared {
                     }
                     health = Some(counters.health);
                 }
-                let counter = counters.records;
-                if looked.as_ref().is_none_or(|(last, _)| *last != counter) {
-                    let revisions: HashMap<String, i64> = store
-                        .list(crate::state::records::Kind::Connections)
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .into_iter()
-                        .map(|c| (c.name, c.revision))
-                        .collect();
-                    if let Some((_, before)) = &looked {
-                        saved.extend(
-                            revisions
-                                .iter()
-                                .filter(|(name, revision)| before.get(*name) != Some(revision))
-                                .map(|(name, _)| name.clone()),
-                        );
-                    }
-                    looked = Some((counter, revisions));
-                }
-                if counter != self.seen.load(std::sync::atomic::Ordering::Relaxed) {
-                    self.refresh("a record changed in the state store", &saved)
-                        .await?;
-                }
-                saved.clear();
                 Ok::<_, String>(())
             }
             .await;

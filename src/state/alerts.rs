@@ -55,9 +55,6 @@ macro_rules! columns {
     };
 }
 
-/// The meta row that says the alert files of earlier versions were imported.
-const IMPORTED: &str = "imported:alerts";
-
 impl Store {
     /// Raises `raise` unless its source has an open alert (see [`WhenOpen`]); answers the
     /// source's open alert afterwards and whether it is the one just raised.
@@ -107,10 +104,14 @@ impl Store {
             " FROM alerts WHERE source = $1 AND cleared_ms IS NULL"
         ))
         .bind(raise.source)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok((alert(&open)?, inserted))
+        match open {
+            Some(open) => Ok((alert(&open)?, inserted)),
+            // Cleared by another instance between this insert and this read: raise again.
+            None => Box::pin(self.raise_alert(raise, when_open)).await,
+        }
     }
 
     /// Clears the open alert of `source`, if there is one, and answers it.
@@ -204,15 +205,16 @@ impl Store {
         )
     }
 
-    /// Stores `alerts` (open or cleared, from the files of an earlier version) once per store:
-    /// false, and nothing written, when they were imported before. An imported open alert
-    /// whose source has one open already is stored as cleared.
-    pub async fn import_alerts(&self, alerts: &[Alert], time_ms: i64) -> Result<bool> {
+    /// Stores `alerts` (open or cleared, from the files an earlier version kept in state
+    /// directory `dir`, by its [`super::dir_id`]) once: false, and nothing written, when that
+    /// directory's were imported before. An imported open alert whose source has one open
+    /// already (another instance's) is stored as cleared.
+    pub async fn import_alerts(&self, alerts: &[Alert], dir: &str, time_ms: i64) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
         let first = sqlx::query(
             "INSERT INTO spgate_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
         )
-        .bind(IMPORTED)
+        .bind(format!("imported:alerts:{dir}"))
         .bind(time_ms.to_string())
         .execute(&mut *tx)
         .await?

@@ -140,9 +140,22 @@ impl Store {
                 (Engine::Postgres, url.to_string())
             }
         };
+        let sqlite = engine == Engine::Sqlite;
         let pool = AnyPoolOptions::new()
-            .max_connections(if engine == Engine::Sqlite { 4 } else { 8 })
+            .max_connections(if sqlite { 4 } else { 8 })
             .acquire_timeout(std::time::Duration::from_secs(15))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // A long write (a big library's snapshot) makes the others wait for
+                        // it, not fail.
+                        sqlx::query("PRAGMA busy_timeout = 30000")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&url)
             .await?;
         if engine == Engine::Sqlite {
@@ -247,6 +260,8 @@ pub enum Counter {
     Records = 1,
     /// Alerts raised or cleared (connections disabled or enabled).
     Health = 2,
+    /// Queued uploads changed by another process (`spgate queue retry|discard`).
+    Queue = 3,
 }
 
 /// Both change counters, as read at one moment.
@@ -254,6 +269,7 @@ pub enum Counter {
 pub struct Counters {
     pub records: i64,
     pub health: i64,
+    pub queue: i64,
 }
 
 impl Store {
@@ -268,6 +284,7 @@ impl Store {
             match row.try_get::<i64, _>("id")? {
                 1 => counters.records = counter,
                 2 => counters.health = counter,
+                3 => counters.queue = counter,
                 _ => {}
             }
         }
@@ -276,11 +293,50 @@ impl Store {
 }
 
 /// Bumps `counter` within `tx`.
-async fn bump(tx: &mut sqlx::Transaction<'_, sqlx::Any>, counter: Counter) -> Result<()> {
+pub(crate) async fn bump(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    counter: Counter,
+) -> Result<()> {
     sqlx::query("UPDATE spgate_changes SET counter = counter + 1 WHERE id = $1")
         .bind(counter as i64)
         .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// The id of a state directory, kept in `<state dir>/state.id` (made on first need): what is
+/// its own in a store that several instances share (its upload queue; which of its files an
+/// import took in).
+pub fn dir_id(state_dir: &Path) -> std::io::Result<String> {
+    let file = state_dir.join("state.id");
+    match std::fs::read_to_string(&file) {
+        Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_string()),
+        Ok(_) => Err(std::io::Error::other(format!(
+            "{}: empty (it names this state directory)",
+            file.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = format!("{:016x}", rand::random::<u64>());
+            crate::fsio::write_private(&file, id.as_bytes())?;
+            Ok(id)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Renames `file` to `file.imported` (and its SQLite `-wal`/`-shm` beside it, when `sqlite`):
+/// what an import took in stays for the administrator to delete. A file another process
+/// renamed first is no error.
+pub fn keep_imported(file: &Path, sqlite: bool) -> std::io::Result<()> {
+    let suffixes: &[&str] = if sqlite { &["", "-wal", "-shm"] } else { &[""] };
+    for suffix in suffixes {
+        let from = PathBuf::from(format!("{}{suffix}", file.display()));
+        let to = PathBuf::from(format!("{}.imported{suffix}", file.display()));
+        match std::fs::rename(&from, &to) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
     Ok(())
 }
 

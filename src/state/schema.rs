@@ -40,10 +40,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "sync",
         sql: include_str!("migrations/0005_sync.sql"),
     },
+    Migration {
+        version: 6,
+        name: "queue",
+        sql: include_str!("migrations/0006_queue.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
-pub const VERSION: i64 = 5;
+pub const VERSION: i64 = 6;
 
 /// Any number, as long as it is spgate's own: the advisory lock migrations take on PostgreSQL.
 const MIGRATION_LOCK: i64 = 0x5367_6174_6531;

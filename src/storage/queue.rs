@@ -2,15 +2,16 @@
 //! its file is durably in the queue, and the upload to SharePoint goes on in the background.
 //!
 //! - A queued file is a file in `<state dir>/queue/` (spooled there under its queued name,
-//!   fsync'd with its directory) and a row in `queue.db` (committed with `synchronous=FULL`)
-//!   saying where it goes. Both happen before the client hears the close succeeded, so a
-//!   crash loses nothing.
+//!   fsync'd with its directory) and a row in the state store (committed) saying where it
+//!   goes. Both happen before the client hears the close succeeded, so a crash loses nothing.
+//!   The rows are the state directory's own (its queue's owner id): on a store shared by
+//!   several instances, each uploads the files of its own spool.
 //! - Until it lands, the same mount sees the file ([`Queue::pending`], used by the SharePoint
 //!   backend for stat, list and read); renaming, deleting or re-timing it changes the row, and a
 //!   second upload to the same path supersedes the first.
-//! - What the workers record along the way (an upload session's URL, the content being up) is
-//!   committed without waiting for the disk: a crash loses none of it, a power cut at most
-//!   makes a file go up again before its row is done (which is synced).
+//! - Every change is made in memory and written to the store in the order it was made
+//!   ([`db::Op`]); whoever needs it durable (the client's close, a worker's progress) waits for
+//!   the write.
 //! - Workers (`deliver`) upload rows in order, a few at once per connection, never two that
 //!   touch the same path. A large file's upload session URL is kept in its row: after a
 //!   restart the session is resumed from its `nextExpectedRanges`, not started over.
@@ -37,8 +38,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, oneshot};
 
 use crate::connections::Connection;
-use crate::connections::store::{Paths, ensure_private_dir};
+use crate::connections::store::ensure_private_dir;
 use crate::graph;
+use db::Op;
 
 /// Transient failures are retried this long after the file was queued, then it is quarantined.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -167,6 +169,11 @@ pub struct Stats {
 
 pub struct Queue {
     dir: PathBuf,
+    /// Where the rows are kept, and under which owner (this state directory's queue).
+    store: Arc<crate::state::Store>,
+    owner: String,
+    /// Held while changes are written to the store, one batch at a time, in order.
+    writing: tokio::sync::Mutex<()>,
     state: Mutex<State>,
     /// Wakes the dispatcher.
     wake: Notify,
@@ -176,13 +183,17 @@ pub struct Queue {
 }
 
 struct State {
-    conn: rusqlite::Connection,
     rows: BTreeMap<i64, Row>,
+    /// Changes made in memory, not yet written to the store, oldest first.
+    ops: Vec<Op>,
+    /// The id of the next queued file.
+    next_id: i64,
+    /// The store's queue counter as of the rows last read.
+    seen: i64,
     in_flight: HashSet<i64>,
     /// Rows waiting out a pause after a transient failure.
     not_before: HashMap<i64, Instant>,
     waiters: HashMap<i64, oneshot::Sender<Verdict>>,
-    data_version: i64,
 }
 
 /// What the workers need from the gateway in force (replaced by a configuration reload).
@@ -191,10 +202,9 @@ struct Attached {
     connections: HashMap<String, Arc<Connection>>,
     workers: HashMap<String, usize>,
     on_delivery: Option<OnDelivery>,
-    paths: Option<Paths>,
 }
 
-fn io(e: rusqlite::Error) -> std::io::Error {
+fn io(e: crate::state::Error) -> std::io::Error {
     std::io::Error::other(format!("upload queue: {e}"))
 }
 
@@ -204,29 +214,32 @@ impl Queue {
         state_dir.join("queue")
     }
 
-    /// Opens (creating) the queue of a state directory.
-    pub fn open(state_dir: &Path) -> std::io::Result<Arc<Queue>> {
+    /// Opens (creating) the queue of a state directory, its rows in `store`; the `queue.db` of
+    /// an earlier version is imported first.
+    pub async fn open(
+        state_dir: &Path,
+        store: Arc<crate::state::Store>,
+    ) -> std::io::Result<Arc<Queue>> {
         let dir = Queue::dir_in(state_dir);
         ensure_private_dir(&dir.join("quarantine"))?;
-        let db_path = dir.join("queue.db");
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&db_path)?;
-        let conn = db::open(&db_path).map_err(io)?;
-        let rows = db::all(&conn).map_err(io)?;
-        let data_version = db::data_version(&conn).map_err(io)?;
+        let owner = crate::state::dir_id(state_dir)?;
+        db::import(&store, &owner, &dir).await?;
+        let seen = store.counters().await.map_err(io)?.queue;
+        let rows = db::load(&store, &owner).await.map_err(io)?;
+        let next_id = rows.iter().map(|r| r.id).max().unwrap_or(0) + 1;
         Ok(Arc::new(Queue {
             dir,
+            store,
+            owner,
+            writing: tokio::sync::Mutex::new(()),
             state: Mutex::new(State {
-                conn,
                 rows: rows.into_iter().map(|r| (r.id, r)).collect(),
+                ops: Vec::new(),
+                next_id,
+                seen,
                 in_flight: HashSet::new(),
                 not_before: HashMap::new(),
                 waiters: HashMap::new(),
-                data_version,
             }),
             wake: Notify::new(),
             done: Notify::new(),
@@ -236,7 +249,7 @@ impl Queue {
 
     /// Removes what a crash left behind: spool files never queued, and files no row names.
     /// Only the server calls this (a `spgate queue` command must not touch a live spool).
-    pub fn recover(&self) -> std::io::Result<()> {
+    pub async fn recover(&self) -> std::io::Result<()> {
         let named: HashSet<String> = self
             .state
             .lock()
@@ -255,6 +268,20 @@ impl Queue {
         // A row whose file is not where it says: a crash between quarantining's move of the
         // file and its row's update (the file is in quarantine/: it is tried again), or a file
         // removed by hand (nothing is left to upload).
+        let queued = self.recheck_files()?;
+        self.flush().await?;
+        if queued > 0 {
+            tracing::info!(
+                queued,
+                "upload queue: resuming the files queued before the restart"
+            );
+        }
+        Ok(())
+    }
+
+    /// Puts back in line the rows whose file a crash left in `quarantine/`, and drops those
+    /// whose file is gone; answers how many rows are queued.
+    fn recheck_files(&self) -> std::io::Result<usize> {
         let mut state = self.state.lock();
         let mut missing = Vec::new();
         for row in state.rows.values() {
@@ -273,7 +300,7 @@ impl Queue {
                     );
                     row.file = file;
                     row.failed = None;
-                    db::update(&state.conn, &row).map_err(io)?;
+                    state.ops.push(Op::Put(Box::new(row.clone())));
                     state.rows.insert(id, row);
                 }
                 None => {
@@ -285,15 +312,7 @@ impl Queue {
                 }
             }
         }
-        let queued = state.rows.len();
-        drop(state);
-        if queued > 0 {
-            tracing::info!(
-                queued,
-                "upload queue: resuming the files queued before the restart"
-            );
-        }
-        Ok(())
+        Ok(state.rows.len())
     }
 
     /// The file of row `id` in `quarantine/`, relative to the queue directory, if there is one.
@@ -325,8 +344,8 @@ impl Queue {
     }
 
     /// Makes a spooled file durable and queues it; answers its id, and the verdict to wait
-    /// for when `wait`. Blocking (fsyncs).
-    pub fn enqueue(
+    /// for when `wait`.
+    pub async fn enqueue(
         &self,
         new: NewUpload,
         wait: bool,
@@ -341,8 +360,13 @@ impl Queue {
             .to_string();
         // The file's sync commits its directory entry with it (ext4, xfs): the directory's
         // own sync is then all but free, and it keeps the entry durable elsewhere.
-        std::fs::File::open(&new.spooled)?.sync_data()?;
-        std::fs::File::open(&self.dir)?.sync_all()?;
+        let (spooled, dir) = (new.spooled.clone(), self.dir.clone());
+        tokio::task::spawn_blocking(move || {
+            std::fs::File::open(&spooled)?.sync_data()?;
+            std::fs::File::open(&dir)?.sync_all()
+        })
+        .await
+        .map_err(std::io::Error::other)??;
         let mut row = Row {
             id: 0,
             connection: new.connection,
@@ -359,20 +383,29 @@ impl Queue {
             queued_at: Utc::now(),
             origin: new.origin,
         };
-        let mut state = self.state.lock();
-        let target = row.path.clone();
-        // Durable whatever a failed bookkeeping statement may have left set.
-        db::durable(&state.conn, true).map_err(io)?;
-        state.supersede(&self.dir, &row.connection, &target)?;
-        row.id = db::insert(&state.conn, &row).map_err(io)?;
-        let id = row.id;
-        state.rows.insert(id, row);
-        let waiter = wait.then(|| {
-            let (tx, rx) = oneshot::channel();
-            state.waiters.insert(id, tx);
-            rx
-        });
-        drop(state);
+        let (id, waiter) = {
+            let mut state = self.state.lock();
+            let target = row.path.clone();
+            state.supersede(&self.dir, &row.connection, &target)?;
+            row.id = state.next_id;
+            state.next_id += 1;
+            let id = row.id;
+            state.ops.push(Op::Put(Box::new(row.clone())));
+            state.rows.insert(id, row);
+            let waiter = wait.then(|| {
+                let (tx, rx) = oneshot::channel();
+                state.waiters.insert(id, tx);
+                rx
+            });
+            (id, waiter)
+        };
+        if let Err(e) = self.flush().await {
+            // Not queued after all: the client hears the failure, the file is not kept.
+            let mut state = self.state.lock();
+            state.waiters.remove(&id);
+            let _ = state.forget(&self.dir, id);
+            return Err(e);
+        }
         self.wake.notify_one();
         Ok((id, waiter))
     }
@@ -415,62 +448,75 @@ impl Queue {
     /// `None`: nothing is queued at `from`. `Some(stale)`: the queued file moved; `stale` is a
     /// path whose SharePoint item, if any, the caller must delete (an older version the queued
     /// file would have replaced).
-    pub fn rename(
+    pub async fn rename(
         &self,
         connection: &str,
         from: &str,
         to: &str,
         vpath: &str,
     ) -> std::io::Result<Option<Option<String>>> {
-        let mut state = self.state.lock();
-        let Some(id) = state.visible(connection, from).map(|r| r.id) else {
-            return Ok(None);
+        let stale = {
+            let mut state = self.state.lock();
+            let Some(id) = state.visible(connection, from).map(|r| r.id) else {
+                return Ok(None);
+            };
+            state.supersede(&self.dir, connection, to)?;
+            let movable = state.movable(id);
+            let row = state.rows.get_mut(&id).expect("visible row");
+            row.target = Some(to.to_string());
+            row.origin.vpath = vpath.to_string();
+            if movable {
+                // Not started: upload straight to the new name.
+                row.path = to.to_string();
+                row.upload_url = None;
+            }
+            let stale = (row.path != from).then(|| from.to_string());
+            let row = row.clone();
+            state.ops.push(Op::Put(Box::new(row)));
+            stale
         };
-        state.supersede(&self.dir, connection, to)?;
-        let movable = state.movable(id);
-        let row = state.rows.get_mut(&id).expect("visible row");
-        row.target = Some(to.to_string());
-        row.origin.vpath = vpath.to_string();
-        if movable {
-            // Not started: upload straight to the new name.
-            row.path = to.to_string();
-            row.upload_url = None;
-        }
-        let stale = (row.path != from).then(|| from.to_string());
-        let row = row.clone();
-        db::update(&state.conn, &row).map_err(io)?;
+        self.flush().await?;
         Ok(Some(stale))
     }
 
     /// A delete of `path`: the queued file there is called off. `None`: nothing is queued there;
     /// `Some(stale)` as for [`Queue::rename`].
-    pub fn remove(&self, connection: &str, path: &str) -> std::io::Result<Option<Option<String>>> {
-        let mut state = self.state.lock();
-        let Some(row) = state.visible(connection, path).cloned() else {
-            return Ok(None);
+    pub async fn remove(
+        &self,
+        connection: &str,
+        path: &str,
+    ) -> std::io::Result<Option<Option<String>>> {
+        let stale = {
+            let mut state = self.state.lock();
+            let Some(row) = state.visible(connection, path).cloned() else {
+                return Ok(None);
+            };
+            let dropped = state.movable(row.id);
+            state.drop_or_orphan(&self.dir, row.id)?;
+            (dropped || row.path != path).then(|| path.to_string())
         };
-        let dropped = state.movable(row.id);
-        state.drop_or_orphan(&self.dir, row.id)?;
-        Ok(Some(
-            (dropped || row.path != path).then(|| path.to_string()),
-        ))
+        self.flush().await?;
+        Ok(Some(stale))
     }
 
     /// A new modification time for the queued file at `path`; false when none is queued.
-    pub fn set_modified(
+    pub async fn set_modified(
         &self,
         connection: &str,
         path: &str,
         at: DateTime<Utc>,
     ) -> std::io::Result<bool> {
-        let mut state = self.state.lock();
-        let Some(id) = state.visible(connection, path).map(|r| r.id) else {
-            return Ok(false);
-        };
-        let row = state.rows.get_mut(&id).expect("visible row");
-        row.modified = Some(at);
-        let row = row.clone();
-        db::update(&state.conn, &row).map_err(io)?;
+        {
+            let mut state = self.state.lock();
+            let Some(id) = state.visible(connection, path).map(|r| r.id) else {
+                return Ok(false);
+            };
+            let row = state.rows.get_mut(&id).expect("visible row");
+            row.modified = Some(at);
+            let row = row.clone();
+            state.ops.push(Op::Put(Box::new(row)));
+        }
+        self.flush().await?;
         Ok(true)
     }
 
@@ -542,11 +588,18 @@ impl Queue {
 
     /// Lets rows held by [`Queue::hold_rename`] go. When the rename was made, files queued
     /// for `to` were replaced by it (they are dropped) and those below `from` go below `to`.
-    pub fn release_rename(
+    pub async fn release_rename(
         &self,
         held: &[i64],
         renamed: Option<(&str, &str)>,
     ) -> std::io::Result<()> {
+        self.release(held, renamed)?;
+        self.flush().await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn release(&self, held: &[i64], renamed: Option<(&str, &str)>) -> std::io::Result<()> {
         let mut state = self.state.lock();
         for id in held {
             state.not_before.remove(id);
@@ -575,18 +628,15 @@ impl Queue {
                 row.target = Some(target);
             }
             let row = row.clone();
-            db::update(&state.conn, &row).map_err(io)?;
+            state.ops.push(Op::Put(Box::new(row)));
         }
-        drop(state);
-        self.wake.notify_one();
         Ok(())
     }
 
-    /// Every row, oldest first (re-read from the file: another process may have changed it).
-    pub fn list(&self) -> std::io::Result<Vec<Row>> {
-        let mut state = self.state.lock();
-        state.refresh()?;
-        Ok(state.rows.values().cloned().collect())
+    /// Every row, oldest first (re-read from the store: another process may have changed it).
+    pub async fn list(&self) -> std::io::Result<Vec<Row>> {
+        self.refresh().await?;
+        Ok(self.state.lock().rows.values().cloned().collect())
     }
 
     /// The bytes still to go up for `connection`: not quarantined, not up already (counted in
@@ -619,10 +669,10 @@ impl Queue {
     }
 
     /// Puts a quarantined upload back in line. False when there is no such quarantined row.
-    pub async fn retry(&self, id: i64, paths: &Paths) -> std::io::Result<bool> {
+    pub async fn retry(&self, id: i64) -> std::io::Result<bool> {
+        self.refresh().await?;
         {
             let mut state = self.state.lock();
-            state.refresh()?;
             let Some(row) = state.rows.get_mut(&id).filter(|r| r.failed.is_some()) else {
                 return Ok(false);
             };
@@ -630,37 +680,36 @@ impl Queue {
             row.attempts = 0;
             row.queued_at = Utc::now();
             let row = row.clone();
-            db::update(&state.conn, &row).map_err(io)?;
+            state.ops.push(Op::Put(Box::new(row)));
         }
-        let store = paths.store().await?;
-        crate::connections::health::clear(&store, &alert_source(id), "queued again (retry)")
-            .await?;
+        self.announce().await?;
+        crate::connections::health::clear(
+            &self.store,
+            &self.alert_source(id),
+            "queued again (retry)",
+        )
+        .await?;
         self.wake.notify_one();
         Ok(true)
     }
 
     /// Drops a quarantined upload and its file. False when there is no such quarantined row.
-    pub async fn discard(&self, id: i64, paths: &Paths) -> std::io::Result<bool> {
+    pub async fn discard(&self, id: i64) -> std::io::Result<bool> {
+        self.refresh().await?;
         {
             let mut state = self.state.lock();
-            state.refresh()?;
             if state.rows.get(&id).is_none_or(|r| r.failed.is_none()) {
                 return Ok(false);
             }
             state.forget(&self.dir, id)?;
         }
-        let store = paths.store().await?;
-        crate::connections::health::clear(&store, &alert_source(id), "discarded").await?;
+        self.announce().await?;
+        crate::connections::health::clear(&self.store, &self.alert_source(id), "discarded").await?;
         Ok(true)
     }
 
     /// The connections, their worker counts and the delivery report of the gateway in force.
-    pub fn attach(
-        &self,
-        connections: &HashMap<String, Arc<Connection>>,
-        on_delivery: OnDelivery,
-        paths: Paths,
-    ) {
+    pub fn attach(&self, connections: &HashMap<String, Arc<Connection>>, on_delivery: OnDelivery) {
         let workers = connections
             .iter()
             .map(|(name, c)| (name.clone(), c.upload_workers()))
@@ -669,7 +718,6 @@ impl Queue {
             connections: connections.clone(),
             workers,
             on_delivery: Some(on_delivery),
-            paths: Some(paths),
         };
         self.wake.notify_one();
     }
@@ -679,6 +727,9 @@ impl Queue {
     pub async fn run(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
         let tasks = tokio_util::task::TaskTracker::new();
         loop {
+            if let Err(e) = self.refresh().await {
+                tracing::error!(error = %e, "upload queue: reading the queue failed");
+            }
             let wait = match self.start_ready(&tasks) {
                 Ok(wait) => wait,
                 Err(e) => {
@@ -703,7 +754,6 @@ impl Queue {
     ) -> std::io::Result<Duration> {
         let attached = self.attached.read();
         let mut state = self.state.lock();
-        state.refresh()?;
         let now = Instant::now();
         let mut wait = Duration::from_secs(2);
         let mut busy: HashMap<String, usize> = HashMap::new();
@@ -754,72 +804,135 @@ impl Queue {
     }
 
     /// Records a new upload session's URL before any fragment is sent.
-    fn set_url(&self, id: i64, url: &str) -> std::io::Result<()> {
-        self.note(id, |row| row.upload_url = Some(url.to_string()))
+    async fn set_url(&self, id: i64, url: &str) -> std::io::Result<()> {
+        self.update(id, |row| row.upload_url = Some(url.to_string()))
+            .await
     }
 
     /// Records that the row's content is in SharePoint.
-    fn set_uploaded(&self, id: i64) -> std::io::Result<()> {
-        self.note(id, |row| {
+    async fn set_uploaded(&self, id: i64) -> std::io::Result<()> {
+        self.update(id, |row| {
             row.uploaded = true;
             row.upload_url = None;
         })
+        .await
     }
 
-    fn update(&self, id: i64, change: impl FnOnce(&mut Row)) -> std::io::Result<()> {
-        self.change(id, change, true)
-    }
-
-    /// An [`update`](Self::update) of bookkeeping, committed without waiting for the disk.
-    fn note(&self, id: i64, change: impl FnOnce(&mut Row)) -> std::io::Result<()> {
-        self.change(id, change, false)
-    }
-
-    fn change(&self, id: i64, change: impl FnOnce(&mut Row), durable: bool) -> std::io::Result<()> {
-        let mut state = self.state.lock();
-        let Some(row) = state.rows.get_mut(&id) else {
-            return Ok(());
-        };
-        change(row);
-        let row = row.clone();
-        if durable {
-            return db::update(&state.conn, &row).map_err(io);
+    async fn update(&self, id: i64, change: impl FnOnce(&mut Row)) -> std::io::Result<()> {
+        {
+            let mut state = self.state.lock();
+            let Some(row) = state.rows.get_mut(&id) else {
+                return Ok(());
+            };
+            change(row);
+            let row = row.clone();
+            state.ops.push(Op::Put(Box::new(row)));
         }
-        db::durable(&state.conn, false).map_err(io)?;
-        let updated = db::update(&state.conn, &row).map_err(io);
-        let restored = db::durable(&state.conn, true).map_err(io);
-        updated.and(restored)
+        self.flush().await
+    }
+
+    /// Writes the changes made so far to the store, in order. A batch that fails is kept, to
+    /// go with the next.
+    async fn flush(&self) -> std::io::Result<()> {
+        self.write(false).await
+    }
+
+    /// [`flush`](Self::flush), telling the server holding the queue (another process).
+    async fn announce(&self) -> std::io::Result<()> {
+        self.write(true).await
+    }
+
+    async fn write(&self, announce: bool) -> std::io::Result<()> {
+        let _one = self.writing.lock().await;
+        let ops = std::mem::take(&mut self.state.lock().ops);
+        if ops.is_empty() && !announce {
+            return Ok(());
+        }
+        if let Err(e) = db::write(&self.store, &self.owner, &ops, announce).await {
+            let mut state = self.state.lock();
+            let newer = std::mem::replace(&mut state.ops, ops);
+            state.ops.extend(newer);
+            return Err(io(e));
+        }
+        Ok(())
+    }
+
+    /// Re-reads the rows when another process changed them (`spgate queue retry|discard`);
+    /// rows in flight keep their in-memory state.
+    async fn refresh(&self) -> std::io::Result<()> {
+        let counter = self.store.counters().await.map_err(io)?.queue;
+        if counter == self.state.lock().seen {
+            return Ok(());
+        }
+        self.flush().await?;
+        let stored = db::load(&self.store, &self.owner).await.map_err(io)?;
+        let mut state = self.state.lock();
+        if !state.ops.is_empty() {
+            // Changed meanwhile: the next look reads again.
+            return Ok(());
+        }
+        let mut rows: BTreeMap<i64, Row> = stored.into_iter().map(|r| (r.id, r)).collect();
+        for id in &state.in_flight {
+            if let Some(row) = state.rows.get(id) {
+                rows.insert(*id, row.clone());
+            }
+        }
+        state.rows = rows;
+        state.seen = counter;
+        Ok(())
     }
 
     /// Ends a delivered row if it is still as `seen` (no rename, delete or time change came in
     /// meanwhile): the row and its file go. False when it changed.
-    fn complete_if(&self, seen: &Row) -> std::io::Result<bool> {
-        let mut state = self.state.lock();
-        if state.rows.get(&seen.id) != Some(seen) {
-            return Ok(false);
+    async fn complete_if(&self, seen: &Row) -> std::io::Result<bool> {
+        {
+            let mut state = self.state.lock();
+            if state.rows.get(&seen.id) != Some(seen) {
+                return Ok(false);
+            }
+            state.forget(&self.dir, seen.id)?;
+            state.in_flight.remove(&seen.id);
         }
-        // Synced (with the bookkeeping before it): a row coming back after a power cut would
-        // upload an old copy again, over whatever became of the file since.
-        state.forget(&self.dir, seen.id)?;
-        state.in_flight.remove(&seen.id);
+        // Written before the worker ends: a row coming back after a crash would upload an old
+        // copy again, over whatever became of the file since.
+        self.flush().await?;
         Ok(true)
     }
 
     /// Ends an attempt: hands the verdict to a waiting client, schedules a retry, or
     /// quarantines. Reports deliveries and final failures.
     /// `None`: the row went away before the attempt began.
-    fn finish(&self, id: i64, outcome: Option<deliver::Outcome>) {
-        match outcome {
+    async fn finish(&self, id: i64, outcome: Option<deliver::Outcome>) {
+        let quarantined = match outcome {
             Some(outcome) => self.settle(id, outcome),
             None => {
                 self.state.lock().in_flight.remove(&id);
+                None
+            }
+        };
+        if let Err(e) = self.flush().await {
+            tracing::error!(error = %e, "upload queue: saving the outcome of an upload failed (retried with the next change)");
+        }
+        if let Some((message, action)) = quarantined {
+            let source = self.alert_source(id);
+            let raised = crate::connections::health::raise(
+                &self.store,
+                &source,
+                "upload_failed",
+                &message,
+                &action,
+            );
+            if let Err(e) = raised.await {
+                tracing::error!(error = %e, "upload queue: raising the alert failed");
             }
         }
         self.wake.notify_one();
         self.done.notify_waiters();
     }
 
-    fn settle(&self, id: i64, outcome: deliver::Outcome) {
+    /// Settles an attempt (see [`Queue::finish`]); answers the alert to raise (message and
+    /// action) when the file was quarantined.
+    fn settle(&self, id: i64, outcome: deliver::Outcome) -> Option<(String, String)> {
         let attached = self.attached.read();
         let mut state = self.state.lock();
         state.in_flight.remove(&id);
@@ -841,11 +954,10 @@ impl Queue {
                 if let (Some(waiter), Some(entry)) = (waiter, entry) {
                     let _ = waiter.send(Ok(entry));
                 }
+                None
             }
             deliver::Outcome::Failed(error) => {
-                let Some(mut row) = state.rows.get(&id).cloned() else {
-                    return;
-                };
+                let mut row = state.rows.get(&id).cloned()?;
                 let transient = deliver::transient(&error);
                 let waited_out = (Utc::now() - row.queued_at).to_std().unwrap_or_default();
                 if transient && waited_out < GIVE_UP_AFTER {
@@ -858,57 +970,42 @@ impl Queue {
                         // The client stops waiting: the upload goes on from the queue.
                         drop(waiter);
                     }
-                    let _ = db::update(&state.conn, &row).map_err(io);
+                    state.ops.push(Op::Put(Box::new(row.clone())));
                     state.rows.insert(id, row);
-                    return;
+                    return None;
                 }
                 if let Some(waiter) = waiter {
                     // The client is still waiting and hears the refusal: nothing to keep.
                     let _ = state.forget(&self.dir, id);
                     let _ = waiter.send(Err(error));
-                    return;
+                    return None;
                 }
                 let reason = error.to_string();
                 report(&row, None, Some(&reason));
                 if let Err(e) = state.quarantine(&self.dir, &mut row, &reason) {
                     tracing::error!(error = %e, "upload queue: quarantining failed");
                 }
-                if let Some(paths) = &attached.paths {
-                    let message = format!(
-                        "the upload of {} ({} bytes, user {}) to connection {} failed: {reason}",
-                        row.origin.vpath, row.size, row.origin.user, row.connection
-                    );
-                    let action = format!(
-                        "fix the cause, then `spgate queue retry {id}` (or `spgate queue discard {id}`); the file is kept in {}",
-                        self.dir.join(&row.file).display()
-                    );
-                    // Raised beside the worker, which holds the queue's lock here.
-                    let paths = paths.clone();
-                    tokio::spawn(async move {
-                        let raised = async {
-                            let store = paths.store().await?;
-                            crate::connections::health::raise(
-                                &store,
-                                &alert_source(id),
-                                "upload_failed",
-                                &message,
-                                &action,
-                            )
-                            .await
-                        };
-                        if let Err(e) = raised.await {
-                            tracing::error!(error = %e, "upload queue: raising the alert failed");
-                        }
-                    });
-                }
+                let message = format!(
+                    "the upload of {} ({} bytes, user {}) to connection {} failed: {reason}",
+                    row.origin.vpath, row.size, row.origin.user, row.connection
+                );
+                let action = format!(
+                    "fix the cause, then `spgate queue retry {id}` (or `spgate queue discard {id}`); the file is kept in {}",
+                    self.dir.join(&row.file).display()
+                );
+                Some((message, action))
             }
         }
     }
 }
 
-/// The alert source of a quarantined upload.
-pub fn alert_source(id: i64) -> String {
-    format!("queue:{id}")
+impl Queue {
+    /// The alert source of quarantined upload `id`: `queue:ID@OWNER` (the owner's first eight
+    /// characters: instances sharing a store number their uploads alike).
+    pub fn alert_source(&self, id: i64) -> String {
+        let owner: String = self.owner.chars().take(8).collect();
+        format!("queue:{id}@{owner}")
+    }
 }
 
 /// The (connection, path) pairs a row's worker touches.
@@ -956,13 +1053,14 @@ impl State {
         let row = self.rows.get_mut(&id).expect("row");
         row.target = None;
         let row = row.clone();
-        db::update(&self.conn, &row).map_err(io)
+        self.ops.push(Op::Put(Box::new(row)));
+        Ok(())
     }
 
     /// Removes a row and its file.
     fn forget(&mut self, dir: &Path, id: i64) -> std::io::Result<()> {
         if let Some(row) = self.rows.remove(&id) {
-            db::delete(&self.conn, id).map_err(io)?;
+            self.ops.push(Op::Delete(id));
             match std::fs::remove_file(dir.join(&row.file)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                 _ => {}
@@ -987,27 +1085,8 @@ impl State {
         row.file = moved;
         row.failed = Some(reason.to_string());
         row.upload_url = None;
-        db::update(&self.conn, row).map_err(io)?;
+        self.ops.push(Op::Put(Box::new(row.clone())));
         self.rows.insert(row.id, row.clone());
-        Ok(())
-    }
-
-    /// Re-reads the rows another process changed (`spgate queue retry|discard`); rows in
-    /// flight keep their in-memory state.
-    fn refresh(&mut self) -> std::io::Result<()> {
-        let version = db::data_version(&self.conn).map_err(io)?;
-        if version == self.data_version {
-            return Ok(());
-        }
-        self.data_version = version;
-        let stored = db::all(&self.conn).map_err(io)?;
-        let mut rows: BTreeMap<i64, Row> = stored.into_iter().map(|r| (r.id, r)).collect();
-        for id in &self.in_flight {
-            if let Some(row) = self.rows.get(id) {
-                rows.insert(*id, row.clone());
-            }
-        }
-        self.rows = rows;
         Ok(())
     }
 }

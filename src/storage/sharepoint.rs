@@ -395,7 +395,7 @@ impl Backend for SharePoint {
     async fn remove_file(&self, path: &str) -> Result<()> {
         let full = self.full(path);
         if let Some(queue) = self.queue()
-            && let Some(stale) = queue.remove(self.connection.name(), &full)?
+            && let Some(stale) = queue.remove(self.connection.name(), &full).await?
         {
             return self.delete_stale(stale).await;
         }
@@ -461,7 +461,7 @@ impl Backend for SharePoint {
         self.forget_tree(&to);
         if let Some(queue) = self.queue() {
             let connection = self.connection.name();
-            if let Some(stale) = queue.rename(connection, &from, &to, &vpath)? {
+            if let Some(stale) = queue.rename(connection, &from, &to, &vpath).await? {
                 return self.delete_stale(stale).await;
             }
             // Files queued for `to` give way to the renamed item (an upload to it already under
@@ -470,7 +470,9 @@ impl Backend for SharePoint {
             let drive = self.drive().await?;
             let held = queue.hold_rename(connection, &from, &to).await;
             let renamed = drive.rename(&from, &to, true).await;
-            queue.release_rename(&held, renamed.is_ok().then_some((&*from, &*to)))?;
+            queue
+                .release_rename(&held, renamed.is_ok().then_some((&*from, &*to)))
+                .await?;
             renamed?;
             return Ok(());
         }
@@ -481,7 +483,9 @@ impl Backend for SharePoint {
     async fn set_modified(&self, path: &str, at: DateTime<Utc>) -> Result<()> {
         let full = self.full(path);
         if let Some(queue) = self.queue()
-            && queue.set_modified(self.connection.name(), &full, at)?
+            && queue
+                .set_modified(self.connection.name(), &full, at)
+                .await?
         {
             return Ok(());
         }

@@ -94,20 +94,71 @@ pub async fn run(
     } else {
         store.clone()
     };
-    let owner = format!("pid {} on {}", std::process::id(), host());
+    // Unique to this run: instances sharing a store may run as the same pid on hosts of the
+    // same name.
+    let owner = format!(
+        "pid {} on {} run {:016x}",
+        std::process::id(),
+        host(),
+        rand::random::<u64>()
+    );
     if let Some(holder) = store.try_lock(&job.name, &owner, LOCK_STALE).await? {
         return Err(Error::Busy(holder.owner));
     }
-    let beat = {
-        let (store, name, owner) = (store.clone(), job.name.clone(), owner.clone());
-        tokio::spawn(async move {
+    let result = run_locked(
+        job, connection, &store, paths, options, progress, stop, &owner,
+    )
+    .await;
+    let unlocked = store.unlock(&job.name, &owner).await;
+    let report = result?;
+    unlocked?;
+    Ok(report)
+}
+
+/// Aborts the lock's heartbeat when the run ends, however it ends.
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// [`run`], with the job's lock held by `owner`. A run whose lock is taken over (its heartbeat
+/// was late, another instance took the job) stops between files.
+#[allow(clippy::too_many_arguments)]
+async fn run_locked(
+    job: &SyncJob,
+    connection: &Connection,
+    store: &Store,
+    paths: &Paths,
+    options: Options,
+    progress: &dyn Progress,
+    stop: &CancellationToken,
+    owner: &str,
+) -> Result<Report> {
+    let stop = stop.child_token();
+    let _beat = {
+        let (store, name, owner, lost) = (
+            store.clone(),
+            job.name.clone(),
+            owner.to_string(),
+            stop.clone(),
+        );
+        Heartbeat(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(LOCK_STALE / 4).await;
-                if let Err(e) = store.heartbeat(&name, &owner).await {
-                    tracing::warn!(job = %name, error = %e, "sync lock heartbeat failed");
+                match store.heartbeat(&name, &owner).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!(job = %name, "sync run stopped: its lock was taken over");
+                        lost.cancel();
+                        return;
+                    }
+                    Err(e) => tracing::warn!(job = %name, error = %e, "sync lock heartbeat failed"),
                 }
             }
-        })
+        }))
     };
     let run_id = if options.dry_run {
         None
@@ -119,8 +170,7 @@ pub async fn run(
         let _ = tokio::task::spawn_blocking(move || crate::storage::local::sweep_leftovers(&root))
             .await;
     }
-    let result = execute(job, connection, &store, options, progress, stop).await;
-    beat.abort();
+    let result = execute(job, connection, store, options, progress, &stop).await;
     let report = match result {
         Ok(report) => report,
         Err(e) => Report {
@@ -144,7 +194,6 @@ pub async fn run(
             .await?;
         alert(job, paths, &report).await;
     }
-    store.unlock(&job.name, &owner).await?;
     Ok(report)
 }
 

@@ -98,6 +98,10 @@ impl Store {
         }
         let problems: Vec<_> = self.problems(job).await?.into_iter().map(|p| p.0).collect();
         copy.set_problems(job, &problems).await?;
+        // A run under way keeps a dry run out, as it would keep out a real one.
+        if let Some(holder) = self.lock_holder(job).await? {
+            copy.hold_lock(job, &holder).await?;
+        }
         Ok(copy)
     }
 

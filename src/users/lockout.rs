@@ -28,6 +28,21 @@ pub const BLOCK: Duration = Duration::from_secs(300);
 const PRUNE_AT: usize = 10_000;
 /// Failed logins between two prunings of the store.
 const PRUNE_STORE_EVERY: u64 = 256;
+/// How long a login waits for the store's answer before this instance's own count decides.
+const STORE_WAIT: Duration = Duration::from_millis(500);
+
+/// `call`, given up (as an error) after [`STORE_WAIT`].
+async fn briefly<T>(
+    call: impl std::future::Future<Output = crate::state::Result<T>>,
+) -> crate::state::Result<T> {
+    tokio::time::timeout(STORE_WAIT, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(crate::state::Error::Database(
+                "no answer within half a second".into(),
+            ))
+        })
+}
 
 #[derive(Debug, Default)]
 pub struct Lockout {
@@ -80,7 +95,7 @@ impl Lockout {
     pub async fn locked(&self, user: &str, peer: IpAddr) -> bool {
         let addresses = group(peer);
         if let Some(store) = &self.store {
-            match store.login_failures(user, &addresses.to_string()).await {
+            match briefly(store.login_failures(user, &addresses.to_string())).await {
                 Ok(found) => {
                     return found.is_some_and(|f| {
                         f.failures >= i64::from(ATTEMPTS) && now_ms() - f.last_ms < block_ms()
@@ -176,8 +191,7 @@ impl Lockout {
         };
         if let Some(store) = &self.store {
             let now = now_ms();
-            match store
-                .login_failed(user, &addresses.to_string(), now, now - block_ms())
+            match briefly(store.login_failed(user, &addresses.to_string(), now, now - block_ms()))
                 .await
             {
                 Ok(n) => in_a_row = n,
@@ -205,7 +219,7 @@ impl Lockout {
         let addresses = group(peer);
         self.failures.remove(&(user.to_string(), addresses));
         if let Some(store) = &self.store
-            && let Err(e) = store.login_succeeded(user, &addresses.to_string()).await
+            && let Err(e) = briefly(store.login_succeeded(user, &addresses.to_string())).await
         {
             tracing::warn!(error = %e, "login locks: the state store does not answer; the count there stays");
         }

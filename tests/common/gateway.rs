@@ -486,22 +486,21 @@ impl Gateway {
     /// with `upload_commit = "queued"` a client is answered before SharePoint has its file, and
     /// the suites check SharePoint once every upload has landed (or been quarantined).
     pub async fn settle(&self) {
-        let db = self.dir.path().join("state/queue/queue.db");
+        let db = self.dir.path().join("state/spgate.db");
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let open = rusqlite::Connection::open_with_flags(
+            let waiting: i64 = rusqlite::Connection::open_with_flags(
                 &db,
                 rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-            );
-            let waiting: i64 = open
-                .and_then(|c| {
-                    c.query_row(
-                        "SELECT count(*) FROM upload WHERE failed IS NULL",
-                        [],
-                        |r| r.get(0),
-                    )
-                })
-                .unwrap_or(0);
+            )
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM upload_queue WHERE failed IS NULL",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap_or_else(|e| panic!("reading the upload queue in {}: {e}", db.display()));
             if waiting == 0 {
                 return;
             }

@@ -1,50 +1,29 @@
-//! The queue's durable record: `<state dir>/queue/queue.db`, one row per queued upload.
+//! The queue's durable record: one row per queued upload in the state store's `upload_queue`,
+//! under the queue's owner (the state directory whose spool holds the files). The upload
+//! session's URL is sealed (it carries its own credentials).
 //!
-//! WAL with `synchronous=FULL`: a row committed before the client is answered survives a crash
-//! or a power cut. The server and `spgate queue` share the file; the server notices the other
-//! side's commits through `PRAGMA data_version`.
+//! Changes are written as [`Op`]s, in the order they were made, each batch in one transaction:
+//! a row committed before the client is answered survives a crash. `spgate queue retry|discard`
+//! bumps the store's queue counter, which the server watches to take such changes up.
+//!
+//! Earlier versions kept the queue in `<state dir>/queue/queue.db` (SQLite): [`import`] moves
+//! its rows into the store once and leaves it as `queue.db.imported`.
 
 use std::path::Path;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, Row as SqlRow, params};
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
 
 use super::Row;
+use crate::state::{Counter, Store};
 
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS upload (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    connection TEXT NOT NULL,
-    path TEXT NOT NULL,
-    target TEXT,
-    size INTEGER NOT NULL,
-    modified TEXT,
-    replace INTEGER NOT NULL,
-    file TEXT NOT NULL,
-    upload_url TEXT,
-    uploaded INTEGER NOT NULL DEFAULT 0,
-    failed TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    queued_at TEXT NOT NULL,
-    origin TEXT NOT NULL
-)";
-
-const COLUMNS: &str = "id, connection, path, target, size, modified, replace, file, upload_url, \
-                       uploaded, failed, attempts, queued_at, origin";
-
-pub(super) fn open(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.execute_batch(SCHEMA)?;
-    Ok(conn)
-}
-
-/// Whether the next commits wait for the disk (`synchronous=FULL`, the default) or only
-/// reach the WAL (`NORMAL`: safe from a crash, not from a power cut).
-pub(super) fn durable(conn: &Connection, durable: bool) -> rusqlite::Result<()> {
-    conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })
+/// A change to the record.
+#[derive(Clone)]
+pub(super) enum Op {
+    /// Insert or replace the whole row.
+    Put(Box<Row>),
+    Delete(i64),
 }
 
 fn time(text: Option<String>) -> Option<DateTime<Utc>> {
@@ -56,81 +35,200 @@ fn text(at: Option<DateTime<Utc>>) -> Option<String> {
     at.map(|t| t.to_rfc3339())
 }
 
-fn row(r: &SqlRow) -> rusqlite::Result<Row> {
-    let origin: String = r.get(13)?;
+/// Where a row's upload URL is sealed.
+fn url_place(owner: &str, id: i64) -> String {
+    format!("upload_queue/{owner}/{id}/upload_url")
+}
+
+fn row(store: &Store, owner: &str, r: &AnyRow) -> crate::state::Result<Row> {
+    let id: i64 = r.try_get("id")?;
+    let origin: String = r.try_get("origin")?;
+    let upload_url = r
+        .try_get::<Option<String>, _>("upload_url")?
+        .map(|sealed| store.sealer().open(&url_place(owner, id), &sealed))
+        .transpose()?
+        .map(|url| url.expose().to_string());
     Ok(Row {
-        id: r.get(0)?,
-        connection: r.get(1)?,
-        path: r.get(2)?,
-        target: r.get(3)?,
-        size: r.get::<_, i64>(4)? as u64,
-        modified: time(r.get(5)?),
-        replace: r.get(6)?,
-        file: r.get(7)?,
-        upload_url: r.get(8)?,
-        uploaded: r.get(9)?,
-        failed: r.get(10)?,
-        attempts: r.get(11)?,
-        queued_at: time(r.get(12)?).unwrap_or_else(Utc::now),
+        id,
+        connection: r.try_get("connection")?,
+        path: r.try_get("path")?,
+        target: r.try_get("target")?,
+        size: u64::try_from(r.try_get::<i64, _>("size")?).unwrap_or(0),
+        modified: time(r.try_get("modified")?),
+        replace: r.try_get::<i64, _>("replace_existing")? != 0,
+        file: r.try_get("file")?,
+        upload_url,
+        uploaded: r.try_get::<i64, _>("uploaded")? != 0,
+        failed: r.try_get("failed")?,
+        attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+        queued_at: time(r.try_get("queued_at")?).unwrap_or_else(Utc::now),
         origin: serde_json::from_str(&origin).unwrap_or_default(),
     })
 }
 
-pub(super) fn all(conn: &Connection) -> rusqlite::Result<Vec<Row>> {
-    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM upload ORDER BY id"))?;
-    let rows = stmt.query_map([], row)?;
-    rows.collect()
+/// The owner's rows, by id.
+pub(super) async fn load(store: &Store, owner: &str) -> crate::state::Result<Vec<Row>> {
+    sqlx::query(
+        "SELECT id, connection, path, target, size, modified, replace_existing, file, upload_url,
+                uploaded, failed, attempts, queued_at, origin
+         FROM upload_queue WHERE owner = $1 ORDER BY id",
+    )
+    .bind(owner)
+    .fetch_all(store.pool())
+    .await?
+    .iter()
+    .map(|r| row(store, owner, r))
+    .collect()
 }
 
-/// Inserts `row` (its id is ignored) and answers the new id.
-pub(super) fn insert(conn: &Connection, row: &Row) -> rusqlite::Result<i64> {
-    let origin = serde_json::to_string(&row.origin).unwrap_or_default();
-    conn.execute(
-        "INSERT INTO upload (connection, path, target, size, modified, replace, file, \
-         queued_at, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
-            row.connection,
-            row.path,
-            row.target,
-            row.size as i64,
-            text(row.modified),
-            row.replace,
-            row.file,
-            row.queued_at.to_rfc3339(),
-            origin
-        ],
-    )?;
-    Ok(conn.last_insert_rowid())
-}
-
-/// Writes back the fields that change while a row is queued.
-pub(super) fn update(conn: &Connection, row: &Row) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE upload SET path = ?2, target = ?3, modified = ?4, file = ?5, upload_url = ?6, \
-         uploaded = ?7, failed = ?8, attempts = ?9, origin = ?10, queued_at = ?11 WHERE id = ?1",
-        params![
-            row.id,
-            row.path,
-            row.target,
-            text(row.modified),
-            row.file,
-            row.upload_url,
-            row.uploaded,
-            row.failed,
-            row.attempts,
-            serde_json::to_string(&row.origin).unwrap_or_default(),
-            row.queued_at.to_rfc3339()
-        ],
-    )?;
+/// Writes `ops` in order, in one transaction; with `announce`, tells the server holding the
+/// queue (the store's queue counter).
+pub(super) async fn write(
+    store: &Store,
+    owner: &str,
+    ops: &[Op],
+    announce: bool,
+) -> crate::state::Result<()> {
+    let mut tx = store.pool().begin().await?;
+    write_in(store, &mut tx, owner, ops).await?;
+    if announce {
+        crate::state::bump(&mut tx, Counter::Queue).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
-pub(super) fn delete(conn: &Connection, id: i64) -> rusqlite::Result<()> {
-    conn.execute("DELETE FROM upload WHERE id = ?1", [id])?;
+/// Writes `ops` in order within `tx`.
+async fn write_in(
+    store: &Store,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    owner: &str,
+    ops: &[Op],
+) -> crate::state::Result<()> {
+    for op in ops {
+        match op {
+            Op::Put(r) => {
+                let url = r
+                    .upload_url
+                    .as_deref()
+                    .map(|url| store.sealer().seal(&url_place(owner, r.id), url));
+                sqlx::query(
+                    "INSERT INTO upload_queue (owner, id, connection, path, target, size, modified,
+                        replace_existing, file, upload_url, uploaded, failed, attempts, queued_at,
+                        origin)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                     ON CONFLICT (owner, id) DO UPDATE SET path = excluded.path,
+                        target = excluded.target, modified = excluded.modified,
+                        file = excluded.file, upload_url = excluded.upload_url,
+                        uploaded = excluded.uploaded, failed = excluded.failed,
+                        attempts = excluded.attempts, queued_at = excluded.queued_at,
+                        origin = excluded.origin",
+                )
+                .bind(owner)
+                .bind(r.id)
+                .bind(r.connection.as_str())
+                .bind(r.path.as_str())
+                .bind(r.target.as_deref())
+                .bind(i64::try_from(r.size).unwrap_or(i64::MAX))
+                .bind(text(r.modified))
+                .bind(i64::from(r.replace))
+                .bind(r.file.as_str())
+                .bind(url)
+                .bind(i64::from(r.uploaded))
+                .bind(r.failed.as_deref())
+                .bind(i64::from(r.attempts))
+                .bind(r.queued_at.to_rfc3339())
+                .bind(serde_json::to_string(&r.origin).unwrap_or_default())
+                .execute(&mut **tx)
+                .await?;
+            }
+            Op::Delete(id) => {
+                sqlx::query("DELETE FROM upload_queue WHERE owner = $1 AND id = $2")
+                    .bind(owner)
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+    }
     Ok(())
 }
 
-/// Changes whenever another connection commits to the file.
-pub(super) fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+/// Imports `dir/queue.db` of an earlier version (its rows under `owner`) in one transaction,
+/// then leaves it (and its WAL) as `.imported`.
+pub(super) async fn import(store: &Store, owner: &str, dir: &Path) -> std::io::Result<()> {
+    let file = dir.join("queue.db");
+    if !file.exists() {
+        return Ok(());
+    }
+    let rows = {
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || read_old(&file))
+            .await
+            .map_err(std::io::Error::other)??
+    };
+    // The mark and the rows in one transaction: the spool's files are kept only while a row
+    // names them, so rows must never go missing half-way.
+    let imported = async {
+        let mut tx = store.pool().begin().await?;
+        let first = sqlx::query(
+            "INSERT INTO spgate_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(format!("imported:queue:{owner}"))
+        .bind(Utc::now().to_rfc3339())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if first {
+            let ops: Vec<Op> = rows.iter().map(|r| Op::Put(Box::new(r.clone()))).collect();
+            write_in(store, &mut tx, owner, &ops).await?;
+        }
+        tx.commit().await?;
+        Ok::<_, crate::state::Error>(first)
+    };
+    if imported.await.map_err(std::io::Error::other)? {
+        tracing::info!(file = %file.display(), rows = rows.len(), "imported the upload queue into the state store");
+    }
+    crate::state::keep_imported(&file, true)?;
+    Ok(())
+}
+
+/// The rows of an earlier version's `queue.db`.
+fn read_old(file: &Path) -> std::io::Result<Vec<Row>> {
+    let sql = |e: rusqlite::Error| std::io::Error::other(format!("{}: {e}", file.display()));
+    let conn = rusqlite::Connection::open(file).map_err(sql)?;
+    let mut query = conn
+        .prepare(
+            "SELECT id, connection, path, target, size, modified, replace, file, upload_url,
+                    uploaded, failed, attempts, queued_at, origin FROM upload ORDER BY id",
+        )
+        .map_err(sql)?;
+    let rows = query
+        .query_map([], |r| {
+            let origin: String = r.get(13)?;
+            Ok(Row {
+                id: r.get(0)?,
+                connection: r.get(1)?,
+                path: r.get(2)?,
+                target: r.get(3)?,
+                size: r.get::<_, i64>(4)? as u64,
+                modified: time(r.get(5)?),
+                replace: r.get(6)?,
+                file: r.get(7)?,
+                upload_url: r.get(8)?,
+                uploaded: r.get(9)?,
+                failed: r.get(10)?,
+                attempts: r.get(11)?,
+                queued_at: time(r.get(12)?).unwrap_or_else(Utc::now),
+                origin: serde_json::from_str(&origin).unwrap_or_default(),
+            })
+        })
+        .map_err(sql)?
+        .collect::<rusqlite::Result<Vec<Row>>>()
+        .map_err(sql)?;
+    drop(query);
+    conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")
+        .map_err(sql)?;
+    Ok(rows)
 }

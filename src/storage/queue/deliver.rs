@@ -30,7 +30,7 @@ pub(super) async fn deliver(queue: Arc<Queue>, id: i64, connection: Arc<Connecti
         Ok(None) => None,
         Err(e) => Some(Outcome::Failed(e)),
     };
-    queue.finish(id, outcome);
+    queue.finish(id, outcome).await;
 }
 
 fn local(e: std::io::Error) -> graph::Error {
@@ -54,7 +54,7 @@ async fn attempt(
         sent_modified = row.modified;
         stored = Some(upload(queue, &drive, &row).await?);
         drive.note_stored(row.size);
-        queue.set_uploaded(id).map_err(local)?;
+        queue.set_uploaded(id).await.map_err(local)?;
     }
     loop {
         let Some(row) = queue.row(id) else {
@@ -66,20 +66,20 @@ async fn attempt(
                     Err(e) if e.kind != Kind::NotFound => return Err(e),
                     _ => stored = None,
                 }
-                if queue.complete_if(&row).map_err(local)? {
+                if queue.complete_if(&row).await.map_err(local)? {
                     return Ok(Some((row, None)));
                 }
             }
             Some(target) if target != row.path => {
                 stored = Some(drive.rename(&row.path, &target, true).await?);
-                queue.update(id, |r| r.path = target).map_err(local)?;
+                queue.update(id, |r| r.path = target).await.map_err(local)?;
             }
             Some(target) => {
                 if let Some(at) = row.modified.filter(|at| Some(*at) != sent_modified) {
                     stored = Some(drive.set_modified(&target, at).await?);
                     sent_modified = Some(at);
                 }
-                if queue.complete_if(&row).map_err(local)? {
+                if queue.complete_if(&row).await.map_err(local)? {
                     let stored = match stored {
                         Some(entry) => entry,
                         None => drive.stat(&target).await?,
@@ -121,7 +121,7 @@ async fn upload(queue: &Queue, drive: &Drive, row: &Row) -> graph::Result<graph:
             let upload = drive
                 .upload_session(&row.path, row.size, row.modified, on_conflict)
                 .await?;
-            queue.set_url(row.id, upload.url()).map_err(local)?;
+            queue.set_url(row.id, upload.url()).await.map_err(local)?;
             upload
         }
     };

@@ -1,6 +1,7 @@
 use std::io::Write;
 
 use super::*;
+use crate::connections::store::Paths;
 
 fn origin() -> Origin {
     Origin {
@@ -12,7 +13,7 @@ fn origin() -> Origin {
 }
 
 /// Spools `bytes` and queues them for `path`; answers the id.
-fn queue_file(queue: &Queue, path: &str, bytes: &[u8]) -> i64 {
+async fn queue_file(queue: &Queue, path: &str, bytes: &[u8]) -> i64 {
     let (mut file, spooled) = queue.spool().unwrap();
     file.write_all(bytes).unwrap();
     let new = NewUpload {
@@ -24,7 +25,13 @@ fn queue_file(queue: &Queue, path: &str, bytes: &[u8]) -> i64 {
         spooled,
         origin: origin(),
     };
-    queue.enqueue(new, false).unwrap().0
+    queue.enqueue(new, false).await.unwrap().0
+}
+
+/// The queue of state directory `state`, its rows in that directory's own store.
+async fn open(state: &tempfile::TempDir) -> Arc<Queue> {
+    let store = Paths::in_dir(state.path()).store().await.unwrap();
+    Queue::open(state.path(), store).await.unwrap()
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
@@ -37,25 +44,25 @@ fn files_in(dir: &Path) -> Vec<String> {
                 .is_file()
                 .then(|| e.file_name().to_string_lossy().into_owned())
         })
-        .filter(|n| !n.starts_with("queue.db"))
+        .filter(|n| n != "state.id")
         .collect();
     names.sort();
     names
 }
 
-#[test]
-fn a_queued_file_survives_reopening_and_strays_are_swept() {
+#[tokio::test]
+async fn a_queued_file_survives_reopening_and_strays_are_swept() {
     let state = tempfile::tempdir().unwrap();
-    let queue = Queue::open(state.path()).unwrap();
-    let id = queue_file(&queue, "/In/a.txt", b"hello");
+    let queue = open(&state).await;
+    let id = queue_file(&queue, "/In/a.txt", b"hello").await;
     // A spool file never queued (the client vanished mid-upload) and a file no row names.
     let (_, stray) = queue.spool().unwrap();
     std::fs::write(Queue::dir_in(state.path()).join("u-orphan"), b"x").unwrap();
     drop(queue);
 
-    let queue = Queue::open(state.path()).unwrap();
-    queue.recover().unwrap();
-    let rows = queue.list().unwrap();
+    let queue = open(&state).await;
+    queue.recover().await.unwrap();
+    let rows = queue.list().await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].id, rows[0].path.as_str()), (id, "/In/a.txt"));
     assert_eq!(rows[0].origin, origin());
@@ -68,14 +75,15 @@ fn a_queued_file_survives_reopening_and_strays_are_swept() {
     );
 }
 
-#[test]
-fn a_row_whose_file_is_gone_is_dropped_on_recovery() {
+#[tokio::test]
+async fn a_row_whose_file_is_gone_is_dropped_on_recovery() {
     let state = tempfile::tempdir().unwrap();
-    let queue = Queue::open(state.path()).unwrap();
-    let kept = queue_file(&queue, "/In/kept.txt", b"kept");
-    let gone = queue_file(&queue, "/In/gone.txt", b"gone");
+    let queue = open(&state).await;
+    let kept = queue_file(&queue, "/In/kept.txt", b"kept").await;
+    let gone = queue_file(&queue, "/In/gone.txt", b"gone").await;
     let file = queue
         .list()
+        .await
         .unwrap()
         .into_iter()
         .find(|r| r.id == gone)
@@ -84,28 +92,28 @@ fn a_row_whose_file_is_gone_is_dropped_on_recovery() {
     drop(queue);
     std::fs::remove_file(Queue::dir_in(state.path()).join(file)).unwrap();
 
-    let queue = Queue::open(state.path()).unwrap();
-    queue.recover().unwrap();
-    let ids: Vec<i64> = queue.list().unwrap().iter().map(|r| r.id).collect();
+    let queue = open(&state).await;
+    queue.recover().await.unwrap();
+    let ids: Vec<i64> = queue.list().await.unwrap().iter().map(|r| r.id).collect();
     assert_eq!(ids, [kept]);
     assert!(queue.pending("sp", "/In/gone.txt").is_none());
 }
 
-#[test]
-fn a_file_moved_to_quarantine_before_a_crash_is_tried_again() {
+#[tokio::test]
+async fn a_file_moved_to_quarantine_before_a_crash_is_tried_again() {
     let state = tempfile::tempdir().unwrap();
-    let queue = Queue::open(state.path()).unwrap();
-    let id = queue_file(&queue, "/In/a.txt", b"kept");
-    let file = queue.list().unwrap()[0].file.clone();
+    let queue = open(&state).await;
+    let id = queue_file(&queue, "/In/a.txt", b"kept").await;
+    let file = queue.list().await.unwrap()[0].file.clone();
     drop(queue);
     // The crash came between quarantining's move of the file and its row's update.
     let dir = Queue::dir_in(state.path());
     std::fs::create_dir_all(dir.join("quarantine")).unwrap();
     std::fs::rename(dir.join(file), dir.join(format!("quarantine/{id}-a.txt"))).unwrap();
 
-    let queue = Queue::open(state.path()).unwrap();
-    queue.recover().unwrap();
-    let rows = queue.list().unwrap();
+    let queue = open(&state).await;
+    queue.recover().await.unwrap();
+    let rows = queue.list().await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].file, format!("quarantine/{id}-a.txt"));
     assert!(rows[0].failed.is_none(), "in line again");
@@ -113,13 +121,13 @@ fn a_file_moved_to_quarantine_before_a_crash_is_tried_again() {
     assert_eq!(std::fs::read(&pending.file).unwrap(), b"kept");
 }
 
-#[test]
-fn a_second_upload_supersedes_a_first_not_yet_started() {
+#[tokio::test]
+async fn a_second_upload_supersedes_a_first_not_yet_started() {
     let state = tempfile::tempdir().unwrap();
-    let queue = Queue::open(state.path()).unwrap();
-    queue_file(&queue, "/In/a.txt", b"first");
-    let second = queue_file(&queue, "/In/a.txt", b"second!");
-    let rows = queue.list().unwrap();
+    let queue = open(&state).await;
+    queue_file(&queue, "/In/a.txt", b"first").await;
+    let second = queue_file(&queue, "/In/a.txt", b"second!").await;
+    let rows = queue.list().await.unwrap();
     assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), [second]);
     assert_eq!(queue.pending("sp", "/In/a.txt").unwrap().size, 7);
     assert_eq!(
@@ -129,29 +137,33 @@ fn a_second_upload_supersedes_a_first_not_yet_started() {
     );
 }
 
-#[test]
-fn renaming_and_deleting_queued_files_change_the_queue_only() {
+#[tokio::test]
+async fn renaming_and_deleting_queued_files_change_the_queue_only() {
     let state = tempfile::tempdir().unwrap();
-    let queue = Queue::open(state.path()).unwrap();
-    queue_file(&queue, "/In/a.filepart", b"content");
-    queue_file(&queue, "/In/gone.txt", b"x");
+    let queue = open(&state).await;
+    queue_file(&queue, "/In/a.filepart", b"content").await;
+    queue_file(&queue, "/In/gone.txt", b"x").await;
     // Not started: the upload goes straight to the new name; an older SharePoint file at the
     // old name (if any) is the caller's to delete.
     let stale = queue
         .rename("sp", "/In/a.filepart", "/In/a.txt", "/a.txt")
+        .await
         .unwrap();
     assert_eq!(stale, Some(Some("/In/a.filepart".to_string())));
     assert!(queue.pending("sp", "/In/a.filepart").is_none());
-    let rows = queue.list().unwrap();
+    let rows = queue.list().await.unwrap();
     assert_eq!(rows[0].path, "/In/a.txt");
     assert_eq!(rows[0].origin.vpath, "/a.txt");
     assert_eq!(
-        queue.remove("sp", "/In/gone.txt").unwrap(),
+        queue.remove("sp", "/In/gone.txt").await.unwrap(),
         Some(Some("/In/gone.txt".to_string()))
     );
     assert!(queue.pending("sp", "/In/gone.txt").is_none());
-    assert_eq!(queue.rename("sp", "/In/none", "/In/x", "/x").unwrap(), None);
-    assert_eq!(queue.remove("sp", "/In/none").unwrap(), None);
+    assert_eq!(
+        queue.rename("sp", "/In/none", "/In/x", "/x").await.unwrap(),
+        None
+    );
+    assert_eq!(queue.remove("sp", "/In/none").await.unwrap(), None);
     let names: Vec<String> = queue
         .pending_children("sp", "/In")
         .into_iter()
@@ -160,20 +172,19 @@ fn renaming_and_deleting_queued_files_change_the_queue_only() {
     assert_eq!(names, ["a.txt"]);
     assert!(queue.has_pending_below("sp", "/In"));
     assert!(!queue.has_pending_below("sp", "/Other"));
-    assert_eq!(queue.list().unwrap().len(), 1);
+    assert_eq!(queue.list().await.unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn only_quarantined_uploads_can_be_retried_or_discarded() {
     let state = tempfile::tempdir().unwrap();
-    let paths = Paths::in_dir(state.path());
-    let queue = Queue::open(state.path()).unwrap();
-    let id = queue_file(&queue, "/In/a.txt", b"content");
+    let queue = open(&state).await;
+    let id = queue_file(&queue, "/In/a.txt", b"content").await;
     assert!(
-        !queue.retry(id, &paths).await.unwrap(),
+        !queue.retry(id).await.unwrap(),
         "still waiting: nothing to retry"
     );
-    assert!(!queue.discard(id, &paths).await.unwrap());
+    assert!(!queue.discard(id).await.unwrap());
     {
         let mut state = queue.state.lock();
         let mut row = state.rows[&id].clone();
@@ -184,22 +195,91 @@ async fn only_quarantined_uploads_can_be_retried_or_discarded() {
         "quarantined files are not shown"
     );
     assert_eq!(queue.stats().quarantined, 1);
-    assert!(queue.retry(id, &paths).await.unwrap());
+    assert!(queue.retry(id).await.unwrap());
     assert!(queue.pending("sp", "/In/a.txt").is_some());
     assert_eq!(queue.stats().depth, 1);
 }
 
-#[test]
-fn the_upload_url_stays_out_of_debug_output() {
+#[tokio::test]
+async fn the_upload_url_stays_out_of_debug_output() {
     let state = tempfile::tempdir().unwrap();
-    let queue = Queue::open(state.path()).unwrap();
-    let id = queue_file(&queue, "/In/a.txt", b"content");
+    let queue = open(&state).await;
+    let id = queue_file(&queue, "/In/a.txt", b"content").await;
     queue
         .set_url(id, "https://upload.example/session?tempauth=SECRET")
+        .await
         .unwrap();
-    let row = &queue.list().unwrap()[0];
+    let row = &queue.list().await.unwrap()[0];
     assert!(row.upload_url.is_some());
     let shown = format!("{row:?}");
     assert!(!shown.contains("SECRET"), "{shown}");
     assert!(shown.contains("/In/a.txt"), "{shown}");
+    // Sealed in the store: the URL is nowhere in its files, and reopening reads it back.
+    let mut raw = Vec::new();
+    for suffix in ["", "-wal"] {
+        let file = state.path().join(format!("spgate.db{suffix}"));
+        raw.extend(std::fs::read(file).unwrap_or_default());
+    }
+    assert!(!String::from_utf8_lossy(&raw).contains("tempauth=SECRET"));
+    drop(queue);
+    let queue = open(&state).await;
+    let row = &queue.list().await.unwrap()[0];
+    assert_eq!(
+        row.upload_url.as_deref(),
+        Some("https://upload.example/session?tempauth=SECRET")
+    );
+}
+
+/// The `queue.db` an earlier version left: its rows are in the store after the first opening
+/// (ids, files and progress kept, new files numbered after them), the file is left as
+/// `.imported`, and a copy put back is not imported again.
+#[tokio::test]
+async fn the_queue_db_of_an_earlier_version_is_imported_once() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = Queue::dir_in(state.path());
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("u-old"), b"queued before the upgrade").unwrap();
+    {
+        let old = rusqlite::Connection::open(dir.join("queue.db")).unwrap();
+        old.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE upload (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, connection TEXT NOT NULL,
+                path TEXT NOT NULL, target TEXT, size INTEGER NOT NULL, modified TEXT,
+                replace INTEGER NOT NULL, file TEXT NOT NULL, upload_url TEXT,
+                uploaded INTEGER NOT NULL DEFAULT 0, failed TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0, queued_at TEXT NOT NULL,
+                origin TEXT NOT NULL);
+             INSERT INTO upload (id, connection, path, target, size, replace, file, upload_url,
+                attempts, queued_at, origin)
+             VALUES (41, 'sp', '/In/old.txt', '/In/old.txt', 25, 1, 'u-old',
+                'https://upload.example/s?tempauth=OLD', 2, '2026-11-30T08:00:00+00:00',
+                '{\"user\":\"alice\",\"protocol\":\"sftp\",\"peer\":null,\"vpath\":\"/old.txt\"}');",
+        )
+        .unwrap();
+    }
+    let queue = open(&state).await;
+    queue.recover().await.unwrap();
+    let rows = queue.list().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!((row.id, row.file.as_str(), row.attempts), (41, "u-old", 2));
+    assert_eq!(row.origin.user, "alice");
+    assert!(
+        row.upload_url
+            .as_deref()
+            .is_some_and(|u| u.ends_with("OLD"))
+    );
+    assert!(!dir.join("queue.db").exists() && dir.join("queue.db.imported").exists());
+    let pending = queue.pending("sp", "/In/old.txt").expect("still queued");
+    assert_eq!(
+        std::fs::read(pending.file).unwrap(),
+        b"queued before the upgrade"
+    );
+    assert_eq!(queue_file(&queue, "/In/new.txt", b"new").await, 42);
+
+    drop(queue);
+    std::fs::copy(dir.join("queue.db.imported"), dir.join("queue.db")).unwrap();
+    let queue = open(&state).await;
+    assert_eq!(queue.list().await.unwrap().len(), 2, "not imported twice");
 }

@@ -78,11 +78,10 @@ pub(super) async fn hand_over(commit: &Commit, file: Handover) -> Result<Option<
         spooled: file.spooled,
         origin: commit.origin_of(&file.shown),
     };
-    let queue = commit.queue.clone();
-    let queued = tokio::task::spawn_blocking(move || queue.enqueue(new, wait.is_some()))
+    let (_, waiter) = commit
+        .queue
+        .enqueue(new, wait.is_some())
         .await
-        .map_err(|e| Error::new(ErrorKind::Failed, "queueing the upload failed").with_source(e))?;
-    let (_, waiter) = queued
         .map_err(|e| Error::new(ErrorKind::Failed, "queueing the upload failed").with_source(e))?;
     let (Some(wait), Some(waiter)) = (wait, waiter) else {
         return Ok(None);

@@ -2,7 +2,7 @@
 //! state store once, in one transaction, then left as `sync.db.imported`. Run locks are not
 //! carried over (their runs ended with the old process).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rusqlite::OpenFlags;
 
@@ -12,9 +12,6 @@ use super::snapshot::apply_in;
 use super::{Error, Result, Store, failed};
 use crate::sync::store::{RemoteChange, Snapshot};
 use crate::sync::{Baseline, Counts, Outcome, Problem, RemoteItem};
-
-/// The meta row that says the sync state of an earlier version was imported.
-const IMPORTED: &str = "imported:sync";
 
 /// One job's state as the old file holds it.
 #[derive(Default)]
@@ -37,29 +34,32 @@ pub async fn import(store: &Store, state_dir: &Path) -> Result<()> {
             .await
             .map_err(|e| failed("reading sync.db")(std::io::Error::other(e)))??
     };
-    if store.write_imported(&jobs).await? {
-        tracing::info!(file = %file.display(), jobs = jobs.len(), "imported the sync state into the state store");
-    }
-    for suffix in ["", "-wal", "-shm"] {
-        let from = PathBuf::from(format!("{}{suffix}", file.display()));
-        if from.exists() {
-            let to = PathBuf::from(format!("{}.imported{suffix}", file.display()));
-            std::fs::rename(&from, &to).map_err(failed("renaming sync.db"))?;
+    let dir = crate::state::dir_id(state_dir).map_err(failed("importing sync.db"))?;
+    if let Some(skipped) = store.write_imported(&jobs, &dir).await? {
+        tracing::info!(file = %file.display(), jobs = jobs.len() - skipped.len(), "imported the sync state into the state store");
+        for job in skipped {
+            tracing::warn!(job, file = %file.display(), "the sync state of this job in the file was not imported: the store holds the job's state already (from another instance)");
         }
     }
+    crate::state::keep_imported(&file, true).map_err(failed("renaming sync.db"))?;
     Ok(())
 }
 
 impl Store {
-    /// Writes every job's state in one transaction, unless the old file was imported before
-    /// (by another process): false then, and nothing written.
-    async fn write_imported(&self, jobs: &[(String, Job)]) -> Result<bool> {
+    /// Writes every job's state in one transaction, unless the file of state directory `dir`
+    /// was imported before (`None` then, and nothing written). A job the store holds state of
+    /// already (another instance's) is left out: answers those.
+    async fn write_imported(
+        &self,
+        jobs: &[(String, Job)],
+        dir: &str,
+    ) -> Result<Option<Vec<String>>> {
         let op = "importing sync.db";
         let mut tx = self.pool().begin().await.map_err(failed(op))?;
         let first = sqlx::query(
             "INSERT INTO spgate_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
         )
-        .bind(IMPORTED)
+        .bind(format!("imported:sync:{dir}"))
         .bind(super::now().to_string())
         .execute(&mut *tx)
         .await
@@ -67,13 +67,28 @@ impl Store {
         .rows_affected()
             > 0;
         if !first {
-            return Ok(false);
+            return Ok(None);
         }
+        let mut skipped = Vec::new();
         for (name, job) in jobs {
+            let held = sqlx::query(
+                "SELECT job FROM sync_baseline WHERE job = $1
+                 UNION SELECT job FROM sync_snapshots WHERE job = $1
+                 UNION SELECT job FROM sync_runs WHERE job = $1",
+            )
+            .bind(name.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(failed(op))?
+            .is_some();
+            if held {
+                skipped.push(name.clone());
+                continue;
+            }
             write_job(&mut tx, name, job).await.map_err(failed(op))?;
         }
         tx.commit().await.map_err(failed(op))?;
-        Ok(true)
+        Ok(Some(skipped))
     }
 }
 

@@ -20,9 +20,10 @@ impl Store {
     /// Takes the job's lock for `owner`: `Ok(None)` when taken (it was free, its heartbeat is
     /// older than `stale_after`, its holder is a process of this host that no longer exists,
     /// or `owner` already held it), otherwise the current holder.
-    /// `owner` must be unique per run (the same owner always wins). Owners of the form
-    /// `pid <pid> on <host>` (as `sync::run` writes them) let a killed run's lock be taken over
-    /// at once instead of after `stale_after`.
+    /// `owner` must be unique per run (the same owner always wins). On an SQLite store (one
+    /// host), owners of the form `pid <pid> on <host>[ run <id>]` (as `sync::run` writes them)
+    /// let a killed run's lock be taken over at once instead of after `stale_after`; a store
+    /// shared by several hosts relies on the heartbeat alone (host names need not be unique).
     pub async fn try_lock(
         &self,
         job: &str,
@@ -32,6 +33,7 @@ impl Store {
         let op = "taking the run lock";
         let now = now();
         let stale_after = i64::try_from(stale_after.as_secs()).unwrap_or(i64::MAX);
+        let one_host = self.state.engine() == crate::state::Engine::Sqlite;
         let mut tx = self.pool().begin().await.map_err(failed(op))?;
         let take = async {
             // A write first: the holder's row stays locked (PostgreSQL), or the whole store
@@ -42,7 +44,7 @@ impl Store {
                 .await?;
             if let Some(holder) = holder(&mut tx, job).await? {
                 let stale = now.saturating_sub(holder.heartbeat) > stale_after
-                    || process_gone(&holder.owner);
+                    || (one_host && process_gone(&holder.owner));
                 if holder.owner != owner && !stale {
                     return Ok(Some(holder));
                 }
@@ -105,6 +107,21 @@ impl Store {
         Ok(changed == 1)
     }
 
+    /// Records `holder` as the job's lock holder (a dry run's copy of a held lock).
+    pub(super) async fn hold_lock(&self, job: &str, holder: &LockHolder) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sync_locks (job, owner, acquired, heartbeat) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(job)
+        .bind(holder.owner.as_str())
+        .bind(holder.acquired)
+        .bind(holder.heartbeat)
+        .execute(self.pool())
+        .await
+        .map_err(failed("copying the run lock"))?;
+        Ok(())
+    }
+
     /// Who holds the job's lock, if anyone (stale or not).
     pub async fn lock_holder(&self, job: &str) -> Result<Option<LockHolder>> {
         let op = "reading the run lock";
@@ -131,8 +148,8 @@ async fn holder(
         .transpose()
 }
 
-/// Whether `owner` (`pid <pid> on <host>`) names a process of this host that has exited. Any
-/// other owner, another host, or a system without `/proc` counts as alive.
+/// Whether `owner` (`pid <pid> on <host>[ run <id>]`) names a process of this host that has
+/// exited. Any other owner, another host, or a system without `/proc` counts as alive.
 fn process_gone(owner: &str) -> bool {
     let Some((pid, host)) = owner
         .strip_prefix("pid ")
@@ -140,6 +157,7 @@ fn process_gone(owner: &str) -> bool {
     else {
         return false;
     };
+    let host = host.split_once(" run ").map_or(host, |(host, _)| host);
     let Ok(pid) = pid.parse::<u32>() else {
         return false;
     };
