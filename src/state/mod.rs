@@ -316,9 +316,18 @@ pub fn dir_id(state_dir: &Path) -> std::io::Result<String> {
             file.display()
         ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Made under another name, then linked into place: of two processes making it at
+            // once, one id wins and both read it.
             let id = format!("{:016x}", rand::random::<u64>());
-            crate::fsio::write_private(&file, id.as_bytes())?;
-            Ok(id)
+            let made = state_dir.join(format!(".state.id.{id}"));
+            crate::fsio::write_private(&made, id.as_bytes())?;
+            let linked = std::fs::hard_link(&made, &file);
+            std::fs::remove_file(&made)?;
+            match linked {
+                Ok(()) => Ok(id),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => dir_id(state_dir),
+                Err(e) => Err(e),
+            }
         }
         Err(e) => Err(e),
     }

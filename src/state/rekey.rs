@@ -47,9 +47,11 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         if self.engine() == super::Engine::Postgres {
             // No instance may seal or rotate anything while the key changes under it.
-            sqlx::query("LOCK TABLE connections, host_keys, grants IN EXCLUSIVE MODE")
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "LOCK TABLE connections, host_keys, grants, upload_queue IN EXCLUSIVE MODE",
+            )
+            .execute(&mut *tx)
+            .await?;
         }
         let mut count = 0;
         for sealed in SEALED {
@@ -79,6 +81,13 @@ impl Store {
                 count += 1;
             }
         }
+        // Queued uploads' session URLs are not sealed again but forgotten: a session is short
+        // lived, and its upload simply starts a new one.
+        count +=
+            sqlx::query("UPDATE upload_queue SET upload_url = NULL WHERE upload_url IS NOT NULL")
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as usize;
         sqlx::query("UPDATE spgate_meta SET value = $1 WHERE key = $2")
             .bind(new.seal(KEY_CHECK_PLACE, "spgate"))
             .bind(KEY_CHECK)

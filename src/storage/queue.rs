@@ -226,7 +226,8 @@ impl Queue {
         db::import(&store, &owner, &dir).await?;
         let seen = store.counters().await.map_err(io)?.queue;
         let rows = db::load(&store, &owner).await.map_err(io)?;
-        let next_id = rows.iter().map(|r| r.id).max().unwrap_or(0) + 1;
+        let next_id = (rows.iter().map(|r| r.id).max().unwrap_or(0) + 1)
+            .max(db::next_id(&store, &owner).await.map_err(io)?);
         Ok(Arc::new(Queue {
             dir,
             store,
@@ -308,7 +309,7 @@ impl Queue {
                         id,
                         "upload queue: a queued file is gone (removed by hand?); its upload is dropped"
                     );
-                    state.forget(&self.dir, id)?;
+                    state.forget(id)?;
                 }
             }
         }
@@ -386,7 +387,7 @@ impl Queue {
         let (id, waiter) = {
             let mut state = self.state.lock();
             let target = row.path.clone();
-            state.supersede(&self.dir, &row.connection, &target)?;
+            state.supersede(&row.connection, &target)?;
             row.id = state.next_id;
             state.next_id += 1;
             let id = row.id;
@@ -400,10 +401,11 @@ impl Queue {
             (id, waiter)
         };
         if let Err(e) = self.flush().await {
-            // Not queued after all: the client hears the failure, the file is not kept.
-            let mut state = self.state.lock();
-            state.waiters.remove(&id);
-            let _ = state.forget(&self.dir, id);
+            // The client hears the failure. The row stays in memory, unstarted, and goes to the
+            // store (then SharePoint) once the store answers; a crash before that drops it with
+            // its file, as the client was told.
+            self.state.lock().waiters.remove(&id);
+            tracing::warn!(id, error = %e, "upload queue: a close was refused because the state store did not answer; the file stays queued until it does");
             return Err(e);
         }
         self.wake.notify_one();
@@ -460,7 +462,7 @@ impl Queue {
             let Some(id) = state.visible(connection, from).map(|r| r.id) else {
                 return Ok(None);
             };
-            state.supersede(&self.dir, connection, to)?;
+            state.supersede(connection, to)?;
             let movable = state.movable(id);
             let row = state.rows.get_mut(&id).expect("visible row");
             row.target = Some(to.to_string());
@@ -492,7 +494,7 @@ impl Queue {
                 return Ok(None);
             };
             let dropped = state.movable(row.id);
-            state.drop_or_orphan(&self.dir, row.id)?;
+            state.drop_or_orphan(row.id)?;
             (dropped || row.path != path).then(|| path.to_string())
         };
         self.flush().await?;
@@ -609,7 +611,7 @@ impl Queue {
                 .get(id)
                 .is_some_and(|r| r.target.as_deref() == Some(to))
             {
-                state.drop_or_orphan(&self.dir, *id)?;
+                state.drop_or_orphan(*id)?;
                 continue;
             }
             let Some(row) = state.rows.get_mut(id) else {
@@ -701,7 +703,7 @@ impl Queue {
             if state.rows.get(&id).is_none_or(|r| r.failed.is_none()) {
                 return Ok(false);
             }
-            state.forget(&self.dir, id)?;
+            state.forget(id)?;
         }
         self.announce().await?;
         crate::connections::health::clear(&self.store, &self.alert_source(id), "discarded").await?;
@@ -729,6 +731,9 @@ impl Queue {
         loop {
             if let Err(e) = self.refresh().await {
                 tracing::error!(error = %e, "upload queue: reading the queue failed");
+            }
+            if let Err(e) = self.flush().await {
+                tracing::error!(error = %e, "upload queue: saving the queue failed (retried)");
             }
             let wait = match self.start_ready(&tasks) {
                 Ok(wait) => wait,
@@ -758,14 +763,25 @@ impl Queue {
         let mut wait = Duration::from_secs(2);
         let mut busy: HashMap<String, usize> = HashMap::new();
         let mut touched: HashSet<(String, String)> = HashSet::new();
-        for id in &state.in_flight {
-            let row = &state.rows[id];
+        for row in state.in_flight.iter().filter_map(|id| state.rows.get(id)) {
             *busy.entry(row.connection.clone()).or_default() += 1;
             touched.extend(row_paths(row));
         }
+        // Rows whose latest change is not in the store yet wait for it.
+        let unsaved: HashSet<i64> = state
+            .ops
+            .iter()
+            .map(|op| match op {
+                Op::Put(row) => row.id,
+                Op::Delete(id, _) => *id,
+            })
+            .collect();
         let mut start = Vec::new();
         for row in state.rows.values() {
-            if row.failed.is_some() || state.in_flight.contains(&row.id) {
+            if row.failed.is_some()
+                || state.in_flight.contains(&row.id)
+                || unsaved.contains(&row.id)
+            {
                 continue;
             }
             if let Some(&at) = state.not_before.get(&row.id)
@@ -844,15 +860,33 @@ impl Queue {
 
     async fn write(&self, announce: bool) -> std::io::Result<()> {
         let _one = self.writing.lock().await;
-        let ops = std::mem::take(&mut self.state.lock().ops);
+        self.write_held(announce).await
+    }
+
+    /// [`write`](Self::write), with `writing` held. The changes leave memory only once they
+    /// are committed (a write called off half-way loses none); files of deleted rows are
+    /// removed then too, never before their rows are gone from the store.
+    async fn write_held(&self, announce: bool) -> std::io::Result<()> {
+        let (ops, next_id) = {
+            let state = self.state.lock();
+            (state.ops.clone(), state.next_id)
+        };
         if ops.is_empty() && !announce {
             return Ok(());
         }
-        if let Err(e) = db::write(&self.store, &self.owner, &ops, announce).await {
-            let mut state = self.state.lock();
-            let newer = std::mem::replace(&mut state.ops, ops);
-            state.ops.extend(newer);
-            return Err(io(e));
+        db::write(&self.store, &self.owner, &ops, next_id, announce)
+            .await
+            .map_err(io)?;
+        let done: Vec<Op> = self.state.lock().ops.drain(..ops.len()).collect();
+        for op in done {
+            if let Op::Delete(_, file) = op {
+                match std::fs::remove_file(self.dir.join(&file)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        tracing::warn!(file, error = %e, "upload queue: removing a finished file failed");
+                    }
+                    _ => {}
+                }
+            }
         }
         Ok(())
     }
@@ -864,7 +898,9 @@ impl Queue {
         if counter == self.state.lock().seen {
             return Ok(());
         }
-        self.flush().await?;
+        // Held until the rows read are in place: no write lands between the read and the swap.
+        let _one = self.writing.lock().await;
+        self.write_held(false).await?;
         let stored = db::load(&self.store, &self.owner).await.map_err(io)?;
         let mut state = self.state.lock();
         if !state.ops.is_empty() {
@@ -890,7 +926,7 @@ impl Queue {
             if state.rows.get(&seen.id) != Some(seen) {
                 return Ok(false);
             }
-            state.forget(&self.dir, seen.id)?;
+            state.forget(seen.id)?;
             state.in_flight.remove(&seen.id);
         }
         // Written before the worker ends: a row coming back after a crash would upload an old
@@ -976,7 +1012,7 @@ impl Queue {
                 }
                 if let Some(waiter) = waiter {
                     // The client is still waiting and hears the refusal: nothing to keep.
-                    let _ = state.forget(&self.dir, id);
+                    let _ = state.forget(id);
                     let _ = waiter.send(Err(error));
                     return None;
                 }
@@ -1032,7 +1068,7 @@ impl State {
     }
 
     /// Everything queued to end at `path` gives way to a newer file.
-    fn supersede(&mut self, dir: &Path, connection: &str, path: &str) -> std::io::Result<()> {
+    fn supersede(&mut self, connection: &str, path: &str) -> std::io::Result<()> {
         let older: Vec<i64> = self
             .rows
             .values()
@@ -1040,15 +1076,15 @@ impl State {
             .map(|r| r.id)
             .collect();
         for id in older {
-            self.drop_or_orphan(dir, id)?;
+            self.drop_or_orphan(id)?;
         }
         Ok(())
     }
 
     /// Drops a row not started yet; one already under way is let finish and then deleted.
-    fn drop_or_orphan(&mut self, dir: &Path, id: i64) -> std::io::Result<()> {
+    fn drop_or_orphan(&mut self, id: i64) -> std::io::Result<()> {
         if self.movable(id) {
-            return self.forget(dir, id);
+            return self.forget(id);
         }
         let row = self.rows.get_mut(&id).expect("row");
         row.target = None;
@@ -1058,13 +1094,10 @@ impl State {
     }
 
     /// Removes a row and its file.
-    fn forget(&mut self, dir: &Path, id: i64) -> std::io::Result<()> {
+    fn forget(&mut self, id: i64) -> std::io::Result<()> {
         if let Some(row) = self.rows.remove(&id) {
-            self.ops.push(Op::Delete(id));
-            match std::fs::remove_file(dir.join(&row.file)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
+            // The file goes once the row's deletion is committed (see `Queue::write_held`).
+            self.ops.push(Op::Delete(id, row.file));
         }
         self.not_before.remove(&id);
         Ok(())
@@ -1081,8 +1114,12 @@ impl State {
             .unwrap_or("file")
             .to_string();
         let moved = format!("quarantine/{}-{name}", row.id);
-        std::fs::rename(dir.join(&row.file), dir.join(&moved))?;
-        row.file = moved;
+        match std::fs::rename(dir.join(&row.file), dir.join(&moved)) {
+            Ok(()) => row.file = moved,
+            // Gone (removed by hand): the row is marked failed all the same, not tried again.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         row.failed = Some(reason.to_string());
         row.upload_url = None;
         self.ops.push(Op::Put(Box::new(row.clone())));

@@ -23,7 +23,9 @@ use crate::state::{Counter, Store};
 pub(super) enum Op {
     /// Insert or replace the whole row.
     Put(Box<Row>),
-    Delete(i64),
+    /// Delete the row; its file (relative to the queue directory) is removed once that is
+    /// committed.
+    Delete(i64, String),
 }
 
 fn time(text: Option<String>) -> Option<DateTime<Utc>> {
@@ -43,11 +45,17 @@ fn url_place(owner: &str, id: i64) -> String {
 fn row(store: &Store, owner: &str, r: &AnyRow) -> crate::state::Result<Row> {
     let id: i64 = r.try_get("id")?;
     let origin: String = r.try_get("origin")?;
+    // A URL that does not open (sealed under another key) is forgotten: the upload starts a
+    // new session.
     let upload_url = r
         .try_get::<Option<String>, _>("upload_url")?
-        .map(|sealed| store.sealer().open(&url_place(owner, id), &sealed))
-        .transpose()?
-        .map(|url| url.expose().to_string());
+        .and_then(|sealed| match store.sealer().open(&url_place(owner, id), &sealed) {
+            Ok(url) => Some(url.expose().to_string()),
+            Err(e) => {
+                tracing::warn!(id, error = %e, "upload queue: an upload session's URL does not open; a new session is started");
+                None
+            }
+        });
     Ok(Row {
         id,
         connection: r.try_get("connection")?,
@@ -81,16 +89,43 @@ pub(super) async fn load(store: &Store, owner: &str) -> crate::state::Result<Vec
     .collect()
 }
 
-/// Writes `ops` in order, in one transaction; with `announce`, tells the server holding the
-/// queue (the store's queue counter).
+/// Where the owner's next id is kept: ids are never reused, even after the newest rows went.
+fn next_id_key(owner: &str) -> String {
+    format!("queue_next_id:{owner}")
+}
+
+/// The owner's next id as last written (0: none yet).
+pub(super) async fn next_id(store: &Store, owner: &str) -> crate::state::Result<i64> {
+    let row = sqlx::query("SELECT value FROM spgate_meta WHERE key = $1")
+        .bind(next_id_key(owner))
+        .fetch_optional(store.pool())
+        .await?;
+    Ok(row
+        .map(|r| r.try_get::<String, _>("value"))
+        .transpose()?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Writes `ops` in order, with the owner's `next_id`, in one transaction; with `announce`,
+/// tells the server holding the queue (the store's queue counter).
 pub(super) async fn write(
     store: &Store,
     owner: &str,
     ops: &[Op],
+    next_id: i64,
     announce: bool,
 ) -> crate::state::Result<()> {
     let mut tx = store.pool().begin().await?;
     write_in(store, &mut tx, owner, ops).await?;
+    sqlx::query(
+        "INSERT INTO spgate_meta (key, value) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(next_id_key(owner))
+    .bind(next_id.to_string())
+    .execute(&mut *tx)
+    .await?;
     if announce {
         crate::state::bump(&mut tx, Counter::Queue).await?;
     }
@@ -142,7 +177,7 @@ async fn write_in(
                 .execute(&mut **tx)
                 .await?;
             }
-            Op::Delete(id) => {
+            Op::Delete(id, _) => {
                 sqlx::query("DELETE FROM upload_queue WHERE owner = $1 AND id = $2")
                     .bind(owner)
                     .bind(id)

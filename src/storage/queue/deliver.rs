@@ -37,6 +37,14 @@ fn local(e: std::io::Error) -> graph::Error {
     graph::Error::new(Kind::Io, format!("the queued file: {e}"))
 }
 
+/// A failure to record progress in the state store: worth another attempt later.
+fn unrecorded(e: std::io::Error) -> graph::Error {
+    graph::Error::new(
+        Kind::Unavailable,
+        format!("recording the upload's progress: {e}"),
+    )
+}
+
 /// `Ok(None)`: the row disappeared (discarded) before the attempt began.
 async fn attempt(
     queue: &Arc<Queue>,
@@ -54,7 +62,7 @@ async fn attempt(
         sent_modified = row.modified;
         stored = Some(upload(queue, &drive, &row).await?);
         drive.note_stored(row.size);
-        queue.set_uploaded(id).await.map_err(local)?;
+        queue.set_uploaded(id).await.map_err(unrecorded)?;
     }
     loop {
         let Some(row) = queue.row(id) else {
@@ -66,20 +74,23 @@ async fn attempt(
                     Err(e) if e.kind != Kind::NotFound => return Err(e),
                     _ => stored = None,
                 }
-                if queue.complete_if(&row).await.map_err(local)? {
+                if queue.complete_if(&row).await.map_err(unrecorded)? {
                     return Ok(Some((row, None)));
                 }
             }
             Some(target) if target != row.path => {
                 stored = Some(drive.rename(&row.path, &target, true).await?);
-                queue.update(id, |r| r.path = target).await.map_err(local)?;
+                queue
+                    .update(id, |r| r.path = target)
+                    .await
+                    .map_err(unrecorded)?;
             }
             Some(target) => {
                 if let Some(at) = row.modified.filter(|at| Some(*at) != sent_modified) {
                     stored = Some(drive.set_modified(&target, at).await?);
                     sent_modified = Some(at);
                 }
-                if queue.complete_if(&row).await.map_err(local)? {
+                if queue.complete_if(&row).await.map_err(unrecorded)? {
                     let stored = match stored {
                         Some(entry) => entry,
                         None => drive.stat(&target).await?,
@@ -121,7 +132,10 @@ async fn upload(queue: &Queue, drive: &Drive, row: &Row) -> graph::Result<graph:
             let upload = drive
                 .upload_session(&row.path, row.size, row.modified, on_conflict)
                 .await?;
-            queue.set_url(row.id, upload.url()).await.map_err(local)?;
+            queue
+                .set_url(row.id, upload.url())
+                .await
+                .map_err(unrecorded)?;
             upload
         }
     };

@@ -283,3 +283,37 @@ async fn the_queue_db_of_an_earlier_version_is_imported_once() {
     let queue = open(&state).await;
     assert_eq!(queue.list().await.unwrap().len(), 2, "not imported twice");
 }
+
+/// The store stops answering after a file was queued; a second upload to the same path is
+/// refused at its close. The first file, whose row is still in the store, is not removed: it
+/// is there, and queued, after a restart.
+#[tokio::test]
+async fn a_store_that_stops_answering_loses_no_queued_file() {
+    let state = tempfile::tempdir().unwrap();
+    let store = Paths::in_dir(state.path()).store().await.unwrap();
+    let queue = Queue::open(state.path(), store.clone()).await.unwrap();
+    let first = queue_file(&queue, "/In/a.txt", b"first").await;
+    store.close().await;
+    let (mut file, spooled) = queue.spool().unwrap();
+    file.write_all(b"second").unwrap();
+    let new = NewUpload {
+        connection: "sp".into(),
+        path: "/In/a.txt".into(),
+        size: 6,
+        modified: None,
+        replace: true,
+        spooled,
+        origin: origin(),
+    };
+    assert!(queue.enqueue(new, false).await.is_err(), "refused at close");
+    drop(queue);
+
+    let queue = open(&state).await;
+    queue.recover().await.unwrap();
+    let rows = queue.list().await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), [first]);
+    let pending = queue
+        .pending("sp", "/In/a.txt")
+        .expect("the first file is queued");
+    assert_eq!(std::fs::read(pending.file).unwrap(), b"first");
+}
