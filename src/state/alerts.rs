@@ -211,16 +211,7 @@ impl Store {
     /// already (another instance's) is stored as cleared.
     pub async fn import_alerts(&self, alerts: &[Alert], dir: &str, time_ms: i64) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
-        let first = sqlx::query(
-            "INSERT INTO spgate_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(format!("imported:alerts:{dir}"))
-        .bind(time_ms.to_string())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            > 0;
-        if !first {
+        if !super::mark_imported(&mut tx, "alerts", dir).await? {
             return Ok(false);
         }
         for a in alerts {

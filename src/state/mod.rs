@@ -333,6 +333,23 @@ pub fn dir_id(state_dir: &Path) -> std::io::Result<String> {
     }
 }
 
+/// Marks, within `tx`, that state directory `dir`'s files of kind `what` (`alerts`, `sync`,
+/// `queue`) are imported: false when they were before (nothing is to be written then).
+pub(crate) async fn mark_imported(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    what: &str,
+    dir: &str,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO spgate_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(format!("imported:{what}:{dir}"))
+    .bind(chrono::Utc::now().to_rfc3339())
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 /// Renames `file` to `file.imported` (and its SQLite `-wal`/`-shm` beside it, when `sqlite`):
 /// what an import took in stays for the administrator to delete. A file another process
 /// renamed first is no error.

@@ -206,15 +206,7 @@ pub(super) async fn import(store: &Store, owner: &str, dir: &Path) -> std::io::R
     // names them, so rows must never go missing half-way.
     let imported = async {
         let mut tx = store.pool().begin().await?;
-        let first = sqlx::query(
-            "INSERT INTO spgate_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(format!("imported:queue:{owner}"))
-        .bind(Utc::now().to_rfc3339())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            > 0;
+        let first = crate::state::mark_imported(&mut tx, "queue", owner).await?;
         if first {
             let ops: Vec<Op> = rows.iter().map(|r| Op::Put(Box::new(r.clone()))).collect();
             write_in(store, &mut tx, owner, &ops).await?;

@@ -56,16 +56,9 @@ impl Store {
     ) -> Result<Option<Vec<String>>> {
         let op = "importing sync.db";
         let mut tx = self.pool().begin().await.map_err(failed(op))?;
-        let first = sqlx::query(
-            "INSERT INTO spgate_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(format!("imported:sync:{dir}"))
-        .bind(super::now().to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(failed(op))?
-        .rows_affected()
-            > 0;
+        let first = crate::state::mark_imported(&mut tx, "sync", dir)
+            .await
+            .map_err(failed(op))?;
         if !first {
             return Ok(None);
         }
