@@ -4,6 +4,8 @@
 //!
 //! - [`admin`]: the admin HTTP endpoint: probes, Prometheus metrics, JSON API, status page.
 //! - [`audit`]: the transfer audit log (JSON lines, rotated by size).
+//! - [`cluster`]: the instances serving from one state store: heartbeats, `spgate cluster
+//!   status`.
 //! - [`config`]: the gateway's configuration, loaded in two stages (raw serde structs, then
 //!   validated typed values) from a TOML file plus `SPGATE_...` environment overrides.
 //! - [`connections`]: SharePoint connections: tokens (secret, certificate, device code),
@@ -36,6 +38,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod demo;

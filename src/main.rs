@@ -135,6 +135,15 @@ enum Command {
         #[command(subcommand)]
         action: Option<LockoutsAction>,
     },
+    /// The instances serving from the state store (every `spgate serve` on it): id, host,
+    /// version, state (up, stopped, or gone: no heartbeat for 30 s), sessions, queued uploads
+    /// and the sync jobs each runs.
+    Cluster {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// Users kept in the state store: list, show, add, replace, enable, disable, delete. Works
     /// with `spgate serve` running (it puts changes in force within a second) or stopped.
     Users {
@@ -325,6 +334,12 @@ fn read_json(file: &std::path::Path) -> anyhow::Result<serde_json::Map<String, s
         serde_json::Value::Object(record) => Ok(record),
         _ => anyhow::bail!("{}: expected a JSON object", file.display()),
     }
+}
+
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// List the instances and their state.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -769,6 +784,17 @@ async fn main() -> anyhow::Result<ExitCode> {
             if !spgate::operate::lockouts(&config, clear, &mut std::io::stdout()).await? {
                 return Ok(ExitCode::FAILURE);
             }
+        }
+        Command::Cluster {
+            config,
+            action: ClusterAction::Status,
+        } => {
+            logging::init(cli.log_format, "warn");
+            let config = config.load()?;
+            let store = spgate::connections::store::Paths::of(&config)
+                .store()
+                .await?;
+            spgate::cluster::print(&store, &mut std::io::stdout()).await?;
         }
         Command::Users { config, action } => {
             logging::init(cli.log_format, "warn");

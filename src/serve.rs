@@ -59,6 +59,7 @@ pub async fn run_reporting(
     ));
     shared.seen(changes);
     tokio::spawn(shared.clone().follow_store(shutdown.clone()));
+    let heartbeat = tokio::spawn(crate::cluster::heartbeat(shared.clone(), shutdown.clone()));
     let gateway = shared.current();
     // Queued uploads go on from where they stood, including those queued before a restart.
     gateway.queue.recover().await?;
@@ -146,6 +147,7 @@ pub async fn run_reporting(
     }
     shared.wait_syncs().await;
     let _ = uploads.await;
+    let _ = heartbeat.await;
     Ok(())
 }
 

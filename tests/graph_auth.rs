@@ -262,20 +262,28 @@ async fn a_sign_in_saved_by_an_earlier_version_is_imported_once() {
     std::fs::write(&old, saved.to_string()).unwrap();
     world.ctx.sim.control("/tokens/expire", json!({})).await;
     let again = world.open(&parse(&toml)).await;
-    assert!(
-        again.tokens.get().await.is_ok(),
-        "{:?}",
-        again.health.alert()
-    );
+    // The access token saved with the sign-in is refused (expired): the refresh uses the
+    // store's refresh token, not the file's spent one.
+    let listed = match again.drive().await {
+        Ok(drive) => drive
+            .list_all("/")
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    assert!(listed.is_ok(), "{listed:?} {:?}", again.health.alert());
     assert_ne!(saved_refresh_token(&world).await, rotated);
     assert!(old.exists(), "the file was imported again");
 }
 
-/// Two instances on one PostgreSQL store refresh at once: the second waits on the first's lock
-/// and uses the token it saved, instead of spending the same refresh token (which the
-/// simulator, like Entra ID, refuses the second time: the connection would be disabled).
+/// Three instances on one PostgreSQL store need a token at once, 100 requests among them: the
+/// refresh is made once, under the sign-in's row lock, and the access token it saves serves
+/// the other instances (they never spend the same refresh token, which the simulator, like
+/// Entra ID, refuses the second time: the connection would be disabled). After Graph refuses
+/// that token (expired), the next refresh is made once again, and no refresh token is lost.
 #[tokio::test]
-async fn instances_sharing_a_postgresql_store_never_spend_the_same_refresh_token() {
+async fn instances_sharing_a_postgresql_store_refresh_once_for_all() {
     use spgate::config::{Database, State};
     use spgate::connections::store::Paths;
     let mut world = World::with_seed(&device_seed()).await;
@@ -297,32 +305,57 @@ async fn instances_sharing_a_postgresql_store_never_spend_the_same_refresh_token
         },
         secret_key: Some(spgate::state::seal::Sealer::generate()),
     };
-    let first = Paths::in_state(&state);
-    first.save_grant(NAME, &signed_in.unwrap()).await.unwrap();
-
-    let config = parse(&toml);
-    // Each instance's store is open before they refresh, so the two refreshes overlap.
-    let second = Paths::in_state(&state);
-    second.store().await.unwrap();
-    let (a, b) = (
-        Connection::open(&config.connections[0], &first)
-            .await
-            .unwrap(),
-        Connection::open(&config.connections[0], &second)
-            .await
-            .unwrap(),
-    );
-    let requests = world.count("token").await;
-    let (got_a, got_b) = tokio::join!(a.tokens.get(), b.tokens.get());
-    assert!(got_a.is_ok() && got_b.is_ok(), "{got_a:?} {got_b:?}");
-    assert!(!a.health.is_disabled() && !b.health.is_disabled());
-    assert_eq!(world.count("token").await, requests + 2, "one refresh each");
-    // The token saved last is the live one: a third instance refreshes with it.
-    world.expire_tokens().await;
-    let c = Connection::open(&config.connections[0], &Paths::in_state(&state))
+    Paths::in_state(&state)
+        .save_grant(NAME, &signed_in.unwrap())
         .await
         .unwrap();
-    lists_root(&world, &c, "shared-marker.txt").await;
+
+    let config = parse(&toml);
+    // Each instance's store is open before they refresh, so that the refreshes overlap.
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        let paths = Paths::in_state(&state);
+        paths.store().await.unwrap();
+        instances.push(
+            Connection::open(&config.connections[0], &paths)
+                .await
+                .unwrap(),
+        );
+    }
+    let requests = world.count("token").await;
+    let gets = (0..100).map(|i| instances[i % 3].tokens.get());
+    let got = futures_util::future::join_all(gets).await;
+    assert!(got.iter().all(Result::is_ok), "{got:?}");
+    assert!(instances.iter().all(|c| !c.health.is_disabled()));
+    assert_eq!(
+        world.count("token").await,
+        requests + 1,
+        "one refresh for the three instances"
+    );
+    let first = got[0].as_ref().unwrap().clone();
+    assert!(got.iter().all(|t| t.as_ref().unwrap() == &first));
+
+    // Graph refuses the shared token (it expired early): every instance lists the root again,
+    // at once. One refresh again, with the rotated refresh token.
+    world.expire_tokens().await;
+    let requests = world.count("token").await;
+    let lists = instances.iter().map(|c| async move {
+        let drive = c.drive().await.expect("resolve the library");
+        drive.list_all("/").await.map(|l| l.len())
+    });
+    let listed = futures_util::future::join_all(lists).await;
+    assert!(listed.iter().all(Result::is_ok), "{listed:?}");
+    assert_eq!(
+        world.count("token").await,
+        requests + 1,
+        "one refresh again"
+    );
+    // The token saved last is the live one: a fourth instance refreshes with it.
+    world.expire_tokens().await;
+    let fourth = Connection::open(&config.connections[0], &Paths::in_state(&state))
+        .await
+        .unwrap();
+    lists_root(&world, &fourth, "shared-marker.txt").await;
 }
 
 #[tokio::test]

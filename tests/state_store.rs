@@ -493,6 +493,7 @@ fn grant(token: &str) -> Grant {
         tenant: "contoso".into(),
         account: Some("ops@contoso.example".into()),
         updated_at: 1_790_000_000,
+        access: None,
     }
 }
 

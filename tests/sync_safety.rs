@@ -650,3 +650,36 @@ async fn sharepoint_names_that_cannot_be_local_are_never_used() {
     );
     assert!(env.alerts().out.contains("sync:job"));
 }
+
+/// The job's local folder is replaced by another one holding the same files (another host's
+/// folder, on a cluster whose instances should share one): the run refuses before it changes
+/// anything, with the job's alert; `--resync` where the folder is the right one adopts it.
+#[tokio::test]
+async fn a_folder_that_is_not_the_jobs_folder_is_refused() {
+    let env = synced("push", "", 3).await;
+    let marker = env.local.join(spgate::sync::folder::MARKER);
+    let text = std::fs::read_to_string(&marker).expect("the first run marks the folder");
+    assert!(
+        text.contains("cluster ") && text.contains("folder "),
+        "{text}"
+    );
+    // Another folder in its place: the same files, no marker.
+    std::fs::remove_file(&marker).unwrap();
+    std::fs::remove_file(env.lp(&name(0))).unwrap();
+    let ran = env.sync(&[]).await;
+    assert_aborted(&ran, "is not the folder this job was synced with");
+    assert_alert(&env);
+    assert!(
+        env.remote_bytes(&name(0)).await.is_some(),
+        "nothing was deleted"
+    );
+    // A marker of another cluster is refused too.
+    std::fs::write(&marker, "cluster elsewhere\nfolder f1\n").unwrap();
+    assert_aborted(&env.sync(&[]).await, "belongs to another spgate cluster");
+    // Adopted on purpose: the resync copies only, and the folder is the job's from then on.
+    std::fs::remove_file(&marker).unwrap();
+    env.sync_ok(&["--resync"]).await;
+    assert!(env.remote_bytes(&name(0)).await.is_some());
+    let ran = env.sync_ok(&[]).await;
+    assert_eq!(ran.count("uploaded"), 0, "{}", ran.out);
+}

@@ -153,6 +153,16 @@ pub async fn alerts(Extract(state): Extract<Arc<State>>) -> Response {
     }
 }
 
+/// `GET /api/v1/cluster`: the instances serving from the state store.
+#[utoipa::path(get, path = "/api/v1/cluster", tag = "status",
+    responses((status = 200, description = "{cluster_id, engine, gone_after_s, instances: [{id, host, pid, version, admin, status (up, stopped, gone), started, last_heartbeat, heartbeat_age_s, stopped, sessions, uploads, jobs}]}")))]
+pub async fn cluster(Extract(state): Extract<Arc<State>>) -> Response {
+    match crate::cluster::status(&state.gateway().store).await {
+        Ok(status) => Json(status).into_response(),
+        Err(e) => failure(Failure::store(e)),
+    }
+}
+
 /// `GET /api/v1/alerts/history`: alerts open and cleared, newest first.
 #[utoipa::path(get, path = "/api/v1/alerts/history", tag = "status", params(
     ("source" = Option<String>, Query, description = "Only the alerts of this connection (or sync:JOB, queue:ID)"),

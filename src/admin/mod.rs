@@ -116,6 +116,7 @@ pub async fn serve(
         .route("/", get(page::status))
         .route("/api/v1/alerts", get(api::alerts))
         .route("/api/v1/alerts/history", get(api::alert_history))
+        .route("/api/v1/cluster", get(api::cluster))
         .route("/api/v1/audit", get(api::audit))
         .route(
             "/api/v1/connections",

@@ -46,6 +46,7 @@ use crate::session::admission::Session;
         api::clear_all_lockouts,
         api::alerts,
         api::alert_history,
+        api::cluster,
         api::audit,
         api::reload,
         serve,
@@ -98,6 +99,7 @@ mod tests {
             "/api/v1/syncs/{name}/runs",
             "/api/v1/sessions/{id}",
             "/api/v1/alerts/history",
+            "/api/v1/cluster",
             "/api/v1/openapi.json",
         ] {
             assert!(paths.contains_key(path), "{path} is not documented");

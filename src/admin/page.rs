@@ -38,6 +38,7 @@ pub async fn status(Extract(state): Extract<Arc<State>>) -> Html<String> {
         alerts: open_alerts(&state.gateway().store).await,
         not_ready: state.not_ready().await,
         syncs: sync_rows(&state).await,
+        cluster: crate::cluster::status(&state.gateway().store).await,
     };
     let mut out = String::new();
     let _ = render(&state, found, &mut out);
@@ -49,6 +50,7 @@ struct Found {
     alerts: crate::state::Result<Vec<Alert>>,
     not_ready: Vec<String>,
     syncs: Vec<Value>,
+    cluster: crate::state::Result<Value>,
 }
 
 fn render(state: &State, found: Found, out: &mut String) -> std::fmt::Result {
@@ -56,6 +58,7 @@ fn render(state: &State, found: Found, out: &mut String) -> std::fmt::Result {
         alerts,
         not_ready: reasons,
         syncs,
+        cluster,
     } = found;
     write!(
         out,
@@ -161,6 +164,7 @@ fn render(state: &State, found: Found, out: &mut String) -> std::fmt::Result {
         }
         write!(out, "</table>")?;
     }
+    render_cluster(cluster, out)?;
     write!(
         out,
         "<h2>Recent transfers</h2><table><tr><th>time</th><th>user</th><th>protocol</th>\
@@ -193,4 +197,56 @@ fn render(state: &State, found: Found, out: &mut String) -> std::fmt::Result {
         )?;
     }
     write!(out, "</table></body></html>")
+}
+
+/// The instances serving from the store (one row when spgate runs alone).
+fn render_cluster(cluster: crate::state::Result<Value>, out: &mut String) -> std::fmt::Result {
+    write!(out, "<h2>Instances</h2>")?;
+    let cluster = match cluster {
+        Ok(cluster) => cluster,
+        Err(e) => {
+            return write!(
+                out,
+                "<p class=\"bad\">Cannot read the instances: {}</p>",
+                esc(&e.to_string())
+            );
+        }
+    };
+    write!(
+        out,
+        "<p>Cluster {} ({} store).</p><table><tr><th>instance</th><th>host</th><th>version</th>\
+         <th>state</th><th>started</th><th>last heartbeat</th><th>sessions</th><th>queued uploads</th>\
+         <th>sync jobs</th></tr>",
+        text(&cluster["cluster_id"]),
+        text(&cluster["engine"])
+    )?;
+    for i in cluster["instances"].as_array().into_iter().flatten() {
+        let class = if i["status"] == "up" { "ok" } else { "bad" };
+        let jobs: Vec<String> = i["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(text)
+            .collect();
+        write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{}</td><td>{}</td>\
+             <td>{} ({} s ago)</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            text(&i["id"]),
+            text(&i["host"]),
+            text(&i["version"]),
+            text(&i["status"]),
+            text(&i["started"]),
+            text(&i["last_heartbeat"]),
+            text(&i["heartbeat_age_s"]),
+            text(&i["sessions"]),
+            text(&i["uploads"]),
+            if jobs.is_empty() {
+                "-".to_string()
+            } else {
+                jobs.join(", ")
+            }
+        )?;
+    }
+    write!(out, "</table>")
 }

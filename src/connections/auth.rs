@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
+use oauth2::basic::{BasicClient, BasicErrorResponse};
 use oauth2::{
     AuthType, ClientId, ClientSecret, DeviceAuthorizationUrl, HttpClientError, RefreshToken,
     RequestTokenError, Scope, StandardDeviceAuthorizationResponse, TokenResponse, TokenUrl,
@@ -20,8 +20,10 @@ use sha1::Digest;
 use super::health::Health;
 use super::store::Paths;
 use crate::config::{Connection as ConnectionConfig, Credential, Secret};
-use crate::state::grants::Grant;
+use crate::state::grants::{Grant, SharedAccess};
 
+/// A saved access token with less than this to live is not shared: the instance refreshes.
+const SHARED_MIN_LEFT: Duration = Duration::from_secs(30);
 const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
 const DELEGATED_SCOPES: [&str; 3] = [
     "https://graph.microsoft.com/Files.ReadWrite.All",
@@ -54,6 +56,8 @@ pub struct Tokens {
     paths: Paths,
     health: Arc<Health>,
     cached: RwLock<Option<Cached>>,
+    /// The last access token Graph refused (401): a shared one equal to it is not taken.
+    refused: RwLock<Option<AccessToken>>,
     single_flight: tokio::sync::Mutex<()>,
     /// Access tokens obtained, and token requests that failed (for metrics).
     pub refreshes: std::sync::atomic::AtomicU64,
@@ -85,6 +89,7 @@ impl Tokens {
             paths,
             health,
             cached: RwLock::new(None),
+            refused: RwLock::new(None),
             single_flight: tokio::sync::Mutex::new(()),
             refreshes: Default::default(),
             failures: Default::default(),
@@ -166,6 +171,7 @@ impl Tokens {
         if cached.as_ref().is_some_and(|c| &c.token == used) {
             *cached = None;
         }
+        *self.refused.write() = Some(used.clone());
     }
 
     fn client(&self) -> Result<TokenClient, Failure> {
@@ -207,16 +213,30 @@ impl Tokens {
                     .await
                     .map_err(classify)?
             }
-            Credential::DeviceCode => self.refresh(client).await?,
+            Credential::DeviceCode => return self.refresh(client).await,
         };
         let lifetime = response.expires_in().unwrap_or(Duration::from_secs(3599));
         Ok((AccessToken::new(response.access_token().secret()), lifetime))
     }
 
+    /// The access token saved with the sign-in by the last refresh (this instance's or
+    /// another's), when it has at least [`SHARED_MIN_LEFT`] to live and Graph did not refuse it
+    /// here: with its time left.
+    fn shared(&self, saved: &Grant) -> Option<(AccessToken, Duration)> {
+        let access = saved.access.as_ref()?;
+        let left = access.expires - chrono::Utc::now().timestamp();
+        let token = AccessToken::new(access.token.expose());
+        let refused = self.refused.read().as_ref() == Some(&token);
+        (left >= SHARED_MIN_LEFT.as_secs() as i64 && !refused)
+            .then(|| (token, Duration::from_secs(left as u64)))
+    }
+
     /// Exchanges the saved refresh token of a device-code connection for an access token. The
     /// token rotates: the new one is committed to the store, under the store's lock on the
     /// sign-in, before the access token is used (see [`crate::state::Store::rotate_grant`]).
-    async fn refresh(&self, client: TokenClient) -> Result<BasicTokenResponse, Failure> {
+    /// The access token it saves with them serves every instance until it is about to expire:
+    /// a refresh that finds one saved by another instance uses it, and requests nothing.
+    async fn refresh(&self, client: TokenClient) -> Result<(AccessToken, Duration), Failure> {
         // An earlier version's file is imported first, outside the lock.
         self.paths
             .grant(&self.name)
@@ -235,6 +255,10 @@ impl Tokens {
                         ),
                     ));
                 };
+                if let Some(shared) = self.shared(&saved) {
+                    tracing::debug!(connection = %self.name, "using the access token another refresh saved");
+                    return Ok((shared, None));
+                }
                 let response = client
                     .exchange_refresh_token(&RefreshToken::new(
                         saved.refresh_token.expose().to_string(),
@@ -243,13 +267,23 @@ impl Tokens {
                     .request_async(&self.http)
                     .await
                     .map_err(classify)?;
-                // Rotation: the old refresh token is now spent; save the new one before use.
-                let rotated = response.refresh_token().map(|rotated| Grant {
-                    refresh_token: Secret::new(rotated.secret().clone()),
-                    updated_at: chrono::Utc::now().timestamp(),
+                let lifetime = response.expires_in().unwrap_or(Duration::from_secs(3599));
+                let token = AccessToken::new(response.access_token().secret());
+                let now = chrono::Utc::now().timestamp();
+                // Rotation: the old refresh token is now spent; save the new one before use,
+                // with the access token for the other instances.
+                let rotated = Grant {
+                    refresh_token: response
+                        .refresh_token()
+                        .map_or(saved.refresh_token.clone(), |r| Secret::new(r.secret().clone())),
+                    updated_at: now,
+                    access: Some(SharedAccess {
+                        token: Secret::new(response.access_token().secret().clone()),
+                        expires: now + lifetime.as_secs() as i64,
+                    }),
                     ..saved
-                });
-                Ok((response, rotated))
+                };
+                Ok(((token, lifetime), Some(rotated)))
             })
             .await
     }
@@ -312,6 +346,7 @@ impl Tokens {
             tenant: self.config.tenant.clone(),
             account: None,
             updated_at: chrono::Utc::now().timestamp(),
+            access: None,
         };
         self.paths
             .save_grant(&self.name, &grant)

@@ -110,6 +110,7 @@ impl Paths {
             tenant: old.tenant,
             account: old.user,
             updated_at: old.updated.timestamp(),
+            access: None,
         };
         // Another process may import it at the same moment: the first one stored is kept (a
         // later write could put back a token the first one has spent since).

@@ -136,7 +136,7 @@ async fn connection(
     };
     let shutting_down = async {
         shutdown.cancelled().await;
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, transfers.settled()).await;
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, transfers.drain()).await;
     };
     let how = tokio::select! {
         _ = &mut served => return,

@@ -294,7 +294,7 @@ impl StorageBackend<Session> for Files {
         path: P,
         start_pos: u64,
     ) -> ftp::Result<Box<dyn AsyncRead + Send + Sync + Unpin>> {
-        let transfer = self.transfers.start();
+        let transfer = self.transfers.try_start().map_err(reply::error)?;
         let path = self.vpath(path.as_ref())?;
         let mut handle = user.vfs.open_read(&path).await.map_err(reply::error)?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(READ_AHEAD);
@@ -334,7 +334,7 @@ impl StorageBackend<Session> for Files {
         path: P,
         start_pos: u64,
     ) -> ftp::Result<u64> {
-        let _transfer = self.transfers.start();
+        let _transfer = self.transfers.try_start().map_err(reply::error)?;
         let path = self.vpath(path.as_ref())?;
         if self.refuses_put(&path, start_pos) {
             return Err(reply::error(Error::new(

@@ -2,6 +2,7 @@
 //! connections at once and let the others finish their files first (both front-ends).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -13,14 +14,14 @@ const SETTLE: Duration = Duration::from_millis(200);
 /// commit, downloads until the client has read the last byte (FTP), closed the handle (SFTP)
 /// or gone.
 #[derive(Debug)]
-pub struct Transfers(watch::Sender<usize>);
+pub struct Transfers(watch::Sender<usize>, AtomicBool);
 
 /// One transfer in progress; dropping it ends it.
 pub struct Transfer(Arc<Transfers>);
 
 impl Default for Transfers {
     fn default() -> Self {
-        Transfers(watch::Sender::new(0))
+        Transfers(watch::Sender::new(0), AtomicBool::new(false))
     }
 }
 
@@ -29,6 +30,26 @@ impl Transfers {
     pub fn start(self: &Arc<Self>) -> Transfer {
         self.0.send_modify(|n| *n += 1);
         Transfer(self.clone())
+    }
+
+    /// A transfer starts unless the connection is draining ([`Transfers::drain`]): then the
+    /// error a front-end answers, so that a client uploading file after file lets a shutdown
+    /// end its connection after the file under way, instead of at the grace time's end.
+    pub fn try_start(self: &Arc<Self>) -> Result<Transfer, crate::storage::Error> {
+        if self.1.load(Ordering::Relaxed) {
+            return Err(crate::storage::Error::new(
+                crate::storage::ErrorKind::Unavailable,
+                "the server is shutting down; connect again to go on",
+            ));
+        }
+        Ok(self.start())
+    }
+
+    /// The server is shutting down: no new transfer starts; returns once those under way
+    /// ended (see [`Transfers::settled`]).
+    pub async fn drain(&self) {
+        self.1.store(true, Ordering::Relaxed);
+        self.settled().await;
     }
 
     /// Returns once no transfer has been in progress for [`SETTLE`]: a front-end writes a

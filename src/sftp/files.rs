@@ -214,6 +214,7 @@ impl russh_sftp::server::Handler for Files {
         attrs: FileAttributes,
     ) -> Reply<Handle> {
         let path = self.path(&filename)?;
+        let transfer = self.transfers.try_start().map_err(|e| status(&e))?;
         let writes = OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE;
         let open = if pflags.intersects(writes) {
             let mode = if pflags.contains(OpenFlags::EXCLUDE) {
@@ -252,7 +253,7 @@ impl russh_sftp::server::Handler for Files {
                 append: pflags.contains(OpenFlags::APPEND),
                 readable: pflags.contains(OpenFlags::READ),
                 failed: None,
-                _transfer: self.transfers.start(),
+                _transfer: transfer,
             }
         } else {
             let reader = self
@@ -264,7 +265,7 @@ impl russh_sftp::server::Handler for Files {
                 path,
                 reader,
                 failed: None,
-                _transfer: self.transfers.start(),
+                _transfer: transfer,
             }
         };
         Ok(Handle {

@@ -204,7 +204,7 @@ pub async fn serve(
                 // Idle connections close at once; the others when their files are done.
                 _ = async {
                     shutdown.cancelled().await;
-                    let _ = tokio::time::timeout(SHUTDOWN_GRACE, transfers.settled()).await;
+                    let _ = tokio::time::timeout(SHUTDOWN_GRACE, transfers.drain()).await;
                 } => {
                     tracing::debug!(%peer, "SSH connection closed: the server is shutting down");
                     let bye = handle.disconnect(russh::Disconnect::ByApplication, "the server is shutting down".into(), "en".into());

@@ -17,6 +17,17 @@ pub struct Grant {
     pub account: Option<String>,
     /// Unix seconds.
     pub updated_at: i64,
+    /// The access token that came with the last refresh, shared by every instance until it
+    /// is about to expire.
+    pub access: Option<SharedAccess>,
+}
+
+/// An access token every instance may use, and when it expires.
+#[derive(Debug, Clone)]
+pub struct SharedAccess {
+    pub token: Secret,
+    /// Unix seconds.
+    pub expires: i64,
 }
 
 /// The refreshes under way in this process, by connection (SQLite stores).
@@ -28,6 +39,10 @@ pub(super) fn place(connection: &str) -> String {
     format!("grants/{connection}/refresh_token")
 }
 
+pub(super) fn access_place(connection: &str) -> String {
+    format!("grants/{connection}/access_token")
+}
+
 impl Store {
     /// The saved sign-in of `connection`, if any.
     pub async fn grant(&self, connection: &str) -> Result<Option<Grant>> {
@@ -37,8 +52,8 @@ impl Store {
     /// Every saved sign-in, by connection.
     pub async fn grants(&self) -> Result<Vec<(String, Grant)>> {
         let rows = sqlx::query(
-            "SELECT connection, refresh_token, client_id, tenant, account, updated_at FROM grants
-             ORDER BY connection",
+            "SELECT connection, refresh_token, client_id, tenant, account, updated_at,
+                 access_token, access_expires FROM grants ORDER BY connection",
         )
         .fetch_all(self.pool())
         .await?;
@@ -108,8 +123,8 @@ impl Store {
         connection: &str,
     ) -> Result<Option<Grant>> {
         let row = sqlx::query(
-            "SELECT refresh_token, client_id, tenant, account, updated_at FROM grants
-             WHERE connection = $1",
+            "SELECT refresh_token, client_id, tenant, account, updated_at, access_token,
+                 access_expires FROM grants WHERE connection = $1",
         )
         .bind(connection)
         .fetch_optional(executor)
@@ -120,12 +135,22 @@ impl Store {
     /// The grant of `connection` a row of `grants` holds, its token opened.
     fn grant_of(&self, connection: &str, row: &sqlx::any::AnyRow) -> Result<Grant> {
         let sealed: String = row.try_get("refresh_token")?;
+        let access: Option<String> = row.try_get("access_token")?;
+        let expires: Option<i64> = row.try_get("access_expires")?;
+        let access = match (access, expires) {
+            (Some(sealed), Some(expires)) => Some(SharedAccess {
+                token: self.sealer().open(&access_place(connection), &sealed)?,
+                expires,
+            }),
+            _ => None,
+        };
         Ok(Grant {
             refresh_token: self.sealer().open(&place(connection), &sealed)?,
             client_id: row.try_get("client_id")?,
             tenant: row.try_get("tenant")?,
             account: row.try_get("account")?,
             updated_at: row.try_get("updated_at")?,
+            access,
         })
     }
 
@@ -141,17 +166,23 @@ impl Store {
         let sealed = self
             .sealer()
             .seal(&place(connection), grant.refresh_token.expose());
+        let access = grant.access.as_ref().map(|a| {
+            self.sealer()
+                .seal(&access_place(connection), a.token.expose())
+        });
         let on_conflict = match replace {
             true => {
                 "DO UPDATE SET refresh_token = excluded.refresh_token,
                  client_id = excluded.client_id, tenant = excluded.tenant,
-                 account = excluded.account, updated_at = excluded.updated_at"
+                 account = excluded.account, updated_at = excluded.updated_at,
+                 access_token = excluded.access_token, access_expires = excluded.access_expires"
             }
             false => "DO NOTHING",
         };
         let sql = format!(
-            "INSERT INTO grants (connection, refresh_token, client_id, tenant, account, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (connection) {on_conflict}"
+            "INSERT INTO grants (connection, refresh_token, client_id, tenant, account, updated_at,
+                 access_token, access_expires)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (connection) {on_conflict}"
         );
         // The statement is one of the two texts above, never input.
         let done = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -161,6 +192,8 @@ impl Store {
             .bind(&grant.tenant)
             .bind(&grant.account)
             .bind(grant.updated_at)
+            .bind(access)
+            .bind(grant.access.as_ref().map(|a| a.expires))
             .execute(executor)
             .await?;
         Ok(done.rows_affected() == 1)

@@ -25,6 +25,7 @@ pub mod audit;
 pub mod backup;
 pub mod grants;
 pub mod host_keys;
+pub mod instances;
 pub mod lockouts;
 pub mod records;
 pub mod rekey;

@@ -37,6 +37,12 @@ const SEALED: &[Sealed] = &[
         column: "refresh_token",
         place: super::grants::place,
     },
+    Sealed {
+        table: "grants",
+        key: "connection",
+        column: "access_token",
+        place: super::grants::access_place,
+    },
 ];
 
 impl Store {

@@ -45,10 +45,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "queue",
         sql: include_str!("migrations/0006_queue.sql"),
     },
+    Migration {
+        version: 7,
+        name: "cluster",
+        sql: include_str!("migrations/0007_cluster.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
-pub const VERSION: i64 = 6;
+pub const VERSION: i64 = 7;
 
 /// Any number, as long as it is spgate's own: the advisory lock migrations take on PostgreSQL.
 const MIGRATION_LOCK: i64 = 0x5367_6174_6531;

@@ -15,6 +15,7 @@
 
 pub mod apply;
 pub mod command;
+pub mod folder;
 pub mod local;
 pub mod plan;
 pub mod remote;

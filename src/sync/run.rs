@@ -24,8 +24,8 @@ use crate::connections::Connection;
 use crate::connections::health;
 use crate::connections::store::Paths;
 
-/// A lock whose heartbeat is older than this belongs to a dead run and is taken over.
-pub const LOCK_STALE: Duration = Duration::from_secs(120);
+/// How often a run refreshes its lock's heartbeat (see [`Store::lock_stale`]).
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Transfers in flight at once per job.
 pub const PARALLEL: usize = 4;
 
@@ -95,21 +95,33 @@ pub async fn run(
         store.clone()
     };
     // Unique to this run: instances sharing a store may run as the same pid on hosts of the
-    // same name.
+    // same name. The instance (its state directory's id) shows which one holds the job.
+    let instance = crate::state::dir_id(&paths.state_dir)
+        .map_err(|e| abort(format!("reading the state directory's id: {e}")))?;
     let owner = format!(
-        "pid {} on {} run {:016x}",
+        "{}pid {} on {} run {:016x}",
+        crate::state::instances::lock_owner_prefix(&instance),
         std::process::id(),
         host(),
         rand::random::<u64>()
     );
-    if let Some(holder) = store.try_lock(&job.name, &owner, LOCK_STALE).await? {
+    if let Some(holder) = store
+        .try_lock(&job.name, &owner, store.lock_stale())
+        .await?
+    {
         return Err(Error::Busy(holder.owner));
     }
     let result = run_locked(
         job, connection, &store, paths, options, progress, stop, &owner,
     )
     .await;
-    let unlocked = store.unlock(&job.name, &owner).await;
+    // An interrupted run (a shutdown) hands the job over: another instance goes on with it
+    // at once, from the stored state.
+    let interrupted = matches!(&result, Ok(r) if r.outcome == Outcome::Interrupted);
+    let unlocked = match interrupted && !options.dry_run {
+        true => store.hand_over(&job.name, &owner).await,
+        false => store.unlock(&job.name, &owner).await,
+    };
     let report = result?;
     unlocked?;
     Ok(report)
@@ -147,7 +159,7 @@ async fn run_locked(
         );
         Heartbeat(tokio::spawn(async move {
             loop {
-                tokio::time::sleep(LOCK_STALE / 4).await;
+                tokio::time::sleep(HEARTBEAT).await;
                 match store.heartbeat(&name, &owner).await {
                     Ok(true) => {}
                     Ok(false) => {
@@ -166,11 +178,32 @@ async fn run_locked(
         Some(store.start_run(&job.name).await?)
     };
     if !options.dry_run {
+        // Shared state needs the shared folder: a run on another folder stops here.
+        if let Err(e) = super::folder::check(job, store, options.resync).await {
+            return finish(job, store, paths, run_id, Err(e)).await;
+        }
         let root = job.local.clone();
         let _ = tokio::task::spawn_blocking(move || crate::storage::local::sweep_leftovers(&root))
             .await;
     }
     let result = execute(job, connection, store, options, progress, &stop).await;
+    finish(job, store, paths, run_id, result).await
+}
+
+/// Records how run `run_id` (none: a dry run) ended, with the job's alert.
+async fn finish(
+    job: &SyncJob,
+    store: &Store,
+    paths: &Paths,
+    run_id: Option<i64>,
+    result: Result<Report>,
+) -> Result<Report> {
+    // A run stopped by its connection being disabled raises no alert of its own: the
+    // connection's alert says it all, and saving the connection starts the job again.
+    let connection_disabled = matches!(
+        &result,
+        Err(Error::Graph(e)) if e.kind == crate::graph::Kind::Disabled
+    );
     let report = match result {
         Ok(report) => report,
         Err(e) => Report {
@@ -192,7 +225,9 @@ async fn run_locked(
                 report.message.as_deref(),
             )
             .await?;
-        alert(job, paths, &report).await;
+        if !connection_disabled {
+            alert(job, paths, &report).await;
+        }
     }
     Ok(report)
 }

@@ -4,7 +4,9 @@
 //! period instead. A run still going when the next is due makes that one be skipped
 //! (the loop is sequential per job, and across processes the run lock refuses a second run).
 //! Jobs whose connection is disabled pause until it is enabled again. Shutdown lets the files
-//! in flight finish and records the run as interrupted.
+//! in flight finish, records the run as interrupted and hands the job over: on a shared store,
+//! another instance goes on with it at once, as it does (within seconds) with a job whose
+//! instance died in the middle of a run.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +26,10 @@ use crate::config::{Config, Direction, SyncJob};
 use crate::connections::Connection;
 use crate::connections::store::Paths;
 use crate::events::{Event, Events, Place};
+
+/// How often each job's run lock is checked for a run to take over (an instance that died or
+/// stopped in the middle of the job).
+pub const WATCH: Duration = Duration::from_secs(1);
 
 /// How long uploads must pause before a triggered run starts (a partner uploading many files
 /// starts one run, not one per file).
@@ -156,10 +162,24 @@ async fn schedule(
 ) {
     tracing::info!(job = %job.name, every = ?job.interval, "sync job scheduled");
     let mut next = Instant::now();
+    let mut watch = tokio::time::interval(WATCH);
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = sleep_until(next) => {}
+            _ = watch.tick() => {
+                // A run of the job held by an instance that died or stopped is taken over at
+                // once, not at the next due time.
+                match store.lock_abandoned(&job.name, store.lock_stale()).await {
+                    Ok(true) => tracing::info!(job = %job.name, "taking over the job: the run holding it stopped or its instance is gone"),
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::debug!(job = %job.name, error = %e, "checking the job's run lock failed");
+                        continue;
+                    }
+                }
+            }
             _ = notify.notified() => {
                 // Wait for a quiet period, so a burst of uploads makes one run.
                 loop {

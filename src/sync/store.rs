@@ -13,6 +13,7 @@
 //! ([`try_lock`](Store::try_lock)); [`import`] brings in the `sync.db` of earlier versions.
 
 mod baseline;
+mod folder;
 mod history;
 mod import;
 mod lock;
@@ -26,7 +27,7 @@ pub use lock::LockHolder;
 pub use snapshot::{RemoteChange, Snapshot};
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::AnyPool;
 
@@ -107,6 +108,17 @@ impl Store {
 
     fn pool(&self) -> &AnyPool {
         self.state.pool()
+    }
+
+    /// How long a run lock's heartbeat may be late before another run takes the lock over.
+    /// On PostgreSQL (instances on several hosts) a few seconds, so that a job held by an
+    /// instance that died is taken over quickly; on SQLite (one host, where a dead process is
+    /// seen at once) two minutes, so that a busy disk never makes two runs of a job.
+    pub fn lock_stale(&self) -> Duration {
+        match self.state.engine() {
+            crate::state::Engine::Postgres => Duration::from_secs(5),
+            crate::state::Engine::Sqlite => Duration::from_secs(120),
+        }
     }
 }
 

@@ -141,10 +141,12 @@ impl Env {
         std::fs::read(self.lp(rel)).ok()
     }
 
-    /// Every local file, job-relative, sorted (spgate's temp files included, to catch leftovers).
+    /// Every local file, job-relative, sorted (spgate's temp files included, to catch leftovers;
+    /// the job's folder marker at the root, which every run after the first checks, left out).
     pub fn local_files(&self) -> Vec<String> {
         let mut out = Vec::new();
         walk(&self.local, &self.local, &mut out);
+        out.retain(|rel| rel != spgate::sync::folder::MARKER);
         out.sort();
         out
     }

@@ -1,12 +1,14 @@
 //! The run lock: one run per job at a time, with owner and heartbeat. Instances sharing a
 //! store share the lock: a job runs on one of them at a time, and another takes it over once
-//! the holder's heartbeat is older than the stale time.
+//! the holder's heartbeat is older than the stale time, or at once when the holder handed it
+//! over (an interrupted run: its heartbeat is set to 0). Times are the database's clock, so
+//! hosts whose clocks differ agree on what is stale.
 
 use std::time::Duration;
 
 use sqlx::Row;
 
-use super::{Result, Store, failed, now};
+use super::{Result, Store, failed};
 
 /// Who holds a job's run lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +33,6 @@ impl Store {
         stale_after: Duration,
     ) -> Result<Option<LockHolder>> {
         let op = "taking the run lock";
-        let now = now();
         let stale_after = i64::try_from(stale_after.as_secs()).unwrap_or(i64::MAX);
         let one_host = self.state.engine() == crate::state::Engine::Sqlite;
         let mut tx = self.pool().begin().await.map_err(failed(op))?;
@@ -42,6 +43,7 @@ impl Store {
                 .bind(job)
                 .execute(&mut *tx)
                 .await?;
+            let now = clock(&self.state, &mut tx).await?;
             if let Some(holder) = holder(&mut tx, job).await? {
                 let stale = now.saturating_sub(holder.heartbeat) > stale_after
                     || (one_host && process_gone(&holder.owner));
@@ -83,15 +85,18 @@ impl Store {
 
     /// Refreshes the heartbeat; `false` when `owner` no longer holds the lock (taken over).
     pub async fn heartbeat(&self, job: &str, owner: &str) -> Result<bool> {
-        let changed =
-            sqlx::query("UPDATE sync_locks SET heartbeat = $3 WHERE job = $1 AND owner = $2")
-                .bind(job)
-                .bind(owner)
-                .bind(now())
-                .execute(self.pool())
-                .await
-                .map_err(failed("refreshing the run lock"))?
-                .rows_affected();
+        let sql = format!(
+            "UPDATE sync_locks SET heartbeat = {} WHERE job = $1 AND owner = $2",
+            self.state.clock_sql()
+        );
+        // Built from fixed texts only.
+        let changed = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(job)
+            .bind(owner)
+            .execute(self.pool())
+            .await
+            .map_err(failed("refreshing the run lock"))?
+            .rows_affected();
         Ok(changed == 1)
     }
 
@@ -105,6 +110,36 @@ impl Store {
             .map_err(failed("releasing the run lock"))?
             .rows_affected();
         Ok(changed == 1)
+    }
+
+    /// Hands the lock over if `owner` still holds it: another instance may take it at once
+    /// (the run was interrupted; whoever takes it goes on from the stored state).
+    pub async fn hand_over(&self, job: &str, owner: &str) -> Result<bool> {
+        let changed =
+            sqlx::query("UPDATE sync_locks SET heartbeat = 0 WHERE job = $1 AND owner = $2")
+                .bind(job)
+                .bind(owner)
+                .execute(self.pool())
+                .await
+                .map_err(failed("handing the run lock over"))?
+                .rows_affected();
+        Ok(changed == 1)
+    }
+
+    /// Whether the job's lock is held by a run that is gone: its heartbeat is older than
+    /// `stale_after`, it was handed over, or (SQLite) its process has exited. A run started
+    /// now takes it over.
+    pub async fn lock_abandoned(&self, job: &str, stale_after: Duration) -> Result<bool> {
+        let op = "reading the run lock";
+        let mut conn = self.pool().acquire().await.map_err(failed(op))?;
+        let Some(holder) = holder(&mut conn, job).await.map_err(failed(op))? else {
+            return Ok(false);
+        };
+        let now = clock(&self.state, &mut conn).await.map_err(failed(op))?;
+        let stale_after = i64::try_from(stale_after.as_secs()).unwrap_or(i64::MAX);
+        let one_host = self.state.engine() == crate::state::Engine::Sqlite;
+        Ok(now.saturating_sub(holder.heartbeat) > stale_after
+            || (one_host && process_gone(&holder.owner)))
     }
 
     /// Records `holder` as the job's lock holder (a dry run's copy of a held lock).
@@ -148,9 +183,26 @@ async fn holder(
         .transpose()
 }
 
-/// Whether `owner` (`pid <pid> on <host>[ run <id>]`) names a process of this host that has
+/// The database's clock (Unix seconds), read on `conn`.
+async fn clock(
+    state: &crate::state::Store,
+    conn: &mut sqlx::AnyConnection,
+) -> Result<i64, sqlx::Error> {
+    let sql = format!("SELECT {} AS now", state.clock_sql());
+    // One of two fixed texts.
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_one(conn)
+        .await?
+        .try_get("now")
+}
+
+/// Whether `owner` (`[instance <id> ]pid <pid> on <host>[ run <id>]`) names a process of this host that has
 /// exited. Any other owner, another host, or a system without `/proc` counts as alive.
 fn process_gone(owner: &str) -> bool {
+    let owner = match owner.strip_prefix("instance ") {
+        Some(rest) => rest.split_once(' ').map_or(rest, |(_, rest)| rest),
+        None => owner,
+    };
     let Some((pid, host)) = owner
         .strip_prefix("pid ")
         .and_then(|rest| rest.split_once(" on "))
