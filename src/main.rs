@@ -292,10 +292,13 @@ async fn run_or_status_of(config: &ConfigArg, action: SyncAction) -> anyhow::Res
             force,
             resync,
         } => {
+            // Interrupted (Ctrl-C), the job waits for its next due time: a server does not
+            // go on at once with a run asked for by hand, perhaps with --force.
             let options = spgate::sync::run::Options {
                 dry_run,
                 force,
                 resync,
+                hand_over: false,
             };
             let stop = shutdown_token();
             Ok(spgate::sync::command::run_job(&config, &job, options, &stop, out).await?)

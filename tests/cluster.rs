@@ -632,6 +632,74 @@ async fn sync_job_is_taken_over(cluster: &mut Cluster) {
         },
     )
     .await;
+
+    // SIGTERM in the middle of a run: the instance hands the job over as it stops, and another
+    // goes on with it at once.
+    for i in 0..800 {
+        let name = format!("more/g{i:04}.txt");
+        let content = format!("second batch, file {i}\n");
+        let path = outbox.join(&name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &content).unwrap();
+        expected.insert(format!("Bulk/{name}"), qxh(content.as_bytes()));
+    }
+    cluster.ctx.sim.faults(json!({"latency_ms": 30})).await;
+    let before = cluster.ctx.sim.stats().await["by_kind"]["simple_upload"]
+        .as_u64()
+        .unwrap();
+    let (status, body) = cluster
+        .instance(taker)
+        .api("POST", "/api/v1/syncs/bulk/run", None)
+        .await;
+    assert_eq!(status, 202, "{body}");
+    until(
+        Duration::from_secs(60),
+        "the second batch under way",
+        || async {
+            let uploads = cluster.ctx.sim.stats().await["by_kind"]["simple_upload"]
+                .as_u64()
+                .unwrap_or(0);
+            (uploads >= before + 100).then_some(())
+        },
+    )
+    .await;
+    let running = cluster
+        .holder(taker, "bulk")
+        .await
+        .expect("a holder of the second run");
+    let other = (1..=INSTANCES).find(|&n| n != running).unwrap();
+    let stopping = Instant::now();
+    let mut stopped = cluster.instances[running - 1].signal(libc::SIGTERM);
+    let next = until(Duration::from_secs(15), "the job handed over", || async {
+        cluster
+            .holder(other, "bulk")
+            .await
+            .filter(|&n| n != running)
+    })
+    .await;
+    let handed = stopping.elapsed();
+    assert!(stopped.wait().unwrap().success());
+    eprintln!(
+        "hand-over: instance {next} held the job {} ms after instance {running} got SIGTERM",
+        handed.as_millis()
+    );
+    assert!(handed < Duration::from_secs(5), "{handed:?}");
+    cluster.ctx.sim.faults(json!({"latency_ms": 0})).await;
+    until(
+        Duration::from_secs(120),
+        "the handed-over run succeeds",
+        || async {
+            let (_, body) = cluster
+                .instance(next)
+                .api("GET", "/api/v1/syncs/bulk/runs", None)
+                .await;
+            let runs = body["runs"].as_array()?;
+            (runs.first()?["outcome"] == "success").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(cluster.remote_hashes("/Bulk").await, expected);
+    cluster.instances[running - 1].start();
 }
 
 /// Revoking the app while instance 2 serves a transfer: disabled on all three, one alert;
@@ -689,12 +757,18 @@ async fn revoked_app_disables_everywhere(cluster: &Cluster, connection: &Value) 
     assert_eq!(status, 200, "{body}");
     for n in 1..=INSTANCES {
         let instance = cluster.instance(n);
-        until(
-            Duration::from_secs(5),
-            "the connection enabled everywhere",
-            || async { (instance.ready().await.0 == 200).then_some(()) },
-        )
-        .await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (status, text) = instance.ready().await;
+            if status == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "instance {n} not ready 5 s after the connection was saved: {status} {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let (_, body) = instance.api("GET", "/api/v1/alerts", None).await;
         assert_eq!(body["alerts"], json!([]), "instance {n}");
     }
@@ -732,11 +806,15 @@ async fn rolling_restart_loses_no_upload(cluster: &mut Cluster) {
         let mut child = cluster.instances[n - 1].signal(libc::SIGTERM);
         let stopping = Instant::now();
         let status = child.wait().unwrap();
+        let stopped = stopping.elapsed();
         assert!(status.success(), "instance {n} stopped with {status}");
         eprintln!(
             "rolling restart: instance {n} stopped {} ms after SIGTERM",
-            stopping.elapsed().as_millis()
+            stopped.as_millis()
         );
+        // Connections uploading file after file are let go after the file under way (new
+        // transfers are refused), not at the end of the 30 s grace time.
+        assert!(stopped < Duration::from_secs(20), "{stopped:?}");
         cluster.instances[n - 1].start();
         let instance = cluster.instance(n);
         until(

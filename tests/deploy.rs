@@ -22,7 +22,12 @@ fn read(relative: &str) -> String {
 
 /// Every YAML document of every file in `deploy/kubernetes`, with the file's name.
 fn manifests() -> Vec<(String, Value)> {
-    let dir = repo().join("deploy/kubernetes");
+    manifests_in("deploy/kubernetes")
+}
+
+/// Every YAML document of every file in the folder `relative`, with the file's name.
+fn manifests_in(relative: &str) -> Vec<(String, Value)> {
+    let dir = repo().join(relative);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|entry| entry.unwrap().path())
@@ -140,9 +145,13 @@ fn check_offline(what: &str, toml: &str, rewrite: &[(&str, &str)]) {
 
 #[test]
 fn every_manifest_parses_and_kustomization_lists_them_all() {
-    let documents = manifests();
+    kustomization_lists_every_manifest(&manifests());
+    kustomization_lists_every_manifest(&manifests_in("deploy/kubernetes-cluster"));
+}
+
+fn kustomization_lists_every_manifest(documents: &[(String, Value)]) {
     let mut files = BTreeSet::new();
-    for (file, value) in &documents {
+    for (file, value) in documents {
         assert!(value["apiVersion"].is_string(), "{file}: no apiVersion");
         assert!(value["kind"].is_string(), "{file}: no kind");
         if value["kind"].as_str() != Some("Kustomization") {
@@ -508,5 +517,100 @@ fn dockerfile_runs_a_slim_non_root_image() {
         read(".dockerignore")
             .lines()
             .any(|l| l.trim_matches('/') == "target")
+    );
+}
+
+/// The cluster example: three instances of one StatefulSet (each its own volume for its upload
+/// spool), one PostgreSQL store with the master key and password from the Secret, the PROXY
+/// protocol on, the sync folder shared; its configuration passes `spgate check --offline`.
+#[test]
+fn cluster_example_runs_three_instances_on_one_postgresql_store() {
+    let documents = manifests_in("deploy/kubernetes-cluster");
+    let find = |kind: &str, name: &str| {
+        documents
+            .iter()
+            .map(|(_, v)| v)
+            .find(|v| {
+                v["kind"].as_str() == Some(kind) && v["metadata"]["name"].as_str() == Some(name)
+            })
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+            .clone()
+    };
+    let set = find("StatefulSet", "spgate");
+    assert_eq!(set["spec"]["replicas"].as_u64(), Some(3));
+    let template = &set["spec"]["template"]["spec"];
+    let container = &template["containers"][0];
+    let claims = list(&set["spec"]["volumeClaimTemplates"], "volumeClaimTemplates");
+    assert_eq!(text(&claims[0]["metadata"]["name"], "claim"), "state");
+    let state = named(&container["volumeMounts"], "state");
+    let sync = named(&template["volumes"], "sync");
+    assert_eq!(
+        text(&sync["persistentVolumeClaim"]["claimName"], "claimName"),
+        "spgate-sync"
+    );
+    let shared = find("PersistentVolumeClaim", "spgate-sync");
+    assert_eq!(
+        list(&shared["spec"]["accessModes"], "accessModes")[0].as_str(),
+        Some("ReadWriteMany")
+    );
+    assert_eq!(
+        find("PodDisruptionBudget", "spgate")["spec"]["maxUnavailable"].as_u64(),
+        Some(1)
+    );
+    let configmap = find("ConfigMap", "spgate-config");
+    let toml = text(&configmap["data"]["spgate.toml"], "spgate.toml").to_owned();
+    let table: toml::Table = toml.parse().unwrap();
+    assert!(
+        table["state"]["database"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgres://")
+    );
+    assert_eq!(table["sftp"]["proxy_protocol"].as_bool(), Some(true));
+    assert_eq!(
+        text(&state["mountPath"], "mountPath"),
+        table["state"]["dir"].as_str().unwrap()
+    );
+    // Every secret the configuration reads is a key of the Secret.
+    let secret = find("Secret", "spgate-secrets");
+    for path in file_secrets(&toml) {
+        let key = path.trim_start_matches("/run/secrets/spgate/");
+        assert!(
+            secret["stringData"][key].is_string(),
+            "{path}: not in the Secret"
+        );
+    }
+    check_offline(
+        "kubernetes-cluster/configmap.yaml",
+        &toml,
+        &[
+            ("/run/secrets/spgate/", "secrets/"),
+            ("/var/lib/spgate", "state"),
+        ],
+    );
+}
+
+/// The HAProxy example is a configuration HAProxy accepts, with the PROXY v2 header on every
+/// server and on its health checks.
+#[test]
+fn haproxy_example_is_valid() {
+    let path = repo().join("deploy/haproxy/haproxy.cfg");
+    let text = read("deploy/haproxy/haproxy.cfg");
+    assert!(text.contains("mode tcp") && text.contains("send-proxy-v2 check check-send-proxy"));
+    let haproxy = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("HAProxy is not installed (Debian's haproxy package; .ci/run installs it)");
+    let out = Command::new(haproxy)
+        .arg("-c")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -374,11 +374,19 @@ impl Shared {
     }
 
     /// Puts in force what changed in the state store elsewhere (the CLI, another instance),
-    /// checking its change counters every second, until `shutdown`: records, and connections
-    /// disabled or enabled (a saved connection's alert is cleared by whoever saved it).
+    /// checking its change counters at each change PostgreSQL announces and every second,
+    /// until `shutdown`: records, and connections disabled or enabled (a saved connection's
+    /// alert is cleared by whoever saved it).
     pub async fn follow_store(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let announced = self.current().store.listen(shutdown.clone());
+        let changed = || async {
+            match &announced {
+                Some(changed) => changed.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         // The health counter as of the alerts last put in force.
         let mut health: Option<i64> = None;
         let mut failing = false;
@@ -386,6 +394,7 @@ impl Shared {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
+                _ = changed() => {}
             }
             let store = self.current().store.clone();
             let outcome = async {

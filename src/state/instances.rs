@@ -81,7 +81,8 @@ impl Store {
     pub(crate) fn clock_sql(&self) -> &'static str {
         match self.engine() {
             Engine::Sqlite => "unixepoch()",
-            Engine::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS BIGINT)",
+            // FLOOR: a cast alone rounds, half a second early.
+            Engine::Postgres => "CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp())) AS BIGINT)",
         }
     }
 

@@ -27,6 +27,7 @@ pub mod grants;
 pub mod host_keys;
 pub mod instances;
 pub mod lockouts;
+pub mod notify;
 pub mod records;
 pub mod rekey;
 pub mod schema;
@@ -102,6 +103,8 @@ pub struct Store {
     sealer: Sealer,
     /// The schema version found at opening (0: a new store).
     found: i64,
+    /// PostgreSQL: the database's URL (with its password), for the change listener.
+    listen_url: Option<Secret>,
 }
 
 impl std::fmt::Debug for Store {
@@ -141,6 +144,7 @@ impl Store {
                 (Engine::Postgres, url.to_string())
             }
         };
+        let listen_url = (engine == Engine::Postgres).then(|| Secret::new(url.clone()));
         let sqlite = engine == Engine::Sqlite;
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { 8 })
@@ -191,6 +195,7 @@ impl Store {
             engine,
             sealer,
             found,
+            listen_url,
         })
     }
 
@@ -212,6 +217,7 @@ impl Store {
             engine: Engine::Sqlite,
             sealer: Sealer::new(&Sealer::generate())?,
             found,
+            listen_url: None,
         })
     }
 
@@ -302,6 +308,11 @@ pub(crate) async fn bump(
         .bind(counter as i64)
         .execute(&mut **tx)
         .await?;
+    if tx.backend_name() == "PostgreSQL" {
+        sqlx::raw_sql(notify::statement(counter))
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 

@@ -166,6 +166,15 @@ pub(crate) fn is_partial(name: &str) -> bool {
     name.starts_with(".spgate.") && name.ends_with(".partial")
 }
 
+/// The marker a sync job keeps in its local folder (see `crate::sync::folder`).
+pub const FOLDER_MARKER: &str = ".spgate.folder";
+
+/// Whether `name` is a file of the gateway's own, which no client sees or touches: its temp
+/// files and the sync folder marker.
+fn is_own(name: &str) -> bool {
+    is_partial(name) || name == FOLDER_MARKER
+}
+
 /// Temp files untouched this long are leftovers of a crash, a killed sync run or a dropped
 /// session: a transfer in progress writes to its file far more often.
 pub const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
@@ -217,7 +226,7 @@ fn relative(path: &str) -> Result<String> {
                     format!("{path}: '..' is not allowed"),
                 ));
             }
-            name if is_partial(name) => return Err(Error::not_found(path)),
+            name if is_own(name) => return Err(Error::not_found(path)),
             name => parts.push(name),
         }
     }
@@ -311,7 +320,7 @@ fn send_pages(root: &Dir, dir: &Dir, rel: &str, path: &str, tx: &mpsc::Sender<Re
 /// files and symlinks that dangle or lead outside the root.
 fn list_entry(root: &Dir, rel: &str, item: &DirEntry) -> Option<Entry> {
     let name = item.file_name().into_string().ok()?;
-    if is_partial(&name) {
+    if is_own(&name) {
         return None;
     }
     let full = if rel == "." {

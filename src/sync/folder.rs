@@ -13,8 +13,9 @@ use super::store::Store;
 use super::{Error, Result, TEMP_PREFIX};
 use crate::config::SyncJob;
 
-/// The marker's file name; spgate's temp prefix keeps it out of every scan.
-pub const MARKER: &str = ".spgate.folder";
+/// The marker's file name; spgate's temp prefix keeps it out of every scan, and local mounts
+/// hide it from clients.
+pub const MARKER: &str = crate::storage::local::FOLDER_MARKER;
 
 /// What a marker says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,26 +68,26 @@ fn read(root: &Path) -> Result<Option<Marker>> {
 }
 
 /// Writes `marker` into `root` (a temp file renamed into place, so a reader never sees half).
-fn write(root: &Path, marker: &Marker) -> Result<()> {
+fn write(root: &Path, marker: &Marker) -> std::io::Result<()> {
+    // A temp name the leftover sweep removes, should a crash leave it.
     let temp = root.join(format!(
-        "{TEMP_PREFIX}folder.{:016x}",
+        "{TEMP_PREFIX}folder.{:016x}.partial",
         rand::random::<u64>()
     ));
     let written = std::fs::write(&temp, marker.text())
         .and_then(|()| std::fs::rename(&temp, marker_path(root)));
-    if let Err(e) = written {
+    if written.is_err() {
         let _ = std::fs::remove_file(&temp);
-        return Err(Error::Aborted(format!(
-            "writing the folder marker into {}: {e}",
-            root.display()
-        )));
     }
-    Ok(())
+    written
 }
 
-/// Checks (and on a first run, marks) the job's local folder; `adopt` (a resync) makes the
-/// folder found the job's folder. A folder that does not exist yet is left to the run (a
-/// first run creates it; the next run marks it).
+/// Checks (and on a first run, marks) the job's local folder; `adopt` (a resync, its baseline
+/// cleared already) makes the folder found the job's folder. A folder that does not exist yet
+/// is left to the run (a first run creates it; the next run marks it). A folder spgate may not
+/// write to (a read-only push source) cannot be marked: it is used unchecked, with a warning.
+/// A job whose folder was never marked (made by an earlier version) gets its marker at its
+/// next run, on whichever instance runs it.
 pub async fn check(job: &SyncJob, store: &Store, adopt: bool) -> Result<()> {
     let root = job.local.clone();
     if !root.is_dir() {
@@ -125,13 +126,23 @@ pub async fn check(job: &SyncJob, store: &Store, adopt: bool) -> Result<()> {
         (_, Some(m)) => m.folder.clone(),
         (_, None) => format!("{:032x}", rand::random::<u128>()),
     };
-    store.set_folder_id(&job.name, &folder).await?;
+    // The marker first: a folder id is recorded only once the folder carries it.
     if found.as_ref().map(|m| &m.folder) != Some(&folder) {
-        let marker = Marker { cluster, folder };
-        tokio::task::spawn_blocking(move || write(&root, &marker))
+        let marker = Marker {
+            cluster,
+            folder: folder.clone(),
+        };
+        let at = root.clone();
+        let written = tokio::task::spawn_blocking(move || write(&at, &marker))
             .await
-            .map_err(|e| Error::Aborted(format!("writing the folder marker: {e}")))??;
+            .map_err(|e| Error::Aborted(format!("writing the folder marker: {e}")))?;
+        if let Err(e) = written {
+            tracing::warn!(job = %job.name, folder = %root.display(), error = %e,
+                "cannot write the folder marker: whether every instance sees this same folder is not checked");
+            return Ok(());
+        }
     }
+    store.set_folder_id(&job.name, &folder).await?;
     Ok(())
 }
 

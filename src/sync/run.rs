@@ -38,6 +38,9 @@ pub struct Options {
     pub force: bool,
     /// Forget the baseline and rebuild it copy-only (never deletes).
     pub resync: bool,
+    /// An interrupted run hands the job over at once (the scheduler, at a shutdown: another
+    /// instance goes on with it); otherwise the job waits for its next due time.
+    pub hand_over: bool,
 }
 
 /// What a run did (or, dry, would do).
@@ -118,7 +121,7 @@ pub async fn run(
     // An interrupted run (a shutdown) hands the job over: another instance goes on with it
     // at once, from the stored state.
     let interrupted = matches!(&result, Ok(r) if r.outcome == Outcome::Interrupted);
-    let unlocked = match interrupted && !options.dry_run {
+    let unlocked = match interrupted && options.hand_over && !options.dry_run {
         true => store.hand_over(&job.name, &owner).await,
         false => store.unlock(&job.name, &owner).await,
     };
@@ -157,17 +160,29 @@ async fn run_locked(
             owner.to_string(),
             stop.clone(),
         );
+        // A run that cannot renew its lock for half the stale time stops (between files)
+        // before another instance may take the job over.
+        let limit = store.lock_stale() / 2;
         Heartbeat(tokio::spawn(async move {
+            let mut renewed = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(HEARTBEAT).await;
-                match store.heartbeat(&name, &owner).await {
-                    Ok(true) => {}
-                    Ok(false) => {
+                match tokio::time::timeout(limit, store.heartbeat(&name, &owner)).await {
+                    Ok(Ok(true)) => renewed = tokio::time::Instant::now(),
+                    Ok(Ok(false)) => {
                         tracing::error!(job = %name, "sync run stopped: its lock was taken over");
                         lost.cancel();
                         return;
                     }
-                    Err(e) => tracing::warn!(job = %name, error = %e, "sync lock heartbeat failed"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(job = %name, error = %e, "sync lock heartbeat failed")
+                    }
+                    Err(_) => tracing::warn!(job = %name, "sync lock heartbeat timed out"),
+                }
+                if renewed.elapsed() >= limit {
+                    tracing::error!(job = %name, "sync run stopped: its lock could not be renewed");
+                    lost.cancel();
+                    return;
                 }
             }
         }))
@@ -178,10 +193,6 @@ async fn run_locked(
         Some(store.start_run(&job.name).await?)
     };
     if !options.dry_run {
-        // Shared state needs the shared folder: a run on another folder stops here.
-        if let Err(e) = super::folder::check(job, store, options.resync).await {
-            return finish(job, store, paths, run_id, Err(e)).await;
-        }
         let root = job.local.clone();
         let _ = tokio::task::spawn_blocking(move || crate::storage::local::sweep_leftovers(&root))
             .await;
@@ -208,7 +219,13 @@ async fn finish(
         Ok(report) => report,
         Err(e) => Report {
             counts: Counts::default(),
-            outcome: Outcome::Aborted,
+            // Stopped, not refused by a safety rule: the job goes on once the connection is
+            // enabled again.
+            outcome: if connection_disabled {
+                Outcome::Interrupted
+            } else {
+                Outcome::Aborted
+            },
             message: Some(e.to_string()),
             actions: Vec::new(),
             problems: Vec::new(),
@@ -297,6 +314,11 @@ async fn execute(
     let drive = connection.drive().await?;
     if options.resync {
         store.clear_baseline(&job.name).await?;
+    }
+    if !options.dry_run {
+        // Shared state needs the shared folder: a run on another folder stops here, before
+        // it looks at either side.
+        super::folder::check(job, store, options.resync).await?;
     }
     let mut baseline = store.baseline(&job.name).await?;
     baseline.retain(|b| !filter.excludes(&b.path, b.is_dir));

@@ -164,11 +164,21 @@ async fn schedule(
     let mut next = Instant::now();
     let mut watch = tokio::time::interval(WATCH);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A run was due (or cut short) while the connection was disabled: it runs as soon as the
+    // connection is enabled again (its record saved), not at the next due time.
+    let mut missed = false;
     loop {
         tokio::select! {
+            biased;
             _ = shutdown.cancelled() => return,
             _ = sleep_until(next) => {}
             _ = watch.tick() => {
+                if connection.health.is_disabled() {
+                    continue;
+                }
+                if missed {
+                    tracing::info!(job = %job.name, connection = %job.connection, "the connection is enabled again: running the job");
+                } else {
                 // A run of the job held by an instance that died or stopped is taken over at
                 // once, not at the next due time.
                 match store.lock_abandoned(&job.name, store.lock_stale()).await {
@@ -178,6 +188,7 @@ async fn schedule(
                         tracing::debug!(job = %job.name, error = %e, "checking the job's run lock failed");
                         continue;
                     }
+                }
                 }
             }
             _ = notify.notified() => {
@@ -191,9 +202,13 @@ async fn schedule(
                 }
             }
         }
+        if shutdown.is_cancelled() {
+            return;
+        }
         next = Instant::now() + job.interval;
         if connection.health.is_disabled() {
             tracing::info!(job = %job.name, connection = %job.connection, "sync paused: the connection is disabled");
+            missed = true;
             continue;
         }
         let started = std::time::Instant::now();
@@ -202,7 +217,10 @@ async fn schedule(
             &connection,
             &store,
             &paths,
-            Options::default(),
+            Options {
+                hand_over: true,
+                ..Options::default()
+            },
             &Quiet,
             &shutdown,
         )
@@ -234,5 +252,7 @@ async fn schedule(
             }
             Err(e) => tracing::warn!(job = %job.name, error = %e, "sync run failed"),
         }
+        // Disabled during the run (which then stopped): run again once enabled.
+        missed = connection.health.is_disabled();
     }
 }

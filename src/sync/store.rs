@@ -116,7 +116,7 @@ impl Store {
     /// seen at once) two minutes, so that a busy disk never makes two runs of a job.
     pub fn lock_stale(&self) -> Duration {
         match self.state.engine() {
-            crate::state::Engine::Postgres => Duration::from_secs(5),
+            crate::state::Engine::Postgres => Duration::from_secs(4),
             crate::state::Engine::Sqlite => Duration::from_secs(120),
         }
     }

@@ -115,3 +115,18 @@ local = "$work/local"
 permissions = ["*"]
 TOML
 }
+
+# make_files DIR COUNT MAX_KIB: COUNT files of 1 KiB to MAX_KIB of random bytes under DIR, in
+# 10 folders x 10 subfolders (3 levels), the same names and sizes at every call.
+make_files() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import os, random, sys
+root, total, max_kib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+random.seed(7)
+for i in range(total):
+    d = os.path.join(root, f"dir{i % 10:02}", f"sub{(i // 10) % 10:02}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"file{i:05}.bin"), "wb") as f:
+        f.write(os.urandom(random.randint(1024, max_kib * 1024)))
+PY
+}

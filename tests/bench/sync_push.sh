@@ -13,16 +13,7 @@ big_mib=${2:-1024}
 start_sim
 
 # 5,000 files: 10 folders x 10 subfolders x 50 files (3 levels), sizes 1-64 KiB.
-python3 - "$work/local" "$files" <<'PY'
-import os, random, sys
-root, total = sys.argv[1], int(sys.argv[2])
-random.seed(7)
-for i in range(total):
-    d = os.path.join(root, f"dir{i % 10:02}", f"sub{(i // 10) % 10:02}")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"file{i:05}.bin"), "wb") as f:
-        f.write(os.urandom(random.randint(1024, 64 * 1024)))
-PY
+make_files "$work/local" "$files" 64
 
 cat >"$work/spgate.toml" <<TOML
 [state]

@@ -115,14 +115,18 @@ impl Store {
     /// Hands the lock over if `owner` still holds it: another instance may take it at once
     /// (the run was interrupted; whoever takes it goes on from the stored state).
     pub async fn hand_over(&self, job: &str, owner: &str) -> Result<bool> {
-        let changed =
-            sqlx::query("UPDATE sync_locks SET heartbeat = 0 WHERE job = $1 AND owner = $2")
-                .bind(job)
-                .bind(owner)
-                .execute(self.pool())
-                .await
-                .map_err(failed("handing the run lock over"))?
-                .rows_affected();
+        // The owner changes too, so that a heartbeat of the run already on its way changes
+        // nothing.
+        let changed = sqlx::query(
+            "UPDATE sync_locks SET heartbeat = 0, owner = owner || ' (handed over)'
+             WHERE job = $1 AND owner = $2",
+        )
+        .bind(job)
+        .bind(owner)
+        .execute(self.pool())
+        .await
+        .map_err(failed("handing the run lock over"))?
+        .rows_affected();
         Ok(changed == 1)
     }
 
