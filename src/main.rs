@@ -687,7 +687,9 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Connect { name, config } => {
             logging::init(cli.log_format, "warn");
-            if !spgate::operate::connect(&config.load()?, &name, &mut std::io::stdout()).await? {
+            // The file's connections and those made through the API or the CLI alike.
+            let config = config.load_with_store().await?;
+            if !spgate::operate::connect(&config, &name, &mut std::io::stdout()).await? {
                 return Ok(ExitCode::FAILURE);
             }
         }

@@ -171,7 +171,9 @@ async fn until<T, F: std::future::Future<Output = Option<T>>>(
 
 impl Cluster {
     async fn start() -> Cluster {
-        let ctx = Ctx::new().await;
+        // Device-code sign-ins polled each second.
+        let seed = format!("device_code_interval_secs = 1\n{}", common::seed("", ""));
+        let ctx = Ctx::with_seed(&seed).await;
         let dir = tempfile::tempdir().unwrap();
         let database = postgres::server().url(&postgres::database());
         let secret = spgate::state::seal::Sealer::generate();
@@ -500,10 +502,34 @@ async fn three_instances_behind_haproxy_share_one_postgresql_store() {
     }
     let status = cluster.instance(2).cli(&["cluster", "status"]);
     assert_eq!(status.matches("\tup\t").count(), INSTANCES, "{status}");
+    // The same in the API and on the status page of another instance.
+    let (_, body) = cluster
+        .instance(3)
+        .api("GET", "/api/v1/cluster", None)
+        .await;
+    let instances = body["instances"].as_array().cloned().unwrap_or_default();
+    assert_eq!(instances.len(), INSTANCES, "{body}");
+    assert!(instances.iter().all(|i| i["status"] == "up"), "{body}");
+    let page = reqwest::Client::new()
+        .get(cluster.instance(3).url("/"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<h2>Instances</h2>"), "{page}");
+    assert_eq!(
+        page.matches("<td class=\"ok\">up</td>").count(),
+        INSTANCES,
+        "{page}"
+    );
 
     sync_job_is_taken_over(&mut cluster).await;
     revoked_app_disables_everywhere(&cluster, &connection).await;
     rolling_restart_loses_no_upload(&mut cluster).await;
+    device_code_refreshes_once_for_the_cluster(&cluster).await;
 }
 
 /// A push job of 2,000 files: runs on one instance; killed in the middle, taken over.
@@ -880,4 +906,151 @@ async fn rolling_restart_loses_no_upload(cluster: &mut Cluster) {
             "{path} is not whole (a partial upload is visible)"
         );
     }
+}
+
+/// Python: argv[4] sessions through HAProxy (port argv[1]) as argv[2]/argv[3], logged in
+/// first (prints `ready`), then, at a line on stdin, argv[5] stats each of names that do not
+/// exist, all sessions at once: prints a JSON report ({"ok": N, "other": [...]}).
+const STAT_BURST: &str = r#"
+import json, sys, threading, paramiko
+port, user, password, sessions, per = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+clients = []
+for i in range(sessions):
+    t = paramiko.Transport(("127.0.0.1", port))
+    t.connect(username=user, password=password)
+    clients.append((t, paramiko.SFTPClient.from_transport(t)))
+print("ready", flush=True)
+sys.stdin.readline()
+results, lock = [], threading.Lock()
+def work(i, sftp):
+    for k in range(per):
+        try:
+            sftp.stat(f"/absent-{i}-{k}")
+            r = "exists"
+        except FileNotFoundError:
+            r = "ok"
+        except Exception as e:
+            r = f"error: {e}"
+        with lock:
+            results.append(r)
+threads = [threading.Thread(target=work, args=(i, s)) for i, (t, s) in enumerate(clients)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps({"ok": results.count("ok"), "other": [r for r in results if r != "ok"]}), flush=True)
+"#;
+
+/// A device-code connection signed in once (`spgate connect` on instance 1) serves all three;
+/// after Graph refuses the access token (expired), 100 requests at once across the instances
+/// make one token request, and the refresh token saved then is the live one.
+async fn device_code_refreshes_once_for_the_cluster(cluster: &Cluster) {
+    use std::io::{BufRead, BufReader, Write};
+    let sim = cluster.ctx.sim.base.clone();
+    let connection = json!({
+        "name": "dc", "tenant": "contoso", "client_id": "spgate-demo", "auth": "device_code",
+        "authority": sim, "graph_url": sim, "site": "https://contoso.sharepoint.com/sites/partners",
+    });
+    let (status, body) = cluster
+        .instance(1)
+        .api("POST", "/api/v1/connections", Some(connection))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let mut connect = Command::new(env!("CARGO_BIN_EXE_spgate"))
+        .args(["connect", "dc", "--config"])
+        .arg(cluster.instance(1).config())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(connect.stdout.take().unwrap()).lines();
+    let code = loop {
+        let line = lines
+            .next()
+            .expect("spgate connect printed no code")
+            .unwrap();
+        if let Some((_, code)) = line.split_once("enter the code ") {
+            break code.trim().to_string();
+        }
+    };
+    cluster
+        .ctx
+        .sim
+        .control("/devicecode/approve", json!({ "user_code": code }))
+        .await;
+    let signed_in = connect.wait_with_output().unwrap();
+    assert!(signed_in.status.success(), "{signed_in:?}");
+    let user = json!({
+        "name": "dave", "password": "dave-pw",
+        "mounts": [{"path": "/", "connection": "dc", "remote": "/", "permissions": "*"}],
+    });
+    let (status, body) = cluster
+        .instance(2)
+        .api("POST", "/api/v1/users", Some(user))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    for n in 1..=INSTANCES {
+        until(
+            Duration::from_secs(5),
+            "dave in force everywhere",
+            || async {
+                let (_, body) = cluster
+                    .instance(n)
+                    .api("GET", "/api/v1/users/dave", None)
+                    .await;
+                (body["in_force"] == true).then_some(())
+            },
+        )
+        .await;
+    }
+    // 25 sessions through HAProxy: 8 or 9 on each instance.
+    let mut burst = Command::new("python3")
+        .arg("-c")
+        .arg(STAT_BURST)
+        .args([&cluster.port.to_string(), "dave", "dave-pw", "25", "4"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(burst.stdout.take().unwrap()).lines();
+    let ready = out.next().expect("the sessions log in").unwrap();
+    assert_eq!(ready, "ready");
+    // Every token issued so far is refused from now on: the instances hold a token Graph
+    // refuses, and the one saved with the sign-in too.
+    cluster.ctx.sim.control("/tokens/expire", json!({})).await;
+    let tokens = || async {
+        cluster.ctx.sim.stats().await["by_kind"]["token"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = tokens().await;
+    writeln!(burst.stdin.as_mut().unwrap(), "go").unwrap();
+    let report: Value = serde_json::from_str(&out.next().expect("a report").unwrap()).unwrap();
+    let _ = burst.wait();
+    assert_eq!(report["ok"], 100, "{report}");
+    assert_eq!(
+        tokens().await,
+        before + 1,
+        "one token request for 100 requests on three instances"
+    );
+    // No refresh token lost: the one saved last refreshes again.
+    cluster.ctx.sim.control("/tokens/expire", json!({})).await;
+    let out = python(
+        DOWNLOAD_DIRECT,
+        &[
+            cluster.instance(3).sftp.to_string(),
+            "dave".into(),
+            "dave-pw".into(),
+            "/report.csv".into(),
+        ],
+    )
+    .wait_with_output()
+    .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        said.trim(),
+        "ok",
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
