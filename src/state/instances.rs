@@ -88,12 +88,20 @@ impl Store {
 
     /// The database's clock, in Unix seconds.
     pub async fn clock(&self) -> Result<i64> {
+        Ok(self.clock_on(self.pool()).await?)
+    }
+
+    /// [`Store::clock`], read through `executor` (a transaction or connection of the caller).
+    pub(crate) async fn clock_on<'e>(
+        &self,
+        executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    ) -> std::result::Result<i64, sqlx::Error> {
         let sql = format!("SELECT {} AS now", self.clock_sql());
         // The statement is one of two fixed texts.
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_one(self.pool())
-            .await?;
-        Ok(row.try_get("now")?)
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_one(executor)
+            .await?
+            .try_get("now")
     }
 
     /// Records a heartbeat of `beat`'s instance; `starting` marks its start.

@@ -152,6 +152,35 @@ pub fn start(
     Ok(())
 }
 
+/// Whether the job should run now rather than at its due time: the connection is enabled
+/// again after a run was `missed`, or a run holding the job stopped or its instance is gone
+/// (taken over at once).
+async fn run_before_due(
+    job: &SyncJob,
+    connection: &Connection,
+    store: &Store,
+    missed: bool,
+) -> bool {
+    if connection.health.is_disabled() {
+        return false;
+    }
+    if missed {
+        tracing::info!(job = %job.name, connection = %job.connection, "the connection is enabled again: running the job");
+        return true;
+    }
+    match store.lock_abandoned(&job.name, store.lock_stale()).await {
+        Ok(true) => {
+            tracing::info!(job = %job.name, "taking over the job: the run holding it stopped or its instance is gone");
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            tracing::debug!(job = %job.name, error = %e, "checking the job's run lock failed");
+            false
+        }
+    }
+}
+
 async fn schedule(
     job: SyncJob,
     connection: Arc<Connection>,
@@ -173,22 +202,8 @@ async fn schedule(
             _ = shutdown.cancelled() => return,
             _ = sleep_until(next) => {}
             _ = watch.tick() => {
-                if connection.health.is_disabled() {
+                if !run_before_due(&job, &connection, &store, missed).await {
                     continue;
-                }
-                if missed {
-                    tracing::info!(job = %job.name, connection = %job.connection, "the connection is enabled again: running the job");
-                } else {
-                // A run of the job held by an instance that died or stopped is taken over at
-                // once, not at the next due time.
-                match store.lock_abandoned(&job.name, store.lock_stale()).await {
-                    Ok(true) => tracing::info!(job = %job.name, "taking over the job: the run holding it stopped or its instance is gone"),
-                    Ok(false) => continue,
-                    Err(e) => {
-                        tracing::debug!(job = %job.name, error = %e, "checking the job's run lock failed");
-                        continue;
-                    }
-                }
                 }
             }
             _ = notify.notified() => {

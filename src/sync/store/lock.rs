@@ -33,8 +33,6 @@ impl Store {
         stale_after: Duration,
     ) -> Result<Option<LockHolder>> {
         let op = "taking the run lock";
-        let stale_after = i64::try_from(stale_after.as_secs()).unwrap_or(i64::MAX);
-        let one_host = self.state.engine() == crate::state::Engine::Sqlite;
         let mut tx = self.pool().begin().await.map_err(failed(op))?;
         let take = async {
             // A write first: the holder's row stays locked (PostgreSQL), or the whole store
@@ -43,11 +41,9 @@ impl Store {
                 .bind(job)
                 .execute(&mut *tx)
                 .await?;
-            let now = clock(&self.state, &mut tx).await?;
+            let now = self.state.clock_on(&mut *tx).await?;
             if let Some(holder) = holder(&mut tx, job).await? {
-                let stale = now.saturating_sub(holder.heartbeat) > stale_after
-                    || (one_host && process_gone(&holder.owner));
-                if holder.owner != owner && !stale {
+                if holder.owner != owner && !self.gone(&holder, now, stale_after) {
                     return Ok(Some(holder));
                 }
                 sqlx::query(
@@ -139,11 +135,18 @@ impl Store {
         let Some(holder) = holder(&mut conn, job).await.map_err(failed(op))? else {
             return Ok(false);
         };
-        let now = clock(&self.state, &mut conn).await.map_err(failed(op))?;
+        let now = self.state.clock_on(&mut *conn).await.map_err(failed(op))?;
+        Ok(self.gone(&holder, now, stale_after))
+    }
+
+    /// Whether `holder`'s run is gone at `now` (the database's clock): its heartbeat is older
+    /// than `stale_after` (0 when handed over), or, on an SQLite store (one host), its process
+    /// has exited.
+    fn gone(&self, holder: &LockHolder, now: i64, stale_after: Duration) -> bool {
         let stale_after = i64::try_from(stale_after.as_secs()).unwrap_or(i64::MAX);
         let one_host = self.state.engine() == crate::state::Engine::Sqlite;
-        Ok(now.saturating_sub(holder.heartbeat) > stale_after
-            || (one_host && process_gone(&holder.owner)))
+        now.saturating_sub(holder.heartbeat) > stale_after
+            || (one_host && process_gone(&holder.owner))
     }
 
     /// Records `holder` as the job's lock holder (a dry run's copy of a held lock).
@@ -185,19 +188,6 @@ async fn holder(
             })
         })
         .transpose()
-}
-
-/// The database's clock (Unix seconds), read on `conn`.
-async fn clock(
-    state: &crate::state::Store,
-    conn: &mut sqlx::AnyConnection,
-) -> Result<i64, sqlx::Error> {
-    let sql = format!("SELECT {} AS now", state.clock_sql());
-    // One of two fixed texts.
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_one(conn)
-        .await?
-        .try_get("now")
 }
 
 /// Whether `owner` (`[instance <id> ]pid <pid> on <host>[ run <id>]`) names a process of this host that has
