@@ -1,6 +1,6 @@
 //! `spgate demo`: the simulator in-process with a seeded site, a demo user (password `demo`)
-//! with a SharePoint mount and a local mount, and SFTP on 127.0.0.1:2222; it prints how to
-//! connect. Everything lives in a temporary directory removed at exit.
+//! with a SharePoint mount and a local mount, SFTP on 127.0.0.1:2222 and the web console on a
+//! loopback port (administrator `admin`, password `demo`); it prints how to connect. Everything lives in a temporary directory removed at exit.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +15,17 @@ name = "contoso"
 [[tenants.apps]]
 client_id = "spgate-demo"
 secret = "demo-secret"
+[[tenants.apps]]
+client_id = "spgate-console"
+redirect_uris = ["http://127.0.0.1/console/oauth/callback", "http://localhost/console/oauth/callback"]
+[[tenants.users]]
+name = "partner.admin@contoso.onmicrosoft.com"
+display_name = "Partner Admin"
+password = "demo-password"
+[[tenants.users]]
+name = "svc.spgate@contoso.onmicrosoft.com"
+display_name = "spgate service account"
+password = "demo-password"
 [[tenants.sites]]
 hostname = "contoso.sharepoint.com"
 name = "partners"
@@ -53,6 +64,8 @@ pub async fn run(sftp: SocketAddr, shutdown: CancellationToken) -> std::io::Resu
 dir = "{state}"
 [sftp]
 listen = "{sftp}"
+[admin]
+listen = "127.0.0.1:0"
 [[connections]]
 name = "demo"
 tenant = "contoso"
@@ -79,10 +92,22 @@ permissions = ["*"]
         local = local.display(),
     );
     let config = crate::config::parse_str(&config_text).map_err(std::io::Error::other)?;
+    let store = crate::state::Store::of(&config.state)
+        .await
+        .map_err(std::io::Error::other)?;
+    store
+        .put_admin("admin", &crate::users::hash_password("demo"))
+        .await
+        .map_err(std::io::Error::other)?;
+    store.close().await;
     println!(
         "spgate demo: a simulated SharePoint library at {graph} (Graph API; tenant contoso, app spgate-demo / demo-secret)"
     );
-    crate::serve::run_reporting(config, None, shutdown, |_, address| {
+    crate::serve::run_reporting(config, None, shutdown, |protocol, address| {
+        if protocol == "admin" {
+            println!("web console:   http://{address}/console/      (admin / demo; \"Sign in with Microsoft\" as svc.spgate@contoso.onmicrosoft.com / demo-password)");
+            return;
+        }
         println!("connect with:  sftp -P {} demo@{}      (password: demo)", address.port(), address.ip());
         println!("/ is the SharePoint library 'Documents' of site partners; /local is a folder on this host. Ctrl-C stops.");
     })

@@ -144,6 +144,13 @@ enum Command {
         #[command(subcommand)]
         action: ClusterAction,
     },
+    /// The web console's administrators (kept in the state store): add, passwd, list, remove.
+    Admins {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: AdminsAction,
+    },
     /// Users kept in the state store: list, show, add, replace, enable, disable, delete. Works
     /// with `spgate serve` running (it puts changes in force within a second) or stopped.
     Users {
@@ -337,6 +344,20 @@ fn read_json(file: &std::path::Path) -> anyhow::Result<serde_json::Map<String, s
         serde_json::Value::Object(record) => Ok(record),
         _ => anyhow::bail!("{}: expected a JSON object", file.display()),
     }
+}
+
+#[derive(Subcommand)]
+enum AdminsAction {
+    /// Add an administrator: the password is asked twice on a terminal, else read from the
+    /// first line of stdin.
+    Add { name: String },
+    /// Give an administrator a new password (its console sessions end).
+    Passwd { name: String },
+    /// Every administrator.
+    List,
+    /// Remove an administrator (its console sessions end).
+    #[command(alias = "delete")]
+    Remove { name: String },
 }
 
 #[derive(Subcommand)]
@@ -829,6 +850,27 @@ async fn main() -> anyhow::Result<ExitCode> {
                     manage::set_password(&config, &name, hash, out).await?
                 }
                 UsersAction::Delete { name } => manage::delete(&config, kind, &name, out).await?,
+            };
+            if !done {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Admins { config, action } => {
+            logging::init(cli.log_format, "warn");
+            let config = config.load()?;
+            let out = &mut std::io::stdout();
+            use spgate::manage;
+            let done = match action {
+                AdminsAction::Add { name } => {
+                    let hash = spgate::users::prompt_and_hash()?;
+                    manage::put_admin(&config, &name, &hash, true, out).await?
+                }
+                AdminsAction::Passwd { name } => {
+                    let hash = spgate::users::prompt_and_hash()?;
+                    manage::put_admin(&config, &name, &hash, false, out).await?
+                }
+                AdminsAction::List => manage::list_admins(&config, out).await?,
+                AdminsAction::Remove { name } => manage::remove_admin(&config, &name, out).await?,
             };
             if !done {
                 return Ok(ExitCode::FAILURE);

@@ -363,3 +363,84 @@ fn report(out: &mut impl Write, done: Result<String, Refusal>) -> anyhow::Result
         }
     }
 }
+
+/// Whether `name` may name a console administrator: 1 to 64 letters, digits and `.`, `_`, `-`,
+/// `@`.
+pub fn admin_name_ok(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+}
+
+/// `spgate admins add` and `passwd`: gives administrator `name` the password whose argon2id
+/// hash is `hash` (`create`: only a new one; else only an existing one). Its open console
+/// sessions end.
+pub async fn put_admin(
+    config: &Config,
+    name: &str,
+    hash: &str,
+    create: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<bool> {
+    if !admin_name_ok(name) {
+        writeln!(
+            out,
+            "error: an administrator's name is 1 to 64 letters, digits, '.', '_', '-' or '@'"
+        )?;
+        return Ok(false);
+    }
+    let store = open(config).await?;
+    let exists = store.admin_hash(name).await?.is_some();
+    if exists == create {
+        let why = if create {
+            "already exists"
+        } else {
+            "does not exist"
+        };
+        writeln!(out, "error: administrator {name} {why}")?;
+        return Ok(false);
+    }
+    store.put_admin(name, hash).await?;
+    let done = if create { "added" } else { "password changed" };
+    writeln!(out, "administrator {name}: {done}")?;
+    Ok(true)
+}
+
+/// `spgate admins list`.
+pub async fn list_admins(config: &Config, out: &mut impl Write) -> anyhow::Result<bool> {
+    let store = open(config).await?;
+    let admins = store.admins().await?;
+    if admins.is_empty() {
+        writeln!(
+            out,
+            "no administrators: add one with `spgate admins add NAME` to use the web console"
+        )?;
+    }
+    for admin in admins {
+        let since = chrono::DateTime::from_timestamp(admin.created_at, 0)
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default();
+        writeln!(out, "{}\tadded {since}", admin.name)?;
+    }
+    Ok(true)
+}
+
+/// `spgate admins remove`.
+pub async fn remove_admin(
+    config: &Config,
+    name: &str,
+    out: &mut impl Write,
+) -> anyhow::Result<bool> {
+    let store = open(config).await?;
+    if store.delete_admin(name).await? {
+        writeln!(
+            out,
+            "administrator {name} removed; its console sessions ended"
+        )?;
+        Ok(true)
+    } else {
+        writeln!(out, "error: administrator {name} does not exist")?;
+        Ok(false)
+    }
+}

@@ -345,10 +345,11 @@ async fn a_file_the_library_cannot_hold_is_refused_at_close() {
     assert!(spool.is_empty(), "no spool file is left: {spool:?}");
 }
 
-/// The app's access is revoked while files wait in the queue: they are quarantined (the
-/// connection is disabled and alerted); enabled again, the retry delivers them.
+/// The app's access is revoked while files wait in the queue: the connection is disabled (its
+/// own alert) and the files wait, neither quarantined nor lost; enabled again, they go up
+/// without anyone retrying them.
 #[tokio::test]
-async fn an_upload_refused_for_a_revoked_app_is_quarantined_then_retried() {
+async fn uploads_for_a_disabled_connection_wait_until_it_is_enabled() {
     let mut gw = start("queued", "upload_workers = 1\n").await;
     let big = keep_the_queue_busy(&gw).await;
     let body = random(3000);
@@ -358,7 +359,21 @@ async fn an_upload_refused_for_a_revoked_app_is_quarantined_then_retried() {
         gw.ctx.sim.control(action, json!({})).await;
     }
     gw.clear_faults().await;
-    let id = quarantined(&gw, "/In/late.txt", &body).await;
+    eventually("the connection disabled", 60, || async {
+        let out = gw.spgate(&["connections"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("disabled").then_some(())
+    })
+    .await;
+    let listed = queue_list(&gw);
+    assert!(listed.contains("/In/late.txt"), "the file waits: {listed}");
+    assert!(!listed.contains("quarantined"), "{listed}");
+    let alerts = gw.spgate(&["alerts"]);
+    let alerts = String::from_utf8_lossy(&alerts.stdout);
+    assert!(
+        !alerts.contains("upload_failed"),
+        "one alert, the connection's: {alerts}"
+    );
     gw.ctx
         .sim
         .control("/apps/spgate-demo/restore", json!({}))
@@ -367,23 +382,21 @@ async fn an_upload_refused_for_a_revoked_app_is_quarantined_then_retried() {
     gw.ctx.token = gw.ctx.sim.app_token().await;
     let enabled = gw.spgate(&["connections", "enable", "sp"]);
     assert!(enabled.status.success(), "{enabled:?}");
-    retry_delivers(&gw, &id, "In/late.txt", &body).await;
-    // The big file went on with its pre-authenticated upload URL, or was quarantined too.
-    let big_id = eventually("the big file landed or quarantined", 60, || async {
-        if gw
-            .sim_item("In/big.bin")
-            .await
-            .is_some_and(|i| i["size"] == big.len())
-        {
-            return Some(None);
-        }
-        quarantined_id(&gw, "/In/big.bin").map(Some)
+    for (path, bytes) in [("In/late.txt", &body), ("In/big.bin", &big)] {
+        eventually("the waiting file in SharePoint", 60, || async {
+            let item = gw.sim_item(path).await?;
+            (item.get("file").is_some() && item["size"] == bytes.len()).then_some(())
+        })
+        .await;
+        gw.assert_stored(path, bytes).await;
+    }
+    eventually("the queue empty", 30, || async {
+        queue_list(&gw)
+            .lines()
+            .all(|l| !l.contains("/In/"))
+            .then_some(())
     })
     .await;
-    if let Some(big_id) = big_id {
-        retry_delivers(&gw, &big_id, "In/big.bin", &big).await;
-    }
-    gw.assert_stored("In/big.bin", &big).await;
 }
 
 #[tokio::test]

@@ -56,6 +56,16 @@ impl Failure {
     pub fn store(error: crate::state::Error) -> Failure {
         Failure::from(Refusal::from(error))
     }
+
+    /// The message, for a person.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The field of the record at fault, if the failure is about one.
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
 }
 
 impl From<Refusal> for Failure {

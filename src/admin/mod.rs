@@ -9,10 +9,14 @@
 //! only on loopback) the API is open to local callers, and answers only requests whose `Host`
 //! is a loopback address or `localhost` (DNS rebinding).
 //!
+//! The web console (`/console/`) signs administrators in with accounts of the store and a
+//! session cookie instead of the token: [`console`].
+//!
 //! - [`metrics`]: what is counted and how it is exposed; [`api`]: the JSON API;
 //!   [`page`]: the status page.
 
 pub mod api;
+pub mod console;
 pub mod metrics;
 pub mod openapi;
 pub mod page;
@@ -165,9 +169,45 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .route("/metrics", get(api::metrics))
         .merge(protected)
-        .with_state(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .merge(
+            console::routes()
+                .route_layer(middleware::from_fn_with_state(state.clone(), console_guard)),
+        )
+        .with_state(state.clone());
+    let tls = state
+        .gateway()
+        .config
+        .admin
+        .as_ref()
+        .and_then(|a| a.tls.clone());
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let Some(tls) = tls else {
+        return axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+    };
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+        .await
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "admin.tls: {} / {}: {e}",
+                    tls.cert.display(),
+                    tls.key.display()
+                ),
+            )
+        })?;
+    let handle = axum_server::Handle::new();
+    let stopping = handle.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        stopping.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, config)?
+        .handle(handle)
+        .serve(app)
         .await
 }
 
@@ -228,24 +268,55 @@ fn forged(request: &Request, open: bool) -> Option<&'static str> {
             return Some("the request's Origin is not this endpoint");
         }
     }
-    if open {
-        let name = host.rsplit_once(':').map_or(host, |(name, port)| {
-            if port.chars().all(|c| c.is_ascii_digit()) {
-                name
-            } else {
-                host
-            }
-        });
-        let name = name.trim_start_matches('[').trim_end_matches(']');
-        let loopback = name.eq_ignore_ascii_case("localhost")
-            || name
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if !loopback {
-            return Some("without a token the API answers only to a loopback Host");
-        }
+    if open && !loopback_host(host) {
+        return Some("without a token the API answers only to a loopback Host");
     }
     None
+}
+
+/// Whether `host` (a `Host` header) is `localhost` or a loopback address, with or without a
+/// port.
+fn loopback_host(host: &str) -> bool {
+    let name = host.rsplit_once(':').map_or(host, |(name, port)| {
+        if port.chars().all(|c| c.is_ascii_digit()) {
+            name
+        } else {
+            host
+        }
+    });
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The console's guard against DNS rebinding: an endpoint without a token (loopback only)
+/// answers the console only to a loopback `Host`, as it does the API.
+async fn console_guard(
+    Extract(state): Extract<Arc<State>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let open = state
+        .gateway()
+        .config
+        .admin
+        .as_ref()
+        .is_some_and(|a| a.token.is_none());
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    if open && !loopback_host(host) {
+        return (
+            StatusCode::FORBIDDEN,
+            "without a token the admin endpoint answers only to a loopback Host\n",
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 async fn authorize(Extract(state): Extract<Arc<State>>, request: Request, next: Next) -> Response {

@@ -212,42 +212,61 @@ async fn save(state: &State, section: Section, name: &str, body: Value, create: 
     let Value::Object(fields) = body else {
         return failure(Failure::invalid("", "the body must be a JSON object"));
     };
-    let gateway = state.gateway();
     let change = Change {
         section,
         name: name.to_string(),
         fields,
         create,
     };
-    let record = match control::save(&gateway.store, &gateway.config, change).await {
-        Ok(record) => record,
-        Err(refusal) => return failure(Failure::from(refusal)),
-    };
+    match save_record(state, change).await {
+        Ok(record) => {
+            let status = if record.revision == 1 {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (status, Json(view(state, section, &record))).into_response()
+        }
+        Err(f) => failure(f),
+    }
+}
+
+/// Stores `change` and puts it in force (the API's and the console's saves); a saved
+/// connection is enabled again, changed or not.
+pub async fn save_record(state: &State, change: Change) -> Result<Record, Failure> {
+    let gateway = state.gateway();
+    let section = change.section;
+    let name = change.name.clone();
+    let record = control::save(&gateway.store, &gateway.config, change).await?;
     let saved = match section {
-        Section::Connections => vec![name.to_string()],
+        Section::Connections => vec![name.clone()],
         _ => Vec::new(),
     };
     let what = format!("{} {name}", section.one());
-    if let Err(why) = state.shared.refresh(&what, &saved).await {
-        return failure(Failure::internal(why));
-    }
-    let status = if record.revision == 1 {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    (status, Json(view(state, section, &record))).into_response()
+    state
+        .shared
+        .refresh(&what, &saved)
+        .await
+        .map_err(Failure::internal)?;
+    Ok(record)
 }
 
 async fn delete(state: &State, section: Section, name: &str) -> Response {
-    if let Err(refusal) = control::delete(&state.gateway().store, section, name).await {
-        return failure(Failure::from(refusal));
+    match delete_record(state, section, name).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(f) => failure(f),
     }
+}
+
+/// Deletes record `name` of `section` and puts the change in force.
+pub async fn delete_record(state: &State, section: Section, name: &str) -> Result<(), Failure> {
+    control::delete(&state.gateway().store, section, name).await?;
     let what = format!("{} {name}", section.one());
-    if let Err(why) = state.shared.refresh(&what, &[]).await {
-        return failure(Failure::internal(why));
-    }
-    StatusCode::NO_CONTENT.into_response()
+    state
+        .shared
+        .refresh(&what, &[])
+        .await
+        .map_err(Failure::internal)
 }
 
 /// [`control::view`], in force or not in the gateway in force.

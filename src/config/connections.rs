@@ -58,7 +58,7 @@ pub(super) fn connections(
             given.push(("certificate", Credential::Certificate { cert, key }));
         }
         if let Some(auth) = &c.auth {
-            choice(&at("auth"), auth, &[("device_code", ())])?;
+            choice(&at("auth"), auth, &[("delegated", ()), ("device_code", ())])?;
             given.push(("auth", Credential::DeviceCode));
         }
         let given_keys: Vec<&str> = given.iter().map(|(key, _)| *key).collect();
@@ -68,7 +68,7 @@ pub(super) fn connections(
                 return Err(Error::invalid(
                     format!("connections[{i}]"),
                     format!(
-                        "connection {name:?} has no credential: set one of client_secret, certificate or auth = \"device_code\""
+                        "connection {name:?} has no credential: set one of client_secret, certificate or auth = \"delegated\""
                     ),
                 ));
             }

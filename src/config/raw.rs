@@ -87,6 +87,8 @@ pub(super) struct Admin {
     pub listen: Option<String>,
     pub token: Option<String>,
     pub readiness: Option<String>,
+    pub tls: Option<CertKey>,
+    pub public_url: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -250,6 +250,12 @@ pub struct Admin {
     /// `readiness = "full"` (default): `/readyz` also fails while a connection is disabled or a
     /// sync job's last run failed; `"listeners"`: only until the listeners are bound.
     pub ready_needs_health: bool,
+    /// `tls`: HTTPS with this certificate and key (the console's cookie is then Secure).
+    pub tls: Option<CertKey>,
+    /// `public_url`: the address browsers reach the endpoint at (behind a proxy), e.g.
+    /// `https://spgate.example.com`; the console's sign-in redirect URI is made from it.
+    /// Without it, from the request's `Host`.
+    pub public_url: Option<String>,
 }
 
 /// One `[[connections]]` entry: a SharePoint document library and how to sign in to it.

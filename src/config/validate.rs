@@ -386,10 +386,29 @@ fn admin(raw: raw::Admin, cx: &Context<'_>) -> Result<Option<Admin>, Error> {
         raw.readiness.as_deref().unwrap_or("full"),
         &[("full", true), ("listeners", false)],
     )?;
+    let tls = raw.tls.map(|t| cert_key("admin.tls", t, cx)).transpose()?;
+    let public_url = raw
+        .public_url
+        .map(|url| {
+            let url = url.trim().trim_end_matches('/').to_string();
+            let ok = (url.starts_with("https://") || url.starts_with("http://"))
+                && !url.contains(['?', '#', ' ']);
+            if ok {
+                Ok(url)
+            } else {
+                Err(Error::invalid(
+                    "admin.public_url",
+                    "expected an http(s) URL such as https://spgate.example.com",
+                ))
+            }
+        })
+        .transpose()?;
     Ok(Some(Admin {
         listen,
         token,
         ready_needs_health: strict,
+        tls,
+        public_url,
     }))
 }
 

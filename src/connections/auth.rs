@@ -165,6 +165,13 @@ impl Tokens {
         }
     }
 
+    /// Forgets the cached access token (a new sign-in was saved): the next `get` takes the
+    /// new sign-in's.
+    pub fn forget(&self) {
+        *self.cached.write() = None;
+        *self.refused.write() = None;
+    }
+
     /// Forgets `used` after Graph refused it (401), so the next `get` fetches a new one.
     pub fn invalidate(&self, used: &AccessToken) {
         let mut cached = self.cached.write();
@@ -327,33 +334,69 @@ impl Tokens {
             .exchange_device_access_token(&details)
             .request_async(&self.http, tokio::time::sleep, None)
             .await
-            .map_err(|e| match e {
-                RequestTokenError::ServerResponse(r) => TokenError::Disabled {
-                    code: r.error().to_string(),
-                    message: r.error_description().cloned().unwrap_or_default(),
-                    action: "Run `spgate connect` again and approve the sign-in in time.".into(),
-                },
-                other => TokenError::Transient(other.to_string()),
+            .map_err(|e| {
+                sign_in_refused(
+                    e,
+                    "Run `spgate connect` again and approve the sign-in in time.",
+                )
             })?;
-        let refresh = response.refresh_token().ok_or_else(|| {
+        let refresh = refresh_of(response.refresh_token())?;
+        save_sign_in(&self.config, &self.paths, refresh, None, None).await
+    }
+}
+
+/// A sign-in's token request that failed: the identity platform's refusal (the connection
+/// cannot sign in until `action` is done), or a transient failure.
+fn sign_in_refused<E, T>(
+    e: RequestTokenError<E, oauth2::StandardErrorResponse<T>>,
+    action: &str,
+) -> TokenError
+where
+    E: std::error::Error + 'static,
+    T: oauth2::ErrorResponseType + std::fmt::Display + 'static,
+{
+    match e {
+        RequestTokenError::ServerResponse(r) => TokenError::Disabled {
+            code: r.error().to_string(),
+            message: r.error_description().cloned().unwrap_or_default(),
+            action: action.into(),
+        },
+        other => TokenError::Transient(other.to_string()),
+    }
+}
+
+/// The refresh token a sign-in answered; none is an error (offline_access not granted).
+fn refresh_of(token: Option<&RefreshToken>) -> Result<Secret, TokenError> {
+    token
+        .map(|t| Secret::new(t.secret().clone()))
+        .ok_or_else(|| {
             TokenError::Transient(
                 "the sign-in answered no refresh token (is offline_access allowed?)".into(),
             )
-        })?;
-        let grant = Grant {
-            refresh_token: Secret::new(refresh.secret().clone()),
-            client_id: self.config.client_id.clone(),
-            tenant: self.config.tenant.clone(),
-            account: None,
-            updated_at: chrono::Utc::now().timestamp(),
-            access: None,
-        };
-        self.paths
-            .save_grant(&self.name, &grant)
-            .await
-            .map_err(|e| TokenError::Transient(format!("saving the sign-in: {e}")))?;
-        Ok(())
-    }
+        })
+}
+
+/// Saves a delegated sign-in of `config`: its refresh token, who signed in, and the access
+/// token that came with it.
+async fn save_sign_in(
+    config: &ConnectionConfig,
+    paths: &Paths,
+    refresh_token: Secret,
+    account: Option<String>,
+    access: Option<SharedAccess>,
+) -> Result<(), TokenError> {
+    let grant = Grant {
+        refresh_token,
+        client_id: config.client_id.clone(),
+        tenant: config.tenant.clone(),
+        account,
+        updated_at: chrono::Utc::now().timestamp(),
+        access,
+    };
+    paths
+        .save_grant(&config.name, &grant)
+        .await
+        .map_err(|e| TokenError::Transient(format!("saving the sign-in: {e}")))
 }
 
 /// A token failure, classified.
@@ -573,4 +616,136 @@ mod tests {
         assert_eq!(aadsts_code("AADSTS700016: x"), Some(700016));
         assert_eq!(aadsts_code("nothing"), None);
     }
+}
+
+/// The scopes a browser sign-in asks for: Graph's, a refresh token, and who signed in.
+const BROWSER_SCOPES: [&str; 5] = [
+    "openid",
+    "profile",
+    "offline_access",
+    "https://graph.microsoft.com/Files.ReadWrite.All",
+    "https://graph.microsoft.com/Sites.ReadWrite.All",
+];
+
+/// A browser sign-in (authorization code with PKCE) started: where to send the browser, and
+/// what to keep until it comes back.
+pub struct BrowserSignIn {
+    pub url: String,
+    /// The OAuth `state` the browser brings back.
+    pub state: String,
+    pub verifier: Secret,
+}
+
+/// The token endpoint's answer to a code, with the ID token that says who signed in.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct IdFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+}
+
+impl oauth2::ExtraTokenFields for IdFields {}
+
+type CodeResponse = oauth2::StandardTokenResponse<IdFields, oauth2::basic::BasicTokenType>;
+
+type CodeClient = oauth2::Client<
+    BasicErrorResponse,
+    CodeResponse,
+    oauth2::basic::BasicTokenIntrospectionResponse,
+    oauth2::StandardRevocableToken,
+    oauth2::basic::BasicRevocationErrorResponse,
+    oauth2::EndpointSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointSet,
+>;
+
+fn code_client(config: &ConnectionConfig, redirect_uri: &str) -> Result<CodeClient, String> {
+    let base = format!("{}/{}/oauth2/v2.0", config.authority, config.tenant);
+    let auth_url = oauth2::AuthUrl::new(format!("{base}/authorize")).map_err(|e| e.to_string())?;
+    let token_url = TokenUrl::new(format!("{base}/token")).map_err(|e| e.to_string())?;
+    let redirect = oauth2::RedirectUrl::new(redirect_uri.to_string()).map_err(|e| e.to_string())?;
+    Ok(oauth2::Client::new(ClientId::new(config.client_id.clone()))
+        .set_auth_uri(auth_url)
+        .set_token_uri(token_url)
+        .set_redirect_uri(redirect)
+        .set_auth_type(AuthType::RequestBody))
+}
+
+/// Starts a browser sign-in for `config`: the authorize URL (with a PKCE S256 challenge and
+/// `prompt`, e.g. `select_account` so that the browser's current account is not taken
+/// silently), its state and the verifier to keep.
+pub fn browser_sign_in(
+    config: &ConnectionConfig,
+    redirect_uri: &str,
+    prompt: &str,
+) -> Result<BrowserSignIn, String> {
+    let client = code_client(config, redirect_uri)?;
+    let (challenge, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
+    let mut request = client
+        .authorize_url(oauth2::CsrfToken::new_random)
+        .add_scopes(BROWSER_SCOPES.iter().map(|s| Scope::new(s.to_string())))
+        .set_pkce_challenge(challenge);
+    if !prompt.is_empty() {
+        request = request.add_extra_param("prompt", prompt.to_string());
+    }
+    let (url, state) = request.url();
+    Ok(BrowserSignIn {
+        url: url.to_string(),
+        state: state.secret().clone(),
+        verifier: Secret::new(verifier.secret().clone()),
+    })
+}
+
+/// Who an ID token names (`preferred_username`, else `upn` or `email`). The token comes
+/// straight from the token endpoint over TLS, so its signature is not checked (OpenID Connect
+/// allows this for the code flow).
+fn id_token_account(id_token: &str) -> Option<String> {
+    let payload = id_token.split('.').nth(1)?;
+    let bytes = base64::Engine::decode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        payload.trim_end_matches('='),
+    )
+    .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    ["preferred_username", "upn", "email"]
+        .iter()
+        .find_map(|k| claims.get(k).and_then(|v| v.as_str()).map(str::to_string))
+}
+
+/// Redeems the code a browser sign-in brought back (with its PKCE verifier) and saves the
+/// refresh token as the connection's sign-in, as the device-code sign-in does. Answers who
+/// signed in, when the ID token says.
+pub async fn redeem(
+    config: &ConnectionConfig,
+    paths: &Paths,
+    code: &str,
+    verifier: &Secret,
+    redirect_uri: &str,
+) -> Result<Option<String>, TokenError> {
+    let client = code_client(config, redirect_uri).map_err(TokenError::Transient)?;
+    let http = crate::graph::client::http_client(&config.limits);
+    let response = client
+        .exchange_code(oauth2::AuthorizationCode::new(code.to_string()))
+        .set_pkce_verifier(oauth2::PkceCodeVerifier::new(verifier.expose().to_string()))
+        .request_async(&http)
+        .await
+        .map_err(|e| sign_in_refused(e, "Sign in with Microsoft again."))?;
+    let refresh = refresh_of(response.refresh_token())?;
+    let account = response
+        .extra_fields()
+        .id_token
+        .as_deref()
+        .and_then(id_token_account);
+    let now = chrono::Utc::now().timestamp();
+    let lifetime = response
+        .expires_in()
+        .unwrap_or(Duration::from_secs(3600))
+        .as_secs() as i64;
+    let access = SharedAccess {
+        token: Secret::new(response.access_token().secret().clone()),
+        expires: now + lifetime,
+    };
+    save_sign_in(config, paths, refresh, account.clone(), Some(access)).await?;
+    Ok(account)
 }

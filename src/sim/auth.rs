@@ -1,6 +1,7 @@
 //! The Microsoft identity platform endpoints: `/{tenant}/oauth2/v2.0/token` (client secret,
-//! certificate assertion, refresh-token rotation, device code) and `/devicecode`, plus the
-//! bearer-token check every Graph request passes.
+//! certificate assertion, refresh-token rotation, device code, the authorization code of a
+//! browser sign-in, see [`super::authorize`]) and `/devicecode`, plus the bearer-token check
+//! every Graph request passes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,12 +16,15 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
+use super::authorize;
 use super::error::{AuthError, GraphError};
 use super::state::{AccessToken, App, Caller, DeviceFlow, Grant, Sim, Tenant};
 use crate::wire::{DeviceCode, TokenResponse};
 
-type Params = HashMap<String, String>;
+pub(super) type Params = HashMap<String, String>;
 const GRAPH_DEFAULT_SCOPE: &str = "https://graph.microsoft.com/.default";
+/// The scope of a device-code sign-in's tokens.
+const DEVICE_CODE_SCOPE: &str = "https://graph.microsoft.com/Files.ReadWrite.All https://graph.microsoft.com/Sites.ReadWrite.All";
 
 /// A form body; anything unparsable reads as empty, so the missing parameters are named.
 fn form(body: &[u8]) -> Params {
@@ -35,7 +39,10 @@ fn invalid_client(code: u64, text: &str) -> AuthError {
     AuthError::new(StatusCode::UNAUTHORIZED, "invalid_client", code, text)
 }
 
-fn find_tenant<'a>(tenants: &'a [Tenant], segment: &str) -> Result<&'a Tenant, AuthError> {
+pub(super) fn find_tenant<'a>(
+    tenants: &'a [Tenant],
+    segment: &str,
+) -> Result<&'a Tenant, AuthError> {
     let segment = segment.to_ascii_lowercase();
     tenants
         .iter()
@@ -53,7 +60,7 @@ fn find_tenant<'a>(tenants: &'a [Tenant], segment: &str) -> Result<&'a Tenant, A
         })
 }
 
-fn find_app<'a>(tenant: &'a Tenant, params: &Params) -> Result<&'a App, AuthError> {
+pub(super) fn find_app<'a>(tenant: &'a Tenant, params: &Params) -> Result<&'a App, AuthError> {
     let client_id = required(params, "client_id")?;
     tenant.apps.iter().find(|a| a.client_id == client_id).ok_or_else(|| {
         bad_request(
@@ -64,7 +71,7 @@ fn find_app<'a>(tenant: &'a Tenant, params: &Params) -> Result<&'a App, AuthErro
     })
 }
 
-fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, AuthError> {
+pub(super) fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, AuthError> {
     params
         .get(name)
         .map(String::as_str)
@@ -109,7 +116,7 @@ fn issue(sim: &Sim, tenant_segment: &str, params: &Params) -> Result<TokenRespon
                     ),
                 ));
             }
-            Ok(sim.new_tokens(tenant, app, None))
+            Ok(sim.app_tokens(tenant, app))
         }
         "refresh_token" => {
             let presented = required(params, "refresh_token")?;
@@ -134,7 +141,7 @@ fn issue(sim: &Sim, tenant_segment: &str, params: &Params) -> Result<TokenRespon
             }
             check_app_credentials(sim, tenant_segment, app, params, false)?;
             sim.refresh_tokens.remove(presented);
-            Ok(sim.new_tokens(tenant, app, Some(grant.user)))
+            Ok(sim.user_tokens(tenant, app, grant, None))
         }
         "urn:ietf:params:oauth:grant-type:device_code" | "device_code" => {
             let code = params
@@ -183,7 +190,24 @@ fn issue(sim: &Sim, tenant_segment: &str, params: &Params) -> Result<TokenRespon
                 ));
             }
             sim.device_codes.remove(code);
-            Ok(sim.new_tokens(tenant, app, Some(user)))
+            let grant = Grant {
+                tenant_id: tenant.id.clone(),
+                client_id: app.client_id.clone(),
+                user,
+                scopes: None,
+            };
+            Ok(sim.user_tokens(tenant, app, grant, None))
+        }
+        "authorization_code" => {
+            check_app_credentials(sim, tenant_segment, app, params, false)?;
+            let redeemed = authorize::redeem(sim, tenant, app, params)?;
+            let grant = Grant {
+                tenant_id: tenant.id.clone(),
+                client_id: app.client_id.clone(),
+                user: redeemed.user,
+                scopes: Some(redeemed.scopes),
+            };
+            Ok(sim.user_tokens(tenant, app, grant, redeemed.nonce.as_deref()))
         }
         other => Err(bad_request(
             "unsupported_grant_type",
@@ -297,15 +321,68 @@ fn verify_assertion(
 }
 
 impl Sim {
-    fn new_tokens(&self, tenant: &Tenant, app: &App, user: Option<String>) -> TokenResponse {
-        let access_token = random_token("at");
+    /// App-only tokens (client credentials): an access token, no refresh token.
+    fn app_tokens(&self, tenant: &Tenant, app: &App) -> TokenResponse {
+        TokenResponse {
+            token_type: "Bearer".into(),
+            expires_in: self.token_lifetime,
+            ext_expires_in: Some(self.token_lifetime),
+            scope: Some(GRAPH_DEFAULT_SCOPE.into()),
+            access_token: self.access_token(tenant, app, None),
+            refresh_token: None,
+            id_token: None,
+        }
+    }
+
+    /// Tokens for a signed-in user: an access token, a rotating refresh token standing for
+    /// `grant` (a browser sign-in's only with `offline_access`), and an id token when a
+    /// browser sign-in asked for `openid` (`nonce` is given at the code's redemption only).
+    fn user_tokens(
+        &self,
+        tenant: &Tenant,
+        app: &App,
+        grant: Grant,
+        nonce: Option<&str>,
+    ) -> TokenResponse {
+        let access_token = self.access_token(tenant, app, Some(grant.user.clone()));
+        let (scope, id_token, offline) = match &grant.scopes {
+            None => (DEVICE_CODE_SCOPE.to_string(), None, true),
+            Some(scopes) => {
+                let has = |s: &str| scopes.iter().any(|g| g == s);
+                let id_token = has("openid")
+                    .then(|| authorize::id_token(self, tenant, app, &grant.user, scopes, nonce));
+                (
+                    authorize::granted_scope(scopes),
+                    id_token,
+                    has("offline_access"),
+                )
+            }
+        };
+        let refresh_token = offline.then(|| {
+            let token = random_token("rt");
+            self.refresh_tokens.insert(token.clone(), grant);
+            token
+        });
+        TokenResponse {
+            token_type: "Bearer".into(),
+            expires_in: self.token_lifetime,
+            ext_expires_in: Some(self.token_lifetime),
+            scope: Some(scope),
+            access_token,
+            refresh_token,
+            id_token,
+        }
+    }
+
+    fn access_token(&self, tenant: &Tenant, app: &App, user: Option<String>) -> String {
+        let token = random_token("at");
         self.tokens.insert(
-            access_token.clone(),
+            token.clone(),
             AccessToken {
                 caller: Caller {
                     tenant_id: tenant.id.clone(),
                     client_id: app.client_id.clone(),
-                    user: user.clone(),
+                    user,
                     access: app.access,
                     sites: app.sites.clone(),
                 },
@@ -313,34 +390,11 @@ impl Sim {
                 generation: self.token_generation.load(Ordering::Relaxed),
             },
         );
-        let refresh_token = user.map(|user| {
-            let token = random_token("rt");
-            self.refresh_tokens.insert(
-                token.clone(),
-                Grant {
-                    tenant_id: tenant.id.clone(),
-                    client_id: app.client_id.clone(),
-                    user,
-                },
-            );
-            token
-        });
-        TokenResponse {
-            token_type: "Bearer".into(),
-            expires_in: self.token_lifetime,
-            ext_expires_in: Some(self.token_lifetime),
-            scope: Some(if refresh_token.is_some() {
-                "https://graph.microsoft.com/Files.ReadWrite.All https://graph.microsoft.com/Sites.ReadWrite.All".into()
-            } else {
-                GRAPH_DEFAULT_SCOPE.into()
-            }),
-            access_token,
-            refresh_token,
-        }
+        token
     }
 }
 
-fn random_token(kind: &str) -> String {
+pub(super) fn random_token(kind: &str) -> String {
     let bytes: [u8; 32] = rand::random();
     format!(
         "sim-{kind}.{}",

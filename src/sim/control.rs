@@ -1,5 +1,6 @@
 //! The control API under `/_sim/` (statistics, faults, revocation, locks, device-code approval,
-//! expiry of tokens, upload sessions and download URLs) and the device-login page. Loopback callers only; no authentication.
+//! browser sign-ins, expiry of tokens, authorization codes, upload sessions and download URLs)
+//! and the device-login page. Loopback callers only; no authentication.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth;
+use super::authorize::Record;
 use super::error::GraphError;
 use super::state::{Faults, Sim};
 
@@ -30,6 +32,8 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/_sim/unlock", post(unlock))
         .route("/_sim/devicecode/approve", post(approve))
         .route("/_sim/tokens/expire", post(expire_tokens))
+        .route("/_sim/signins", get(signins).delete(clear_signins))
+        .route("/_sim/codes/expire", post(expire_codes))
         .route("/_sim/uploads/expire", post(expire_uploads))
         .route("/_sim/downloads/expire", post(expire_downloads))
         .route("/_sim/delta/reset", post(reset_delta))
@@ -176,6 +180,21 @@ async fn approve(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
 
 async fn expire_tokens(State(sim): State<Arc<Sim>>) -> StatusCode {
     sim.token_generation.fetch_add(1, Ordering::Relaxed);
+    StatusCode::NO_CONTENT
+}
+
+/// The browser sign-ins, oldest first: `[{user, client_id, prompt, picked_by, error?}]`.
+async fn signins(State(sim): State<Arc<Sim>>) -> Json<Vec<Record>> {
+    Json(sim.sign_ins.records())
+}
+
+async fn clear_signins(State(sim): State<Arc<Sim>>) -> StatusCode {
+    sim.sign_ins.clear_records();
+    StatusCode::NO_CONTENT
+}
+
+async fn expire_codes(State(sim): State<Arc<Sim>>) -> StatusCode {
+    sim.sign_ins.expire_codes();
     StatusCode::NO_CONTENT
 }
 

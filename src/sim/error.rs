@@ -157,6 +157,18 @@ impl AuthError {
             description: description.to_string(),
         }
     }
+
+    /// `AADSTSnnnn: description Trace ID: ... Timestamp: ...`, the `error_description` of a
+    /// token answer and of an error sent back to a redirect URI.
+    pub fn full_description(&self) -> String {
+        let (trace_id, _) = request_ids();
+        format!(
+            "AADSTS{}: {} Trace ID: {trace_id} Timestamp: {}",
+            self.aadsts,
+            self.description,
+            Utc::now().format("%Y-%m-%d %H:%M:%SZ")
+        )
+    }
 }
 
 impl IntoResponse for AuthError {
@@ -164,12 +176,7 @@ impl IntoResponse for AuthError {
         let (trace_id, correlation_id) = request_ids();
         let body = TokenError {
             error: self.error.to_string(),
-            error_description: format!(
-                "AADSTS{}: {} Trace ID: {trace_id} Timestamp: {}",
-                self.aadsts,
-                self.description,
-                Utc::now().format("%Y-%m-%d %H:%M:%SZ")
-            ),
+            error_description: self.full_description(),
             error_codes: vec![self.aadsts],
             timestamp: Some(Utc::now().format("%Y-%m-%d %H:%M:%SZ").to_string()),
             trace_id: Some(trace_id.clone()),

@@ -1,7 +1,8 @@
 //! `spgate sim`: an offline Microsoft Graph and Microsoft identity platform simulator.
 //!
 //! It serves the subset of Graph that spgate speaks (shared/GRAPH.md sections 1-8): tokens
-//! (secret, certificate assertion, refresh rotation, device code), sites and drives, items by id
+//! (secret, certificate assertion, refresh rotation, device code, the browser sign-in with
+//! authorization code and PKCE, its pages and single sign-on), sites and drives, items by id
 //! and path, paging, downloads with ranges, simple and session uploads, folders, move/rename,
 //! delete, copy, delta, and Graph-style errors, plus a control API under `/_sim/` for tests
 //! (statistics, injected faults, revocation, locks). Content lives on disk and is streamed;
@@ -10,6 +11,8 @@
 //!
 //! - [`state`]: the world and everything issued; [`drive`]: one library's tree and change log;
 //! - [`auth`]: token endpoints and bearer checks; [`graph`]: URL grammar and dispatch;
+//! - [`authorize`]: the browser sign-in (`/oauth2/v2.0/authorize`): request checks, sign-in
+//!   form, account picker, consent, browser sessions, authorization codes, id tokens;
 //! - [`sites`], [`items`], [`content`], [`upload`], [`delta`]: the Graph handlers;
 //! - [`placement`]: uploads by path and the parent folders they create;
 //! - [`control`]: `/_sim/`; [`stats`]: counting; [`error`]: error bodies; [`names`]: name rules;
@@ -18,6 +21,7 @@
 //! - [`seed`]: the seed file and the default world.
 
 mod auth;
+mod authorize;
 mod content;
 mod control;
 mod delta;
@@ -160,6 +164,10 @@ pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(auth::token))
         .route("/{tenant}/oauth2/v2.0/devicecode", post(auth::devicecode))
+        .route(
+            "/{tenant}/oauth2/v2.0/authorize",
+            get(authorize::get).post(authorize::post),
+        )
         .route("/v1.0/{*rest}", any(graph::dispatch))
         .route("/_layouts/15/download.aspx", get(content::download))
         .route("/_upload/{id}", any(upload::session))
@@ -227,7 +235,7 @@ async fn observe(
                 return next.run(request).await;
             };
             sim.stats.count(kind);
-            if kind != "token"
+            if !stats::is_identity(kind)
                 && let Some(fault) = injected_fault(&sim)
             {
                 let mut response = fault.into_response();
@@ -281,7 +289,7 @@ fn injected_fault(sim: &Sim) -> Option<GraphError> {
     None
 }
 
-/// Drops expired upload sessions, tokens and device codes once a minute.
+/// Drops expired upload sessions, tokens, device codes and sign-in state once a minute.
 async fn housekeeping(sim: Arc<Sim>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -289,5 +297,6 @@ async fn housekeeping(sim: Arc<Sim>) {
         upload::sweep(&sim);
         sim.tokens.retain(|_, t| sim.is_token_live(t));
         sim.device_codes.retain(|_, d| d.expires > Instant::now());
+        sim.sign_ins.sweep();
     }
 }

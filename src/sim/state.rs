@@ -1,5 +1,5 @@
-//! The simulator's shared state: the world (tenants, apps, sites, drives), issued tokens,
-//! upload sessions, copy jobs, statistics and injected faults.
+//! The simulator's shared state: the world (tenants, their users, apps, sites, drives), issued
+//! tokens, browser sign-ins, upload sessions, copy jobs, statistics and injected faults.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha1::Digest;
 
 use super::Error;
+use super::authorize::{self, SignIns};
 use super::drive::{Blob, Conflict, Drive};
 use super::error::{GraphError, GraphResult};
 use super::link::{Bandwidth, Link, Network};
@@ -28,6 +29,8 @@ pub struct Sim {
     pub tokens: DashMap<String, AccessToken>,
     pub refresh_tokens: DashMap<String, Grant>,
     pub device_codes: DashMap<String, DeviceFlow>,
+    /// Browser sign-ins: pending requests, browser sessions, consents, authorization codes.
+    pub sign_ins: SignIns,
     pub sessions: DashMap<String, Arc<tokio::sync::Mutex<UploadState>>>,
     pub copies: DashMap<String, CopyJob>,
     pub stats: Stats,
@@ -57,6 +60,14 @@ pub struct Tenant {
     pub id: String,
     pub name: String,
     pub apps: Vec<App>,
+    pub users: Vec<User>,
+}
+
+impl Tenant {
+    /// The user whose principal name is `upn`, ignoring case.
+    pub fn user(&self, upn: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name.eq_ignore_ascii_case(upn))
+    }
 }
 
 pub struct App {
@@ -66,6 +77,25 @@ pub struct App {
     pub access: Access,
     pub sites: Option<Vec<String>>,
     pub revoked: bool,
+    /// Checked by `authorize::request::redirect_matches`.
+    pub redirect_uris: Vec<String>,
+}
+
+impl App {
+    /// A public client holds no credential of its own (no secret, no certificate).
+    pub fn is_public(&self) -> bool {
+        self.secret.is_none() && self.cert.is_none()
+    }
+}
+
+/// A person who signs in in a browser.
+pub struct User {
+    /// Object id: the id token's `oid`.
+    pub id: String,
+    /// User principal name.
+    pub name: String,
+    pub display_name: String,
+    pub password: String,
 }
 
 /// A registered certificate: its thumbprints and RSA public key.
@@ -105,6 +135,8 @@ pub struct Grant {
     pub tenant_id: String,
     pub client_id: String,
     pub user: String,
+    /// The scopes granted by a browser sign-in; `None` for a device-code sign-in.
+    pub scopes: Option<Vec<String>>,
 }
 
 pub struct DeviceFlow {
@@ -198,6 +230,7 @@ impl Sim {
             tokens: DashMap::new(),
             refresh_tokens: DashMap::new(),
             device_codes: DashMap::new(),
+            sign_ins: SignIns::default(),
             sessions: DashMap::new(),
             copies: DashMap::new(),
             stats: Stats::default(),
@@ -236,6 +269,14 @@ impl Sim {
                 })?),
                 None => None,
             };
+            for uri in &app.redirect_uris {
+                authorize::check_redirect_uri(uri).map_err(|why| {
+                    Error::Seed(format!(
+                        "redirect URI {uri:?} of app {}: {why}",
+                        app.client_id
+                    ))
+                })?;
+            }
             apps.push(App {
                 client_id: app.client_id.clone(),
                 secret: app.secret.clone(),
@@ -243,13 +284,16 @@ impl Sim {
                 access: app.access,
                 sites: app.sites.clone(),
                 revoked: false,
+                redirect_uris: app.redirect_uris.clone(),
             });
         }
+        let users = seed_users(&seed.users, &tenant_id, &seed.name)?;
         let mut world = self.world.lock();
         world.tenants.push(Tenant {
             id: tenant_id.clone(),
             name: seed.name.clone(),
             apps,
+            users,
         });
         for site in &seed.sites {
             let site_id = format!(
@@ -415,6 +459,59 @@ impl Sim {
         .inner("throttledRequest")
         .retry_after(seconds)
     }
+}
+
+/// The users of a tenant's seed, checked: a principal name has an `@` and appears once.
+fn seed_users(seeds: &[seed::UserSeed], tenant_id: &str, tenant: &str) -> Result<Vec<User>, Error> {
+    let mut users: Vec<User> = Vec::new();
+    for seed in seeds {
+        let Some((local, _)) = seed
+            .name
+            .split_once('@')
+            .filter(|(l, d)| !l.is_empty() && !d.is_empty())
+        else {
+            return Err(Error::Seed(format!(
+                "user {:?} of tenant {tenant}: a user principal name looks like name@domain",
+                seed.name
+            )));
+        };
+        if users
+            .iter()
+            .any(|u| u.name.eq_ignore_ascii_case(&seed.name))
+        {
+            return Err(Error::Seed(format!(
+                "user {} appears twice in tenant {tenant}",
+                seed.name
+            )));
+        }
+        users.push(User {
+            id: seed
+                .id
+                .clone()
+                .unwrap_or_else(|| user_object_id(tenant_id, &seed.name)),
+            name: seed.name.clone(),
+            display_name: seed
+                .display_name
+                .clone()
+                .unwrap_or_else(|| local.to_string()),
+            password: seed.password.clone(),
+        });
+    }
+    Ok(users)
+}
+
+/// A stable object id for a user without one: a GUID made of the SHA-256 of tenant and name.
+pub fn user_object_id(tenant_id: &str, upn: &str) -> String {
+    let digest = sha2::Sha256::digest(format!("{tenant_id}|{}", upn.to_ascii_lowercase()));
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 fn parse_cert(pem_text: &str) -> Result<Cert, String> {

@@ -8,8 +8,9 @@ use axum::http::Method;
 use serde_json::{Value, json};
 
 /// The request kinds the statistics count, in the order they are reported.
-pub const KINDS: [&str; 14] = [
+pub const KINDS: [&str; 15] = [
     "token",
+    "authorize",
     "site",
     "list",
     "get_item",
@@ -85,10 +86,19 @@ impl Stats {
     }
 }
 
+/// Whether requests of `kind` go to the identity platform (token endpoints, sign-in pages),
+/// which Graph's injected faults leave alone.
+pub fn is_identity(kind: &str) -> bool {
+    kind == "token" || kind == "authorize"
+}
+
 /// The kind of a request, from its method and raw path; `None` for control calls.
 pub fn classify(method: &Method, path: &str) -> Option<&'static str> {
     if path.starts_with("/_sim/") || path == "/_sim" {
         return None;
+    }
+    if path.ends_with("/oauth2/v2.0/authorize") {
+        return Some("authorize");
     }
     if path.contains("/oauth2/") {
         return Some("token");
@@ -136,6 +146,8 @@ mod tests {
     fn kinds_follow_method_and_suffix() {
         let cases = [
             (Method::POST, "/contoso/oauth2/v2.0/token", "token"),
+            (Method::GET, "/contoso/oauth2/v2.0/authorize", "authorize"),
+            (Method::POST, "/contoso/oauth2/v2.0/authorize", "authorize"),
             (
                 Method::GET,
                 "/v1.0/sites/contoso.sharepoint.com:/sites/partners",

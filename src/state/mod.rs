@@ -23,6 +23,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod backup;
+pub mod console;
 pub mod grants;
 pub mod host_keys;
 pub mod instances;

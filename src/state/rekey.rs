@@ -43,6 +43,12 @@ const SEALED: &[Sealed] = &[
         column: "access_token",
         place: super::grants::access_place,
     },
+    Sealed {
+        table: "console_flows",
+        key: "state",
+        column: "verifier",
+        place: super::console::verifier_place,
+    },
 ];
 
 impl Store {

@@ -50,10 +50,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "cluster",
         sql: include_str!("migrations/0007_cluster.sql"),
     },
+    Migration {
+        version: 8,
+        name: "console",
+        sql: include_str!("migrations/0008_console.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
-pub const VERSION: i64 = 7;
+pub const VERSION: i64 = 8;
 
 /// Any number, as long as it is spgate's own: the advisory lock migrations take on PostgreSQL.
 const MIGRATION_LOCK: i64 = 0x5367_6174_6531;

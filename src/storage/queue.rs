@@ -16,8 +16,10 @@
 //!   touch the same path. A large file's upload session URL is kept in its row: after a
 //!   restart the session is resumed from its `nextExpectedRanges`, not started over.
 //! - A transient failure is retried with growing pauses for [`GIVE_UP_AFTER`]; a final one (or
-//!   one SharePoint refuses: quota, a folder of that name, the app's access revoked) moves the
-//!   file to `queue/quarantine/`, raises an alert and reports a failed [`Delivery`].
+//!   one SharePoint refuses: quota, a folder of that name) moves the file to
+//!   `queue/quarantine/`, raises an alert and reports a failed [`Delivery`]. While a connection
+//!   is disabled (its credentials refused: the connection's own alert says why), its rows wait
+//!   without attempts and go as soon as it is enabled again (a save, a reload, `enable`).
 //!   `spgate queue retry` puts it back in line; `spgate queue discard` drops it.
 
 mod db;
@@ -763,6 +765,7 @@ impl Queue {
         let mut wait = Duration::from_secs(2);
         let mut busy: HashMap<String, usize> = HashMap::new();
         let mut touched: HashSet<(String, String)> = HashSet::new();
+        let mut refused: Vec<(i64, String)> = Vec::new();
         for row in state.in_flight.iter().filter_map(|id| state.rows.get(id)) {
             *busy.entry(row.connection.clone()).or_default() += 1;
             touched.extend(row_paths(row));
@@ -793,6 +796,17 @@ impl Queue {
             let Some(connection) = attached.connections.get(&row.connection) else {
                 continue;
             };
+            if connection.health.is_disabled() {
+                if state.waiters.get(&row.id).is_some_and(|w| !w.is_closed()) {
+                    // A client waits at close for SharePoint's verdict: it hears the refusal
+                    // now, and nothing is kept (as for any refusal it hears).
+                    refused.push((row.id, row.connection.clone()));
+                    continue;
+                }
+                // Looked at again every second: enabling the connection lets the row go.
+                wait = wait.min(Duration::from_secs(1));
+                continue;
+            }
             let limit = attached.workers.get(&row.connection).copied();
             let running = busy.entry(row.connection.clone()).or_default();
             let paths = row_paths(row);
@@ -806,6 +820,13 @@ impl Queue {
             *running += 1;
             touched.extend(paths);
             start.push((row.id, connection.clone()));
+        }
+        for (id, connection) in refused {
+            if let Some(waiter) = state.waiters.remove(&id) {
+                state.forget(id)?;
+                let why = "its credentials were refused (see the connection's alert)";
+                let _ = waiter.send(Err(graph::Error::disabled(&connection, why)));
+            }
         }
         for (id, connection) in start {
             state.in_flight.insert(id);
@@ -972,7 +993,8 @@ impl Queue {
         let attached = self.attached.read();
         let mut state = self.state.lock();
         state.in_flight.remove(&id);
-        let waiter = state.waiters.remove(&id);
+        // A client that stopped waiting (close:N answered "queued") is no waiter any more.
+        let waiter = state.waiters.remove(&id).filter(|w| !w.is_closed());
         let report = |row: &Row, item_id: Option<&str>, error: Option<&str>| {
             if let Some(on_delivery) = &attached.on_delivery {
                 on_delivery(&Delivery {
@@ -996,6 +1018,14 @@ impl Queue {
                 let mut row = state.rows.get(&id).cloned()?;
                 let transient = deliver::transient(&error);
                 let waited_out = (Utc::now() - row.queued_at).to_std().unwrap_or_default();
+                if deliver::held(&error) && waiter.is_none() {
+                    // The connection is disabled: the row waits, without counting an attempt,
+                    // until it is enabled again (the workers skip a disabled connection's rows).
+                    tracing::warn!(connection = %row.connection, path = %row.origin.vpath, "upload queue: the connection is disabled; the upload waits until it is enabled");
+                    state.ops.push(Op::Put(Box::new(row.clone())));
+                    state.rows.insert(id, row);
+                    return None;
+                }
                 if transient && waited_out < GIVE_UP_AFTER {
                     row.attempts += 1;
                     let pause =

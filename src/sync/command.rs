@@ -72,7 +72,7 @@ impl Progress for Lines {
     }
 }
 
-fn verb(action: &Action) -> &'static str {
+pub fn verb(action: &Action) -> &'static str {
     match action {
         Action::Upload { .. } => "upload",
         Action::Download { .. } => "download",

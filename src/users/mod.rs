@@ -35,7 +35,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{Mount, User};
 
-pub use password::{hash_password, prompt_and_hash, prompt_secret};
+pub use password::{check as check_password, hash_password, prompt_and_hash, prompt_secret};
 
 /// A logged-in user as the front-ends see it: name and virtual file system, no credentials.
 #[derive(Debug)]

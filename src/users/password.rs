@@ -74,6 +74,13 @@ pub(super) fn verify(hash: Option<&PasswordHashString>, password: &str) -> bool 
     real && matched
 }
 
+/// Whether `password` matches the PHC string `hash` (None, or not a PHC string: checks the
+/// dummy hash and answers false). CPU-heavy: call it off the async runtime.
+pub fn check(hash: Option<&str>, password: &str) -> bool {
+    let parsed = hash.and_then(|h| PasswordHashString::new(h).ok());
+    verify(parsed.as_ref(), password)
+}
+
 /// Hands the heap memory that is free back to the system. An argon2 check takes ~19 MiB and
 /// frees it; glibc keeps such blocks in the freeing thread's arena once it has raised its
 /// mmap threshold, so every blocking-pool thread that ran a check would hold 19 MiB for good.

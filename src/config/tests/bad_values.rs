@@ -82,7 +82,7 @@ fn bad_values_name_their_key() {
                 "client_secret = \"literal-secret-value\"",
                 "auth = \"password\"",
             ),
-            "connections[1].auth: \"password\" is not one of \"device_code\"",
+            "connections[1].auth: \"password\" is not one of \"delegated\", \"device_code\"",
         ),
         (
             CONNECTION.replace("sp\"", "x\"").replace(

@@ -24,6 +24,12 @@ pub(super) fn transient(error: &graph::Error) -> bool {
     )
 }
 
+/// A failure of the connection, not of the file: the connection is disabled (its alert says
+/// why). The file waits in the queue until the connection is enabled again.
+pub(super) fn held(error: &graph::Error) -> bool {
+    error.kind == Kind::Disabled
+}
+
 pub(super) async fn deliver(queue: Arc<Queue>, id: i64, connection: Arc<Connection>) {
     let outcome = match attempt(&queue, id, &connection).await {
         Ok(Some((row, entry))) => Some(Outcome::Delivered(Box::new(row), entry)),
