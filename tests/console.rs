@@ -652,6 +652,69 @@ async fn forms_need_a_session_and_its_csrf_token() {
     );
     assert_eq!(users().await, before + 1, "the real form works");
 
+    // "Sign in with Microsoft" is tied to the browser that started it: the flow's cookie
+    // (SameSite=Lax, so that it comes back from Microsoft's site) must come back with it.
+    let sim = gateway.ctx.sim.base.clone();
+    let created = reqwest::Client::new()
+        .put(format!("http://{}/api/v1/connections/delegated", admin_addr(&gateway)))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"tenant": "contoso", "client_id": "spgate-console", "auth": "delegated",
+            "site": "https://contoso.sharepoint.com/sites/partners", "authority": sim, "graph_url": sim}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        created.status().is_success(),
+        "{}",
+        created.text().await.unwrap()
+    );
+    let started = http
+        .post(format!("{base}/console/connections/delegated/microsoft"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    let to = started.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        to.starts_with(&format!("{sim}/contoso/oauth2/v2.0/authorize?")),
+        "{to}"
+    );
+    assert!(
+        to.contains("code_challenge_method=S256") && to.contains("prompt=select_account"),
+        "{to}"
+    );
+    let flow = started.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        flow.contains("SameSite=Lax") && flow.contains("HttpOnly"),
+        "{flow}"
+    );
+    let flow = flow.split(';').next().unwrap().to_string();
+    let state = to
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("state="))
+        .expect("a state")
+        .to_string();
+    let callback = format!("{base}/console/oauth/callback?state={state}&code=not-a-code");
+    let elsewhere = http.get(&callback).send().await.unwrap();
+    assert_eq!(elsewhere.status(), StatusCode::FORBIDDEN, "another browser");
+    assert!(elsewhere.text().await.unwrap().contains("another browser"));
+    let again = http
+        .get(&callback)
+        .header("cookie", &flow)
+        .send()
+        .await
+        .unwrap();
+    let page = again.text().await.unwrap();
+    assert!(
+        page.contains("unknown, was already used"),
+        "one use only, even refused: {page}"
+    );
+
     // Signing out ends the session for good.
     let r = http
         .post(format!("{base}/console/logout"))

@@ -36,6 +36,8 @@ pub struct AdminSession {
 #[derive(Debug, Clone)]
 pub struct Flow {
     pub session_id: String,
+    /// The SHA-256 (hex) of the cookie the browser that started it holds.
+    pub browser: String,
     pub connection: String,
     pub verifier: Secret,
     pub redirect_uri: String,
@@ -130,8 +132,13 @@ impl Store {
         Ok(gone > 0)
     }
 
-    /// Records a new signed-in session.
-    pub async fn add_admin_session(&self, s: &AdminSession) -> Result<()> {
+    /// Records a new signed-in session, and forgets sessions last seen before `before_ms`
+    /// (ended by their idle time).
+    pub async fn add_admin_session(&self, s: &AdminSession, before_ms: i64) -> Result<()> {
+        sqlx::query("DELETE FROM admin_sessions WHERE seen_ms < $1")
+            .bind(before_ms)
+            .execute(self.pool())
+            .await?;
         sqlx::query(
             "INSERT INTO admin_sessions (id, admin, csrf, address, created_ms, seen_ms)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -196,11 +203,12 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO console_flows (state, session_id, connection, verifier, redirect_uri, created_ms)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO console_flows (state, session_id, browser, connection, verifier, redirect_uri, created_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(state)
         .bind(&flow.session_id)
+        .bind(&flow.browser)
         .bind(&flow.connection)
         .bind(self.sealer().seal(&verifier_place(state), flow.verifier.expose()))
         .bind(&flow.redirect_uri)
@@ -215,7 +223,7 @@ impl Store {
     pub async fn take_flow(&self, state: &str) -> Result<Option<Flow>> {
         let row = sqlx::query(
             "DELETE FROM console_flows WHERE state = $1
-             RETURNING session_id, connection, verifier, redirect_uri, created_ms",
+             RETURNING session_id, browser, connection, verifier, redirect_uri, created_ms",
         )
         .bind(state)
         .fetch_optional(self.pool())
@@ -226,6 +234,7 @@ impl Store {
         let sealed: String = row.try_get("verifier")?;
         Ok(Some(Flow {
             session_id: row.try_get("session_id")?,
+            browser: row.try_get("browser")?,
             connection: row.try_get("connection")?,
             verifier: self.sealer().open(&verifier_place(state), &sealed)?,
             redirect_uri: row.try_get("redirect_uri")?,

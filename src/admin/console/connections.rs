@@ -23,6 +23,12 @@ use crate::state::console::Flow;
 /// A sign-in started in the browser must come back within this.
 const FLOW_MS: i64 = 15 * 60 * 1000;
 
+/// The cookie that ties a sign-in to the browser that started it. SameSite=Lax: the browser
+/// sends it when Microsoft sends it back (a top-level GET from another site), where the
+/// session's Strict cookie is not sent.
+const FLOW_COOKIE: &str = "spgate_console_flow";
+const FLOW_PATH: &str = "/console/oauth";
+
 /// The credential kind of a connection's record: `delegated`, `secret` or `certificate`.
 fn kind(record: &Map<String, Json>) -> &'static str {
     if record.contains_key("certificate") {
@@ -283,7 +289,8 @@ pub async fn create(
         Err(refused) => return refused.into_response(),
     };
     let name = form.get("name").to_string();
-    store(&state, &signed, name, record(&form, Map::new()), true).await
+    let fields = record(&form, Map::new());
+    store(&state, &signed, &headers, name, fields, true).await
 }
 
 /// `POST /console/connections/{name}`: saves it (enabling it again, changed or not), then
@@ -303,12 +310,14 @@ pub async fn save(
         Ok(fields) => fields,
         Err(e) => return message(&state, &signed, "Connections", &e, "/console/connections").await,
     };
-    store(&state, &signed, name, record(&form, stored), false).await
+    let fields = record(&form, stored);
+    store(&state, &signed, &headers, name, fields, false).await
 }
 
 async fn store(
     state: &State,
     signed: &Signed,
+    headers: &HeaderMap,
     name: String,
     fields: Map<String, Json>,
     create: bool,
@@ -328,15 +337,18 @@ async fn store(
             let mut shown = fields;
             shown.remove("client_secret");
             let error = context! { message => failure.message(), field => failure.field() };
-            let mut response = form(
-                state,
-                signed,
-                (!create).then_some(name.clone()),
-                shown,
-                None,
-                Some(context! { error => error, new_name => name }),
-            )
-            .await;
+            let has_secret = match state.gateway().store.get(Section::Connections, &name).await {
+                Ok(record) => record.is_some_and(|r| r.secret.is_some()),
+                Err(_) => false,
+            };
+            let extra = context! {
+                error => error,
+                new_name => name.clone(),
+                has_secret => has_secret,
+                redirect_uri => redirect_uri(state, headers),
+            };
+            let shown_name = (!create).then_some(name);
+            let mut response = form(state, signed, shown_name, shown, None, Some(extra)).await;
             *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             response
         }
@@ -449,8 +461,10 @@ pub async fn microsoft(
         Ok(started) => started,
         Err(e) => return message(&state, &signed, "Sign in", &e, &back).await,
     };
+    let nonce = super::random_token();
     let flow = Flow {
         session_id: signed.id.clone(),
+        browser: super::digest(&nonce),
         connection: name.clone(),
         verifier: started.verifier,
         redirect_uri: redirect,
@@ -464,7 +478,10 @@ pub async fn microsoft(
         return message(&state, &signed, "Sign in", &e.to_string(), &back).await;
     }
     tracing::info!(admin = %signed.admin, connection = %name, "console: sign-in with Microsoft started");
-    see(&started.url)
+    let mut response = see(&started.url);
+    let cookie = super::cookie_line(&state, FLOW_COOKIE, &nonce, Some(900), FLOW_PATH, "Lax");
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    response
 }
 
 #[derive(serde::Deserialize)]
@@ -489,7 +506,18 @@ fn landing(status: StatusCode, title: &str, text: &str, to: &str) -> Response {
 /// `GET /console/oauth/callback`: the identity platform sends the browser back here with a
 /// code (or an error); the code is redeemed with the flow's PKCE verifier and the refresh
 /// token saved as the connection's sign-in, which enables it again.
-pub async fn callback(Extract(state): Extract<Arc<State>>, Query(q): Query<Callback>) -> Response {
+pub async fn callback(
+    Extract(state): Extract<Arc<State>>,
+    headers: HeaderMap,
+    Query(q): Query<Callback>,
+) -> Response {
+    let mut response = finish(&state, &headers, q).await;
+    let forget = super::cookie_line(&state, FLOW_COOKIE, "", Some(0), FLOW_PATH, "Lax");
+    response.headers_mut().append(header::SET_COOKIE, forget);
+    response
+}
+
+async fn finish(state: &State, headers: &HeaderMap, q: Callback) -> Response {
     let gateway = state.gateway();
     let Some(key) = q.state.as_deref().filter(|s| !s.is_empty()) else {
         return landing(
@@ -519,6 +547,17 @@ pub async fn callback(Extract(state): Extract<Arc<State>>, Query(q): Query<Callb
         }
     };
     let back = format!("/console/connections/{}", enc(&flow.connection));
+    let same_browser =
+        super::cookie(headers, FLOW_COOKIE).is_some_and(|c| super::digest(c) == flow.browser);
+    if !same_browser {
+        tracing::warn!(connection = %flow.connection, "console: a sign-in came back to another browser than the one that started it");
+        return landing(
+            StatusCode::FORBIDDEN,
+            "Sign in",
+            "This sign-in was started in another browser: start it again from the connection's page.",
+            &back,
+        );
+    }
     let now = now_ms();
     let session = gateway
         .store

@@ -254,7 +254,19 @@ fn tls(state: &State) -> bool {
 /// A `Set-Cookie` value: HttpOnly, SameSite=Strict, Path=/console, Secure under TLS;
 /// `max_age` 0 deletes it.
 pub fn set_cookie(state: &State, name: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
-    let mut text = format!("{name}={value}; Path=/console; HttpOnly; SameSite=Strict");
+    cookie_line(state, name, value, max_age, "/console", "Strict")
+}
+
+/// A `Set-Cookie` value with its path and SameSite policy.
+pub fn cookie_line(
+    state: &State,
+    name: &str,
+    value: &str,
+    max_age: Option<u64>,
+    path: &str,
+    same_site: &str,
+) -> HeaderValue {
+    let mut text = format!("{name}={value}; Path={path}; HttpOnly; SameSite={same_site}");
     if let Some(age) = max_age {
         text += &format!("; Max-Age={age}");
     }

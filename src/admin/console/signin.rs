@@ -160,7 +160,11 @@ pub async fn submit(
         created_ms: now,
         seen_ms: now,
     };
-    if let Err(e) = gateway.store.add_admin_session(&session).await {
+    if let Err(e) = gateway
+        .store
+        .add_admin_session(&session, now - super::IDLE_MS)
+        .await
+    {
         return super::plain(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!("The state store does not answer: {e}"),
@@ -190,7 +194,7 @@ pub async fn logout(
     if let Err(e) = state
         .gateway()
         .store
-        .end_admin_session(&signed.id, now_ms() - super::MAX_AGE_MS)
+        .end_admin_session(&signed.id, now_ms() - super::IDLE_MS)
         .await
     {
         tracing::warn!(error = %e, "console: ending a session");

@@ -20,11 +20,13 @@ CREATE TABLE admin_sessions (
 );
 
 -- "Sign in with Microsoft" under way: the OAuth state sent to the authorize endpoint, the
--- console session that started it, the connection it is for and the PKCE verifier (sealed).
--- The browser may come back to another instance.
+-- console session that started it, the SHA-256 of the cookie given to the browser that
+-- started it, the connection it is for and the PKCE verifier (sealed). The browser may come
+-- back to another instance.
 CREATE TABLE console_flows (
     state TEXT PRIMARY KEY,
     session_id TEXT NOT NULL,
+    browser TEXT NOT NULL,
     connection TEXT NOT NULL,
     verifier TEXT NOT NULL,
     redirect_uri TEXT NOT NULL,
