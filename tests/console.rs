@@ -775,21 +775,9 @@ async fn forms_need_a_session_and_its_csrf_token() {
 #[tokio::test]
 async fn the_console_over_tls_marks_its_cookies_secure() {
     let admin = |dir: &std::path::Path| {
-        let (cert, key) = (dir.join("admin.crt"), dir.join("admin.key"));
-        let out = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec"])
-            .args(["-pkeyopt", "ec_paramgen_curve:P-256"])
-            .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .expect("the openssl command-line tool");
-        assert!(out.status.success(), "openssl: {out:?}");
         format!(
-            "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\ntls = {{ cert = {:?}, key = {:?} }}\n",
-            cert.to_str().unwrap(),
-            key.to_str().unwrap()
+            "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\ntls = {}\n",
+            self_signed(dir, "admin")
         )
     };
     let gateway = Gateway::start_full(Ctx::with_seed(&seed()).await, &[], "", "", admin).await;

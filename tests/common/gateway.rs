@@ -261,21 +261,9 @@ impl Gateway {
     /// Explicit FTPS with a fresh self-signed certificate for 127.0.0.1, and `tls_required`.
     pub async fn start_tls(users: &[User], tls_required: &str) -> Gateway {
         Gateway::start_full(Ctx::new().await, users, "", "", |dir| {
-            let (cert, key) = (dir.join("ftp.crt"), dir.join("ftp.key"));
-            let out = Command::new("openssl")
-                .args(["req", "-x509", "-newkey", "ec"])
-                .args(["-pkeyopt", "ec_paramgen_curve:P-256"])
-                .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-keyout"])
-                .arg(&key)
-                .arg("-out")
-                .arg(&cert)
-                .output()
-                .expect("run openssl");
-            assert!(out.status.success(), "openssl: {out:?}");
             format!(
-                "tls = {{ cert = {}, key = {} }}\ntls_required = {}\n",
-                quote(cert.to_str().expect("utf-8 path")),
-                quote(key.to_str().expect("utf-8 path")),
+                "tls = {}\ntls_required = {}\n",
+                self_signed(dir, "ftp"),
                 quote(tls_required)
             )
         })
@@ -650,6 +638,30 @@ impl Drop for Gateway {
 }
 
 /// `s` as a TOML string.
+/// A fresh self-signed P-256 certificate for 127.0.0.1 in `dir` (`NAME.crt`, `NAME.key`), as
+/// the inline table `{ cert = ..., key = ... }` of a `tls` key.
+pub fn self_signed(dir: &Path, name: &str) -> String {
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec"])
+        .args(["-pkeyopt", "ec_paramgen_curve:P-256"])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("the openssl command-line tool");
+    assert!(out.status.success(), "openssl: {out:?}");
+    format!(
+        "{{ cert = {}, key = {} }}",
+        quote(cert.to_str().expect("utf-8 path")),
+        quote(key.to_str().expect("utf-8 path"))
+    )
+}
+
 fn quote(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
