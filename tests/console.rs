@@ -12,10 +12,12 @@
 //!
 //! Also, without a browser: forms without the CSRF token or from another origin are refused,
 //! nothing is reachable without signing in, the session cookie's attributes, the lockout after
-//! failed sign-ins, and `spgate admins`.
+//! failed sign-ins, `spgate admins`, and an app-only certificate generated in the console or
+//! uploaded as PEM files (multipart), registered in the simulator's app, then signing in.
 
 mod browser_support;
 mod common;
+mod console_support;
 mod sftp_support;
 
 use std::io::Write;
@@ -23,6 +25,7 @@ use std::process::{Command, Stdio};
 
 use browser_support::Browser;
 use common::*;
+use console_support::{add_admin, element_text, input};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -64,26 +67,6 @@ async fn start() -> Gateway {
     let gateway = Gateway::start_full(Ctx::with_seed(&seed()).await, &[], "", "", |_| admin).await;
     add_admin(&gateway, ADMIN, ADMIN_PASSWORD);
     gateway
-}
-
-/// `spgate admins add NAME` with the password on stdin.
-fn add_admin(gateway: &Gateway, name: &str, password: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spgate"))
-        .args(["admins", "add", name, "--config"])
-        .arg(gateway.dir.path().join("spgate.toml"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run spgate admins add");
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "admins add: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn admin_addr(gateway: &Gateway) -> String {
@@ -471,42 +454,7 @@ async fn an_administrator_runs_spgate_from_the_console() {
 
 /// Signs in with reqwest: the session cookie's value and Set-Cookie line, and the CSRF token.
 async fn sign_in(http: &reqwest::Client, base: &str) -> (String, String, String) {
-    let form = http
-        .get(format!("{base}/console/login"))
-        .send()
-        .await
-        .unwrap();
-    let pairing = form
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|c| c.starts_with("spgate_console_signin="))
-        .expect("the sign-in form's cookie");
-    let pairing = pairing.split(';').next().unwrap().to_string();
-    let html = form.text().await.unwrap();
-    let token = value_of(&html, "token");
-    let response = http
-        .post(format!("{base}/console/login"))
-        .header("cookie", &pairing)
-        .form(&[
-            ("name", ADMIN),
-            ("password", ADMIN_PASSWORD),
-            ("token", &token),
-            ("next", "/console/"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let line = response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|c| c.starts_with("spgate_console="))
-        .expect("the session cookie");
-    let cookie = line.split(';').next().unwrap().to_string();
+    let (cookie, line) = console_support::sign_in(http, base, ADMIN, ADMIN_PASSWORD).await;
     let page = http
         .get(format!("{base}/console/partners/new"))
         .header("cookie", &cookie)
@@ -516,7 +464,7 @@ async fn sign_in(http: &reqwest::Client, base: &str) -> (String, String, String)
         .text()
         .await
         .unwrap();
-    (cookie, line, value_of(&page, "csrf"))
+    (cookie, line, input(&page, "csrf"))
 }
 
 /// One sign-in as the administrator with `password` from a fresh form: the answer's status.
@@ -533,7 +481,7 @@ async fn attempt_sign_in(http: &reqwest::Client, base: &str, password: &str) -> 
         .next()
         .unwrap()
         .to_string();
-    let token = value_of(&page.text().await.unwrap(), "token");
+    let token = input(&page.text().await.unwrap(), "token");
     http.post(format!("{base}/console/login"))
         .header("cookie", pairing)
         .form(&[("name", ADMIN), ("password", password), ("token", &token)])
@@ -541,15 +489,6 @@ async fn attempt_sign_in(http: &reqwest::Client, base: &str, password: &str) -> 
         .await
         .unwrap()
         .status()
-}
-
-/// The value of the hidden input `name` in `html`.
-fn value_of(html: &str, name: &str) -> String {
-    let at = html
-        .find(&format!("name=\"{name}\" value=\""))
-        .unwrap_or_else(|| panic!("no {name} in {html}"));
-    let rest = &html[at + name.len() + 15..];
-    rest[..rest.find('"').unwrap()].to_string()
 }
 
 #[tokio::test]
@@ -819,4 +758,215 @@ async fn the_console_over_tls_marks_its_cookies_secure() {
         StatusCode::OK,
         "the API keeps its bearer token over TLS"
     );
+}
+
+/// A `multipart/form-data` body as a browser sends a form with file inputs: its content type
+/// and bytes. `files` are (field, file name, text).
+fn multipart(fields: &[(&str, &str)], files: &[(&str, &str, &str)]) -> (String, String) {
+    const BOUNDARY: &str = "----spgateTestBoundary7c1f";
+    let mut body = String::new();
+    for (name, value) in fields {
+        body += &format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        );
+    }
+    for (name, file, text) in files {
+        body += &format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\nContent-Type: application/x-pem-file\r\n\r\n{text}\r\n"
+        );
+    }
+    body += &format!("--{BOUNDARY}--\r\n");
+    (format!("multipart/form-data; boundary={BOUNDARY}"), body)
+}
+
+/// The SHA-1 fingerprint `openssl` computes for PEM certificate `pem`, as upper-case hex.
+fn openssl_thumbprint(pem: &str) -> String {
+    let mut child = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the openssl command-line tool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(pem.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "openssl x509: {out:?}");
+    let line = String::from_utf8(out.stdout).unwrap();
+    let (_, hex) = line.trim().split_once('=').expect("a fingerprint line");
+    hex.replace(':', "").to_uppercase()
+}
+
+#[tokio::test]
+async fn an_app_only_certificate_is_generated_or_uploaded_in_the_console() {
+    let gateway = start().await;
+    let base = format!("http://{}", admin_addr(&gateway));
+    let sim = gateway.ctx.sim.base.clone();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (cookie, _, csrf) = sign_in(&http, &base).await;
+    let post = |path: &str, fields: Vec<(&str, &str)>, files: Vec<(&str, &str, &str)>| {
+        let (content_type, body) = multipart(&fields, &files);
+        http.post(format!("{base}{path}"))
+            .header("cookie", &cookie)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let get = |path: &str| {
+        http.get(format!("{base}{path}"))
+            .header("cookie", &cookie)
+            .send()
+    };
+    // Saves the form (which must be taken) and answers the connection's page with the test's
+    // result, as the browser sees it after the redirect.
+    let save = |path: &'static str, extra: Vec<(&'static str, &'static str)>, files| {
+        let mut fields = connection_form(&csrf, &sim);
+        fields.extend(extra);
+        let saved = post(path, fields, files);
+        let get = &get;
+        async move {
+            let saved = saved.await.unwrap();
+            let status = saved.status();
+            assert_eq!(
+                status,
+                StatusCode::SEE_OTHER,
+                "{}",
+                saved.text().await.unwrap()
+            );
+            let page = get("/console/connections/cert?test=1").await.unwrap();
+            let page = page.text().await.unwrap();
+            (element_text(&page, "test-result"), page)
+        }
+    };
+
+    // A multipart form is refused without the session's token, as a URL-encoded one is.
+    let mut forged = connection_form("", &sim);
+    forged.extend([("name", "forged"), ("generate", "on")]);
+    let refused = post("/console/connections", forged, vec![]).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    // "Generate a new key pair": saved, shown with its thumbprint; the test fails until the
+    // certificate is uploaded to the app registration.
+    let generate = vec![("name", "cert"), ("generate", "on")];
+    let (tested, page) = save("/console/connections", generate, vec![]).await;
+    assert!(tested.starts_with("Test failed"), "{tested}");
+    assert_eq!(element_text(&page, "subject"), "CN=spgate cert");
+    let thumbprint = element_text(&page, "thumbprint");
+    let download = get("/console/connections/cert/certificate.pem")
+        .await
+        .unwrap();
+    assert_eq!(download.status(), StatusCode::OK);
+    let disposition = download.headers()["content-disposition"].to_str().unwrap();
+    assert!(disposition.contains("spgate-cert.pem"), "{disposition}");
+    let generated = download.text().await.unwrap();
+    assert_eq!(
+        openssl_thumbprint(&generated),
+        thumbprint,
+        "Entra's thumbprint"
+    );
+
+    // The record keeps the certificate; the key (PKCS #8, unlike the SSH host keys in the
+    // state directory) is sealed apart, in no file in clear.
+    let record = api(&gateway, "/api/v1/connections/cert").await;
+    assert_eq!(record["certificate"]["cert"], generated.trim(), "{record}");
+    assert!(record["certificate"].get("key").is_none(), "{record}");
+    assert_eq!(record["has_private_key"], true, "{record}");
+    for entry in walkdir::WalkDir::new(gateway.dir.path())
+        .into_iter()
+        .flatten()
+    {
+        let bytes = std::fs::read(entry.path()).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("-----BEGIN PRIVATE KEY-----"),
+            "a private key in clear in {}",
+            entry.path().display()
+        );
+    }
+
+    // Uploaded to the app registration, and the connection saved again (which enables it:
+    // the failed sign-in disabled it) with the certificate fields blank: both are kept, and it
+    // signs in with them.
+    assert_eq!(
+        sim_upload_certificate(&sim, &generated).await,
+        StatusCode::NO_CONTENT
+    );
+    let (tested, page) = save("/console/connections/cert", vec![], vec![]).await;
+    assert!(tested.starts_with("Test passed"), "{tested}");
+    assert_eq!(element_text(&page, "thumbprint"), thumbprint);
+
+    // A key pasted where the certificate goes is refused, and not shown back.
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_file, key_file) = (dir.path().join("app.crt"), dir.path().join("app.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+        ])
+        .args(["-subj", "/CN=uploaded", "-keyout"])
+        .arg(&key_file)
+        .arg("-out")
+        .arg(&cert_file)
+        .output()
+        .expect("the openssl command-line tool");
+    assert!(made.status.success(), "{made:?}");
+    let cert_pem = std::fs::read_to_string(&cert_file).unwrap();
+    let key_pem = std::fs::read_to_string(&key_file).unwrap();
+    let mut form = connection_form(&csrf, &sim);
+    form.push(("cert_pem", &key_pem));
+    let refused = post("/console/connections/cert", form, vec![])
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = refused.text().await.unwrap();
+    assert!(html.contains("not a PEM certificate"), "{html}");
+    let key_body = key_pem.lines().nth(1).unwrap();
+    assert!(!html.contains(key_body), "the key is not shown back");
+
+    // PEM files uploaded: the new certificate replaces the generated one; it signs in once
+    // registered (and the connection saved again).
+    let files = vec![
+        ("cert_upload", "app.crt", cert_pem.as_str()),
+        ("key_upload", "app.key", key_pem.as_str()),
+    ];
+    let (tested, page) = save("/console/connections/cert", vec![], files).await;
+    assert_eq!(
+        element_text(&page, "thumbprint"),
+        openssl_thumbprint(&cert_pem)
+    );
+    assert!(
+        tested.starts_with("Test failed"),
+        "not registered yet: {tested}"
+    );
+    sim_upload_certificate(&sim, &cert_pem).await;
+    let (tested, _) = save("/console/connections/cert", vec![], vec![]).await;
+    assert!(tested.starts_with("Test passed"), "{tested}");
+}
+
+/// The fields of the certificate connection's form, all but the certificate's.
+fn connection_form<'a>(csrf: &'a str, sim: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("csrf", csrf),
+        ("site", "https://contoso.sharepoint.com/sites/partners"),
+        ("tenant", "contoso"),
+        ("client_id", "spgate-demo"),
+        ("kind", "certificate"),
+        ("authority", sim),
+        ("graph_url", sim),
+    ]
+}
+
+/// Uploads PEM certificate `pem` to the simulator's app `spgate-demo`: the status.
+async fn sim_upload_certificate(sim: &str, pem: &str) -> StatusCode {
+    reqwest::Client::new()
+        .post(format!("{sim}/_sim/apps/spgate-demo/certificate"))
+        .body(pem.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
 }

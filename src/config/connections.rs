@@ -3,13 +3,53 @@
 
 use std::collections::HashSet;
 
-use super::types::{CertKey, Connection, Credential, Limits, Site};
-use super::validate::{Context, cert_key, choice, required, unique};
-use super::{Error, raw, values};
+use super::types::{Connection, Credential, Limits, Pem, Site};
+use super::validate::{Context, choice, required, unique};
+use super::{Error, Secret, raw, values};
 
 const DRIVE: &str = "Documents";
 const AUTHORITY: &str = "https://login.microsoftonline.com";
 const GRAPH_URL: &str = "https://graph.microsoft.com";
+
+/// `certificate = { cert, key }`, each a file's path or the PEM text itself. Text is checked
+/// here, so that a certificate that does not parse, or a key that is not a PEM private key, is
+/// refused when saved rather than at the first sign-in. Errors never quote the text.
+fn certificate(at: &str, raw: raw::CertKey, cx: &Context<'_>) -> Result<Credential, Error> {
+    let pem = |field: &str, value: Option<String>| -> Result<(String, Pem), Error> {
+        let key = format!("{at}.{field}");
+        let value = required(value, &key)?;
+        let pem = match Pem::is_text(&value) {
+            true => Pem::Text(Secret::new(value)),
+            false => Pem::File(cx.path(&key, &value)?),
+        };
+        Ok((key, pem))
+    };
+    let (cert_at, cert) = pem("cert", raw.cert)?;
+    let (key_at, key) = pem("key", raw.key)?;
+    if let Pem::Text(text) = &cert {
+        let parsed = x509_parser::pem::parse_x509_pem(text.expose().as_bytes())
+            .map_err(|e| e.to_string())
+            .and_then(|(_, pem)| pem.parse_x509().map(|_| ()).map_err(|e| e.to_string()));
+        if let Err(why) = parsed {
+            return Err(Error::invalid(
+                cert_at,
+                format!("not a PEM certificate: {why}"),
+            ));
+        }
+    }
+    if let Pem::Text(text) = &key {
+        let label = x509_parser::pem::parse_x509_pem(text.expose().as_bytes())
+            .map(|(_, pem)| pem.label)
+            .unwrap_or_default();
+        if !label.ends_with("PRIVATE KEY") {
+            return Err(Error::invalid(
+                key_at,
+                "not a PEM private key (-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----)",
+            ));
+        }
+    }
+    Ok(Credential::Certificate { cert, key })
+}
 
 /// Validates every connection; names are unique.
 pub(super) fn connections(
@@ -54,8 +94,7 @@ pub(super) fn connections(
             ));
         }
         if let Some(raw) = c.certificate {
-            let CertKey { cert, key } = cert_key(&at("certificate"), raw, cx)?;
-            given.push(("certificate", Credential::Certificate { cert, key }));
+            given.push(("certificate", certificate(&at("certificate"), raw, cx)?));
         }
         if let Some(auth) = &c.auth {
             choice(&at("auth"), auth, &[("delegated", ()), ("device_code", ())])?;

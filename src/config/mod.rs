@@ -52,12 +52,12 @@ pub use raw::{
     Mount as MountRecord, Permissions as PermissionsRecord, SyncJob as SyncJobRecord,
     User as UserRecord,
 };
-pub use records::{Entry, Records, SecretText, Section, Source, culprit};
+pub use records::{Entry, Records, SecretText, Section, Source, culprit, put_secret, take_secret};
 pub use secret::Secret;
 pub use types::{
     Admin, AfterCopy, Audit, AuthorizedKey, CertKey, ClientLimits, Config, Conflict, Connection,
-    Credential, Database, Direction, Ftp, Limits, MaxDelete, Mount, MountTarget, Names, Sftp, Site,
-    State, SyncJob, TlsRequired, UploadCommit, User,
+    Credential, Database, Direction, Ftp, Limits, MaxDelete, Mount, MountTarget, Names, Pem, Sftp,
+    Site, State, SyncJob, TlsRequired, UploadCommit, User,
 };
 
 /// Prefix of the environment variables that override file values.

@@ -74,10 +74,15 @@ pub(super) struct Ftp {
     pub proxy_control_port: Option<u16>,
 }
 
+/// A PEM certificate and its private key. For a connection's `certificate`, each may be a
+/// file's path or the PEM text itself; a key given as text is write-only (sealed in the store,
+/// `has_private_key` in answers). For `tls`, file paths.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertKey {
+    /// The PEM certificate (chain): a path, or `-----BEGIN CERTIFICATE-----...`.
     pub cert: Option<String>,
+    /// The PEM private key: a path, or `-----BEGIN PRIVATE KEY-----...` (write-only).
     pub key: Option<String>,
 }
 

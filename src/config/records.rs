@@ -14,9 +14,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::{Config, Error, Secret};
+use super::{Config, Error, Pem, Secret};
 
 /// The three kinds of records, as the file names their sections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,8 +115,7 @@ impl Records {
                 };
                 let name = name.to_string();
                 let secret = match (section, record.as_object_mut()) {
-                    (Section::Connections, Some(fields)) => fields
-                        .remove("client_secret")
+                    (Section::Connections, Some(fields)) => take_secret(fields)
                         .and_then(|v| v.as_str().map(|s| SecretText(s.to_string()))),
                     _ => None,
                 };
@@ -212,7 +211,7 @@ impl Config {
                 .map(|entry| {
                     let mut record = entry.record.clone();
                     if let (Some(secret), Some(fields)) = (&entry.secret, record.as_object_mut()) {
-                        fields.insert("client_secret".into(), Value::String(secret.0.clone()));
+                        put_secret(fields, &secret.0);
                     }
                     to_toml(&format!("{}.{}", section.key(), entry.name), record)
                 })
@@ -226,6 +225,32 @@ impl Config {
             )
         })?;
         self.source.assemble(&text)
+    }
+}
+
+/// Takes a connection's secret out of its fields, for the store to seal apart: its
+/// `client_secret`, else its certificate's private key when that is PEM text (a key file's path
+/// stays in the record).
+pub fn take_secret(fields: &mut Map<String, Value>) -> Option<Value> {
+    if let Some(secret) = fields.remove("client_secret") {
+        return Some(secret);
+    }
+    let certificate = fields.get_mut("certificate")?.as_object_mut()?;
+    let text = certificate.get("key")?.as_str().is_some_and(Pem::is_text);
+    text.then(|| certificate.remove("key")).flatten()
+}
+
+/// Puts back what [`take_secret`] took: as the certificate's key when the record has a
+/// certificate without one, else as `client_secret`.
+pub fn put_secret(fields: &mut Map<String, Value>, secret: &str) {
+    let value = Value::String(secret.to_string());
+    match fields.get_mut("certificate").and_then(Value::as_object_mut) {
+        Some(certificate) if !certificate.contains_key("key") => {
+            certificate.insert("key".into(), value);
+        }
+        _ => {
+            fields.insert("client_secret".into(), value);
+        }
     }
 }
 

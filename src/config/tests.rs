@@ -160,7 +160,7 @@ fn full_config_parses() {
     assert_eq!(secret.site.host, "contoso.sharepoint.com");
     assert_eq!(secret.site.path, "/sites/partners");
     assert!(
-        matches!(&cert.credential, Credential::Certificate { cert, .. } if cert == Path::new("/etc/spgate/app.crt"))
+        matches!(&cert.credential, Credential::Certificate { cert: Pem::File(cert), .. } if cert == Path::new("/etc/spgate/app.crt"))
     );
     assert_eq!(cert.drive, "Shared Files");
     assert_eq!(cert.authority, "https://login.microsoftonline.us");

@@ -337,13 +337,37 @@ pub enum Credential {
     ClientSecret(Secret),
     /// OAuth client credentials with a certificate (signed client assertion).
     Certificate {
-        /// PEM certificate file.
-        cert: PathBuf,
-        /// PEM private key file.
-        key: PathBuf,
+        /// The PEM certificate.
+        cert: Pem,
+        /// Its PEM private key.
+        key: Pem,
     },
     /// Delegated sign-in with the device code flow (token kept in the state dir).
     DeviceCode,
+}
+
+/// A PEM document: a file (read at each use, so a renewed file is taken up), or the text
+/// itself, as the console and the API keep a certificate and its key in the store. Printed
+/// without the text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pem {
+    File(PathBuf),
+    Text(Secret),
+}
+
+impl Pem {
+    /// Whether a configuration value is PEM text rather than a file's path.
+    pub fn is_text(value: &str) -> bool {
+        value.trim_start().starts_with("-----BEGIN ")
+    }
+
+    /// The document's bytes.
+    pub fn read(&self) -> std::io::Result<Vec<u8>> {
+        match self {
+            Pem::File(path) => std::fs::read(path),
+            Pem::Text(text) => Ok(text.expose().as_bytes().to_vec()),
+        }
+    }
 }
 
 /// One `[[users]]` entry.

@@ -19,17 +19,46 @@ use sha1::Digest;
 
 use super::health::Health;
 use super::store::Paths;
-use crate::config::{Connection as ConnectionConfig, Credential, Secret};
+use crate::config::{Connection as ConnectionConfig, Credential, Pem, Secret};
 use crate::state::grants::{Grant, SharedAccess};
 
 /// A saved access token with less than this to live is not shared: the instance refreshes.
 const SHARED_MIN_LEFT: Duration = Duration::from_secs(30);
-const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
-const DELEGATED_SCOPES: [&str; 3] = [
-    "https://graph.microsoft.com/Files.ReadWrite.All",
-    "https://graph.microsoft.com/Sites.ReadWrite.All",
-    "offline_access",
+
+/// Microsoft Graph's national clouds: a connection whose `graph_url` is one of them asks for
+/// tokens of that cloud's Graph; any other (the simulator, a proxy) for the global one.
+const NATIONAL_GRAPHS: [&str; 4] = [
+    "https://graph.microsoft.com",
+    "https://graph.microsoft.us",
+    "https://dod-graph.microsoft.us",
+    "https://microsoftgraph.chinacloudapi.cn",
 ];
+
+/// The Graph resource a connection's tokens are for.
+fn graph_resource(config: &ConnectionConfig) -> &'static str {
+    let url = config.graph_url.trim_end_matches('/');
+    NATIONAL_GRAPHS
+        .into_iter()
+        .find(|g| g.eq_ignore_ascii_case(url))
+        .unwrap_or(NATIONAL_GRAPHS[0])
+}
+
+/// An app-only token's scope: the resource's `.default`.
+fn app_scope(config: &ConnectionConfig) -> Scope {
+    Scope::new(format!("{}/.default", graph_resource(config)))
+}
+
+/// A delegated sign-in's scopes: Graph's files and sites, and `extra` (a refresh token, who
+/// signed in).
+fn delegated_scopes(config: &ConnectionConfig, extra: &[&str]) -> Vec<Scope> {
+    let graph = graph_resource(config);
+    extra
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["Files.ReadWrite.All", "Sites.ReadWrite.All"].map(|p| format!("{graph}/{p}")))
+        .map(Scope::new)
+        .collect()
+}
 
 use crate::graph::access::TokenSource;
 pub use crate::graph::access::{AccessToken, TokenError};
@@ -202,7 +231,7 @@ impl Tokens {
             Credential::ClientSecret(secret) => client
                 .set_client_secret(ClientSecret::new(secret.expose().to_string()))
                 .exchange_client_credentials()
-                .add_scope(Scope::new(GRAPH_SCOPE.into()))
+                .add_scope(app_scope(&self.config))
                 .request_async(&self.http)
                 .await
                 .map_err(classify)?,
@@ -210,7 +239,7 @@ impl Tokens {
                 let assertion = assertion(&self.config.client_id, &self.token_url(), cert, key)?;
                 client
                     .exchange_client_credentials()
-                    .add_scope(Scope::new(GRAPH_SCOPE.into()))
+                    .add_scope(app_scope(&self.config))
                     .add_extra_param(
                         "client_assertion_type",
                         "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
@@ -270,7 +299,7 @@ impl Tokens {
                     .exchange_refresh_token(&RefreshToken::new(
                         saved.refresh_token.expose().to_string(),
                     ))
-                    .add_scopes(DELEGATED_SCOPES.iter().map(|s| Scope::new(s.to_string())))
+                    .add_scopes(delegated_scopes(&self.config, &["offline_access"]))
                     .request_async(&self.http)
                     .await
                     .map_err(classify)?;
@@ -321,7 +350,7 @@ impl Tokens {
             .set_device_authorization_url(device_url);
         let details: StandardDeviceAuthorizationResponse = client
             .exchange_device_code()
-            .add_scopes(DELEGATED_SCOPES.iter().map(|s| Scope::new(s.to_string())))
+            .add_scopes(delegated_scopes(&self.config, &["offline_access"]))
             .request_async(&self.http)
             .await
             .map_err(|e| failed(classify(e)))?;
@@ -513,21 +542,16 @@ fn first_sentence(description: &str) -> String {
 }
 
 /// A client assertion: a JWT signed with the certificate's key, RS256 with `x5t`.
-fn assertion(
-    client_id: &str,
-    token_url: &str,
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> Result<String, Failure> {
+fn assertion(client_id: &str, token_url: &str, cert: &Pem, key: &Pem) -> Result<String, Failure> {
     let unreadable = |what: &str, e: &dyn std::fmt::Display| {
         Failure::human(
             "certificate_unreadable",
             &format!("cannot use the {what}: {e}"),
-            "Check the certificate and key files named in the connection's configuration (PEM), then save the configuration.",
+            "Check the connection's certificate and private key (PEM, files or text), then save the connection.",
         )
     };
-    let cert_pem = std::fs::read(cert).map_err(|e| unreadable("certificate", &e))?;
-    let key_pem = std::fs::read(key).map_err(|e| unreadable("private key", &e))?;
+    let cert_pem = cert.read().map_err(|e| unreadable("certificate", &e))?;
+    let key_pem = key.read().map_err(|e| unreadable("private key", &e))?;
     let (_, pem) =
         x509_parser::pem::parse_x509_pem(&cert_pem).map_err(|e| unreadable("certificate", &e))?;
     let x5t = base64::Engine::encode(
@@ -598,6 +622,46 @@ mod tests {
     }
 
     #[test]
+    fn national_clouds_ask_for_their_own_graph() {
+        let config = |graph: &str| {
+            let text = format!(
+                "[state]\ndir = \"/s\"\n[[connections]]\nname = \"sp\"\ntenant = \"t\"\nclient_id = \"c\"\n\
+                 site = \"https://h/sites/s\"\nauth = \"delegated\"\ngraph_url = \"{graph}\"\n"
+            );
+            crate::config::parse_str(&text)
+                .unwrap()
+                .connections
+                .remove(0)
+        };
+        let us = config("https://graph.microsoft.us/");
+        assert_eq!(
+            app_scope(&us).as_str(),
+            "https://graph.microsoft.us/.default"
+        );
+        let scopes = delegated_scopes(&us, &["offline_access"]);
+        let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            scopes,
+            [
+                "offline_access",
+                "https://graph.microsoft.us/Files.ReadWrite.All",
+                "https://graph.microsoft.us/Sites.ReadWrite.All"
+            ]
+        );
+        let china = config("https://microsoftgraph.chinacloudapi.cn");
+        assert_eq!(
+            app_scope(&china).as_str(),
+            "https://microsoftgraph.chinacloudapi.cn/.default"
+        );
+        // The simulator, or a proxy: the global Graph's tokens.
+        let sim = config("http://127.0.0.1:8080");
+        assert_eq!(
+            app_scope(&sim).as_str(),
+            "https://graph.microsoft.com/.default"
+        );
+    }
+
+    #[test]
     fn actions_name_what_to_do_and_no_trace_ids() {
         let Failure::Human {
             message, action, ..
@@ -617,15 +681,6 @@ mod tests {
         assert_eq!(aadsts_code("nothing"), None);
     }
 }
-
-/// The scopes a browser sign-in asks for: Graph's, a refresh token, and who signed in.
-const BROWSER_SCOPES: [&str; 5] = [
-    "openid",
-    "profile",
-    "offline_access",
-    "https://graph.microsoft.com/Files.ReadWrite.All",
-    "https://graph.microsoft.com/Sites.ReadWrite.All",
-];
 
 /// A browser sign-in (authorization code with PKCE) started: where to send the browser, and
 /// what to keep until it comes back.
@@ -684,7 +739,10 @@ pub fn browser_sign_in(
     let (challenge, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
     let mut request = client
         .authorize_url(oauth2::CsrfToken::new_random)
-        .add_scopes(BROWSER_SCOPES.iter().map(|s| Scope::new(s.to_string())))
+        .add_scopes(delegated_scopes(
+            config,
+            &["openid", "profile", "offline_access"],
+        ))
         .set_pkce_challenge(challenge);
     if !prompt.is_empty() {
         request = request.add_extra_param("prompt", prompt.to_string());

@@ -1,10 +1,12 @@
 //! SharePoint connections: each `[[connections]]` entry with its own credentials, token cache,
 //! health (enabled, or disabled with an alert), Graph client and resolved library.
 //!
-//! - [`auth`]: access tokens and the device-code sign-in; [`health`]: state and alerts;
+//! - [`auth`]: access tokens and the device-code sign-in; [`certificate`]: generated key pairs
+//!   and what a certificate says; [`health`]: state and alerts;
 //! - [`store`]: where their state lives (the state store).
 
 pub mod auth;
+pub mod certificate;
 pub mod health;
 pub mod store;
 
@@ -112,8 +114,8 @@ pub fn fingerprint(config: &ConnectionConfig) -> String {
         }
         Credential::Certificate { cert, key } => {
             hash.update(b"certificate\0");
-            for file in [cert, key] {
-                hash.update(std::fs::read(file).unwrap_or_default());
+            for pem in [cert, key] {
+                hash.update(pem.read().unwrap_or_default());
                 hash.update([0]);
             }
         }

@@ -45,6 +45,9 @@ pub struct Error {
     pub message: String,
     /// The Graph error code (most specific inner code first), when the service sent one.
     pub code: Option<String>,
+    /// The HTTP status of the failed answer, when the failure is one (a 403 and a lasting 401
+    /// are both [`Kind::PermissionDenied`]; a site search tells them apart).
+    pub status: Option<u16>,
     #[source]
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -57,6 +60,7 @@ impl Error {
             kind,
             message: message.into(),
             code: None,
+            status: None,
             source: None,
         }
     }
@@ -103,6 +107,7 @@ impl Error {
             kind,
             message,
             code,
+            status: Some(status.as_u16()),
             source: None,
         }
     }
@@ -172,8 +177,8 @@ mod tests {
         let body = br#"{"error":{"code":"invalidRequest","message":"bad","innerError":{"code":"pathIsTooLong"}}}"#;
         let e = Error::from_response(StatusCode::BAD_REQUEST, body);
         assert_eq!(
-            (e.kind, e.code.as_deref()),
-            (Kind::InvalidName, Some("pathIsTooLong"))
+            (e.kind, e.code.as_deref(), e.status),
+            (Kind::InvalidName, Some("pathIsTooLong"), Some(400))
         );
         let nested = br#"{"error":{"code":"invalidRange","innererror":{"code":"x","innerError":{"code":"fragmentOverlap"}}}}"#;
         assert_eq!(

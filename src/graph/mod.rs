@@ -4,6 +4,8 @@
 //! - [`client`]: requests with limits, throttling pauses, token refresh and retries;
 //! - [`drive`]: one library's operations by path; [`download`]: streaming and parallel ranged
 //!   downloads; [`upload`]: simple and session uploads;
+//! - [`sites`]: the sites and libraries the credential can see (search, a site's libraries),
+//!   for choosing a connection's library;
 //! - [`names`]: SharePoint's naming rules and path encoding; [`lookalike`]: the encoding of
 //!   names SharePoint refuses into look-alikes it accepts; [`error`]: the error kinds.
 //!
@@ -16,6 +18,7 @@ pub mod drive;
 pub mod error;
 pub mod lookalike;
 pub mod names;
+pub mod sites;
 pub mod upload;
 
 pub use client::Client;

@@ -394,13 +394,15 @@ enum Secret {
     Set(config::Secret),
 }
 
-/// Takes `client_secret` out of a connection's fields: set it; or, when the record gives
-/// another credential, clear the stored one; or keep the stored one.
+/// Takes a connection's secret (`client_secret`, or the certificate's key as PEM text) out of
+/// its fields: set it; or keep the stored one when the record leaves it out and keeps the
+/// stored credential's kind (a certificate without `key`, or a client-secret connection without
+/// `client_secret`); else clear it.
 fn connection_secret(
     fields: &mut Map<String, Value>,
     stored: Option<&Record>,
 ) -> Result<Secret, Refusal> {
-    match fields.remove("client_secret") {
+    match config::take_secret(fields) {
         Some(Value::String(value)) if !value.is_empty() => {
             Ok(Secret::Set(config::Secret::new(value)))
         }
@@ -408,11 +410,31 @@ fn connection_secret(
             "client_secret",
             "must be a non-empty string",
         )),
-        None if fields.contains_key("certificate") || fields.contains_key("auth") => {
-            Ok(Secret::Clear)
+        None => {
+            let kept = stored
+                .filter(|s| s.secret.is_some())
+                .and_then(|s| match &s.record {
+                    Value::Object(old) => Some(secret_slot(old)),
+                    _ => None,
+                });
+            match secret_slot(fields) {
+                Some(slot) if kept == Some(Some(slot)) => Ok(Secret::Keep),
+                _ => Ok(Secret::Clear),
+            }
         }
-        None if stored.is_some() => Ok(Secret::Keep),
-        None => Ok(Secret::Clear),
+    }
+}
+
+/// Where a connection's fields would take a stored secret back: `client_secret` for a
+/// client-secret connection, `certificate.key` for a certificate given without its key; None
+/// for any other (delegated, or a key file named).
+fn secret_slot(fields: &Map<String, Value>) -> Option<&'static str> {
+    match (fields.get("certificate"), fields.contains_key("auth")) {
+        (Some(Value::Object(certificate)), _) if !certificate.contains_key("key") => {
+            Some("certificate.key")
+        }
+        (None, false) => Some("client_secret"),
+        _ => None,
     }
 }
 
@@ -466,7 +488,12 @@ pub fn view(section: Section, record: &Record, in_force: Option<bool>) -> Value 
             fields.insert("has_password".into(), has_password.into());
         }
         Section::Connections => {
-            fields.insert("has_client_secret".into(), record.secret.is_some().into());
+            let has = |slot| record.secret.is_some() && secret_slot(&fields) == Some(slot);
+            let (secret, key) = (has("client_secret"), has("certificate.key"));
+            fields.insert("has_client_secret".into(), secret.into());
+            if secret_slot(&fields) == Some("certificate.key") {
+                fields.insert("has_private_key".into(), key.into());
+            }
         }
         Section::Syncs => {}
     }

@@ -27,6 +27,10 @@ pub fn routes() -> Router<Arc<Sim>> {
             "/_sim/faults",
             get(faults).post(set_faults).delete(clear_faults),
         )
+        .route(
+            "/_sim/apps/{client_id}/certificate",
+            post(upload_certificate),
+        )
         .route("/_sim/apps/{client_id}/{action}", post(app_action))
         .route("/_sim/lock", post(lock))
         .route("/_sim/unlock", post(unlock))
@@ -111,6 +115,39 @@ async fn app_action(
     } else {
         GraphError::not_found().into_response()
     }
+}
+
+/// `POST /_sim/apps/{client_id}/certificate` with a PEM certificate as the body: the
+/// certificate an administrator uploads to the app registration (Certificates & secrets);
+/// it replaces the app's certificate.
+async fn upload_certificate(
+    State(sim): State<Arc<Sim>>,
+    Path(client_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let cert = match std::str::from_utf8(&body)
+        .map_err(|e| e.to_string())
+        .and_then(super::state::parse_cert)
+    {
+        Ok(cert) => cert,
+        Err(why) => {
+            return GraphError::invalid(format!("Not a PEM certificate: {why}")).into_response();
+        }
+    };
+    let mut world = sim.world.lock();
+    let mut apps = world
+        .tenants
+        .iter_mut()
+        .flat_map(|t| t.apps.iter_mut())
+        .filter(|a| a.client_id == client_id)
+        .peekable();
+    if apps.peek().is_none() {
+        return GraphError::not_found().into_response();
+    }
+    for app in apps {
+        app.cert = Some(cert.clone());
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 #[derive(Deserialize)]

@@ -1,13 +1,16 @@
-//! Sites and drives: `sites/{hostname}:/sites/{name}`, `sites/{id}/drive(s)`, `drives/{id}`.
+//! Sites and drives: `sites/{hostname}:/sites/{name}`, `sites/{id}/drive(s)`, `drives/{id}`,
+//! and the site search `sites?search=` (paged; refused to Sites.Selected apps).
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
+use percent_encoding::utf8_percent_encode;
 use serde_json::{Value, json};
 
 use super::drive::Drive;
 use super::error::{GraphError, GraphResult};
-use super::graph::{Request, SiteSuffix};
+use super::graph::{Request, SEGMENT, SiteSuffix};
 use super::state::Site;
+use crate::wire::Collection;
 
 fn site_json(site: &Site) -> Value {
     let name = &site.name;
@@ -76,26 +79,61 @@ pub fn site(
     Ok(Json(body).into_response())
 }
 
-/// `GET /sites?search=TEXT`: sites of the caller's tenant whose name contains TEXT (`*` for
-/// all). Apps limited by Sites.Selected may not search (403), as on SharePoint.
+/// Sites in one page of a search unless `$top` says otherwise.
+const SEARCH_PAGE: usize = 200;
+
+/// `GET /sites?search=TEXT`: sites of the caller's tenant whose name contains TEXT (`*` or
+/// nothing for all), paged as Graph pages collections: `$top` sites a page (1-1000; 200
+/// unless given) and an `@odata.nextLink` carrying a `$skiptoken` while more are left. Apps
+/// limited by Sites.Selected may not search (403), as on SharePoint.
 pub fn search(r: Request) -> GraphResult<Response> {
     if r.caller.sites.is_some() {
         return Err(GraphError::access_denied());
     }
-    let wanted = r
-        .query
-        .get("search")
-        .map(|s| s.trim().to_lowercase())
-        .unwrap_or_default();
+    let asked = r.query.get("search").map(|s| s.trim()).unwrap_or_default();
+    let wanted = asked.to_lowercase();
+    let top = match r.query.get("$top") {
+        None => SEARCH_PAGE,
+        Some(top) => top
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| GraphError::invalid(format!("Invalid $top value '{top}'.")))?,
+    };
+    let skip = match r.query.get("$skiptoken") {
+        None => 0,
+        Some(token) => token
+            .strip_prefix("sites-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| GraphError::invalid("Invalid $skiptoken."))?,
+    };
     let world = r.sim.world.lock();
-    let found: Vec<Value> = world
+    let found: Vec<&Site> = world
         .sites
         .iter()
         .filter(|s| s.tenant_id == r.caller.tenant_id)
         .filter(|s| wanted.is_empty() || wanted == "*" || s.name.to_lowercase().contains(&wanted))
-        .map(site_json)
         .collect();
-    Ok(Json(json!({ "value": found })).into_response())
+    let value: Vec<Value> = found
+        .iter()
+        .skip(skip)
+        .take(top)
+        .map(|s| site_json(s))
+        .collect();
+    let next = skip + value.len();
+    let next_link = (next < found.len()).then(|| {
+        format!(
+            "{}/v1.0/sites?search={}&$top={top}&$skiptoken=sites-{next}",
+            r.sim.public_url,
+            utf8_percent_encode(asked, SEGMENT)
+        )
+    });
+    Ok(Json(Collection {
+        value,
+        next_link,
+        delta_link: None,
+    })
+    .into_response())
 }
 
 /// `GET /drives/{id}`.

@@ -99,6 +99,7 @@ pub struct User {
 }
 
 /// A registered certificate: its thumbprints and RSA public key.
+#[derive(Clone)]
 pub struct Cert {
     pub x5t: String,
     pub x5t_s256: String,
@@ -514,7 +515,7 @@ pub fn user_object_id(tenant_id: &str, upn: &str) -> String {
     )
 }
 
-fn parse_cert(pem_text: &str) -> Result<Cert, String> {
+pub fn parse_cert(pem_text: &str) -> Result<Cert, String> {
     let (_, pem) =
         x509_parser::pem::parse_x509_pem(pem_text.as_bytes()).map_err(|e| e.to_string())?;
     let cert = pem.parse_x509().map_err(|e| e.to_string())?;

@@ -15,7 +15,8 @@
 //! - Workers (`deliver`) upload rows in order, a few at once per connection, never two that
 //!   touch the same path. A large file's upload session URL is kept in its row: after a
 //!   restart the session is resumed from its `nextExpectedRanges`, not started over.
-//! - A transient failure is retried with growing pauses for [`GIVE_UP_AFTER`]; a final one (or
+//! - A transient failure is retried with growing pauses for [`GIVE_UP_AFTER`] (from the time
+//!   the file was queued, or the end of a wait for its disabled connection); a final one (or
 //!   one SharePoint refuses: quota, a folder of that name) moves the file to
 //!   `queue/quarantine/`, raises an alert and reports a failed [`Delivery`]. While a connection
 //!   is disabled (its credentials refused: the connection's own alert says why), its rows wait
@@ -195,6 +196,10 @@ struct State {
     in_flight: HashSet<i64>,
     /// Rows waiting out a pause after a transient failure.
     not_before: HashMap<i64, Instant>,
+    /// When each row was last seen waiting for its disabled connection: the retry window
+    /// ([`GIVE_UP_AFTER`]) counts from then, not from the time it was queued, so that a long
+    /// hold does not leave it no retries once the connection is enabled.
+    held_at: HashMap<i64, DateTime<Utc>>,
     waiters: HashMap<i64, oneshot::Sender<Verdict>>,
 }
 
@@ -242,6 +247,7 @@ impl Queue {
                 seen,
                 in_flight: HashSet::new(),
                 not_before: HashMap::new(),
+                held_at: HashMap::new(),
                 waiters: HashMap::new(),
             }),
             wake: Notify::new(),
@@ -780,6 +786,7 @@ impl Queue {
             })
             .collect();
         let mut start = Vec::new();
+        let mut held = Vec::new();
         for row in state.rows.values() {
             if row.failed.is_some()
                 || state.in_flight.contains(&row.id)
@@ -805,6 +812,7 @@ impl Queue {
                 }
                 // Looked at again every second: enabling the connection lets the row go.
                 wait = wait.min(Duration::from_secs(1));
+                held.push(row.id);
                 continue;
             }
             let limit = attached.workers.get(&row.connection).copied();
@@ -821,6 +829,8 @@ impl Queue {
             touched.extend(paths);
             start.push((row.id, connection.clone()));
         }
+        let seen = Utc::now();
+        state.held_at.extend(held.into_iter().map(|id| (id, seen)));
         for (id, connection) in refused {
             if let Some(waiter) = state.waiters.remove(&id) {
                 state.forget(id)?;
@@ -1017,8 +1027,13 @@ impl Queue {
             deliver::Outcome::Failed(error) => {
                 let mut row = state.rows.get(&id).cloned()?;
                 let transient = deliver::transient(&error);
-                let waited_out = (Utc::now() - row.queued_at).to_std().unwrap_or_default();
+                let since = state
+                    .held_at
+                    .get(&id)
+                    .map_or(row.queued_at, |held| row.queued_at.max(*held));
+                let waited_out = (Utc::now() - since).to_std().unwrap_or_default();
                 if deliver::held(&error) && waiter.is_none() {
+                    state.held_at.insert(id, Utc::now());
                     // The connection is disabled: the row waits, without counting an attempt,
                     // until it is enabled again (the workers skip a disabled connection's rows).
                     tracing::warn!(connection = %row.connection, path = %row.origin.vpath, "upload queue: the connection is disabled; the upload waits until it is enabled");
@@ -1130,6 +1145,7 @@ impl State {
             self.ops.push(Op::Delete(id, row.file));
         }
         self.not_before.remove(&id);
+        self.held_at.remove(&id);
         Ok(())
     }
 

@@ -7,13 +7,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State as Extract};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use minijinja::{Value, context};
 use serde_json::Value as Json;
 
-use super::{Signed, message, page, see, ser};
+use super::{Posted, Signed, message, page, see, ser};
 use crate::admin::State;
 use crate::admin::api::{connection_rows, sync_rows};
 use crate::connections::health::history;
@@ -97,29 +96,49 @@ fn audit_query(q: &HashMap<String, String>, limit: i64) -> AuditQuery {
     }
 }
 
-/// The audit events the filters select, newest first (the path filter is a substring).
+/// How many events a path filter reads at most (newest first) to find its matches.
+const PATH_SCAN: usize = 200_000;
+/// Events read per page while a path filter looks for matches.
+const PATH_PAGE: i64 = 2_000;
+
+/// The audit events the filters select, newest first, `limit` at most. The path filter (a
+/// substring of the event's path) is applied to pages of the other filters' selection until
+/// `limit` events match, the audit ends, or [`PATH_SCAN`] events were read.
 async fn events(
     state: &State,
     q: &HashMap<String, String>,
     limit: i64,
 ) -> Result<Vec<Json>, String> {
-    let entries = state
-        .gateway()
-        .store
-        .audit(&audit_query(q, limit))
-        .await
-        .map_err(|e| e.to_string())?;
+    let store = &state.gateway().store;
     let path = q.get("path").map(|p| p.trim()).unwrap_or("");
-    Ok(entries
-        .iter()
-        .filter_map(|e| serde_json::from_str::<Json>(&e.event).ok())
-        .filter(|e| {
-            path.is_empty()
-                || e.get("path")
-                    .and_then(Json::as_str)
-                    .is_some_and(|p| p.contains(path))
-        })
-        .collect())
+    let mut query = audit_query(q, if path.is_empty() { limit } else { PATH_PAGE });
+    let matches = |e: &Json| {
+        path.is_empty()
+            || e.get("path")
+                .and_then(Json::as_str)
+                .is_some_and(|p| p.contains(path))
+    };
+    let (mut found, mut read) = (Vec::new(), 0);
+    loop {
+        let entries = store.audit(&query).await.map_err(|e| e.to_string())?;
+        read += entries.len();
+        found.extend(
+            entries
+                .iter()
+                .filter_map(|e| serde_json::from_str::<Json>(&e.event).ok())
+                .filter(matches),
+        );
+        let last = entries.last().map(|e| (e.time_ms, e.seq));
+        if path.is_empty()
+            || found.len() as i64 >= limit
+            || (entries.len() as i64) < query.limit
+            || read >= PATH_SCAN
+        {
+            found.truncate(limit.max(0) as usize);
+            return Ok(found);
+        }
+        query.after = last;
+    }
 }
 
 /// `GET /console/activity`: sessions, lockouts, transfers.
@@ -246,15 +265,9 @@ fn csv(events: &[Json]) -> String {
 /// `POST /console/sessions/{id}/kick`.
 pub async fn kick(
     Extract(state): Extract<Arc<State>>,
-    signed: Signed,
-    headers: HeaderMap,
     Path(id): Path<u64>,
-    body: Bytes,
+    Posted { signed, form }: Posted,
 ) -> Response {
-    let form = match signed.form(&headers, &body) {
-        Ok(form) => form,
-        Err(refused) => return refused.into_response(),
-    };
     let why = format!("closed in the console by {}", signed.admin);
     if !state.gateway().admission.kick(id, &why) {
         return message(
@@ -267,7 +280,7 @@ pub async fn kick(
         .await;
     }
     tracing::info!(admin = %signed.admin, session = id, "console: session closed");
-    see(super::connections::back_or(
+    see(super::picker::back_or(
         form.get("back"),
         "/console/activity",
     ))
@@ -276,15 +289,9 @@ pub async fn kick(
 /// `POST /console/lockouts/{user}/clear`.
 pub async fn unlock(
     Extract(state): Extract<Arc<State>>,
-    signed: Signed,
-    headers: HeaderMap,
     Path(user): Path<String>,
-    body: Bytes,
+    Posted { signed, form }: Posted,
 ) -> Response {
-    let form = match signed.form(&headers, &body) {
-        Ok(form) => form,
-        Err(refused) => return refused.into_response(),
-    };
     if let Err(e) = state.gateway().lockout.clear(Some(&user)).await {
         return message(
             &state,
@@ -296,7 +303,7 @@ pub async fn unlock(
         .await;
     }
     tracing::info!(admin = %signed.admin, %user, "console: lockout cleared");
-    see(super::connections::back_or(
+    see(super::picker::back_or(
         form.get("back"),
         "/console/activity",
     ))

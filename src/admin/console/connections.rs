@@ -1,22 +1,21 @@
 //! Connections: the list with each one's state, the form (the three credential kinds), saving
 //! (which tests the connection and enables a disabled one), "Sign in with Microsoft" (the
-//! authorization-code flow with PKCE, `prompt=select_account`), and the folder picker.
+//! authorization-code flow with PKCE, `prompt=select_account`).
 
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State as Extract};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use futures_util::TryStreamExt;
 use minijinja::{Value, context};
 use serde_json::{Map, Value as Json, json};
 
-use super::{Fields, Signed, delete_page, enc, message, now_ms, page, see, ser, stored};
+use super::{Fields, Posted, Signed, delete_page, enc, message, now_ms, page, see, ser, stored};
 use crate::admin::State;
 use crate::admin::records::save_record;
-use crate::config::{Credential, Section};
+use crate::config::{Credential, Pem, Section};
 use crate::connections::auth::{TokenError, browser_sign_in, redeem};
+use crate::connections::certificate;
 use crate::session::control::Change;
 use crate::state::console::Flow;
 
@@ -108,8 +107,37 @@ pub async fn list(Extract(state): Extract<Arc<State>>, signed: Signed) -> Respon
 }
 
 /// `GET /console/connections/new`.
-pub async fn new(Extract(state): Extract<Arc<State>>, signed: Signed) -> Response {
-    form(&state, &signed, None, Map::new(), None, None).await
+pub async fn new(
+    Extract(state): Extract<Arc<State>>,
+    signed: Signed,
+    Query(prefill): Query<Prefill>,
+) -> Response {
+    let mut fields = Map::new();
+    let prefilled = prefill.apply(&mut fields);
+    let extra = context! { prefilled => prefilled };
+    form(&state, &signed, None, fields, None, Some(extra)).await
+}
+
+/// `?site=URL&drive=LIBRARY`: a site and library chosen in the picker, shown in the form over
+/// the stored ones; nothing is saved until the form is.
+#[derive(serde::Deserialize, Default)]
+pub struct Prefill {
+    site: Option<String>,
+    drive: Option<String>,
+}
+
+impl Prefill {
+    /// Puts the chosen site and library in `fields`: whether there was any.
+    fn apply(self, fields: &mut Map<String, Json>) -> bool {
+        let mut any = false;
+        for (key, value) in [("site", self.site), ("drive", self.drive)] {
+            if let Some(value) = value.filter(|v| !v.trim().is_empty()) {
+                fields.insert(key.into(), Json::String(value.trim().to_string()));
+                any = true;
+            }
+        }
+        any
+    }
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -126,6 +154,7 @@ pub async fn show(
     headers: HeaderMap,
     Path(name): Path<String>,
     Query(q): Query<ShowQuery>,
+    Query(prefill): Query<Prefill>,
 ) -> Response {
     let record = match state.gateway().store.get(Section::Connections, &name).await {
         Ok(Some(record)) => record,
@@ -150,7 +179,9 @@ pub async fn show(
             .await;
         }
     };
-    let fields = record.record.as_object().cloned().unwrap_or_default();
+    let mut fields = record.record.as_object().cloned().unwrap_or_default();
+    // A connection the configuration file declares is shown as stored, read-only.
+    let prefilled = record.managed_by.is_none() && prefill.apply(&mut fields);
     let test = if q.test.is_some() || q.signed_in.is_some() {
         Some(probe(&state, &name).await)
     } else {
@@ -163,6 +194,7 @@ pub async fn show(
         updated_at => record.updated_at,
         redirect_uri => redirect_uri(&state, &headers),
         signed_in => q.signed_in.is_some(),
+        prefilled => prefilled,
     };
     form(&state, &signed, Some(name), fields, test, Some(extra)).await
 }
@@ -205,13 +237,28 @@ async fn form(
         .and_then(|s| s.split_once("://"))
         .map(|(_, rest)| rest.to_string());
     let config = name.as_ref().and_then(|n| gateway.config.connection(n));
+    let cert_facts = match &name {
+        Some(n) if kind(&fields) == "certificate" => certificate_pem(state, n).await.map(|pem| {
+            certificate::facts(&pem).map_err(|e| format!("the certificate cannot be read: {e}"))
+        }),
+        _ => None,
+    };
+    let (cert_facts, cert_problem) = match cert_facts {
+        Some(Ok(facts)) => (Some(facts), None),
+        Some(Err(why)) => (None, Some(why)),
+        None => (None, None),
+    };
+    let cert_facts = cert_facts.map(ser);
     let ctx = context! {
+        cert_problem => cert_problem,
         title => name.clone().unwrap_or_else(|| "New connection".into()),
         nav => "connections",
         name => name,
         record => ser(&fields),
         kind => kind(&fields),
-        certificate => ser(fields.get("certificate")),
+        cert_path => path_of(fields.get("certificate"), "cert"),
+        key_path => path_of(fields.get("certificate"), "key"),
+        cert_facts => cert_facts,
         state => if live.is_none() { "not in force" } else if alert.is_some() { "disabled" } else { "enabled" },
         alert => alert.map(|a| context! { code => a.code, message => a.message, action => a.action, time => a.time.to_rfc3339() }),
         grant => grant.map(|g| context! { account => g.account, updated_at => g.updated_at }),
@@ -235,6 +282,13 @@ async fn form(
     page(state, signed, "connection.html", ctx).await
 }
 
+/// The `field` (`cert` or `key`) of a record's certificate when it names a file, for the
+/// form's path inputs (text is not shown there).
+fn path_of(certificate: Option<&Json>, field: &str) -> Option<String> {
+    let value = certificate?.get(field)?.as_str()?;
+    (!Pem::is_text(value)).then(|| value.to_string())
+}
+
 /// The record a connection form describes, over the stored `fields` (kept: keys the form
 /// does not show, such as limits).
 fn record(form: &Fields, mut fields: Map<String, Json>) -> Map<String, Json> {
@@ -255,18 +309,36 @@ fn record(form: &Fields, mut fields: Map<String, Json>) -> Map<String, Json> {
             }
         }
     }
+    let stored_cert = fields
+        .get("certificate")
+        .and_then(|c| c.get("cert"))
+        .filter(|c| c.as_str().is_some_and(Pem::is_text))
+        .cloned();
     for key in ["auth", "certificate", "client_secret"] {
         fields.remove(key);
     }
+    // The first of an uploaded file, pasted text and a path on the host.
+    let given = |keys: [&str; 3]| {
+        keys.into_iter()
+            .map(|k| form.raw(k).trim())
+            .find(|v| !v.is_empty())
+            .map(|v| json!(v))
+    };
     match form.get("kind") {
         "delegated" => {
             fields.insert("auth".into(), json!("delegated"));
         }
         "certificate" => {
-            fields.insert(
-                "certificate".into(),
-                json!({ "cert": form.get("cert"), "key": form.get("key") }),
-            );
+            let mut certificate = Map::new();
+            // Left out, a certificate kept as text stays; a key kept sealed stays too
+            // (`Change` keeps the stored secret of a certificate without `key`).
+            if let Some(cert) = given(["cert_upload", "cert_pem", "cert"]).or(stored_cert) {
+                certificate.insert("cert".into(), cert);
+            }
+            if let Some(key) = given(["key_upload", "key_pem", "key"]) {
+                certificate.insert("key".into(), key);
+            }
+            fields.insert("certificate".into(), Json::Object(certificate));
         }
         _ => {
             if !form.raw("client_secret").is_empty() {
@@ -277,18 +349,73 @@ fn record(form: &Fields, mut fields: Map<String, Json>) -> Map<String, Json> {
     fields
 }
 
+/// The form with a new key pair in place of the certificate and key it gave, when it asks
+/// for one ("Generate a new key pair").
+async fn generated(mut form: Fields, name: &str) -> Result<Fields, String> {
+    if form.get("kind") != "certificate" || !form.on("generate") {
+        return Ok(form);
+    }
+    let subject = format!("spgate {name}");
+    let (cert, key) = tokio::task::spawn_blocking(move || certificate::generate(&subject))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|made| made)
+        .map_err(|e| format!("No key pair could be made: {e}"))?;
+    for field in ["cert_upload", "cert", "key_upload", "key"] {
+        form.set(field, String::new());
+    }
+    form.set("cert_pem", cert);
+    form.set("key_pem", key.expose().to_string());
+    Ok(form)
+}
+
+/// `GET /console/connections/{name}/certificate.pem`: the connection's certificate, to upload
+/// to the app registration.
+pub async fn certificate_file(
+    Extract(state): Extract<Arc<State>>,
+    _: Signed,
+    Path(name): Path<String>,
+) -> Response {
+    let Some(pem) = certificate_pem(&state, &name).await else {
+        return (StatusCode::NOT_FOUND, "This connection has no certificate.").into_response();
+    };
+    let disposition = format!("attachment; filename=\"spgate-{name}.pem\"");
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-pem-file".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        pem,
+    )
+        .into_response()
+}
+
+/// The PEM of connection `name`'s certificate: the text its record keeps, else the file of the
+/// connection in force.
+async fn certificate_pem(state: &State, name: &str) -> Option<Vec<u8>> {
+    let gateway = state.gateway();
+    let record = gateway.store.get(Section::Connections, name).await.ok()??;
+    let text = record.record.get("certificate")?.get("cert")?.as_str()?;
+    if Pem::is_text(text) {
+        return Some(text.as_bytes().to_vec());
+    }
+    match &gateway.config.connection(name)?.credential {
+        Credential::Certificate { cert, .. } => cert.read().ok(),
+        _ => None,
+    }
+}
+
 /// `POST /console/connections`: a new connection.
 pub async fn create(
     Extract(state): Extract<Arc<State>>,
-    signed: Signed,
     headers: HeaderMap,
-    body: Bytes,
+    Posted { signed, form }: Posted,
 ) -> Response {
-    let form = match signed.form(&headers, &body) {
-        Ok(form) => form,
-        Err(refused) => return refused.into_response(),
-    };
     let name = form.get("name").to_string();
+    let form = match generated(form, &name).await {
+        Ok(form) => form,
+        Err(e) => return message(&state, &signed, "Connections", &e, "/console/connections").await,
+    };
     let fields = record(&form, Map::new());
     store(&state, &signed, &headers, name, fields, true).await
 }
@@ -297,17 +424,16 @@ pub async fn create(
 /// shows it with the result of a test.
 pub async fn save(
     Extract(state): Extract<Arc<State>>,
-    signed: Signed,
     headers: HeaderMap,
     Path(name): Path<String>,
-    body: Bytes,
+    Posted { signed, form }: Posted,
 ) -> Response {
-    let form = match signed.form(&headers, &body) {
-        Ok(form) => form,
-        Err(refused) => return refused.into_response(),
-    };
     let stored = match stored(&state, Section::Connections, &name).await {
         Ok(fields) => fields,
+        Err(e) => return message(&state, &signed, "Connections", &e, "/console/connections").await,
+    };
+    let form = match generated(form, &name).await {
+        Ok(form) => form,
         Err(e) => return message(&state, &signed, "Connections", &e, "/console/connections").await,
     };
     let fields = record(&form, stored);
@@ -335,7 +461,7 @@ async fn store(
         }
         Err(failure) => {
             let mut shown = fields;
-            shown.remove("client_secret");
+            crate::config::take_secret(&mut shown);
             let error = context! { message => failure.message(), field => failure.field() };
             let has_secret = match state.gateway().store.get(Section::Connections, &name).await {
                 Ok(record) => record.is_some_and(|r| r.secret.is_some()),
@@ -358,16 +484,12 @@ async fn store(
 /// `POST /console/connections/{name}/delete`.
 pub async fn delete(
     Extract(state): Extract<Arc<State>>,
-    signed: Signed,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    body: Bytes,
+    Posted { signed, .. }: Posted,
 ) -> Response {
-    let form = (&headers, body.as_ref());
     delete_page(
         &state,
         &signed,
-        form,
         Section::Connections,
         &name,
         "/console/connections",
@@ -379,14 +501,9 @@ pub async fn delete(
 /// declares (the console cannot save it), enables it again.
 pub async fn enable(
     Extract(state): Extract<Arc<State>>,
-    signed: Signed,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    body: Bytes,
+    Posted { signed, .. }: Posted,
 ) -> Response {
-    if let Err(refused) = signed.form(&headers, &body) {
-        return refused.into_response();
-    }
     let gateway = state.gateway();
     if let Some(connection) = gateway.connections.get(&name)
         && let Err(e) = connection
@@ -407,15 +524,7 @@ pub async fn enable(
 }
 
 /// `POST /console/connections/{name}/test`.
-pub async fn test(
-    signed: Signed,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    body: Bytes,
-) -> Response {
-    if let Err(refused) = signed.form(&headers, &body) {
-        return refused.into_response();
-    }
+pub async fn test(Path(name): Path<String>, _: Posted) -> Response {
     see(&format!("/console/connections/{}?test=1", enc(&name)))
 }
 
@@ -425,15 +534,10 @@ pub async fn test(
 /// silently).
 pub async fn microsoft(
     Extract(state): Extract<Arc<State>>,
-    signed: Signed,
     headers: HeaderMap,
     Path(name): Path<String>,
-    body: Bytes,
+    Posted { signed, form }: Posted,
 ) -> Response {
-    let form = match signed.form(&headers, &body) {
-        Ok(form) => form,
-        Err(refused) => return refused.into_response(),
-    };
     let back = format!("/console/connections/{}", enc(&name));
     let gateway = state.gateway();
     let Some(config) = gateway.config.connection(&name) else {
@@ -646,126 +750,6 @@ async fn finish(state: &State, headers: &HeaderMap, q: Callback) -> Response {
     }
 }
 
-#[derive(serde::Deserialize, Default)]
-pub struct Browse {
-    path: Option<String>,
-    /// The console form to take the chosen folder back to.
-    back: Option<String>,
-}
-
-/// A console page to go back to, never another site.
-fn console_page(back: Option<&str>) -> Option<&str> {
-    back.filter(|b| {
-        b.starts_with("/console/")
-            && !b.starts_with("//")
-            && !b.contains('\\')
-            && !b.chars().any(char::is_control)
-    })
-}
-
-/// `back` when it is a console page, else `default`.
-pub fn back_or<'a>(back: &'a str, default: &'a str) -> &'a str {
-    console_page(Some(back)).unwrap_or(default)
-}
-
-/// `GET /console/connections/{name}/browse?path=/A/B&back=/console/partners/new`: the folder
-/// picker: the folders of `path` in the connection's library, each to open or choose; a
-/// typed path is checked to exist.
-pub async fn browse(
-    Extract(state): Extract<Arc<State>>,
-    signed: Signed,
-    Path(name): Path<String>,
-    Query(q): Query<Browse>,
-) -> Response {
-    let gateway = state.gateway();
-    let path = normalize(q.path.as_deref().unwrap_or("/"));
-    let back = console_page(q.back.as_deref()).map(str::to_string);
-    let Some(connection) = gateway.connections.get(&name) else {
-        return message(
-            &state,
-            &signed,
-            "Browse",
-            &format!("No connection {name} is in force."),
-            "/console/connections",
-        )
-        .await;
-    };
-    let listed = async {
-        let drive = connection.drive().await?;
-        if path != "/" {
-            let entry = drive.stat(&path).await?;
-            if !entry.is_dir {
-                return Ok(None);
-            }
-        }
-        let mut folders = Vec::new();
-        let mut pages = std::pin::pin!(drive.list(&path));
-        while let Some(page) = pages.try_next().await? {
-            folders.extend(page.into_iter().filter(|e| e.is_dir).map(|e| e.name));
-            if folders.len() >= 5000 {
-                break;
-            }
-        }
-        folders.sort_by_key(|n| n.to_lowercase());
-        Ok::<_, crate::graph::Error>(Some(folders))
-    };
-    let (folders, error) = match listed.await {
-        Ok(Some(folders)) => (folders, None),
-        Ok(None) => (Vec::new(), Some(format!("{path} is a file, not a folder."))),
-        Err(e) if e.kind == crate::graph::error::Kind::NotFound => (
-            Vec::new(),
-            Some(format!("There is no folder {path} in the library.")),
-        ),
-        Err(e) => (Vec::new(), Some(e.to_string())),
-    };
-    let child = |folder: &str| {
-        if path == "/" {
-            format!("/{folder}")
-        } else {
-            format!("{path}/{folder}")
-        }
-    };
-    let folders: Vec<Value> = folders
-        .iter()
-        .map(|f| context! { name => f, path => child(f) })
-        .collect();
-    let mut crumbs = vec![context! { name => "library root", path => "/" }];
-    let mut at = String::new();
-    for part in path.split('/').filter(|p| !p.is_empty()) {
-        at = format!("{at}/{part}");
-        crumbs.push(context! { name => part, path => at.clone() });
-    }
-    let choose = back.as_ref().map(|b| {
-        let join = if b.contains('?') { '&' } else { '?' };
-        format!("{b}{join}connection={}&remote={}", enc(&name), enc(&path))
-    });
-    page(
-        &state,
-        &signed,
-        "browse.html",
-        context! {
-            title => format!("Browse {name}"), nav => "connections", name => name,
-            path => path, folders => folders, error => error, crumbs => crumbs,
-            back => back, choose => choose,
-            library => connection.config.drive.clone(), site => connection.config.site.url.clone(),
-        },
-    )
-    .await
-}
-
-/// `path` as an absolute folder path without a trailing slash (`/` for the root).
-pub fn normalize(path: &str) -> String {
-    let parts: Vec<&str> = path
-        .split('/')
-        .map(str::trim)
-        .filter(|p| !p.is_empty() && *p != ".")
-        .collect();
-    if parts.contains(&"..") {
-        return "/".into();
-    }
-    format!("/{}", parts.join("/"))
-}
-
 /// The connections a form may choose from, by name: every record of the store (also one not
 /// in force, so that a form never silently switches a mount or a job to another).
 pub async fn names(state: &State) -> Vec<String> {
@@ -783,50 +767,9 @@ pub async fn names(state: &State) -> Vec<String> {
     names
 }
 
-/// Whether folder `path` exists in connection `name`'s library: None when it does, else why
-/// not.
-pub async fn missing_folder(state: &State, name: &str, path: &str) -> Option<String> {
-    let gateway = state.gateway();
-    let connection = gateway.connections.get(name)?;
-    let checked = async {
-        let drive = connection.drive().await?;
-        drive.stat(&normalize(path)).await
-    };
-    match checked.await {
-        Ok(entry) if entry.is_dir => None,
-        Ok(_) => Some(format!(
-            "{path} is a file in {name}'s library, not a folder"
-        )),
-        Err(e) if e.kind == crate::graph::error::Kind::NotFound => {
-            Some(format!("there is no folder {path} in {name}'s library"))
-        }
-        Err(e) => Some(format!("{name}'s library could not be checked: {e}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn folder_paths_are_normalized() {
-        assert_eq!(normalize(""), "/");
-        assert_eq!(normalize("/"), "/");
-        assert_eq!(normalize("Inbound/2026/"), "/Inbound/2026");
-        assert_eq!(normalize("//a//./b"), "/a/b");
-        assert_eq!(normalize("/a/../b"), "/");
-    }
-
-    #[test]
-    fn the_picker_goes_back_only_to_console_pages() {
-        assert_eq!(
-            console_page(Some("/console/partners/new")),
-            Some("/console/partners/new")
-        );
-        assert_eq!(console_page(Some("//evil.example/console/")), None);
-        assert_eq!(console_page(Some("https://evil.example/")), None);
-        assert_eq!(console_page(None), None);
-    }
 
     #[test]
     fn the_form_makes_the_record_of_each_kind() {

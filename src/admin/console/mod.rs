@@ -17,13 +17,14 @@
 pub mod activity;
 pub mod connections;
 pub mod partners;
+pub mod picker;
 pub mod signin;
 pub mod syncs;
 
 use std::sync::{Arc, LazyLock};
 
 use axum::Router;
-use axum::extract::{FromRequestParts, State as Extract};
+use axum::extract::{FromRequest, FromRequestParts, Request, State as Extract};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -61,6 +62,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ),
         ("connection.html", include_str!("templates/connection.html")),
         ("browse.html", include_str!("templates/browse.html")),
+        ("sites.html", include_str!("templates/sites.html")),
+        ("libraries.html", include_str!("templates/libraries.html")),
         ("partners.html", include_str!("templates/partners.html")),
         ("partner.html", include_str!("templates/partner.html")),
         ("syncs.html", include_str!("templates/syncs.html")),
@@ -168,12 +171,18 @@ pub fn routes() -> Router<Arc<State>> {
         )
         .route("/console/connections/{name}/test", post(connections::test))
         .route(
+            "/console/connections/{name}/certificate.pem",
+            get(connections::certificate_file),
+        )
+        .route(
             "/console/connections/{name}/microsoft",
             post(connections::microsoft),
         )
+        .route("/console/connections/{name}/browse", get(picker::browse))
+        .route("/console/connections/{name}/sites", get(picker::sites))
         .route(
-            "/console/connections/{name}/browse",
-            get(connections::browse),
+            "/console/connections/{name}/libraries",
+            get(picker::libraries),
         )
         .route("/console/oauth/callback", get(connections::callback))
         .route(
@@ -354,6 +363,25 @@ impl Fields {
         Fields(serde_urlencoded::from_bytes(body).unwrap_or_default())
     }
 
+    /// Sets `key` to `value`, in place of what the form gave.
+    pub fn set(&mut self, key: &str, value: String) {
+        self.0.retain(|(k, _)| k != key);
+        self.0.push((key.to_string(), value));
+    }
+
+    /// A `multipart/form-data` body's fields; a file field holds the file's text (an empty
+    /// file input is an empty value).
+    pub async fn multipart(body: bytes::Bytes, boundary: String) -> Result<Fields, multer::Error> {
+        let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
+        let mut multipart = multer::Multipart::new(stream, boundary);
+        let mut fields = Vec::new();
+        while let Some(field) = multipart.next_field().await? {
+            let name = field.name().unwrap_or_default().to_string();
+            fields.push((name, field.text().await?));
+        }
+        Ok(Fields(fields))
+    }
+
     /// The first value of `key`, trimmed; empty when absent.
     pub fn get(&self, key: &str) -> &str {
         self.0
@@ -430,17 +458,48 @@ impl IntoResponse for Forged {
     }
 }
 
-impl Signed {
-    /// The fields of a form this session posted, or the refusal of a forged one.
-    pub fn form(&self, headers: &HeaderMap, body: &[u8]) -> Result<Fields, Forged> {
-        let fields = Fields::parse(body);
-        match forged(headers, &fields, &self.csrf, self.public_url.as_deref()) {
-            None => Ok(fields),
-            Some(why) => {
-                tracing::warn!(admin = %self.admin, why, "console: form refused");
-                Err(Forged(why))
-            }
+/// The largest form the console reads (a certificate and its key are a few KiB).
+const FORM_LIMIT: usize = 256 * 1024;
+
+/// A form posted by a signed-in administrator, its CSRF token and origin checked; as an
+/// extractor (the handler's last argument), it refuses a forged form with 403, sends a browser
+/// without a session to the sign-in page, and reads URL-encoded and multipart bodies alike
+/// (a file field's value is the file's text).
+pub struct Posted {
+    pub signed: Signed,
+    pub form: Fields,
+}
+
+impl FromRequest<Arc<State>> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &Arc<State>) -> Result<Posted, Response> {
+        let (mut parts, body) = request.into_parts();
+        let signed = Signed::from_request_parts(&mut parts, state).await?;
+        let too_large = || plain(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.");
+        let body = axum::body::to_bytes(body, FORM_LIMIT)
+            .await
+            .map_err(|_| too_large())?;
+        let boundary = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| multer::parse_boundary(v).ok());
+        let form = match boundary {
+            Some(boundary) => Fields::multipart(body, boundary).await.map_err(|e| {
+                plain(
+                    StatusCode::BAD_REQUEST,
+                    &format!("The form cannot be read: {e}."),
+                )
+            })?,
+            None => Fields::parse(&body),
+        };
+        let public_url = signed.public_url.as_deref();
+        if let Some(why) = forged(&parts.headers, &form, &signed.csrf, public_url) {
+            tracing::warn!(admin = %signed.admin, why, "console: form refused");
+            return Err(Forged(why).into_response());
         }
+        Ok(Posted { signed, form })
     }
 }
 
@@ -545,14 +604,10 @@ pub async fn stored(
 pub async fn delete_page(
     state: &State,
     signed: &Signed,
-    (headers, body): (&HeaderMap, &[u8]),
     section: crate::config::Section,
     name: &str,
     list: &str,
 ) -> Response {
-    if let Err(refused) = signed.form(headers, body) {
-        return refused.into_response();
-    }
     match crate::admin::records::delete_record(state, section, name).await {
         Ok(()) => {
             tracing::info!(admin = %signed.admin, what = %format!("{} {name}", section.one()), "console: deleted");

@@ -5,15 +5,15 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State as Extract};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use axum::http::StatusCode;
+use axum::response::Response;
 use futures_util::TryStreamExt;
 use minijinja::{Value, context};
 use serde_json::{Map, Value as Json, json};
 
-use super::connections::{missing_folder, names, normalize};
-use super::{Fields, Signed, delete_page, enc, message, page, see, stored};
+use super::connections::names;
+use super::picker::{missing_folder, normalize};
+use super::{Fields, Posted, Signed, delete_page, enc, message, page, see, stored};
 use crate::admin::State;
 use crate::admin::records::save_record;
 use crate::config::Permission;
@@ -347,14 +347,8 @@ fn record(form: &Fields, mut fields: Map<String, Json>) -> (Map<String, Json>, O
 /// `POST /console/partners`.
 pub async fn create(
     Extract(state): Extract<Arc<State>>,
-    signed: Signed,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { signed, form }: Posted,
 ) -> Response {
-    let form = match signed.form(&headers, &body) {
-        Ok(form) => form,
-        Err(refused) => return refused.into_response(),
-    };
     let name = form.get("name").to_string();
     store(&state, &signed, name, &form, Map::new(), true).await
 }
@@ -362,15 +356,9 @@ pub async fn create(
 /// `POST /console/partners/{name}`.
 pub async fn save(
     Extract(state): Extract<Arc<State>>,
-    signed: Signed,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    body: Bytes,
+    Posted { signed, form }: Posted,
 ) -> Response {
-    let form = match signed.form(&headers, &body) {
-        Ok(form) => form,
-        Err(refused) => return refused.into_response(),
-    };
     let stored = match stored(&state, Section::Users, &name).await {
         Ok(fields) => fields,
         Err(e) => return message(&state, &signed, "Partners", &e, "/console/partners").await,
@@ -468,35 +456,19 @@ async fn form_again(
 /// `POST /console/partners/{name}/delete`.
 pub async fn delete(
     Extract(state): Extract<Arc<State>>,
-    signed: Signed,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    body: Bytes,
+    Posted { signed, .. }: Posted,
 ) -> Response {
-    let form = (&headers, body.as_ref());
-    delete_page(
-        &state,
-        &signed,
-        form,
-        Section::Users,
-        &name,
-        "/console/partners",
-    )
-    .await
+    delete_page(&state, &signed, Section::Users, &name, "/console/partners").await
 }
 
 /// `POST /console/partners/{name}/test`: what the partner will see after logging in: each
 /// mount's folder listed through its connection (or the local folder), with the permissions.
 pub async fn test_login(
     Extract(state): Extract<Arc<State>>,
-    signed: Signed,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    body: Bytes,
+    Posted { signed, .. }: Posted,
 ) -> Response {
-    if let Err(refused) = signed.form(&headers, &body) {
-        return refused.into_response();
-    }
     let gateway = state.gateway();
     let back = format!("/console/partners/{}", enc(&name));
     let Some(user) = gateway.config.user(&name) else {

@@ -13,7 +13,7 @@ use minijinja::context;
 use subtle::ConstantTimeEq;
 
 use super::{
-    COOKIE, Fields, Signed, cookie, digest, now_ms, random_token, render, see, set_cookie,
+    COOKIE, Fields, Posted, cookie, digest, now_ms, random_token, render, see, set_cookie,
 };
 use crate::admin::State;
 use crate::state::console::AdminSession;
@@ -184,13 +184,8 @@ pub async fn submit(
 /// `POST /console/logout`.
 pub async fn logout(
     Extract(state): Extract<Arc<State>>,
-    signed: Signed,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { signed, .. }: Posted,
 ) -> Response {
-    if let Err(refused) = signed.form(&headers, &body) {
-        return refused.into_response();
-    }
     if let Err(e) = state
         .gateway()
         .store

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State as Extract};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use axum::http::StatusCode;
+use axum::response::Response;
 use minijinja::{Value, context};
 use serde_json::{Map, Value as Json, json};
 
-use super::connections::{missing_folder, names, normalize};
-use super::{Fields, Signed, delete_page, enc, message, page, see, ser, stored};
+use super::connections::names;
+use super::picker::{missing_folder, normalize};
+use super::{Fields, Posted, Signed, delete_page, enc, message, page, see, ser, stored};
 use crate::admin::State;
 use crate::admin::records::save_record;
 use crate::config::Section;
@@ -252,14 +252,8 @@ fn record(form: &Fields, mut fields: Map<String, Json>) -> Map<String, Json> {
 /// `POST /console/syncs`.
 pub async fn create(
     Extract(state): Extract<Arc<State>>,
-    signed: Signed,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { signed, form }: Posted,
 ) -> Response {
-    let form = match signed.form(&headers, &body) {
-        Ok(form) => form,
-        Err(refused) => return refused.into_response(),
-    };
     let name = form.get("name").to_string();
     store(&state, &signed, name, record(&form, Map::new()), true).await
 }
@@ -267,15 +261,9 @@ pub async fn create(
 /// `POST /console/syncs/{name}`.
 pub async fn save(
     Extract(state): Extract<Arc<State>>,
-    signed: Signed,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    body: Bytes,
+    Posted { signed, form }: Posted,
 ) -> Response {
-    let form = match signed.form(&headers, &body) {
-        Ok(form) => form,
-        Err(refused) => return refused.into_response(),
-    };
     let stored = match stored(&state, Section::Syncs, &name).await {
         Ok(fields) => fields,
         Err(e) => return message(&state, &signed, "Sync jobs", &e, "/console/syncs").await,
@@ -335,34 +323,18 @@ async fn store(
 /// `POST /console/syncs/{name}/delete`.
 pub async fn delete(
     Extract(state): Extract<Arc<State>>,
-    signed: Signed,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    body: Bytes,
+    Posted { signed, .. }: Posted,
 ) -> Response {
-    let form = (&headers, body.as_ref());
-    delete_page(
-        &state,
-        &signed,
-        form,
-        Section::Syncs,
-        &name,
-        "/console/syncs",
-    )
-    .await
+    delete_page(&state, &signed, Section::Syncs, &name, "/console/syncs").await
 }
 
 /// `POST /console/syncs/{name}/run`: queues a run now (on whichever instance holds the job).
 pub async fn run(
     Extract(state): Extract<Arc<State>>,
-    signed: Signed,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    body: Bytes,
+    Posted { signed, .. }: Posted,
 ) -> Response {
-    if let Err(refused) = signed.form(&headers, &body) {
-        return refused.into_response();
-    }
     let back = format!("/console/syncs/{}", enc(&name));
     if !state.gateway().triggers.run_now(&name) {
         return message(
@@ -381,14 +353,9 @@ pub async fn run(
 /// `POST /console/syncs/{name}/plan`: a dry run: what a run would do now, changing nothing.
 pub async fn plan(
     Extract(state): Extract<Arc<State>>,
-    signed: Signed,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    body: Bytes,
+    Posted { signed, .. }: Posted,
 ) -> Response {
-    if let Err(refused) = signed.form(&headers, &body) {
-        return refused.into_response();
-    }
     let back = format!("/console/syncs/{}", enc(&name));
     let gateway = state.gateway();
     let Some(job) = gateway.config.syncs.iter().find(|j| j.name == name) else {
