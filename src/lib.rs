@@ -29,7 +29,9 @@
 //! - [`ftp`]: the FTP/FTPS front-end (libunftp).
 //! - [`sim`]: `spgate sim`, an offline Microsoft Graph / Microsoft identity platform simulator
 //!   serving the subset of Graph that spgate speaks (see `shared/GRAPH.md`).
-//! - [`operate`]: the operator's commands about connections (`check`, `connect`, `alerts`...).
+//! - [`check`]: `spgate check`, each connection and its mounts' and jobs' folders, step by
+//!   step, with what to do about each failure, changing no state.
+//! - [`operate`]: the operator's commands about connections (`connect`, `alerts`...).
 //! - [`manage`]: `spgate users ...`, the users in the state store, server running or not.
 //! - [`logging`]: the one `tracing` stack.
 //!
@@ -38,6 +40,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod check;
 pub mod cluster;
 pub mod config;
 pub mod connections;

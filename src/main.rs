@@ -91,7 +91,9 @@ enum Command {
         #[arg(long, value_name = "MB/s")]
         bandwidth: Option<spgate::sim::Bandwidth>,
     },
-    /// Check a configuration, then sign in to each connection, resolve its library and list its root.
+    /// Check a configuration, then each connection step by step (token, site, library) and the
+    /// folders of its mounts and sync jobs (exists, lists, a write probe where they write),
+    /// with what to do about each failure; exits 1 on any. Writes no state.
     Check {
         #[command(flatten)]
         config: ConfigArg,
@@ -441,6 +443,18 @@ impl ConfigArg {
         spgate::config::load(path).with_context(|| format!("{}", path.display()))
     }
 
+    /// [`ConfigArg::load_with_store`] changing nothing: the store is read only if it exists,
+    /// and left as it was (`spgate check`).
+    async fn load_unchanged(&self) -> anyhow::Result<spgate::config::Config> {
+        let file = self.load()?;
+        let Some(store) = spgate::state::Store::open_existing(&file.state).await? else {
+            return Ok(file);
+        };
+        let config = spgate::session::control::assemble_for_commands(&store, &file).await;
+        store.close().await;
+        config.map_err(anyhow::Error::msg)
+    }
+
     /// [`ConfigArg::load`] with the users, connections and sync jobs made through the API and
     /// the CLI, from the state store.
     async fn load_with_store(&self) -> anyhow::Result<spgate::config::Config> {
@@ -699,10 +713,10 @@ async fn main() -> anyhow::Result<ExitCode> {
             logging::init(cli.log_format, "warn");
             let config = match offline {
                 true => config.load()?,
-                false => config.load_with_store().await?,
+                false => config.load_unchanged().await?,
             };
             println!("configuration OK\n{}", config.summary());
-            if !offline && !spgate::operate::check(&config, &mut std::io::stdout()).await? {
+            if !offline && !spgate::check::check(&config, &mut std::io::stdout()).await? {
                 return Ok(ExitCode::FAILURE);
             }
         }

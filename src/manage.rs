@@ -70,6 +70,19 @@ impl NewUser {
 }
 
 /// Opens the state store `config` names.
+/// Runs `work` on the store `config` names, then closes the store, whatever `work` answered:
+/// an SQLite store's write-ahead log is folded into its file then, and its `-wal` and `-shm`
+/// files go, as after a server's clean stop.
+async fn with_store<T>(
+    config: &Config,
+    work: impl AsyncFnOnce(&Store) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let store = open(config).await?;
+    let result = work(&store).await;
+    store.close().await;
+    result
+}
+
 pub async fn open(config: &Config) -> std::io::Result<Store> {
     Store::of(&config.state)
         .await
@@ -83,61 +96,63 @@ pub async fn list(
     json: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<bool> {
-    let store = open(config).await?;
-    let records = store.list(kind).await?;
-    if json {
-        let views: Vec<Value> = records
-            .iter()
-            .map(|r| control::view(kind, r, None))
-            .collect();
-        let mut listed = Map::new();
-        listed.insert(kind.key().into(), views.into());
-        writeln!(out, "{}", serde_json::to_string_pretty(&listed)?)?;
-        return Ok(true);
-    }
-    if records.is_empty() {
-        writeln!(out, "no {}", kind.key().replace('_', " "))?;
-    }
-    for record in &records {
-        let fields = &record.record;
-        let text = |key: &str| fields.get(key).and_then(Value::as_str).unwrap_or("");
-        let summary = match kind {
-            Kind::Users => {
-                let enabled = fields.get("enabled").and_then(Value::as_bool) != Some(false);
-                let mounts = fields
-                    .get("mounts")
-                    .and_then(Value::as_array)
-                    .map_or(0, Vec::len);
-                let state = if enabled { "enabled" } else { "disabled" };
-                format!("{state:<9} {mounts} mount(s)")
-            }
-            Kind::Connections => {
-                let auth = match text("auth") {
-                    "" if fields.get("certificate").is_some() => "certificate",
-                    "" => "client_secret",
-                    auth => auth,
-                };
-                format!("{auth:<13} {} ({})", text("site"), text("drive"))
-            }
-            Kind::Syncs => {
-                let enabled = fields.get("enabled").and_then(Value::as_bool) != Some(false);
-                let state = if enabled { "" } else { " (disabled)" };
-                format!(
-                    "{:<8} {} <-> {}:{}{state}",
-                    text("direction"),
-                    text("local"),
-                    text("connection"),
-                    text("remote"),
-                )
-            }
-        };
-        let by = match &record.managed_by {
-            Some(file) => format!("managed by {file}"),
-            None => "managed through the API/CLI".to_string(),
-        };
-        writeln!(out, "{:<20} {summary}  {by}", record.name)?;
-    }
-    Ok(true)
+    with_store(config, async |store| {
+        let records = store.list(kind).await?;
+        if json {
+            let views: Vec<Value> = records
+                .iter()
+                .map(|r| control::view(kind, r, None))
+                .collect();
+            let mut listed = Map::new();
+            listed.insert(kind.key().into(), views.into());
+            writeln!(out, "{}", serde_json::to_string_pretty(&listed)?)?;
+            return Ok(true);
+        }
+        if records.is_empty() {
+            writeln!(out, "no {}", kind.key().replace('_', " "))?;
+        }
+        for record in &records {
+            let fields = &record.record;
+            let text = |key: &str| fields.get(key).and_then(Value::as_str).unwrap_or("");
+            let summary = match kind {
+                Kind::Users => {
+                    let enabled = fields.get("enabled").and_then(Value::as_bool) != Some(false);
+                    let mounts = fields
+                        .get("mounts")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len);
+                    let state = if enabled { "enabled" } else { "disabled" };
+                    format!("{state:<9} {mounts} mount(s)")
+                }
+                Kind::Connections => {
+                    let auth = match text("auth") {
+                        "" if fields.get("certificate").is_some() => "certificate",
+                        "" => "client_secret",
+                        auth => auth,
+                    };
+                    format!("{auth:<13} {} ({})", text("site"), text("drive"))
+                }
+                Kind::Syncs => {
+                    let enabled = fields.get("enabled").and_then(Value::as_bool) != Some(false);
+                    let state = if enabled { "" } else { " (disabled)" };
+                    format!(
+                        "{:<8} {} <-> {}:{}{state}",
+                        text("direction"),
+                        text("local"),
+                        text("connection"),
+                        text("remote"),
+                    )
+                }
+            };
+            let by = match &record.managed_by {
+                Some(file) => format!("managed by {file}"),
+                None => "managed through the API/CLI".to_string(),
+            };
+            writeln!(out, "{:<20} {summary}  {by}", record.name)?;
+        }
+        Ok(true)
+    })
+    .await
 }
 
 /// Shows one record as the API does.
@@ -147,8 +162,7 @@ pub async fn show(
     name: &str,
     out: &mut impl Write,
 ) -> anyhow::Result<bool> {
-    let store = open(config).await?;
-    match store.get(kind, name).await? {
+    with_store(config, async |store| match store.get(kind, name).await? {
         Some(record) => {
             let view = control::view(kind, &record, None);
             writeln!(out, "{}", serde_json::to_string_pretty(&view)?)?;
@@ -158,18 +172,21 @@ pub async fn show(
             writeln!(out, "no {} named {name}", kind.one())?;
             Ok(false)
         }
-    }
+    })
+    .await
 }
 
 /// Saves a record (see [`control::save`]); prints what was done or why not.
 pub async fn save(config: &Config, change: Change, out: &mut impl Write) -> anyhow::Result<bool> {
-    let store = open(config).await?;
-    let what = format!("{} {}", change.section.one(), change.name);
-    let done = control::save(&store, config, change).await;
-    report(
-        out,
-        done.map(|r| format!("{what} saved (revision {})", r.revision)),
-    )
+    with_store(config, async |store| {
+        let what = format!("{} {}", change.section.one(), change.name);
+        let done = control::save(store, config, change).await;
+        report(
+            out,
+            done.map(|r| format!("{what} saved (revision {})", r.revision)),
+        )
+    })
+    .await
 }
 
 /// Enables or disables a user or a sync job, keeping the rest of its record.
@@ -223,26 +240,28 @@ async fn update(
     done: &str,
     change: impl FnOnce(&mut Map<String, Value>),
 ) -> anyhow::Result<bool> {
-    let store = open(config).await?;
-    let Some(record) = store.get(kind, name).await? else {
-        return report(
-            out,
-            Err(Refusal::NotFound(format!("{} named {name}", kind.one()))),
-        );
-    };
-    let mut fields = match record.record {
-        Value::Object(fields) => fields,
-        _ => Map::new(),
-    };
-    change(&mut fields);
-    let change = Change {
-        section: kind,
-        name: name.to_string(),
-        fields,
-        create: false,
-    };
-    let saved = control::save(&store, config, change).await;
-    report(out, saved.map(|_| done.to_string()))
+    with_store(config, async |store| {
+        let Some(record) = store.get(kind, name).await? else {
+            return report(
+                out,
+                Err(Refusal::NotFound(format!("{} named {name}", kind.one()))),
+            );
+        };
+        let mut fields = match record.record {
+            Value::Object(fields) => fields,
+            _ => Map::new(),
+        };
+        change(&mut fields);
+        let change = Change {
+            section: kind,
+            name: name.to_string(),
+            fields,
+            create: false,
+        };
+        let saved = control::save(store, config, change).await;
+        report(out, saved.map(|_| done.to_string()))
+    })
+    .await
 }
 
 /// Deletes a record.
@@ -252,9 +271,11 @@ pub async fn delete(
     name: &str,
     out: &mut impl Write,
 ) -> anyhow::Result<bool> {
-    let store = open(config).await?;
-    let done = control::delete(&store, kind, name).await;
-    report(out, done.map(|()| format!("{} {name} deleted", kind.one())))
+    with_store(config, async |store| {
+        let done = control::delete(store, kind, name).await;
+        report(out, done.map(|()| format!("{} {name} deleted", kind.one())))
+    })
+    .await
 }
 
 /// `spgate backup FILE`: a consistent copy of an SQLite store, taken while spgate runs or not.
@@ -321,34 +342,35 @@ pub async fn rekey(
         }
     };
     let id = Sealer::new(&new)?.id().to_string();
-    let store = open(config).await?;
-    let old = store.key_id().to_string();
-    let (count, kept) = match own {
-        true => {
-            let (count, kept) = store.rekey_own(&config.state.dir, &new).await?;
-            (count, Some(kept))
+    with_store(config, async |store| {
+        let old = store.key_id().to_string();
+        let (count, kept) = match own {
+            true => {
+                let (count, kept) = store.rekey_own(&config.state.dir, &new).await?;
+                (count, Some(kept))
+            }
+            false => (store.rekey(&new).await?, None),
+        };
+        writeln!(
+            out,
+            "{count} secret(s) sealed again: key {old} replaced by key {id}"
+        )?;
+        match kept {
+            Some(kept) => writeln!(
+                out,
+                "{} holds the new key; the old one is kept as {} (backups taken before need it)",
+                crate::state::key_file(&config.state.dir).display(),
+                kept.display()
+            )?,
+            None => writeln!(
+                out,
+                "now set [state] secret_key to the new key on every instance, then start spgate; \
+                 keep the old key for the backups taken before"
+            )?,
         }
-        false => (store.rekey(&new).await?, None),
-    };
-    store.close().await;
-    writeln!(
-        out,
-        "{count} secret(s) sealed again: key {old} replaced by key {id}"
-    )?;
-    match kept {
-        Some(kept) => writeln!(
-            out,
-            "{} holds the new key; the old one is kept as {} (backups taken before need it)",
-            crate::state::key_file(&config.state.dir).display(),
-            kept.display()
-        )?,
-        None => writeln!(
-            out,
-            "now set [state] secret_key to the new key on every instance, then start spgate; \
-             keep the old key for the backups taken before"
-        )?,
-    }
-    Ok(true)
+        Ok(true)
+    })
+    .await
 }
 
 fn report(out: &mut impl Write, done: Result<String, Refusal>) -> anyhow::Result<bool> {
@@ -390,40 +412,44 @@ pub async fn put_admin(
         )?;
         return Ok(false);
     }
-    let store = open(config).await?;
-    let exists = store.admin_hash(name).await?.is_some();
-    if exists == create {
-        let why = if create {
-            "already exists"
-        } else {
-            "does not exist"
-        };
-        writeln!(out, "error: administrator {name} {why}")?;
-        return Ok(false);
-    }
-    store.put_admin(name, hash).await?;
-    let done = if create { "added" } else { "password changed" };
-    writeln!(out, "administrator {name}: {done}")?;
-    Ok(true)
+    with_store(config, async |store| {
+        let exists = store.admin_hash(name).await?.is_some();
+        if exists == create {
+            let why = if create {
+                "already exists"
+            } else {
+                "does not exist"
+            };
+            writeln!(out, "error: administrator {name} {why}")?;
+            return Ok(false);
+        }
+        store.put_admin(name, hash).await?;
+        let done = if create { "added" } else { "password changed" };
+        writeln!(out, "administrator {name}: {done}")?;
+        Ok(true)
+    })
+    .await
 }
 
 /// `spgate admins list`.
 pub async fn list_admins(config: &Config, out: &mut impl Write) -> anyhow::Result<bool> {
-    let store = open(config).await?;
-    let admins = store.admins().await?;
-    if admins.is_empty() {
-        writeln!(
-            out,
-            "no administrators: add one with `spgate admins add NAME` to use the web console"
-        )?;
-    }
-    for admin in admins {
-        let since = chrono::DateTime::from_timestamp(admin.created_at, 0)
-            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-            .unwrap_or_default();
-        writeln!(out, "{}\tadded {since}", admin.name)?;
-    }
-    Ok(true)
+    with_store(config, async |store| {
+        let admins = store.admins().await?;
+        if admins.is_empty() {
+            writeln!(
+                out,
+                "no administrators: add one with `spgate admins add NAME` to use the web console"
+            )?;
+        }
+        for admin in admins {
+            let since = chrono::DateTime::from_timestamp(admin.created_at, 0)
+                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default();
+            writeln!(out, "{}\tadded {since}", admin.name)?;
+        }
+        Ok(true)
+    })
+    .await
 }
 
 /// `spgate admins remove`.
@@ -432,15 +458,17 @@ pub async fn remove_admin(
     name: &str,
     out: &mut impl Write,
 ) -> anyhow::Result<bool> {
-    let store = open(config).await?;
-    if store.delete_admin(name).await? {
-        writeln!(
-            out,
-            "administrator {name} removed; its console sessions ended"
-        )?;
-        Ok(true)
-    } else {
-        writeln!(out, "error: administrator {name} does not exist")?;
-        Ok(false)
-    }
+    with_store(config, async |store| {
+        if store.delete_admin(name).await? {
+            writeln!(
+                out,
+                "administrator {name} removed; its console sessions ended"
+            )?;
+            Ok(true)
+        } else {
+            writeln!(out, "error: administrator {name} does not exist")?;
+            Ok(false)
+        }
+    })
+    .await
 }

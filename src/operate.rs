@@ -1,4 +1,4 @@
-//! The operator's commands about connections: `check`, `connect`, `connections [enable]`,
+//! The operator's commands about connections: `connect`, `connections [enable]`,
 //! `alerts`. Each writes human-readable lines to `out` and answers whether all went well.
 
 use std::io::Write;
@@ -10,26 +10,6 @@ use crate::connections::store::Paths;
 use crate::connections::{Connection, auth::TokenError};
 use crate::storage::queue::Queue;
 use crate::users::lockout::Lockout;
-
-/// Gets a token, resolves site and library, and lists the root of each connection.
-pub async fn check(config: &Config, out: &mut impl Write) -> std::io::Result<bool> {
-    let mut all_ok = true;
-    let paths = Paths::of(config);
-    for c in &config.connections {
-        match probe(c, &paths).await {
-            Ok((id, n)) => writeln!(
-                out,
-                "ok      {}: library '{}' ({id}), {n} item(s) at its root",
-                c.name, c.drive
-            )?,
-            Err(e) => {
-                all_ok = false;
-                writeln!(out, "FAILED  {}: {e}", c.name)?;
-            }
-        }
-    }
-    Ok(all_ok)
-}
 
 /// Signs connection `c` in, finds its library and lists the library's root: the library's id
 /// and how many items its root's first page holds, or what failed (with what to do).

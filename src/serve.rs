@@ -15,7 +15,8 @@ use crate::session::{Gateway, Shared};
 /// `ftp listening on ADDR` on stdout for each listener once bound (tests start it on port 0 and
 /// read the line).
 /// `path` is the file the configuration came from: SIGHUP (and `POST /api/v1/reload`) read it
-/// again.
+/// again. Under systemd (`NOTIFY_SOCKET` set, `Type=notify`) it sends `READY=1` once every
+/// listener is bound and `STOPPING=1` when `shutdown` is cancelled.
 pub async fn run(
     config: Config,
     path: Option<PathBuf>,
@@ -31,6 +32,12 @@ pub async fn run_reporting(
     shutdown: CancellationToken,
     bound: impl Fn(&str, SocketAddr),
 ) -> std::io::Result<()> {
+    // What the service manager's status line will name once every listener is bound.
+    let listening = parking_lot::Mutex::new(Vec::new());
+    let bound = |protocol: &str, address: SocketAddr| {
+        listening.lock().push(format!("{protocol} on {address}"));
+        bound(protocol, address);
+    };
     // Held while serving: restore and rekey refuse while a server uses the store.
     let _serving =
         crate::state::backup::Users::shared(&config.state.dir).map_err(std::io::Error::other)?;
@@ -126,6 +133,10 @@ pub async fn run_reporting(
     }
     shared.start_syncs()?;
     tokio::spawn(sweep_local_mounts(shared.clone(), shutdown.clone()));
+    // Every configured listener is bound (and accepts, for FTP in PROXY mode): a systemd unit of
+    // Type=notify counts as started from here on.
+    notify_ready(&listening.lock());
+    let stopping = tokio::spawn(notify_stopping(shutdown.clone()));
     if tasks.is_empty() && gateway.config.syncs.is_empty() {
         tracing::warn!(
             "no listener and no sync job is configured ([sftp], [ftp] and [[syncs]] are absent); nothing to serve"
@@ -148,7 +159,38 @@ pub async fn run_reporting(
     shared.wait_syncs().await;
     let _ = uploads.await;
     let _ = heartbeat.await;
+    if shutdown.is_cancelled() {
+        let _ = stopping.await;
+    }
     Ok(())
+}
+
+/// Tells the service manager (systemd, `Type=notify`) that spgate is ready, with the bound
+/// listeners as its status line. Without `NOTIFY_SOCKET` (not started that way) it does nothing.
+fn notify_ready(listening: &[String]) {
+    let status = match listening {
+        [] => "running sync jobs only".to_owned(),
+        _ => format!("listening: {}", listening.join(", ")),
+    };
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
+}
+
+/// Tells the service manager that spgate is stopping, as soon as `shutdown` is cancelled.
+async fn notify_stopping(shutdown: CancellationToken) {
+    shutdown.cancelled().await;
+    notify(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("stopping: letting transfers finish"),
+    ]);
+}
+
+fn notify(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "could not notify the service manager (NOTIFY_SOCKET)");
+    }
 }
 
 /// Removes upload temp files left in local mounts by a crash or a dropped session

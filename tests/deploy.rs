@@ -78,10 +78,20 @@ fn named<'a>(items: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no entry named {name} in {items:?}"))
 }
 
-/// The `spgate.toml` carried by the ConfigMap, as text.
+/// The `spgate.toml` of deploy/kubernetes, as text.
 fn configmap_toml() -> String {
-    let configmap = resource("ConfigMap", "spgate-config");
-    text(&configmap["data"]["spgate.toml"], "data.spgate.toml").to_owned()
+    generated_toml("deploy/kubernetes")
+}
+
+/// The `spgate.toml` the kustomization in `relative` makes the ConfigMap `spgate-config` of
+/// (with a configMapGenerator, so that the name changes with the content and pods roll).
+fn generated_toml(relative: &str) -> String {
+    let path = format!("{relative}/kustomization.yaml");
+    let kustomization: Value = serde_yaml_ng::from_str(&read(&path)).unwrap();
+    let generator = named(&kustomization["configMapGenerator"], "spgate-config");
+    let files = list(&generator["files"], "configMapGenerator files");
+    assert_eq!(files, [Value::from("spgate.toml")], "{path}");
+    read(&format!("{relative}/spgate.toml"))
 }
 
 /// The port of an `IP:port` listen address in `table[section].listen`.
@@ -334,7 +344,7 @@ fn configmap_configuration_passes_check() {
     let secrets = named(&container["volumeMounts"], "secrets");
     let secret_dir = format!("{}/", text(&secrets["mountPath"], "mountPath"));
     check_offline(
-        "configmap.yaml",
+        "kubernetes/spgate.toml",
         &configmap_toml(),
         &[
             (secret_dir.as_str(), "secrets/"),
@@ -470,7 +480,9 @@ fn dockerfile_runs_a_slim_non_root_image() {
     assert!(build.contains("cargo build --release --locked"));
 
     // Run: Debian slim with ca-certificates only, apt lists removed, a non-root user.
+    // The image without its digest (`@sha256:...`, pinning it).
     let base = run.split_whitespace().next().unwrap();
+    let base = base.split('@').next().unwrap();
     assert!(
         base.starts_with("debian:") && base.ends_with("-slim"),
         "run stage from {base}"
@@ -557,8 +569,7 @@ fn cluster_example_runs_three_instances_on_one_postgresql_store() {
         find("PodDisruptionBudget", "spgate")["spec"]["maxUnavailable"].as_u64(),
         Some(1)
     );
-    let configmap = find("ConfigMap", "spgate-config");
-    let toml = text(&configmap["data"]["spgate.toml"], "spgate.toml").to_owned();
+    let toml = generated_toml("deploy/kubernetes-cluster");
     let table: toml::Table = toml.parse().unwrap();
     assert!(
         table["state"]["database"]
@@ -581,7 +592,7 @@ fn cluster_example_runs_three_instances_on_one_postgresql_store() {
         );
     }
     check_offline(
-        "kubernetes-cluster/configmap.yaml",
+        "kubernetes-cluster/spgate.toml",
         &toml,
         &[
             ("/run/secrets/spgate/", "secrets/"),

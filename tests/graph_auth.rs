@@ -365,9 +365,10 @@ async fn check_command_reports_ok_and_failed() {
     let out = spgate(&["check"], &good);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains(&format!("connection {NAME}:")), "{text}");
     assert!(
         text.lines()
-            .any(|l| l.starts_with("ok") && l.contains(NAME) && l.contains(&world.ctx.drive)),
+            .any(|l| l.trim_start().starts_with("ok      library:") && l.contains(&world.ctx.drive)),
         "{text}"
     );
 
@@ -384,12 +385,10 @@ async fn check_command_reports_ok_and_failed() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     let failed = text
         .lines()
-        .find(|l| l.starts_with("FAILED"))
+        .find(|l| l.trim_start().starts_with("FAILED  token:"))
         .unwrap_or_else(|| panic!("no FAILED line: {text}"));
-    assert!(
-        failed.contains(NAME) && failed.contains("7000215"),
-        "{failed}"
-    );
+    assert!(failed.contains("7000215"), "{failed}");
+    assert!(text.contains(&format!("connection {NAME}:")), "{text}");
     assert!(
         !text.contains("wrong-secret"),
         "the secret is never printed"

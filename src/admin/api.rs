@@ -122,7 +122,12 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     failure(Failure::new(status, code, message))
 }
 
-pub async fn metrics(Extract(state): Extract<Arc<State>>) -> Response {
+pub async fn metrics(
+    Extract(state): Extract<Arc<State>>,
+    request: axum::http::HeaderMap,
+) -> Response {
+    let accept = request.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = metrics::Format::negotiate(accept);
     let mut live = Live {
         uptime_seconds: state.started.elapsed().as_secs_f64(),
         ..Live::default()
@@ -146,11 +151,11 @@ pub async fn metrics(Extract(state): Extract<Arc<State>>) -> Response {
         });
     }
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        metrics::render(&state.gateway().metrics, live),
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::VARY, "accept"),
+        ],
+        metrics::render_as(format, &state.gateway().metrics, live),
     )
         .into_response()
 }

@@ -1,6 +1,8 @@
 //! Prometheus metrics: what the session layer counts ([`Metrics`]), and connection, Graph,
 //! token and sync figures read at scrape time from where they already live (each
 //! connection's client and token counters, the sync state store), so nothing is counted twice.
+//! The exposition is OpenMetrics text, or Prometheus' classic text format 0.0.4 for a scraper
+//! whose `Accept` header prefers it ([`Format::negotiate`]).
 
 use std::sync::atomic::Ordering;
 
@@ -259,7 +261,7 @@ impl Collector for Live {
     }
 }
 
-/// The whole exposition text.
+/// The whole exposition text, in OpenMetrics.
 pub fn render(metrics: &Metrics, live: Live) -> String {
     let mut registry = Registry::default();
     metrics.register(&mut registry);
@@ -269,4 +271,242 @@ pub fn render(metrics: &Metrics, live: Live) -> String {
         tracing::warn!(error = %e, "encoding metrics failed");
     }
     out
+}
+
+/// The whole exposition text in `format`.
+pub fn render_as(format: Format, metrics: &Metrics, live: Live) -> String {
+    let text = render(metrics, live);
+    match format {
+        Format::OpenMetrics => text,
+        Format::Classic => classic(&text),
+    }
+}
+
+/// An exposition format `/metrics` answers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0.0 text: a counter family `x` has the samples `x_total`. The default.
+    OpenMetrics,
+    /// Prometheus' classic text format 0.0.4, which older Prometheus servers and many agents
+    /// ask for: a counter family is named after its samples (`x_total`), and there is no
+    /// `# EOF`. Read as OpenMetrics, a scraper that knows only this format types every counter
+    /// wrongly.
+    Classic,
+}
+
+impl Format {
+    /// The format the `Accept` header prefers (RFC 9110 media ranges with `q` weights; the most
+    /// specific range that matches a format gives its weight); OpenMetrics on a tie, without
+    /// the header, or when neither is acceptable.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else {
+            return Format::OpenMetrics;
+        };
+        let classic = Format::Classic.weight(accept);
+        if classic > 0.0 && classic > Format::OpenMetrics.weight(accept) {
+            Format::Classic
+        } else {
+            Format::OpenMetrics
+        }
+    }
+
+    /// The `Content-Type` of an answer in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Classic => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+
+    /// The `q` of the most specific media range of `accept` that matches this format (0: none).
+    fn weight(self, accept: &str) -> f32 {
+        let (kind, subtype, version) = match self {
+            Format::OpenMetrics => ("application", "openmetrics-text", "1.0.0"),
+            Format::Classic => ("text", "plain", "0.0.4"),
+        };
+        let mut best: Option<(u8, f32)> = None;
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let (range_kind, range_subtype) = parts
+                .next()
+                .and_then(|media| media.split_once('/'))
+                .unwrap_or(("", ""));
+            let (mut q, mut range_version) = (1.0, None);
+            for parameter in parts {
+                let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "q" => q = value.trim().parse().unwrap_or(0.0),
+                    "version" => range_version = Some(value.trim().trim_matches('"')),
+                    _ => {}
+                }
+            }
+            let specificity = match (range_kind.trim(), range_subtype.trim()) {
+                ("*", "*") => 0,
+                (k, "*") if k.eq_ignore_ascii_case(kind) => 1,
+                (k, s) if k.eq_ignore_ascii_case(kind) && s.eq_ignore_ascii_case(subtype) => {
+                    match range_version {
+                        None => 2,
+                        Some(v) if v == version => 3,
+                        Some(_) => continue,
+                    }
+                }
+                _ => continue,
+            };
+            if best.is_none_or(|(known, _)| specificity > known) {
+                best = Some((specificity, q));
+            }
+        }
+        best.map_or(0.0, |(_, q)| q)
+    }
+}
+
+/// Where a sample line's exemplar (`VALUE # {...}`) starts, or its end: the first " # " after
+/// the label set, whose quoted values may hold anything.
+fn sample_end(line: &str) -> usize {
+    let mut labels_end = 0;
+    if let Some(open) = line
+        .find(['{', ' '])
+        .filter(|&at| line[at..].starts_with('{'))
+    {
+        let (mut quoted, mut escaped) = (false, false);
+        for (at, c) in line[open..].char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if quoted => escaped = true,
+                '"' => quoted = !quoted,
+                '}' if !quoted => {
+                    labels_end = open + at;
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    line[labels_end..]
+        .find(" # ")
+        .map_or(line.len(), |at| labels_end + at)
+}
+
+/// OpenMetrics text as Prometheus' classic text format 0.0.4: a counter family takes its
+/// samples' name (`x_total`), an info family becomes a gauge `x_info`, other types without a
+/// classic equivalent become `untyped`; `_created` samples, `# UNIT`, `# EOF` and exemplars
+/// are left out. Samples and label escaping are the same in both formats.
+fn classic(openmetrics: &str) -> String {
+    let kinds: std::collections::HashMap<&str, &str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.split_once(' '))
+        .collect();
+    let renamed = |name: &str| match kinds.get(name) {
+        Some(&"counter") => format!("{name}_total"),
+        Some(&"info") => format!("{name}_info"),
+        _ => name.to_owned(),
+    };
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut family_kind = "";
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            out += &format!("# HELP {} {help}\n", renamed(name));
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "unknown"));
+            family_kind = kind;
+            let kind = match kind {
+                "counter" | "gauge" | "histogram" | "summary" => kind,
+                "info" => "gauge",
+                _ => "untyped",
+            };
+            out += &format!("# TYPE {} {kind}\n", renamed(name));
+        } else if line.starts_with('#') || line.is_empty() {
+            // # UNIT, # EOF: OpenMetrics only.
+        } else {
+            let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+            let created = line[..name_end].ends_with("_created");
+            if created && matches!(family_kind, "counter" | "histogram" | "summary") {
+                continue;
+            }
+            out += &line[..sample_end(line)];
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What Prometheus before 2.5 sends; 2.x with OpenMetrics on; a browser.
+    const OLD_PROMETHEUS: &str = "text/plain;version=0.0.4;q=1,*/*;q=0.1";
+    const PROMETHEUS_2: &str = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+
+    #[test]
+    fn negotiation_follows_the_weights_of_the_accept_header() {
+        use Format::{Classic, OpenMetrics};
+        for (accept, expected) in [
+            (None, OpenMetrics),
+            (Some(OLD_PROMETHEUS), Classic),
+            (Some(PROMETHEUS_2), OpenMetrics),
+            (Some("text/plain; version=0.0.4"), Classic),
+            (Some("text/plain"), Classic),
+            (Some("text/*"), Classic),
+            (Some("*/*"), OpenMetrics),
+            (Some("application/openmetrics-text"), OpenMetrics),
+            // The most specific range decides: text/plain is refused, anything else welcome.
+            (Some("text/plain;q=0, */*"), OpenMetrics),
+            (
+                Some("application/openmetrics-text;q=0.1, text/plain;q=0.9"),
+                Classic,
+            ),
+            // A version spgate does not write matches nothing; neither format is asked for.
+            (Some("text/plain;version=0.0.5"), OpenMetrics),
+            (Some("application/json"), OpenMetrics),
+        ] {
+            assert_eq!(Format::negotiate(accept), expected, "Accept: {accept:?}");
+        }
+        assert_eq!(
+            Classic.content_type(),
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+    }
+
+    #[test]
+    fn classic_text_names_each_family_after_its_samples() {
+        let openmetrics = "\
+# HELP jobs Jobs run.
+# TYPE jobs counter
+jobs_total{job=\"a # }\\\"b\"} 3 # {trace=\"x\"} 1.0
+jobs_created{job=\"a\"} 1.7e9
+# HELP up Up.
+# TYPE up gauge
+# UNIT up seconds
+up 1
+# HELP build Build.
+# TYPE build info
+build_info{version=\"1\"} 1
+# HELP wait Wait.
+# TYPE wait histogram
+wait_bucket{le=\"+Inf\"} 2
+wait_sum 0.5
+wait_count 2
+wait_created 1.7e9
+# EOF
+";
+        let expected = "\
+# HELP jobs_total Jobs run.
+# TYPE jobs_total counter
+jobs_total{job=\"a # }\\\"b\"} 3
+# HELP up Up.
+# TYPE up gauge
+up 1
+# HELP build_info Build.
+# TYPE build_info gauge
+build_info{version=\"1\"} 1
+# HELP wait Wait.
+# TYPE wait histogram
+wait_bucket{le=\"+Inf\"} 2
+wait_sum 0.5
+wait_count 2
+";
+        assert_eq!(classic(openmetrics), expected);
+    }
 }

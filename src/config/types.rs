@@ -64,14 +64,12 @@ impl Config {
             listener("admin", self.admin.as_ref().map(|a| a.listen.to_string())),
         ];
         for c in &self.connections {
-            let credential = match &c.credential {
-                Credential::ClientSecret(_) => "client secret",
-                Credential::Certificate { .. } => "certificate",
-                Credential::DeviceCode => "device code",
-            };
             lines.push(format!(
-                "connection {}: {} drive {:?} ({credential})",
-                c.name, c.site.url, c.drive
+                "connection {}: {} drive {:?} ({})",
+                c.name,
+                c.site.url,
+                c.drive,
+                c.credential.kind()
             ));
         }
         for u in &self.users {
@@ -344,6 +342,17 @@ pub enum Credential {
     },
     /// Delegated sign-in with the device code flow (token kept in the state dir).
     DeviceCode,
+}
+
+impl Credential {
+    /// The kind, in words: `app-only, client secret`, `app-only, certificate`, `delegated`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Credential::ClientSecret(_) => "app-only, client secret",
+            Credential::Certificate { .. } => "app-only, certificate",
+            Credential::DeviceCode => "delegated",
+        }
+    }
 }
 
 /// A PEM document: a file (read at each use, so a renewed file is taken up), or the text

@@ -78,7 +78,8 @@ fn now_ms() -> i64 {
 
 pub struct Health {
     name: String,
-    store: Arc<Store>,
+    /// None: a detached health ([`Health::detached`]), which records nothing.
+    store: Option<Arc<Store>>,
     fingerprint: String,
     disabled: RwLock<Option<Alert>>,
 }
@@ -98,13 +99,13 @@ impl Health {
         store: Arc<Store>,
         fingerprint: &str,
     ) -> crate::state::Result<Health> {
+        let open = store.open_alert(name).await?;
         let health = Health {
             name: name.to_string(),
-            store,
+            store: Some(store),
             fingerprint: fingerprint.to_string(),
             disabled: RwLock::new(None),
         };
-        let open = health.store.open_alert(name).await?;
         if let Some(open) = open {
             *health.disabled.write() = Some(Alert::from(&open));
             if open.fingerprint.is_some_and(|f| f != fingerprint) {
@@ -112,6 +113,18 @@ impl Health {
             }
         }
         Ok(health)
+    }
+
+    /// A health of its own, enabled, that neither reads nor writes the store: a failure
+    /// disables only this connection object, and raises no alert (`spgate check`, which must
+    /// change nothing, reports failures itself).
+    pub fn detached(name: &str) -> Health {
+        Health {
+            name: name.to_string(),
+            store: None,
+            fingerprint: String::new(),
+            disabled: RwLock::new(None),
+        }
     }
 
     pub fn alert(&self) -> Option<Alert> {
@@ -150,19 +163,23 @@ impl Health {
         action: &str,
     ) -> crate::state::Result<Alert> {
         let time_ms = now_ms();
+        let here = Alert {
+            time: time(time_ms),
+            connection: self.name.clone(),
+            code: code.to_string(),
+            message: message.to_string(),
+            action: action.to_string(),
+        };
         {
             let mut disabled = self.disabled.write();
             if let Some(existing) = &*disabled {
                 return Ok(existing.clone());
             }
-            *disabled = Some(Alert {
-                time: time(time_ms),
-                connection: self.name.clone(),
-                code: code.to_string(),
-                message: message.to_string(),
-                action: action.to_string(),
-            });
+            *disabled = Some(here.clone());
         }
+        let Some(store) = &self.store else {
+            return Ok(here);
+        };
         let raise = Raise {
             source: &self.name,
             code,
@@ -171,7 +188,7 @@ impl Health {
             fingerprint: Some(&self.fingerprint),
             time_ms,
         };
-        let (open, raised) = self.store.raise_alert(&raise, WhenOpen::Keep).await?;
+        let (open, raised) = store.raise_alert(&raise, WhenOpen::Keep).await?;
         if raised {
             tracing::error!(connection = %self.name, code, message, action, "SharePoint connection disabled");
         }
@@ -183,10 +200,13 @@ impl Health {
     /// Enables the connection again, clearing its alert; `reason` goes to the log and the
     /// alert's history. Answers whether it was disabled (here or in the store).
     pub async fn enable(&self, reason: &str) -> crate::state::Result<bool> {
-        let cleared = self
-            .store
-            .clear_alert(&self.name, &format!("enabled again: {reason}"), now_ms())
-            .await?;
+        let cleared = match &self.store {
+            Some(store) => {
+                let why = format!("enabled again: {reason}");
+                store.clear_alert(&self.name, &why, now_ms()).await?
+            }
+            None => None,
+        };
         let was = self.disabled.write().take().is_some() || cleared.is_some();
         if was {
             tracing::info!(connection = %self.name, reason, "SharePoint connection enabled again");

@@ -38,6 +38,18 @@ impl Connection {
     ) -> crate::state::Result<Connection> {
         let health =
             Arc::new(Health::open(&config.name, paths.store().await?, &fingerprint(config)).await?);
+        Ok(Connection::with_health(config, paths, health))
+    }
+
+    /// The connection with a [`Health::detached`]: its failures raise no alert and change no
+    /// state; with [`Paths::existing`], nothing is written but a delegated sign-in's rotated
+    /// refresh token (`spgate check`).
+    pub fn detached(config: &ConnectionConfig, paths: &Paths) -> Connection {
+        let health = Arc::new(Health::detached(&config.name));
+        Connection::with_health(config, paths, health)
+    }
+
+    fn with_health(config: &ConnectionConfig, paths: &Paths, health: Arc<Health>) -> Connection {
         let http = graph::client::http_client(&config.limits);
         let tokens = Arc::new(Tokens::new(
             config,
@@ -53,13 +65,13 @@ impl Connection {
             health.clone(),
             &config.limits,
         ));
-        Ok(Connection {
+        Connection {
             config: config.clone(),
             health,
             tokens,
             client,
             drive: OnceCell::new(),
-        })
+        }
     }
 
     pub fn name(&self) -> &str {

@@ -31,6 +31,9 @@ pub struct Paths {
     pub state_dir: PathBuf,
     state: crate::config::State,
     store: Arc<OnceCell<Arc<Store>>>,
+    /// Only a store that exists, opened without changes, and no import of earlier versions'
+    /// files (`spgate check`).
+    existing_only: bool,
 }
 
 impl std::fmt::Debug for Paths {
@@ -51,6 +54,16 @@ impl Paths {
             state_dir: state.dir.clone(),
             state: state.clone(),
             store: Arc::default(),
+            existing_only: false,
+        }
+    }
+
+    /// The places of `config` for a look that changes nothing: the store is opened only if it
+    /// exists, with [`Store::open_existing`], and files of earlier versions are left alone.
+    pub fn existing(config: &crate::config::Config) -> Paths {
+        Paths {
+            existing_only: true,
+            ..Paths::of(config)
         }
     }
 
@@ -77,6 +90,15 @@ impl Paths {
     pub async fn store(&self) -> crate::state::Result<Arc<Store>> {
         self.store
             .get_or_try_init(|| async {
+                if self.existing_only {
+                    let store = Store::open_existing(&self.state).await?;
+                    return store.map(Arc::new).ok_or_else(|| {
+                        crate::state::Error::Refused(format!(
+                            "there is no state store in {} yet: nobody has signed in",
+                            self.state_dir.display()
+                        ))
+                    });
+                }
                 let store = Store::of(&self.state).await?;
                 import_files(&store, &self.state_dir).await?;
                 Ok(Arc::new(store))
@@ -99,6 +121,9 @@ impl Paths {
         let store = self.store().await?;
         if let Some(grant) = store.grant(connection).await? {
             return Ok(Some(grant));
+        }
+        if self.existing_only {
+            return Ok(None);
         }
         let file = self.old_grant(connection);
         let Some(old) = read_json::<OldGrant>(&file)? else {

@@ -103,21 +103,28 @@ impl Drive {
         site_path: &str,
         drive_name: &str,
     ) -> Result<Drive> {
+        let site_id = Drive::find_site(&client, host, site_path).await?;
+        Drive::open_in(client, &site_id, drive_name).await
+    }
+
+    /// The id of the site at `host` and server-relative `site_path` (one request).
+    pub async fn find_site(client: &Client, host: &str, site_path: &str) -> Result<String> {
         let site: serde_json::Value = get_json(
-            &client,
+            client,
             &client.url(&format!("/sites/{host}:{}", encode_path(site_path))),
         )
         .await?;
-        let site_id = site["id"]
+        let id = site["id"]
             .as_str()
-            .ok_or_else(|| Error::new(Kind::Invalid, "the site answer has no id"))?
-            .to_string();
+            .ok_or_else(|| Error::new(Kind::Invalid, "the site answer has no id"))?;
+        Ok(id.to_string())
+    }
+
+    /// The library called `drive_name` of site `site_id` (one request).
+    pub async fn open_in(client: Arc<Client>, site_id: &str, drive_name: &str) -> Result<Drive> {
         let drives: Collection<serde_json::Value> = get_json(
             &client,
-            &client.url(&format!(
-                "/sites/{}/drives",
-                names::encode_segment(&site_id)
-            )),
+            &client.url(&format!("/sites/{}/drives", names::encode_segment(site_id))),
         )
         .await?;
         let drive = drives

@@ -118,6 +118,15 @@ impl std::fmt::Debug for Store {
 const KEY_CHECK: &str = "key_check";
 const KEY_CHECK_PLACE: &str = "spgate_meta/key_check";
 
+/// How [`Store::open`] treats what it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    /// Create the store (and its directory and key) if missing, and migrate it.
+    Create,
+    /// Only an existing store at the current schema, changed in nothing by the opening.
+    Existing,
+}
+
 impl Store {
     /// Opens (creating, then migrating) the store `database` names, with the master key
     /// `secret_key` (see the module docs); `state_dir` holds an SQLite store's own key.
@@ -126,13 +135,52 @@ impl Store {
         secret_key: Option<&Secret>,
         state_dir: &Path,
     ) -> Result<Store> {
+        Store::opening(database, secret_key, state_dir, Opening::Create).await
+    }
+
+    /// The store `[state]` names if it exists (None for an SQLite store not made yet), opened
+    /// without changing anything: no directory, file or key is made, no migration runs, and an
+    /// SQLite store left alone is byte for byte as it was (what `spgate check` needs). A store
+    /// of an older schema, or one in the middle of a rekey, is refused: the server brings it up
+    /// to date at its next start.
+    pub async fn open_existing(state: &crate::config::State) -> Result<Option<Store>> {
+        if let Database::Sqlite(path) = &state.database
+            && !path.exists()
+        {
+            return Ok(None);
+        }
+        let opening = Opening::Existing;
+        let store = Store::opening(
+            &state.database,
+            state.secret_key.as_ref(),
+            &state.dir,
+            opening,
+        );
+        Ok(Some(store.await?))
+    }
+
+    async fn opening(
+        database: &Database,
+        secret_key: Option<&Secret>,
+        state_dir: &Path,
+        opening: Opening,
+    ) -> Result<Store> {
         install_drivers();
         let (engine, url) = match database {
             Database::Sqlite(path) => {
-                if let Some(parent) = path.parent() {
-                    crate::fsio::ensure_private_dir(parent)?;
-                }
-                (Engine::Sqlite, sqlite_url(path, "rwc")?)
+                let mode = match opening {
+                    Opening::Create => {
+                        if let Some(parent) = path.parent() {
+                            crate::fsio::ensure_private_dir(parent)?;
+                        }
+                        "rwc"
+                    }
+                    // Read-write but not create: a read-only SQLite connection leaves the WAL's
+                    // -shm and -wal files behind; a read-write one that writes nothing removes
+                    // them when it closes.
+                    Opening::Existing => "rw",
+                };
+                (Engine::Sqlite, sqlite_url(path, mode)?)
             }
             Database::Postgres { url, password } => {
                 let mut url = reqwest::Url::parse(url)
@@ -164,18 +212,16 @@ impl Store {
             })
             .connect(&url)
             .await?;
+        if opening == Opening::Existing {
+            return Store::existing(pool, engine, secret_key, state_dir, listen_url).await;
+        }
         if engine == Engine::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL")
                 .execute(&pool)
                 .await?;
         }
         let found = schema::migrate(&pool, engine).await?;
-        let check: Option<String> = sqlx::query("SELECT value FROM spgate_meta WHERE key = $1")
-            .bind(KEY_CHECK)
-            .fetch_optional(&pool)
-            .await?
-            .map(|row| row.try_get("value"))
-            .transpose()?;
+        let check = key_check(&pool).await?;
         let sealer = key(engine, secret_key, state_dir, check.as_deref())?;
         match check {
             Some(check) => {
@@ -190,6 +236,59 @@ impl Store {
                 .execute(&pool)
                 .await?;
             }
+        }
+        Ok(Store {
+            pool,
+            engine,
+            sealer,
+            found,
+            listen_url,
+        })
+    }
+
+    /// The rest of [`Store::open_existing`]: the schema must be current, the key given or on
+    /// file and the one the store's secrets are sealed with.
+    async fn existing(
+        pool: AnyPool,
+        engine: Engine,
+        secret_key: Option<&Secret>,
+        state_dir: &Path,
+        listen_url: Option<Secret>,
+    ) -> Result<Store> {
+        let found = schema::applied(&pool).await.unwrap_or(0);
+        if found != schema::VERSION {
+            pool.close().await;
+            return Err(Error::Refused(format!(
+                "the state store's schema is version {found}, this spgate's is {}: start the \
+                 server once to bring it up to date",
+                schema::VERSION
+            )));
+        }
+        if engine == Engine::Sqlite && pending_key_file(state_dir).exists() {
+            pool.close().await;
+            return Err(Error::Refused(
+                "a rekey of the state store is under way: start the server once to finish it"
+                    .into(),
+            ));
+        }
+        let check = key_check(&pool).await?;
+        let sealer = match (secret_key, engine) {
+            (Some(key), _) => Sealer::new(key)?,
+            (None, Engine::Sqlite) => match std::fs::read_to_string(key_file(state_dir)) {
+                Ok(text) => Sealer::new(&Secret::new(text))?,
+                // Nothing is sealed without a key: any key opens nothing, and none is saved.
+                Err(_) if check.is_none() => Sealer::new(&Sealer::generate())?,
+                Err(e) => {
+                    return Err(Error::Key(format!(
+                        "{}: {e}",
+                        key_file(state_dir).display()
+                    )));
+                }
+            },
+            (None, Engine::Postgres) => key(engine, None, state_dir, None)?,
+        };
+        if let Some(check) = &check {
+            sealer.open(KEY_CHECK_PLACE, check)?;
         }
         Ok(Store {
             pool,
@@ -425,6 +524,15 @@ fn key(
             format!("{}: {e}", file.display()),
         ))),
     }
+}
+
+/// The store's key check (a known text sealed with its key), if it has one yet.
+async fn key_check(pool: &AnyPool) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT value FROM spgate_meta WHERE key = $1")
+        .bind(KEY_CHECK)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(|row| row.try_get("value")).transpose()?)
 }
 
 /// `<state dir>/secret.key.new`: the new key of a rekey under way (see [`Store::rekey_own`]).
