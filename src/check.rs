@@ -60,6 +60,8 @@ pub async fn check(config: &Config, out: &mut impl Write) -> std::io::Result<boo
         )?;
         all_ok &= connection(c, &uses(config, &c.name), &paths, out).await?;
     }
+    // An SQLite store opened for a delegated sign-in is closed, so that it is left as found.
+    paths.close().await;
     Ok(all_ok)
 }
 
@@ -141,9 +143,15 @@ async fn connection(
     // One write probe per folder, however many mounts and jobs write there.
     let mut probed = BTreeSet::new();
     for u in uses {
-        let probe = u.write && probed.insert(u.remote.to_lowercase());
+        let folder_key = u.remote.to_lowercase();
+        let probe = u.write && !probed.contains(&folder_key);
         match folder(c, &drive, u, probe).await {
-            Ok(done) => ok(out, &format!("{} -> {}: {done}", u.who, u.remote))?,
+            Ok(done) => {
+                if probe {
+                    probed.insert(folder_key);
+                }
+                ok(out, &format!("{} -> {}: {done}", u.who, u.remote))?
+            }
             Err(failure) => {
                 all_ok = false;
                 failed(out, &failure)?;
@@ -160,6 +168,11 @@ async fn steps(
     connection: &Connection,
     out: &mut impl Write,
 ) -> std::io::Result<Result<Drive, Failure>> {
+    if matches!(c.credential, Credential::DeviceCode)
+        && let Some(failure) = saved_sign_in(c, connection).await
+    {
+        return Ok(Err(failure));
+    }
     if let Err(e) = connection.tokens.get().await {
         let (what, todo) = match e {
             graph::access::TokenError::Disabled {
@@ -219,11 +232,41 @@ async fn steps(
     Ok(Ok(drive))
 }
 
+/// Why a delegated connection has no sign-in to use: the state store cannot be read, or holds
+/// none for it. None when it has one.
+async fn saved_sign_in(c: &ConnectionConfig, connection: &Connection) -> Option<Failure> {
+    let sign_in = format!(
+        "sign in from the web console (Sign in with Microsoft), or run `spgate connect {} --config FILE`",
+        c.name
+    );
+    match connection.tokens.paths().grant(&c.name).await {
+        Ok(Some(_)) => None,
+        Ok(None) if connection.tokens.paths().old_grant_exists(&c.name) => Some(Failure::new(
+            "token: the sign-in is still in an earlier version's file (tokens/NAME.json)",
+            "start the server once: it moves the sign-in into the state store",
+        )),
+        Ok(None) => Some(Failure::new("token: nobody has signed in", sign_in)),
+        Err(crate::state::Error::Refused(why)) if why.contains("no state store") => {
+            Some(Failure::new(
+                "token: nobody has signed in (there is no state store yet)",
+                sign_in,
+            ))
+        }
+        Err(e) => Some(Failure::new(
+            format!("token: the saved sign-in cannot be read: {e}"),
+            "see the message (the state store's schema, key or database)",
+        )),
+    }
+}
+
 /// Why the site could not be found, with what to do: not granted (403), or no such site (404,
 /// with the names closest to it among the sites the app can see).
 async fn site_failure(c: &ConnectionConfig, connection: &Connection, e: &graph::Error) -> Failure {
     let url = &c.site.url;
     match e.kind {
+        Kind::PermissionDenied if matches!(c.credential, Credential::DeviceCode) => {
+            Failure::new(format!("site {url}: access denied ({e})"), account_denied())
+        }
         Kind::PermissionDenied => Failure::new(
             format!("site {url}: access denied ({e})"),
             format!(
@@ -324,11 +367,19 @@ async fn folder(
         if let Err(e) = drive.upload_small(&path, bytes, OnConflict::Fail).await {
             let todo = match e.kind {
                 Kind::PermissionDenied => write_denied(c),
-                _ => advice(c, &e),
+                _ => {
+                    // A retried upload whose first try landed answers 409: the probe may be
+                    // there; delete it if so.
+                    let _ = drive.delete(&path).await;
+                    advice(c, &e)
+                }
             };
             return Err(Failure::new(at(&format!("cannot be written: {e}")), todo));
         }
-        if let Err(e) = drive.delete(&path).await {
+        // A retried delete whose first try landed answers 404: deleted.
+        if let Err(e) = drive.delete(&path).await
+            && e.kind != Kind::NotFound
+        {
             return Err(Failure::new(
                 at(&format!(
                     "the write probe {path} was created but not deleted: {e}"
@@ -371,9 +422,19 @@ fn grant_call(c: &ConnectionConfig) -> String {
     )
 }
 
+/// What to do when a delegated connection's account may not reach the site or library.
+fn account_denied() -> String {
+    "the signed-in account has no access here: ask the site's owner to give it access (Edit, or \
+     Read for read-only use), or sign in with an account that has it"
+        .into()
+}
+
 /// What to do about any other Graph failure.
 fn advice(c: &ConnectionConfig, e: &graph::Error) -> String {
     match e.kind {
+        Kind::PermissionDenied if matches!(c.credential, Credential::DeviceCode) => {
+            account_denied()
+        }
         Kind::PermissionDenied => format!(
             "the credential may not do this: check the app's permissions and the site's grant ({})",
             grant_call(c)

@@ -93,7 +93,8 @@ enum Command {
     },
     /// Check a configuration, then each connection step by step (token, site, library) and the
     /// folders of its mounts and sync jobs (exists, lists, a write probe where they write),
-    /// with what to do about each failure; exits 1 on any. Writes no state.
+    /// with what to do about each failure; exits 1 on any. Changes no state (but a delegated
+    /// sign-in's rotated refresh token).
     Check {
         #[command(flatten)]
         config: ConfigArg,

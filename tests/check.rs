@@ -249,4 +249,12 @@ async fn check_makes_no_state_directory() {
     let (code, text) = check(configs.path(), "fresh.toml", &toml);
     assert_eq!(code, Some(0), "{text}");
     assert!(!missing.exists(), "check made {}", missing.display());
+
+    // A delegated connection nobody signed in: said so, with how to sign in; still no state.
+    let delegated = toml.replace("client_secret = \"demo-secret\"", "auth = \"delegated\"");
+    let (code, text) = check(configs.path(), "delegated.toml", &delegated);
+    assert_eq!(code, Some(1), "{text}");
+    let todo = advice(&text, "token: nobody has signed in");
+    assert!(todo.contains("spgate connect sp"), "{todo}");
+    assert!(!missing.exists(), "check made {}", missing.display());
 }

@@ -125,6 +125,11 @@ impl Tokens {
         }
     }
 
+    /// Where this connection's sign-in is kept.
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
     pub fn token_url(&self) -> String {
         format!(
             "{}/{}/oauth2/v2.0/token",

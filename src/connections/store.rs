@@ -107,6 +107,20 @@ impl Paths {
             .cloned()
     }
 
+    /// Whether an earlier version's file still holds `connection`'s sign-in (imported into the
+    /// store when a server or a command that may change the state next needs it).
+    pub fn old_grant_exists(&self, connection: &str) -> bool {
+        self.old_grant(connection).exists()
+    }
+
+    /// Closes the state store if it was opened: an SQLite store's write-ahead log is folded
+    /// into its file, and its `-wal` and `-shm` files go.
+    pub async fn close(&self) {
+        if let Some(store) = self.store.get() {
+            store.close().await;
+        }
+    }
+
     /// Where earlier versions saved a device-code connection's sign-in.
     fn old_grant(&self, connection: &str) -> PathBuf {
         self.state_dir

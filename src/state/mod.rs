@@ -213,7 +213,19 @@ impl Store {
             .connect(&url)
             .await?;
         if opening == Opening::Existing {
-            return Store::existing(pool, engine, secret_key, state_dir, listen_url).await;
+            return match Store::existing(&pool, engine, secret_key, state_dir).await {
+                Ok((sealer, found)) => Ok(Store {
+                    pool,
+                    engine,
+                    sealer,
+                    found,
+                    listen_url,
+                }),
+                Err(e) => {
+                    pool.close().await;
+                    Err(e)
+                }
+            };
         }
         if engine == Engine::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL")
@@ -247,17 +259,21 @@ impl Store {
     }
 
     /// The rest of [`Store::open_existing`]: the schema must be current, the key given or on
-    /// file and the one the store's secrets are sealed with.
+    /// file and the one the store's secrets are sealed with. The key and the schema version.
     async fn existing(
-        pool: AnyPool,
+        pool: &AnyPool,
         engine: Engine,
         secret_key: Option<&Secret>,
         state_dir: &Path,
-        listen_url: Option<Secret>,
-    ) -> Result<Store> {
-        let found = schema::applied(&pool).await.unwrap_or(0);
-        if found != schema::VERSION {
-            pool.close().await;
+    ) -> Result<(Sealer, i64)> {
+        let found = schema::applied(pool).await?;
+        if found > schema::VERSION {
+            return Err(Error::Newer {
+                found,
+                known: schema::VERSION,
+            });
+        }
+        if found < schema::VERSION {
             return Err(Error::Refused(format!(
                 "the state store's schema is version {found}, this spgate's is {}: start the \
                  server once to bring it up to date",
@@ -265,13 +281,12 @@ impl Store {
             )));
         }
         if engine == Engine::Sqlite && pending_key_file(state_dir).exists() {
-            pool.close().await;
             return Err(Error::Refused(
                 "a rekey of the state store is under way: start the server once to finish it"
                     .into(),
             ));
         }
-        let check = key_check(&pool).await?;
+        let check = key_check(pool).await?;
         let sealer = match (secret_key, engine) {
             (Some(key), _) => Sealer::new(key)?,
             (None, Engine::Sqlite) => match std::fs::read_to_string(key_file(state_dir)) {
@@ -290,13 +305,7 @@ impl Store {
         if let Some(check) = &check {
             sealer.open(KEY_CHECK_PLACE, check)?;
         }
-        Ok(Store {
-            pool,
-            engine,
-            sealer,
-            found,
-            listen_url,
-        })
+        Ok((sealer, found))
     }
 
     /// A store of its own in memory (SQLite), with the current schema and a key of its own:
