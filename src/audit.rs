@@ -1,5 +1,6 @@
-//! The transfer audit log: one JSON line per login, upload, download, delete and rename, with
-//! time, user, protocol, source address, path, size, duration and outcome; to
+//! The transfer audit log: one JSON line per login, upload, download, delete, rename, mkdir and
+//! rmdir, and per operation refused or failed (with its reason), with time, user, protocol,
+//! source address, path, size, duration and outcome; to
 //! `<state dir>/audit.jsonl` (rotated by size) or to standard output (`[audit] target`), and
 //! to the state store, which keeps each event for `[audit] retention` (see `state::audit`).
 //! Store writes leave the session's path at once: events go to a writer task that inserts them
@@ -30,7 +31,8 @@ use crate::state::audit::Entry;
 pub struct Event<'a> {
     #[serde(serialize_with = "rfc3339")]
     pub time: DateTime<Utc>,
-    /// `login`, `upload`, `download`, `delete`, `rename`.
+    /// `login`, `upload`, `download`, `delete`, `rename`, `mkdir`, `rmdir`, `deliver`; for
+    /// failures only also `list`, `stat`, `set_modified`.
     pub action: &'a str,
     pub user: &'a str,
     pub protocol: &'a str,
@@ -51,8 +53,12 @@ pub struct Event<'a> {
     pub item_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
-    /// `ok` or `failed`.
+    /// `ok`, `failed`, or `denied` (refused by the gateway's rules: permissions, names).
     pub outcome: &'a str,
+    /// Why it was not `ok`, as one word (`permission_denied`, `not_found`,
+    /// `connection_disabled`...), for operations that failed before they started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
 }
@@ -147,7 +153,7 @@ impl Audit {
         let mut line = match serde_json::to_vec(event) {
             Ok(line) => line,
             Err(e) => {
-                tracing::warn!(error = %e, "audit: cannot encode an event");
+                tracing::warn!(error = %crate::logging::chain(&e), "audit: cannot encode an event");
                 return;
             }
         };
@@ -175,7 +181,7 @@ impl Audit {
             }
         };
         if let Err(e) = written {
-            tracing::warn!(error = %e, "audit: cannot write the audit log");
+            tracing::warn!(error = %crate::logging::chain(&e), "audit: cannot write the audit log");
         }
     }
 }
@@ -190,7 +196,7 @@ fn writer(store: Arc<Store>, retention: Duration) -> Option<tokio::sync::mpsc::S
         let mut batch = Vec::new();
         while queue.recv_many(&mut batch, 500).await > 0 {
             if let Err(e) = store.append_audit(&batch).await {
-                tracing::warn!(error = %e, events = batch.len(), "audit: the state store refused events");
+                tracing::warn!(error = %crate::logging::chain(&e), events = batch.len(), "audit: the state store refused events");
             }
             batch.clear();
             if pruned.is_none_or(|at| at.elapsed() > PRUNE_EVERY) {
@@ -199,11 +205,11 @@ fn writer(store: Arc<Store>, retention: Duration) -> Option<tokio::sync::mpsc::S
                 match store.prune_audit(before).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(events = n, "audit: events past the retention deleted from the store"),
-                    Err(e) => tracing::warn!(error = %e, "audit: pruning the state store failed"),
+                    Err(e) => tracing::warn!(error = %crate::logging::chain(&e), "audit: pruning the state store failed"),
                 }
                 // Cleared alerts are history too, kept as long.
                 if let Err(e) = store.prune_alerts(before).await {
-                    tracing::warn!(error = %e, "pruning cleared alerts from the state store failed");
+                    tracing::warn!(error = %crate::logging::chain(&e), "pruning cleared alerts from the state store failed");
                 }
             }
         }
@@ -236,6 +242,7 @@ pub fn event<'a>(
         item_id: None,
         duration_ms: None,
         outcome: if outcome { "ok" } else { "failed" },
+        reason: None,
         error: None,
     }
 }

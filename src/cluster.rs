@@ -41,7 +41,7 @@ pub async fn heartbeat(shared: Arc<Shared>, shutdown: CancellationToken) {
     let id = match crate::state::dir_id(&gateway.config.state.dir) {
         Ok(id) => id,
         Err(e) => {
-            tracing::error!(error = %e, "no state directory id: this instance is not listed in the cluster");
+            tracing::error!(error = %crate::logging::chain(&e), "no state directory id: this instance is not listed in the cluster");
             return;
         }
     };
@@ -58,7 +58,7 @@ pub async fn heartbeat(shared: Arc<Shared>, shutdown: CancellationToken) {
                 failing = false;
             }
             Err(e) if !failing => {
-                tracing::warn!(error = %e, "writing the instance heartbeat failed (retried)");
+                tracing::warn!(error = %crate::logging::chain(&e), "writing the instance heartbeat failed (retried)");
                 failing = true;
             }
             Err(_) => {}
@@ -69,7 +69,7 @@ pub async fn heartbeat(shared: Arc<Shared>, shutdown: CancellationToken) {
         }
     }
     if let Err(e) = store.instance_stopped(&id).await {
-        tracing::warn!(error = %e, "marking the instance stopped failed");
+        tracing::warn!(error = %crate::logging::chain(&e), "marking the instance stopped failed");
     }
 }
 

@@ -108,11 +108,23 @@ pub async fn run_reporting(
         }
         if ftp.proxy_protocol.is_some() {
             let address = reserve(ftp.listen, "ftp")?;
-            let (shared, shutdown) = (shared.clone(), shutdown.clone());
-            let server = tokio::spawn(crate::ftp::serve_proxied(address, shared, shutdown));
+            let server = tokio::spawn(crate::ftp::serve_proxied(
+                address,
+                shared.clone(),
+                shutdown.clone(),
+            ));
             if wait_accepting(address, &server).await {
                 announce("ftp", address);
                 bound("ftp", address);
+            } else if server.is_finished() {
+                // It ended before it accepted: its error stops the start, before READY.
+                shutdown.cancel();
+                return match server.await.map_err(std::io::Error::other)? {
+                    Ok(()) => Err(std::io::Error::other(
+                        "the FTP server (PROXY protocol) ended before it accepted connections",
+                    )),
+                    Err(e) => Err(e),
+                };
             }
             tasks.spawn(async move { server.await.map_err(std::io::Error::other)? });
         } else {
@@ -189,7 +201,7 @@ async fn notify_stopping(shutdown: CancellationToken) {
 
 fn notify(states: &[sd_notify::NotifyState]) {
     if let Err(e) = sd_notify::notify(states) {
-        tracing::warn!(error = %e, "could not notify the service manager (NOTIFY_SOCKET)");
+        tracing::warn!(error = %crate::logging::chain(&e), "could not notify the service manager (NOTIFY_SOCKET)");
     }
 }
 

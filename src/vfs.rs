@@ -12,6 +12,10 @@
 //! the mount; SharePoint sees one name). A write handle refuses a write that would leave a gap of more than
 //! [`MAX_GAP`] past the end written so far, or end past [`MAX_FILE`] (SharePoint's limit), so a
 //! single far-off SFTP write cannot make spgate spool or send terabytes of zeros.
+//!
+//! Every operation that fails, refused here or failed below, is told to the vfs's
+//! [`Failures`] observer with the action's name: the session layer audits them, so a refusal
+//! leaves a trail whichever layer refused.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -44,6 +48,14 @@ pub struct MountPoint {
 pub struct Vfs {
     /// Longest path first, so the first match is the longest prefix.
     mounts: Vec<MountPoint>,
+    failures: Option<Arc<dyn Failures>>,
+}
+
+/// Told of every operation of a [`Vfs`] that fails, with its action (`download`, `upload`,
+/// `mkdir`, `rmdir`, `delete`, `rename`, `list`, `stat`, `set_modified`), the virtual path,
+/// a rename's new path, and the error the client is answered with.
+pub trait Failures: Send + Sync {
+    fn failed(&self, action: &'static str, vpath: &str, to: Option<&str>, error: &Error);
 }
 
 /// Where a virtual path lands.
@@ -114,7 +126,30 @@ fn folder(name: &str) -> Entry {
 impl Vfs {
     pub fn new(mut mounts: Vec<MountPoint>) -> Vfs {
         mounts.sort_by_key(|m| std::cmp::Reverse(m.path.len()));
-        Vfs { mounts }
+        Vfs {
+            mounts,
+            failures: None,
+        }
+    }
+
+    /// This vfs, telling `failures` of every operation that fails.
+    pub fn observed(mut self, failures: Arc<dyn Failures>) -> Vfs {
+        self.failures = Some(failures);
+        self
+    }
+
+    /// Passes `done` through, telling the observer when it failed.
+    fn noted<T>(
+        &self,
+        action: &'static str,
+        vpath: &str,
+        to: Option<&str>,
+        done: Result<T>,
+    ) -> Result<T> {
+        if let (Err(e), Some(failures)) = (&done, &self.failures) {
+            failures.failed(action, vpath, to, e);
+        }
+        done
     }
 
     fn place(&self, vpath: &str) -> Result<Place<'_>> {
@@ -197,63 +232,80 @@ impl Vfs {
     }
 
     pub async fn stat(&self, vpath: &str) -> Result<Entry> {
-        match self.place(vpath)? {
-            Place::Virtual => Ok(folder(vpath.rsplit('/').next().unwrap_or(""))),
-            Place::Mounted { mount, path } => {
-                let perms = mount.permissions;
-                if !perms.allows(Permission::List) && !perms.allows(Permission::Read) {
-                    return Err(denied(Permission::Read, vpath));
+        let done = async {
+            match self.place(vpath)? {
+                Place::Virtual => Ok(folder(vpath.rsplit('/').next().unwrap_or(""))),
+                Place::Mounted { mount, path } => {
+                    let perms = mount.permissions;
+                    if !perms.allows(Permission::List) && !perms.allows(Permission::Read) {
+                        return Err(denied(Permission::Read, vpath));
+                    }
+                    let mut entry = mount.backend.stat(&path).await?;
+                    if path == "/" {
+                        entry.name = vpath.rsplit('/').next().unwrap_or("").to_string();
+                    }
+                    Ok(entry)
                 }
-                let mut entry = mount.backend.stat(&path).await?;
-                if path == "/" {
-                    entry.name = vpath.rsplit('/').next().unwrap_or("").to_string();
-                }
-                Ok(entry)
             }
         }
+        .await;
+        self.noted("stat", vpath, None, done)
     }
 
     /// The entries of a folder, in pages, with the mounts below it shown as folders.
     pub async fn list(&self, vpath: &str) -> Result<BoxStream<'static, Result<Vec<Entry>>>> {
-        let nested: Vec<Entry> = self.children_of(vpath).iter().map(|n| folder(n)).collect();
-        match self.place(vpath)? {
-            Place::Virtual => Ok(futures_util::stream::iter([Ok(nested)]).boxed()),
-            Place::Mounted { mount, path } => {
-                if !mount.permissions.allows(Permission::List) {
-                    return Err(denied(Permission::List, vpath));
+        let done = async {
+            let nested: Vec<Entry> = self.children_of(vpath).iter().map(|n| folder(n)).collect();
+            match self.place(vpath)? {
+                Place::Virtual => Ok(futures_util::stream::iter([Ok(nested)]).boxed()),
+                Place::Mounted { mount, path } => {
+                    if !mount.permissions.allows(Permission::List) {
+                        return Err(denied(Permission::List, vpath));
+                    }
+                    let hide: BTreeSet<String> =
+                        nested.iter().map(|e| e.name.to_lowercase()).collect();
+                    let pages = mount.backend.list(&path).await?.map(move |page| {
+                        page.map(|entries| {
+                            entries
+                                .into_iter()
+                                .filter(|e| !hide.contains(&e.name.to_lowercase()))
+                                .collect()
+                        })
+                    });
+                    Ok(futures_util::stream::iter([Ok(nested)])
+                        .chain(pages)
+                        .boxed())
                 }
-                let hide: BTreeSet<String> = nested.iter().map(|e| e.name.to_lowercase()).collect();
-                let pages = mount.backend.list(&path).await?.map(move |page| {
-                    page.map(|entries| {
-                        entries
-                            .into_iter()
-                            .filter(|e| !hide.contains(&e.name.to_lowercase()))
-                            .collect()
-                    })
-                });
-                Ok(futures_util::stream::iter([Ok(nested)])
-                    .chain(pages)
-                    .boxed())
             }
         }
+        .await;
+        self.noted("list", vpath, None, done)
     }
 
     pub async fn open_read(&self, vpath: &str) -> Result<Box<dyn ReadHandle>> {
-        let (mount, path) = self.mounted(vpath, Permission::Read)?;
-        mount.backend.open_read(&path).await
+        let done = async {
+            let (mount, path) = self.mounted(vpath, Permission::Read)?;
+            mount.backend.open_read(&path).await
+        }
+        .await;
+        self.noted("download", vpath, None, done)
     }
 
     /// Opens for writing: creating a file needs `write`, replacing or changing one `overwrite`.
     /// Whether the file exists is not asked beforehand where the backend can settle it with the
     /// write itself (SharePoint: the upload's conflict behaviour, one request for a small file).
     pub async fn open_write(&self, vpath: &str, mode: WriteMode) -> Result<Box<dyn WriteHandle>> {
-        self.refuses_to_create(vpath)?;
-        let (inner, create_only) = self.open_backend_write(vpath, mode).await?;
-        Ok(Box::new(Writing {
-            inner,
-            vpath: vpath.to_string(),
-            create_only,
-        }))
+        let done = async {
+            self.refuses_to_create(vpath)?;
+            let (inner, create_only) = self.open_backend_write(vpath, mode).await?;
+            Ok::<Box<dyn WriteHandle>, Error>(Box::new(Writing {
+                inner,
+                vpath: vpath.to_string(),
+                create_only,
+            }))
+        }
+        .await;
+        self.noted("upload", vpath, None, done)
     }
 
     /// The backend's write handle for `vpath`, and whether it was opened create-only for a
@@ -313,59 +365,79 @@ impl Vfs {
     }
 
     pub async fn mkdir(&self, vpath: &str) -> Result<()> {
-        self.refuses_to_create(vpath)?;
-        let (mount, path) = self.mounted(vpath, Permission::Mkdir)?;
-        mount.backend.mkdir(&path).await
+        let done = async {
+            self.refuses_to_create(vpath)?;
+            let (mount, path) = self.mounted(vpath, Permission::Mkdir)?;
+            mount.backend.mkdir(&path).await
+        }
+        .await;
+        self.noted("mkdir", vpath, None, done)
     }
 
     pub async fn remove_file(&self, vpath: &str) -> Result<()> {
-        let (mount, path) = self.mounted(vpath, Permission::Delete)?;
-        mount.backend.remove_file(&path).await
+        let done = async {
+            let (mount, path) = self.mounted(vpath, Permission::Delete)?;
+            mount.backend.remove_file(&path).await
+        }
+        .await;
+        self.noted("delete", vpath, None, done)
     }
 
     pub async fn remove_dir(&self, vpath: &str) -> Result<()> {
-        if self.is_mount_point(vpath) {
-            return Err(Error::new(
-                ErrorKind::PermissionDenied,
-                format!("{vpath}: permission denied (a mount point cannot be removed)"),
-            ));
+        let done = async {
+            if self.is_mount_point(vpath) {
+                return Err(Error::new(
+                    ErrorKind::PermissionDenied,
+                    format!("{vpath}: permission denied (a mount point cannot be removed)"),
+                ));
+            }
+            let (mount, path) = self.mounted(vpath, Permission::Delete)?;
+            mount.backend.remove_dir(&path).await
         }
-        let (mount, path) = self.mounted(vpath, Permission::Delete)?;
-        mount.backend.remove_dir(&path).await
+        .await;
+        self.noted("rmdir", vpath, None, done)
     }
 
     /// Renames within one mount; replacing an existing file also needs `overwrite`.
     pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
-        if self.is_mount_point(from) || self.is_mount_point(to) {
-            return Err(Error::new(
-                ErrorKind::PermissionDenied,
-                format!("{from}: permission denied (mount points cannot be renamed)"),
-            ));
+        let done = async {
+            if self.is_mount_point(from) || self.is_mount_point(to) {
+                return Err(Error::new(
+                    ErrorKind::PermissionDenied,
+                    format!("{from}: permission denied (mount points cannot be renamed)"),
+                ));
+            }
+            self.refuses_to_create(to)?;
+            let (source, from_path) = self.mounted(from, Permission::Rename)?;
+            let (target, to_path) = self.mounted(to, Permission::Rename)?;
+            if !std::ptr::eq(source, target) {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!("{from}: cannot move between mounts; copy and delete instead"),
+                ));
+            }
+            let case_only = from_path.to_lowercase() == to_path.to_lowercase();
+            if !case_only
+                && !target.permissions.allows(Permission::Overwrite)
+                && target.backend.stat(&to_path).await.is_ok()
+            {
+                return Err(denied(Permission::Overwrite, to));
+            }
+            source.backend.rename(&from_path, &to_path).await
         }
-        self.refuses_to_create(to)?;
-        let (source, from_path) = self.mounted(from, Permission::Rename)?;
-        let (target, to_path) = self.mounted(to, Permission::Rename)?;
-        if !std::ptr::eq(source, target) {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!("{from}: cannot move between mounts; copy and delete instead"),
-            ));
-        }
-        let case_only = from_path.to_lowercase() == to_path.to_lowercase();
-        if !case_only
-            && !target.permissions.allows(Permission::Overwrite)
-            && target.backend.stat(&to_path).await.is_ok()
-        {
-            return Err(denied(Permission::Overwrite, to));
-        }
-        source.backend.rename(&from_path, &to_path).await
+        .await;
+        self.noted("rename", from, Some(to), done)
     }
 
     pub async fn set_modified(&self, vpath: &str, at: DateTime<Utc>) -> Result<()> {
-        let (mount, path) = self
-            .mounted(vpath, Permission::Overwrite)
-            .or_else(|_| self.mounted(vpath, Permission::Write))?;
-        mount.backend.set_modified(&path, at).await
+        let done = async {
+            let (mount, path) = self
+                .mounted(vpath, Permission::Overwrite)
+                .or_else(|_| self.mounted(vpath, Permission::Write))?;
+            mount.backend.set_modified(&path, at).await
+        }
+        .await;
+        self.noted("set_modified", vpath, None, done)
     }
 
     pub async fn space(&self, vpath: &str) -> Result<Option<Space>> {

@@ -230,7 +230,7 @@ fn moment(key: &str, text: &str) -> Result<chrono::DateTime<chrono::Utc>, Failur
 #[utoipa::path(get, path = "/api/v1/audit", tag = "status", params(
     ("user" = Option<String>, Query, description = "Only this user's events"),
     ("action" = Option<String>, Query, description = "login, upload, download, delete or rename"),
-    ("outcome" = Option<String>, Query, description = "ok or failed"),
+    ("outcome" = Option<String>, Query, description = "ok, failed or denied"),
     ("since" = Option<String>, Query, description = "Only events at or after this time (RFC 3339)"),
     ("before" = Option<String>, Query, description = "Only events before this time (RFC 3339)"),
     ("after" = Option<String>, Query, description = "Only events older than the previous page's last: its answer's next"),

@@ -268,7 +268,7 @@ pub fn render(metrics: &Metrics, live: Live) -> String {
     registry.register_collector(Box::new(live));
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
-        tracing::warn!(error = %e, "encoding metrics failed");
+        tracing::warn!(error = %crate::logging::chain(&e), "encoding metrics failed");
     }
     out
 }

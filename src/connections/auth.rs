@@ -188,7 +188,7 @@ impl Tokens {
                 action,
             }) => {
                 if let Err(e) = self.health.disable(&code, &message, &action).await {
-                    tracing::error!(connection = %self.name, error = %e, "could not record the alert");
+                    tracing::error!(connection = %self.name, error = %crate::logging::chain(&e), "could not record the alert");
                 }
                 Err(TokenError::Disabled {
                     code,

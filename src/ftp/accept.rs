@@ -104,12 +104,12 @@ async fn connection(
     let (socket, closer) = match with_closer(socket) {
         Ok(pair) => pair,
         Err(e) => {
-            tracing::warn!(%peer, error = %e, "FTP: cannot set up the connection");
+            tracing::warn!(%peer, error = %crate::logging::chain(&e), "FTP: cannot set up the connection");
             return;
         }
     };
     let control = Control::of(&socket)
-        .inspect_err(|e| tracing::debug!(%peer, error = %e, "FTP control socket not known"))
+        .inspect_err(|e| tracing::debug!(%peer, error = %crate::logging::chain(&e), "FTP control socket not known"))
         .ok();
     let transfers = Arc::new(Transfers::default());
     let files = {
@@ -122,7 +122,7 @@ async fn connection(
     let server = match built {
         Ok(server) => server,
         Err(e) => {
-            tracing::error!(%peer, error = %e, "FTP connection refused: its server cannot be set up");
+            tracing::error!(%peer, error = %crate::logging::chain(&e), "FTP connection refused: its server cannot be set up");
             return accept::refuse(socket, UNAVAILABLE).await;
         }
     };

@@ -123,7 +123,7 @@ impl UserDetailProvider for Logins {
             }
         })?;
         let vfs = session.vfs().map_err(|e| {
-            tracing::warn!(user = %session.account.name, error = %e, "FTP login: the user's mounts cannot be opened");
+            tracing::warn!(user = %session.account.name, error = %crate::logging::chain(&e), "FTP login: the user's mounts cannot be opened");
             UserDetailError::with_source("mounts unavailable", e)
         })?;
         Ok(Session {

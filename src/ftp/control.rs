@@ -117,7 +117,7 @@ impl Control {
     /// kernels, seccomp), replies are only slower.
     pub fn no_delay(&self) {
         if let Err(e) = self.try_no_delay() {
-            tracing::debug!(error = %e, "FTP control socket: TCP_NODELAY not set");
+            tracing::debug!(error = %crate::logging::chain(&e), "FTP control socket: TCP_NODELAY not set");
         }
     }
 

@@ -7,6 +7,7 @@
 //!   committed only then);
 //! - [`storage`]: the one `StorageBackend` adapter, over the user's virtual file system;
 //! - [`reply`]: storage errors as FTP replies (the one mapping);
+//! - [`log`]: libunftp's own log lines, as readable one-line `tracing` events;
 //! - [`site`]: `SITE MFMT` / `SITE UTIME` (modification times), `SITE CHMOD` (ignored).
 //!
 //! Explicit FTPS only (`AUTH TLS`), passive mode only (PASV/EPSV) on `[ftp] passive_ports`.
@@ -38,6 +39,7 @@
 pub mod accept;
 pub mod auth;
 pub mod control;
+mod log;
 pub mod reply;
 pub mod site;
 pub mod storage;
@@ -73,6 +75,7 @@ fn server(
     let mut builder = ServerBuilder::with_user_detail_provider(files, logins.clone())
         .authenticator(logins)
         .greeting(greeting)
+        .logger(log::logger())
         .passive_ports(ftp.passive_ports.clone())
         .idle_session_timeout(ftp.idle_timeout.as_secs().max(1))
         .site_command("MFMT", site::SetModified)

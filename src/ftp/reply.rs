@@ -47,9 +47,9 @@ pub fn error(e: Error) -> unftp_core::storage::Error {
         e.kind,
         ErrorKind::Failed | ErrorKind::Unavailable | ErrorKind::Disabled
     ) {
-        tracing::warn!(error = %e, source = ?e.source, "ftp request failed");
+        tracing::warn!(error = %crate::logging::chain(&e), "ftp request failed");
     } else {
-        tracing::debug!(error = %e, "ftp request refused");
+        tracing::debug!(error = %crate::logging::chain(&e), "ftp request refused");
     }
     let kind = kind(e.kind);
     unftp_core::storage::Error::new(kind, e)

@@ -305,7 +305,7 @@ impl StorageBackend<Session> for Files {
                     Ok(chunk) if chunk.is_empty() => return,
                     Ok(chunk) => chunk,
                     Err(e) => {
-                        tracing::warn!(path, error = %e, source = ?e.source, "ftp download failed");
+                        tracing::warn!(path, error = %crate::logging::chain(&e), "ftp download failed");
                         let _ = tx.send(Err(std::io::Error::other(e.message))).await;
                         return;
                     }

@@ -217,7 +217,7 @@ impl Ranges {
         let (url, renewals) = self.url.lock().await.clone();
         match self.get(&url, start, len).await {
             Err(e) if matches!(e.kind, Kind::PermissionDenied | Kind::ResyncRequired) => {
-                tracing::debug!(path = %self.path, error = %e, "the download URL was refused; renewing it");
+                tracing::debug!(path = %self.path, error = %crate::logging::chain(&e), "the download URL was refused; renewing it");
                 let url = self.renew(renewals).await?;
                 self.get(&url, start, len).await
             }

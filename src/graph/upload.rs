@@ -506,7 +506,7 @@ impl Upload {
         if self.failures > MAX_FRAGMENT_FAILURES {
             return Err(e);
         }
-        tracing::warn!(connection = %self.client.name, error = %e, "upload fragment failed; resuming from the session's status");
+        tracing::warn!(connection = %self.client.name, error = %crate::logging::chain(&e), "upload fragment failed; resuming from the session's status");
         self.client
             .counters
             .fragment_retries
@@ -560,7 +560,7 @@ impl Upload {
         self.finished = true;
         let url = self.url.clone();
         if let Err(e) = self.client.send(|http| http.delete(&url), false).await {
-            tracing::warn!(connection = %self.client.name, error = %e, "could not cancel an upload session");
+            tracing::warn!(connection = %self.client.name, error = %crate::logging::chain(&e), "could not cancel an upload session");
         }
     }
 }

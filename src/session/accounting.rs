@@ -1,7 +1,9 @@
 //! The session layer's accounting, as a decorator around each mount's backend: it counts
 //! transfers for the metrics (bytes and files up and down, by protocol and connection, each
 //! file once when its handle ends: a download when the client closes it, an upload when it is
-//! stored or fails), writes the audit log (uploads, downloads, deletes, renames), and
+//! stored or fails), writes the audit log (uploads, downloads, deletes, renames, mkdir and
+//! rmdir as they succeed; what fails is audited by [`Failures`], which a user's vfs tells of
+//! every failed operation, so a refusal is audited whichever layer refused it), and
 //! publishes [`Event::Stored`] for each file stored (an upload closed, a rename landed): the
 //! sync scheduler subscribes, so that a partner's upload into a pushed folder starts its job
 //! soon instead of at its next interval. The backends themselves account for nothing.
@@ -19,7 +21,8 @@ use super::metrics::Metrics;
 use crate::audit::{Audit, event};
 use crate::events::{Event, Events, Place};
 use crate::storage::{
-    Backend, Capabilities, Entry, ReadHandle, Result, Space, WriteHandle, WriteMode,
+    Backend, Capabilities, Entry, Error, ErrorKind, ReadHandle, Result, Space, WriteHandle,
+    WriteMode,
 };
 
 /// Who is transferring, for the metrics' labels and the audit log.
@@ -91,6 +94,40 @@ impl Labels {
         e.connection = Some(self.connection());
         e.error = error;
         self.audit.record(&e);
+        if let Some(bytes) = size {
+            self.log_transfer(action, &vpath, bytes, started.elapsed(), error);
+        }
+    }
+
+    /// One line per finished transfer, for both protocols: who, from where, what, how much and
+    /// how fast; at info level, or warn when it failed.
+    fn log_transfer(
+        &self,
+        action: &str,
+        vpath: &str,
+        bytes: u64,
+        took: std::time::Duration,
+        error: Option<&str>,
+    ) {
+        let seconds = took.as_secs_f64();
+        let rate = if seconds > 0.0 {
+            bytes as f64 / 1e6 / seconds
+        } else {
+            0.0
+        };
+        let (seconds, mb_per_s) = (format!("{seconds:.3}"), format!("{rate:.2}"));
+        let (user, protocol, connection) = (&self.user, self.protocol, self.connection());
+        let peer = self.peer.map(|p| p.to_string()).unwrap_or_default();
+        match error {
+            None => tracing::info!(
+                %protocol, %user, %peer, path = vpath, %connection, bytes, %seconds, %mb_per_s,
+                "{action} completed"
+            ),
+            Some(error) => tracing::warn!(
+                %protocol, %user, %peer, path = vpath, %connection, bytes, %seconds, %mb_per_s,
+                error, "{action} failed"
+            ),
+        }
     }
 }
 
@@ -282,47 +319,42 @@ impl Backend for Accounted {
     }
 
     async fn mkdir(&self, path: &str) -> Result<()> {
-        self.inner.mkdir(path).await
+        let started = Instant::now();
+        self.inner.mkdir(path).await?;
+        self.labels.audit("mkdir", path, None, None, started, None);
+        Ok(())
     }
 
     async fn remove_file(&self, path: &str) -> Result<()> {
         let started = Instant::now();
         let id = self.id_of(path).await;
-        let done = self.inner.remove_file(path).await;
-        let error = done.as_ref().err().map(|e| e.to_string());
-        self.labels.audit(
-            "delete",
-            path,
-            None,
-            id.as_deref(),
-            started,
-            error.as_deref(),
-        );
-        done
+        self.inner.remove_file(path).await?;
+        self.labels
+            .audit("delete", path, None, id.as_deref(), started, None);
+        Ok(())
     }
 
     async fn remove_dir(&self, path: &str) -> Result<()> {
-        self.inner.remove_dir(path).await
+        let started = Instant::now();
+        self.inner.remove_dir(path).await?;
+        self.labels.audit("rmdir", path, None, None, started, None);
+        Ok(())
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<()> {
         let started = Instant::now();
         let id = self.id_of(from).await;
-        let done = self.inner.rename(from, to).await;
+        self.inner.rename(from, to).await?;
         let l = &self.labels;
         let (from_v, to_v) = (l.vpath(from), l.vpath(to));
-        let mut e = event("rename", &l.user, l.protocol, l.peer, &from_v, done.is_ok())
-            .duration(started.elapsed());
+        let mut e =
+            event("rename", &l.user, l.protocol, l.peer, &from_v, true).duration(started.elapsed());
         e.to = Some(&to_v);
         e.item_id = id.as_deref();
         e.connection = Some(l.connection());
-        let error = done.as_ref().err().map(|e| e.to_string());
-        e.error = error.as_deref();
         l.audit.record(&e);
-        if done.is_ok() {
-            l.stored(to);
-        }
-        done
+        l.stored(to);
+        Ok(())
     }
 
     async fn set_modified(&self, path: &str, at: DateTime<Utc>) -> Result<()> {
@@ -331,5 +363,37 @@ impl Backend for Accounted {
 
     async fn space(&self) -> Result<Option<Space>> {
         self.inner.space().await
+    }
+}
+
+/// Audits what a user's vfs tells of failed operations: each refused or failed operation is
+/// one line with outcome `denied` (the gateway's rules refused it: permissions, names) or
+/// `failed`, its `reason` (the error's kind, as [`ErrorKind::code`] names it) and the error
+/// the client was answered with. A `stat` of a missing file, or of one the user may not see,
+/// is routine for clients (they ask before they upload) and is left out.
+pub struct Failures {
+    pub user: String,
+    pub protocol: &'static str,
+    pub peer: Option<IpAddr>,
+    pub audit: Arc<Audit>,
+}
+
+impl crate::vfs::Failures for Failures {
+    fn failed(&self, action: &'static str, vpath: &str, to: Option<&str>, error: &Error) {
+        let routine = matches!(
+            error.kind,
+            ErrorKind::NotFound | ErrorKind::PermissionDenied
+        );
+        if action == "stat" && routine {
+            return;
+        }
+        let mut e = event(action, &self.user, self.protocol, self.peer, vpath, false);
+        if error.kind.is_refusal() {
+            e.outcome = "denied";
+        }
+        e.reason = Some(error.kind.code());
+        e.to = to;
+        e.error = Some(&error.message);
+        self.audit.record(&e);
     }
 }

@@ -22,7 +22,7 @@ use crate::sync::schedule::Triggers;
 use crate::users::{Account, Users};
 use crate::vfs::{MountPoint, Vfs};
 
-use super::accounting::{Accounted, Labels};
+use super::accounting::{Accounted, Failures, Labels};
 use super::admission::Admission;
 
 pub struct Gateway {
@@ -208,7 +208,13 @@ impl Gateway {
                 permissions: mount.permissions,
             });
         }
-        Ok(Vfs::new(mounts))
+        let failures = Failures {
+            user: account.name.clone(),
+            protocol,
+            peer,
+            audit: self.audit.clone(),
+        };
+        Ok(Vfs::new(mounts).observed(Arc::new(failures)))
     }
 }
 

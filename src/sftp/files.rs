@@ -246,7 +246,7 @@ impl russh_sftp::server::Handler for Files {
             if let Some(at) = reply::mtime(&attrs) {
                 writer.set_modified(at);
             }
-            tracing::info!(user = %self.user, path, ?mode, "upload started");
+            tracing::debug!(user = %self.user, path, ?mode, "upload started");
             Open::Write {
                 path,
                 writer,
@@ -289,23 +289,17 @@ impl russh_sftp::server::Handler for Files {
             }) => {
                 let size = writer.size();
                 writer.abort().await;
-                tracing::warn!(%user, path, size, error = %first, "upload failed: a write had failed, nothing stored");
+                tracing::warn!(%user, path, size, error = %crate::logging::chain(&first), "upload failed: a write had failed, nothing stored");
                 Err(status(&Error::new(
                     first.kind,
                     format!("{path}: not stored, a write had failed ({first})"),
                 )))
             }
-            Some(Open::Write { path, writer, .. }) => {
-                let size = writer.size();
+            Some(Open::Write { writer, .. }) => {
                 match writer.close().await {
-                    Ok(_) => {
-                        tracing::info!(%user, path, size, "upload completed");
-                        Ok(ok(id))
-                    }
-                    Err(e) => {
-                        tracing::warn!(%user, path, size, error = %e, "upload failed");
-                        Err(status(&e))
-                    }
+                    // The session layer logs the transfer and audits it.
+                    Ok(_) => Ok(ok(id)),
+                    Err(e) => Err(status(&e)),
                 }
             }
             Some(Open::Read { path, reader, .. }) => {

@@ -71,7 +71,7 @@ async fn client_behind(socket: &mut TcpStream, balancer: SocketAddr) -> Option<S
     match tokio::time::timeout(proxy::HEADER_TIMEOUT, proxy::read_header(socket)).await {
         Ok(Ok(client)) => Some(client.unwrap_or(balancer)),
         Ok(Err(e)) => {
-            tracing::warn!(%balancer, error = %e, "SFTP connection closed: [sftp] proxy_protocol is on");
+            tracing::warn!(%balancer, error = %crate::logging::chain(&e), "SFTP connection closed: [sftp] proxy_protocol is on");
             None
         }
         Err(_) => {
@@ -163,7 +163,7 @@ pub async fn serve(
             let (socket, closer) = match with_closer(socket) {
                 Ok(pair) => pair,
                 Err(e) => {
-                    tracing::warn!(%peer, error = %e, "cannot set up the connection");
+                    tracing::warn!(%peer, error = %crate::logging::chain(&e), "cannot set up the connection");
                     return;
                 }
             };
@@ -174,7 +174,7 @@ pub async fn serve(
                 started = tokio::time::timeout_at(deadline, started) => match started {
                     Ok(Ok(session)) => session,
                     Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "SSH handshake failed");
+                        tracing::debug!(%peer, error = %crate::logging::chain(&e), "SSH handshake failed");
                         return;
                     }
                     Err(_) => {
@@ -198,7 +198,7 @@ pub async fn serve(
             tokio::select! {
                 result = session => {
                     if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "SSH connection ended with an error");
+                        tracing::debug!(%peer, error = %crate::logging::chain(&e), "SSH connection ended with an error");
                     }
                 }
                 // Idle connections close at once; the others when their files are done.

@@ -27,9 +27,7 @@ fn wording(code: StatusCode) -> &'static str {
 pub fn status(e: &Error) -> StatusReply {
     let status = match e.kind {
         ErrorKind::NotFound => StatusCode::NoSuchFile,
-        ErrorKind::PermissionDenied | ErrorKind::Disabled | ErrorKind::Locked => {
-            StatusCode::PermissionDenied
-        }
+        ErrorKind::PermissionDenied | ErrorKind::Locked => StatusCode::PermissionDenied,
         ErrorKind::Unsupported => StatusCode::OpUnsupported,
         ErrorKind::AlreadyExists
         | ErrorKind::InvalidName
@@ -37,6 +35,7 @@ pub fn status(e: &Error) -> StatusReply {
         | ErrorKind::IsADirectory
         | ErrorKind::DirectoryNotEmpty
         | ErrorKind::QuotaExceeded
+        | ErrorKind::Disabled
         | ErrorKind::Unavailable
         | ErrorKind::Failed => StatusCode::Failure,
     };
@@ -57,9 +56,9 @@ pub fn status(e: &Error) -> StatusReply {
         e.kind,
         ErrorKind::Failed | ErrorKind::Unavailable | ErrorKind::Disabled
     ) {
-        tracing::warn!(error = %e, source = ?e.source, "sftp request failed");
+        tracing::warn!(error = %crate::logging::chain(&e), "sftp request failed");
     } else {
-        tracing::debug!(error = %e, "sftp request refused");
+        tracing::debug!(error = %crate::logging::chain(&e), "sftp request refused");
     }
     code(status, reason)
 }
@@ -69,7 +68,7 @@ pub fn status(e: &Error) -> StatusReply {
 pub fn status_at(e: &Error, path: &str) -> StatusReply {
     match e.kind {
         ErrorKind::NotFound => {
-            tracing::debug!(error = %e, path, "sftp request refused");
+            tracing::debug!(error = %crate::logging::chain(&e), path, "sftp request refused");
             code(StatusCode::NoSuchFile, path)
         }
         _ => status(e),

@@ -207,7 +207,7 @@ impl russh::server::Handler for Connection {
         let vfs = match logged.vfs() {
             Ok(vfs) => vfs,
             Err(e) => {
-                tracing::error!(user = %account.name, error = %e, "cannot set up the user's mounts");
+                tracing::error!(user = %account.name, error = %crate::logging::chain(&e), "cannot set up the user's mounts");
                 return session.channel_failure(id);
             }
         };

@@ -62,7 +62,7 @@ async fn listen(url: Secret, changed: Arc<Notify>, stop: CancellationToken) {
         if let Err(e) = ended
             && !failing
         {
-            tracing::warn!(error = %e, "listening for state store changes failed; following by polling each second until it works again");
+            tracing::warn!(error = %crate::logging::chain(&e), "listening for state store changes failed; following by polling each second until it works again");
             failing = true;
         }
         tokio::select! {

@@ -26,6 +26,33 @@ pub enum ErrorKind {
     Failed,
 }
 
+impl ErrorKind {
+    /// The kind as one snake_case word: the audit log's `reason`.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::InvalidName => "invalid_name",
+            ErrorKind::NotADirectory => "not_a_directory",
+            ErrorKind::IsADirectory => "is_a_directory",
+            ErrorKind::DirectoryNotEmpty => "directory_not_empty",
+            ErrorKind::Locked => "locked",
+            ErrorKind::QuotaExceeded => "quota_exceeded",
+            ErrorKind::Disabled => "connection_disabled",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Failed => "failed",
+        }
+    }
+
+    /// Whether the gateway refused the operation by its rules (permissions, names), rather
+    /// than the operation failing: the audit log's `denied` outcome.
+    pub fn is_refusal(self) -> bool {
+        matches!(self, ErrorKind::PermissionDenied | ErrorKind::InvalidName)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct Error {
@@ -115,12 +142,19 @@ impl From<graph::Error> for Error {
                 "the file is locked in SharePoint (open in Office or checked out)".to_string()
             }
             ErrorKind::QuotaExceeded => "the SharePoint library is full".to_string(),
-            ErrorKind::Disabled => match e.message.split_once(" is disabled") {
-                Some((connection, _)) => {
-                    format!("{connection} is disabled; the administrator has been alerted")
+            ErrorKind::Disabled => {
+                let name = e
+                    .message
+                    .strip_prefix("SharePoint connection '")
+                    .and_then(|rest| rest.split_once("' is disabled"))
+                    .map(|(name, _)| name);
+                match name {
+                    Some(name) => format!(
+                        "SharePoint connection {name} is unavailable (disabled by the administrator's alert)"
+                    ),
+                    None => "the SharePoint connection is unavailable (disabled by the administrator's alert)".to_string(),
                 }
-                None => "the SharePoint connection is disabled".to_string(),
-            },
+            }
             ErrorKind::Unavailable => {
                 "SharePoint is busy or unavailable; try again later".to_string()
             }

@@ -202,7 +202,9 @@ pub fn sweep_leftovers(root: &std::path::Path) {
         let path = entry.path().display();
         match std::fs::remove_file(entry.path()) {
             Ok(()) => tracing::info!(%path, "removed a leftover temporary file"),
-            Err(e) => tracing::warn!(%path, error = %e, "cannot remove a leftover temporary file"),
+            Err(e) => {
+                tracing::warn!(%path, error = %crate::logging::chain(&e), "cannot remove a leftover temporary file")
+            }
         }
     }
 }

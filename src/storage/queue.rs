@@ -413,7 +413,7 @@ impl Queue {
             // store (then SharePoint) once the store answers; a crash before that drops it with
             // its file, as the client was told.
             self.state.lock().waiters.remove(&id);
-            tracing::warn!(id, error = %e, "upload queue: a close was refused because the state store did not answer; the file stays queued until it does");
+            tracing::warn!(id, error = %crate::logging::chain(&e), "upload queue: a close was refused because the state store did not answer; the file stays queued until it does");
             return Err(e);
         }
         self.wake.notify_one();
@@ -738,15 +738,15 @@ impl Queue {
         let tasks = tokio_util::task::TaskTracker::new();
         loop {
             if let Err(e) = self.refresh().await {
-                tracing::error!(error = %e, "upload queue: reading the queue failed");
+                tracing::error!(error = %crate::logging::chain(&e), "upload queue: reading the queue failed");
             }
             if let Err(e) = self.flush().await {
-                tracing::error!(error = %e, "upload queue: saving the queue failed (retried)");
+                tracing::error!(error = %crate::logging::chain(&e), "upload queue: saving the queue failed (retried)");
             }
             let wait = match self.start_ready(&tasks) {
                 Ok(wait) => wait,
                 Err(e) => {
-                    tracing::error!(error = %e, "upload queue: reading the queue failed");
+                    tracing::error!(error = %crate::logging::chain(&e), "upload queue: reading the queue failed");
                     Duration::from_secs(5)
                 }
             };
@@ -913,7 +913,7 @@ impl Queue {
             if let Op::Delete(_, file) = op {
                 match std::fs::remove_file(self.dir.join(&file)) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        tracing::warn!(file, error = %e, "upload queue: removing a finished file failed");
+                        tracing::warn!(file, error = %crate::logging::chain(&e), "upload queue: removing a finished file failed");
                     }
                     _ => {}
                 }
@@ -978,7 +978,7 @@ impl Queue {
             }
         };
         if let Err(e) = self.flush().await {
-            tracing::error!(error = %e, "upload queue: saving the outcome of an upload failed (retried with the next change)");
+            tracing::error!(error = %crate::logging::chain(&e), "upload queue: saving the outcome of an upload failed (retried with the next change)");
         }
         if let Some((message, action)) = quarantined {
             let source = self.alert_source(id);
@@ -990,7 +990,7 @@ impl Queue {
                 &action,
             );
             if let Err(e) = raised.await {
-                tracing::error!(error = %e, "upload queue: raising the alert failed");
+                tracing::error!(error = %crate::logging::chain(&e), "upload queue: raising the alert failed");
             }
         }
         self.wake.notify_one();
@@ -1045,7 +1045,7 @@ impl Queue {
                     row.attempts += 1;
                     let pause =
                         Duration::from_secs(1 << row.attempts.min(8)).min(Duration::from_secs(300));
-                    tracing::warn!(connection = %row.connection, path = %row.origin.vpath, error = %error, attempt = row.attempts, ?pause, "upload queue: upload failed; retrying");
+                    tracing::warn!(connection = %row.connection, path = %row.origin.vpath, error = %crate::logging::chain(&error), attempt = row.attempts, ?pause, "upload queue: upload failed; retrying");
                     state.not_before.insert(id, Instant::now() + pause);
                     if let Some(waiter) = waiter {
                         // The client stops waiting: the upload goes on from the queue.
@@ -1064,7 +1064,7 @@ impl Queue {
                 let reason = error.to_string();
                 report(&row, None, Some(&reason));
                 if let Err(e) = state.quarantine(&self.dir, &mut row, &reason) {
-                    tracing::error!(error = %e, "upload queue: quarantining failed");
+                    tracing::error!(error = %crate::logging::chain(&e), "upload queue: quarantining failed");
                 }
                 let message = format!(
                     "the upload of {} ({} bytes, user {}) to connection {} failed: {reason}",

@@ -137,7 +137,7 @@ pub async fn check(job: &SyncJob, store: &Store, adopt: bool) -> Result<()> {
             .await
             .map_err(|e| Error::Aborted(format!("writing the folder marker: {e}")))?;
         if let Err(e) = written {
-            tracing::warn!(job = %job.name, folder = %root.display(), error = %e,
+            tracing::warn!(job = %job.name, folder = %root.display(), error = %crate::logging::chain(&e),
                 "cannot write the folder marker: whether every instance sees this same folder is not checked");
             return Ok(());
         }

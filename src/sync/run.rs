@@ -175,7 +175,7 @@ async fn run_locked(
                         return;
                     }
                     Ok(Err(e)) => {
-                        tracing::warn!(job = %name, error = %e, "sync lock heartbeat failed")
+                        tracing::warn!(job = %name, error = %crate::logging::chain(&e), "sync lock heartbeat failed")
                     }
                     Err(_) => tracing::warn!(job = %name, "sync lock heartbeat timed out"),
                 }
@@ -255,7 +255,7 @@ async fn alert(job: &SyncJob, paths: &Paths, report: &Report) {
     let store = match paths.store().await {
         Ok(store) => store,
         Err(e) => {
-            tracing::warn!(job = %job.name, error = %e, "cannot reach the state store for the job's alert");
+            tracing::warn!(job = %job.name, error = %crate::logging::chain(&e), "cannot reach the state store for the job's alert");
             return;
         }
     };
@@ -293,7 +293,7 @@ async fn alert(job: &SyncJob, paths: &Paths, report: &Report) {
         _ => Ok(()),
     };
     if let Err(e) = result {
-        tracing::warn!(job = %job.name, error = %e, "cannot save the job's alert");
+        tracing::warn!(job = %job.name, error = %crate::logging::chain(&e), "cannot save the job's alert");
     }
 }
 
@@ -516,7 +516,7 @@ async fn execute(
             }
             Err(e) => {
                 report.counts.errors += 1;
-                tracing::warn!(job = %job.name, path = action.path(), error = %e, "sync action failed");
+                tracing::warn!(job = %job.name, path = action.path(), error = %crate::logging::chain(&e), "sync action failed");
                 report.errors.push(format!("{}: {e}", action.path()));
                 progress.done(action, &Effect::default(), Some(e));
             }
@@ -562,7 +562,7 @@ async fn execute(
         if let Err(e) =
             remote::refresh(&drive, store, &job.name, &job.remote, false, job.names).await
         {
-            tracing::warn!(job = %job.name, error = %e, "could not read back this run's changes");
+            tracing::warn!(job = %job.name, error = %crate::logging::chain(&e), "could not read back this run's changes");
         }
     }
     report.outcome = if stop.is_cancelled() {
@@ -641,7 +641,7 @@ async fn hash_all(job: &SyncJob, paths: Vec<String>) -> Result<HashMap<String, S
                     out.insert(path, hash);
                 }
                 // Gone or unreadable since the scan: the plan treats it as changed.
-                Err(e) => tracing::warn!(path, error = %e, "cannot hash"),
+                Err(e) => tracing::warn!(path, error = %crate::logging::chain(&e), "cannot hash"),
             }
         }
         out

@@ -175,7 +175,7 @@ async fn run_before_due(
         }
         Ok(false) => false,
         Err(e) => {
-            tracing::debug!(job = %job.name, error = %e, "checking the job's run lock failed");
+            tracing::debug!(job = %job.name, error = %crate::logging::chain(&e), "checking the job's run lock failed");
             false
         }
     }
@@ -265,7 +265,9 @@ async fn schedule(
             Err(Error::Busy(holder)) => {
                 tracing::info!(job = %job.name, holder, "sync run skipped: the previous one is still going");
             }
-            Err(e) => tracing::warn!(job = %job.name, error = %e, "sync run failed"),
+            Err(e) => {
+                tracing::warn!(job = %job.name, error = %crate::logging::chain(&e), "sync run failed")
+            }
         }
         // Disabled during the run (which then stopped): run again once enabled.
         missed = connection.health.is_disabled();

@@ -102,7 +102,7 @@ impl Lockout {
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "login locks: the state store does not answer; this instance's own count decides")
+                    tracing::warn!(error = %crate::logging::chain(&e), "login locks: the state store does not answer; this instance's own count decides")
                 }
             }
         }
@@ -196,7 +196,7 @@ impl Lockout {
             {
                 Ok(n) => in_a_row = n,
                 Err(e) => {
-                    tracing::warn!(error = %e, "login locks: the state store does not answer; the failure is counted by this instance only")
+                    tracing::warn!(error = %crate::logging::chain(&e), "login locks: the state store does not answer; the failure is counted by this instance only")
                 }
             }
             if self
@@ -205,7 +205,7 @@ impl Lockout {
                 .is_multiple_of(PRUNE_STORE_EVERY)
                 && let Err(e) = store.prune_lockouts(now - block_ms()).await
             {
-                tracing::warn!(error = %e, "login locks: pruning the state store failed");
+                tracing::warn!(error = %crate::logging::chain(&e), "login locks: pruning the state store failed");
             }
         }
         if in_a_row == i64::from(ATTEMPTS) {
@@ -221,7 +221,7 @@ impl Lockout {
         if let Some(store) = &self.store
             && let Err(e) = briefly(store.login_succeeded(user, &addresses.to_string())).await
         {
-            tracing::warn!(error = %e, "login locks: the state store does not answer; the count there stays");
+            tracing::warn!(error = %crate::logging::chain(&e), "login locks: the state store does not answer; the count there stays");
         }
     }
 }

@@ -216,7 +216,7 @@ pub async fn audit(
 }
 
 /// The columns of the CSV audit.
-const CSV_COLUMNS: [&str; 13] = [
+const CSV_COLUMNS: [&str; 14] = [
     "time",
     "action",
     "user",
@@ -229,6 +229,7 @@ const CSV_COLUMNS: [&str; 13] = [
     "item_id",
     "duration_ms",
     "outcome",
+    "reason",
     "error",
 ];
 

@@ -331,7 +331,7 @@ impl FromRequestParts<Arc<State>> for Signed {
                 if now - session.seen_ms > TOUCH_EVERY_MS
                     && let Err(e) = store.touch_admin_session(&id, now).await
                 {
-                    tracing::warn!(error = %e, "console: recording a session's use");
+                    tracing::warn!(error = %crate::logging::chain(&e), "console: recording a session's use");
                 }
                 let public_url = state
                     .gateway()
@@ -521,7 +521,7 @@ pub async fn page(state: &State, signed: &Signed, template: &str, ctx: Value) ->
             alerts
         }
         Err(e) => {
-            tracing::warn!(error = %e, "console: reading the alerts");
+            tracing::warn!(error = %crate::logging::chain(&e), "console: reading the alerts");
             Vec::new()
         }
     };
@@ -559,7 +559,7 @@ pub fn render(status: StatusCode, template: &str, ctx: Value) -> Response {
         )
             .into_response(),
         Err(e) => {
-            tracing::error!(template, error = %e, "console: rendering a page");
+            tracing::error!(template, error = %crate::logging::chain(&e), "console: rendering a page");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("rendering {template}: {e}\n"),

@@ -296,7 +296,7 @@ async fn managed_by(state: &State, name: &str) -> Option<String> {
     match state.gateway().store.get(Section::Connections, name).await {
         Ok(record) => record.and_then(|r| r.managed_by),
         Err(e) => {
-            tracing::warn!(error = %e, connection = %name, "console: reading a connection");
+            tracing::warn!(error = %crate::logging::chain(&e), connection = %name, "console: reading a connection");
             None
         }
     }

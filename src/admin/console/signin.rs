@@ -192,7 +192,7 @@ pub async fn logout(
         .end_admin_session(&signed.id, now_ms() - super::IDLE_MS)
         .await
     {
-        tracing::warn!(error = %e, "console: ending a session");
+        tracing::warn!(error = %crate::logging::chain(&e), "console: ending a session");
     }
     tracing::info!(admin = %signed.admin, "console: signed out");
     let mut response = see("/console/login");

@@ -52,7 +52,7 @@ fn row(store: &Store, owner: &str, r: &AnyRow) -> crate::state::Result<Row> {
         .and_then(|sealed| match store.sealer().open(&url_place(owner, id), &sealed) {
             Ok(url) => Some(url.expose().to_string()),
             Err(e) => {
-                tracing::warn!(id, error = %e, "upload queue: an upload session's URL does not open; a new session is started");
+                tracing::warn!(id, error = %crate::logging::chain(&e), "upload queue: an upload session's URL does not open; a new session is started");
                 None
             }
         });

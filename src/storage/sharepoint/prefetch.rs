@@ -318,7 +318,7 @@ async fn fetch_block(
                 retried = true;
                 progress.again();
                 let (len, got) = (progress.len, progress.got());
-                tracing::debug!(start, len, got, error = %e, source = ?e.source, "a download block broke off; fetching the rest again");
+                tracing::debug!(start, len, got, error = %crate::logging::chain(&e), "a download block broke off; fetching the rest again");
             }
             Err(e) => {
                 let _ = tx.send(Err(e));

@@ -159,7 +159,7 @@ impl Streaming {
                 Some(Err(e)) if !resumed => {
                     resumed = true;
                     let at = self.position + self.buffer.len() as u64;
-                    tracing::debug!(path, at, error = %e, "download broke off; resuming");
+                    tracing::debug!(path, at, error = %crate::logging::chain(&e), "download broke off; resuming");
                     self.body = None;
                     let download = drive.download(path, at, None).await?;
                     self.body = Some(download.body);
