@@ -30,11 +30,22 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// Try spgate at once: a simulated SharePoint site, user demo/demo, SFTP on 127.0.0.1:2222.
+    /// Try spgate at once: a simulated SharePoint site, partner demo/demo over SFTP and FTP,
+    /// the web console (admin/demo), metrics and the audit log; it prints how to use each. An
+    /// address that is taken is replaced by a free port (and the demo says so).
     Demo {
         /// Where the demo's SFTP server listens.
         #[arg(long, default_value = "127.0.0.1:2222")]
         sftp: SocketAddr,
+        /// Where the demo's FTP server listens (plain FTP; passive ports 50000-50100).
+        #[arg(long, default_value = "127.0.0.1:2121")]
+        ftp: SocketAddr,
+        /// Where the demo's admin endpoint listens (web console, API, /metrics, /readyz).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: SocketAddr,
+        /// Where the simulated SharePoint (Graph API) listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        sim: SocketAddr,
     },
     /// Read a password (twice, without echo) and print its argon2id hash for `password_hash`.
     Passwd,
@@ -655,9 +666,20 @@ async fn main() -> anyhow::Result<ExitCode> {
                 .await
                 .context("spgate serve")?;
         }
-        Command::Demo { sftp } => {
+        Command::Demo {
+            sftp,
+            ftp,
+            admin,
+            sim,
+        } => {
             logging::init(cli.log_format, "info,libunftp=warn");
-            spgate::demo::run(sftp, shutdown_token())
+            let addresses = spgate::demo::Addresses {
+                sim,
+                sftp,
+                ftp,
+                admin,
+            };
+            spgate::demo::run(addresses, shutdown_token())
                 .await
                 .context("spgate demo")?;
         }

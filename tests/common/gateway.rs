@@ -25,6 +25,39 @@ use super::{BASE_SEED, Ctx, data, enc_path, file_tail, qxh, spawn_serve};
 /// Longest any one client process may run before the test fails.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// Runs a client command in `dir` with stdout and stderr captured together in `out_path`;
+/// fails the test if it runs longer than [`CLIENT_TIMEOUT`].
+pub async fn run_client(
+    mut cmd: tokio::process::Command,
+    dir: &Path,
+    out_path: &Path,
+    label: &str,
+) -> Run {
+    let out = std::fs::File::create(out_path).expect("output file");
+    let err = out.try_clone().expect("clone output file");
+    cmd.current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {label}: {e}"));
+    let status = match tokio::time::timeout(CLIENT_TIMEOUT, child.wait()).await {
+        Ok(status) => status.expect("wait for client"),
+        Err(_) => {
+            let _ = child.kill().await;
+            let output = std::fs::read_to_string(out_path).unwrap_or_default();
+            panic!("{label} still running after {CLIENT_TIMEOUT:?}:\n{output}");
+        }
+    };
+    let output = String::from_utf8_lossy(&std::fs::read(out_path).unwrap_or_default()).into_owned();
+    Run {
+        success: status.success(),
+        code: status.code(),
+        output,
+        asked: label.to_string(),
+    }
+}
+
 /// A mount of a [`User`].
 enum Target {
     SharePoint { remote: String },
@@ -437,35 +470,12 @@ impl Gateway {
     }
 
     /// Runs any client command in the client folder with stdout and stderr captured together.
-    pub async fn run(&self, mut cmd: tokio::process::Command, label: &str) -> Run {
+    pub async fn run(&self, cmd: tokio::process::Command, label: &str) -> Run {
         let out_path = self
             .dir
             .path()
             .join(format!("{label}-{}.out", self.next_run()));
-        let out = std::fs::File::create(&out_path).expect("output file");
-        let err = out.try_clone().expect("clone output file");
-        cmd.current_dir(self.client_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {label}: {e}"));
-        let status = match tokio::time::timeout(CLIENT_TIMEOUT, child.wait()).await {
-            Ok(status) => status.expect("wait for client"),
-            Err(_) => {
-                let _ = child.kill().await;
-                let output = std::fs::read_to_string(&out_path).unwrap_or_default();
-                panic!("{label} still running after {CLIENT_TIMEOUT:?}:\n{output}");
-            }
-        };
-        let output =
-            String::from_utf8_lossy(&std::fs::read(&out_path).unwrap_or_default()).into_owned();
-        Run {
-            success: status.success(),
-            code: status.code(),
-            output,
-            asked: label.to_string(),
-        }
+        run_client(cmd, &self.client_dir(), &out_path, label).await
     }
 
     // ---- the simulator's view -------------------------------------------------------------

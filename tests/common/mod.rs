@@ -209,22 +209,7 @@ impl Sim {
 
     /// Client-credentials token with a secret; panics unless 200.
     pub async fn app_token_for(&self, client_id: &str, secret: &str) -> String {
-        let resp = self
-            .token_request(
-                "contoso",
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", client_id),
-                    ("client_secret", secret),
-                    ("scope", "https://graph.microsoft.com/.default"),
-                ],
-            )
-            .await;
-        let body = json_status(resp, 200).await;
-        body["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_string()
+        app_token_at(&self.http, &self.base, client_id, secret).await
     }
 
     pub async fn app_token(&self) -> String {
@@ -270,27 +255,46 @@ impl Sim {
 
     /// Resolves the partners site and returns (site id, default drive id).
     pub async fn site_drive(&self, token: &str, site: &str) -> (String, String) {
-        let url = self.graph(&format!("/sites/{HOST}:/sites/{site}"));
-        let resp = self
-            .http
-            .get(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("site");
-        let site = json_status(resp, 200).await;
-        let site_id = site["id"].as_str().expect("site id").to_string();
-        let url = self.graph(&format!("/sites/{site_id}/drive"));
-        let resp = self
-            .http
-            .get(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("drive");
-        let drive = json_status(resp, 200).await;
-        (site_id, drive["id"].as_str().expect("drive id").to_string())
+        site_drive_at(&self.http, &self.base, token, site).await
     }
+}
+
+/// A client-credentials token of tenant `contoso` with a secret, from the simulator at `base`
+/// (a [`Sim`], or one a test did not start, such as `spgate demo`'s); panics unless 200.
+pub async fn app_token_at(http: &Client, base: &str, client_id: &str, secret: &str) -> String {
+    let resp = http
+        .post(format!("{base}/contoso/oauth2/v2.0/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .expect("token request");
+    let body = json_status(resp, 200).await;
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string()
+}
+
+/// Resolves site `site` of the simulator at `base` and returns (site id, default drive id).
+pub async fn site_drive_at(http: &Client, base: &str, token: &str, site: &str) -> (String, String) {
+    let url = format!("{base}/v1.0/sites/{HOST}:/sites/{site}");
+    let resp = http.get(url).bearer_auth(token).send().await.expect("site");
+    let site = json_status(resp, 200).await;
+    let site_id = site["id"].as_str().expect("site id").to_string();
+    let url = format!("{base}/v1.0/sites/{site_id}/drive");
+    let resp = http
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("drive");
+    let drive = json_status(resp, 200).await;
+    (site_id, drive["id"].as_str().expect("drive id").to_string())
 }
 
 impl Drop for Sim {

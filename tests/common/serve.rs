@@ -42,7 +42,7 @@ pub fn spawn_serve_limited(
 }
 
 /// [`spawn_serve`] running `serve`, a command that ends up running `spgate serve`.
-fn spawn_serve_as(
+pub fn spawn_serve_as(
     mut serve: Command,
     log: &Path,
     protocols: &[&'static str],

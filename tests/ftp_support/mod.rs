@@ -54,6 +54,27 @@ pub fn value<'a>(output: &'a str, label: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {label:?} line in:\n{output}"))
 }
 
+/// `python3` running `script` after [`PRELUDE`], logged in to 127.0.0.1:`port` as
+/// `user`/`password`.
+pub fn ftplib(
+    port: u16,
+    security: Security,
+    user: &str,
+    password: &str,
+    script: &str,
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new("python3");
+    cmd.arg("-c")
+        .arg(format!("{PRELUDE}\n{script}"))
+        .arg(port.to_string())
+        .arg(user)
+        .arg(password);
+    if security == Security::Tls {
+        cmd.arg("tls");
+    }
+    cmd
+}
+
 impl Gateway {
     /// Runs `script` (after [`PRELUDE`]) with `python3` as `user`/`password` over plain FTP.
     pub async fn python(&self, user: &str, password: &str, script: &str) -> Run {
@@ -69,15 +90,7 @@ impl Gateway {
         password: &str,
         script: &str,
     ) -> Run {
-        let mut cmd = tokio::process::Command::new("python3");
-        cmd.arg("-c")
-            .arg(format!("{PRELUDE}\n{script}"))
-            .arg(self.ftp_port.to_string())
-            .arg(user)
-            .arg(password);
-        if security == Security::Tls {
-            cmd.arg("tls");
-        }
+        let cmd = ftplib(self.ftp_port, security, user, password, script);
         let mut run = self.run(cmd, "python").await;
         run.asked = script.to_string();
         run

@@ -36,28 +36,78 @@ pub fn long_line<'a>(output: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no ls -l line for {name:?} in:\n{output}"))
 }
 
+/// The OpenSSH options of every `sftp` run: no host-key bookkeeping, errors only.
+const HOST_OPTIONS: [&str; 8] = [
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+    "-o",
+    "ConnectTimeout=30",
+];
+
+/// Runs `sftp -b BATCH` as `user` logging in with `password` to 127.0.0.1:`port`, from `dir`
+/// (where the batch, the output and an `SSH_ASKPASS` program answering the password go).
+pub async fn sftp_with_password(
+    dir: &std::path::Path,
+    port: u16,
+    user: &str,
+    password: &str,
+    batch: &str,
+) -> Run {
+    let askpass = dir.join("askpass.sh");
+    if !askpass.exists() {
+        std::fs::write(
+            &askpass,
+            "#!/bin/sh\nprintf '%s\\n' \"$ASKPASS_PASSWORD\"\n",
+        )
+        .unwrap();
+        let mut permissions = std::fs::metadata(&askpass).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o700);
+        std::fs::set_permissions(&askpass, permissions).unwrap();
+    }
+    let n = rand::random::<u32>();
+    let batch_path = dir.join(format!("batch-{n}.txt"));
+    std::fs::write(&batch_path, batch).expect("write batch");
+    let mut cmd = tokio::process::Command::new("sftp");
+    // `-b` adds BatchMode=yes, which forbids passwords; OpenSSH keeps an option's first value,
+    // so BatchMode=no must come before it.
+    cmd.args(HOST_OPTIONS)
+        .args(["-o", "BatchMode=no", "-o", "PubkeyAuthentication=no"])
+        .args([
+            "-o",
+            "PreferredAuthentications=password,keyboard-interactive",
+        ])
+        .args(["-o", "NumberOfPasswordPrompts=1", "-P", &port.to_string()])
+        .arg("-b")
+        .arg(&batch_path)
+        .arg(format!("{user}@127.0.0.1"))
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("ASKPASS_PASSWORD", password);
+    let mut run =
+        crate::common::run_client(cmd, dir, &dir.join(format!("sftp-{n}.out")), "sftp").await;
+    run.asked = batch.to_string();
+    run
+}
+
 impl Gateway {
     /// The OpenSSH options every `sftp` run uses: key login only, no host-key bookkeeping.
     fn ssh_options(&self) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "PreferredAuthentications=publickey",
-            "-o",
-            "ConnectTimeout=30",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> = HOST_OPTIONS
+            .iter()
+            .chain(&[
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "PreferredAuthentications=publickey",
+            ])
+            .map(|s| s.to_string())
+            .collect();
         args.push("-i".into());
         args.push(self.key().to_str().unwrap().to_string());
         args.push("-P".into());
