@@ -62,7 +62,12 @@ pub async fn run_reporting(
     // The notifier listens before the connections open: one enabled again because its
     // configuration changed is announced as it opens.
     let events = Arc::new(crate::events::Events::default());
-    let notifier = crate::notify::Notifier::start(&events, &config.notify, shutdown.clone());
+    let notifier = crate::notify::Notifier::start(
+        &events,
+        &config.notify,
+        Some(store.clone()),
+        shutdown.clone(),
+    );
     let shared = Arc::new(Shared::new(
         Gateway::new(config, store, events).await?,
         path,

@@ -1,8 +1,9 @@
 //! Alert notifications from a running gateway: `[[notify]]` webhook and e-mail targets get
 //! exactly one delivery for a connection disabled by a revoked app and one for its re-enabling,
 //! each with its event id (and, for the webhook, its HMAC signature); a user locked out after
-//! failed logins is announced; a webhook that fails twice gets the same event three times and
-//! counts it delivered. The receivers run here: an axum webhook receiver and Python's aiosmtpd
+//! failed logins is announced; a sync job is announced when it aborts and when it recovers, not
+//! at every run; a webhook that fails twice gets the same event three times and counts it
+//! delivered. The receivers run here: an axum webhook receiver and Python's aiosmtpd
 //! (`tests/smtp_sink.py`), both on port 0.
 
 mod common;
@@ -28,9 +29,9 @@ struct Served {
 }
 
 /// `spgate serve` with SFTP and the admin endpoint, user `alice` (password `alice-pw`) on
-/// `connection` (a SharePoint mount of `[[connections]] sp`) or a local folder, and `notify`
-/// (the `[[notify]]` tables).
-fn serve(connection: Option<&Ctx>, notify: &str) -> Served {
+/// `connection` (a SharePoint mount of `[[connections]] sp`) or a local folder, and `more`
+/// (the `[[notify]]` tables, `[[syncs]]`).
+fn serve(connection: Option<&Ctx>, more: &str) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("local");
     std::fs::create_dir(&local).unwrap();
@@ -44,7 +45,7 @@ fn serve(connection: Option<&Ctx>, notify: &str) -> Served {
          {connection}\n\
          [[users]]\nname = \"alice\"\npassword_hash = {hash}\n\
          [[users.mounts]]\npath = \"/\"\n{mount}\npermissions = \"*\"\n\n\
-         {notify}",
+         {more}",
         state = quote(dir.path().join("state").to_str().unwrap()),
         connection = connection
             .map(|c| c.connection_toml("sp"))
@@ -60,6 +61,14 @@ fn serve(connection: Option<&Ctx>, notify: &str) -> Served {
     }
 }
 
+impl Drop for Served {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- spgate log ----\n{}", self.log());
+        }
+    }
+}
+
 impl Served {
     /// Whether `user` logs in over SFTP with `password` and lists the root.
     async fn can_log_in(&self, user: &str, password: &str) -> bool {
@@ -72,6 +81,18 @@ impl Served {
             .await
             .unwrap()
             .success()
+    }
+
+    /// The outcomes of sync job `job`'s finished runs, newest first.
+    async fn sync_outcomes(&self, job: &str) -> Vec<String> {
+        let url = format!("{}/api/v1/syncs/{job}/runs", self.admin);
+        let runs = common::get_json_with(&url, TOKEN).await;
+        runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["outcome"].as_str().map(str::to_string))
+            .collect()
     }
 
     async fn post(&self, path: &str) -> (u16, String) {
@@ -299,4 +320,69 @@ async fn a_failing_webhook_gets_the_same_event_again_until_it_takes_it() {
     assert_eq!(hook.got().len(), 3, "nothing after the delivery");
     // The lock holds: even the right password is refused now.
     assert!(!served.can_log_in("alice", "alice-pw").await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sync_job_is_announced_when_it_fails_and_when_it_recovers_not_every_run() {
+    let ctx = Ctx::new().await;
+    ctx.mkdirs("Shared").await;
+    ctx.mkdirs("Mirror").await;
+    ctx.put("Mirror/a.txt", b"hello").await;
+    let hook = Receiver::start(&[]).await;
+    let mirror = tempfile::tempdir().unwrap();
+    let more = format!(
+        "[[notify]]\ntype = \"webhook\"\nurl = {url}\n\n\
+         [[syncs]]\nname = \"mirror\"\nlocal = {local}\nconnection = \"sp\"\nremote = \"/Mirror\"\n\
+         direction = \"pull\"\ninterval = \"1h\"\n",
+        url = quote(&hook.url),
+        local = quote(mirror.path().to_str().unwrap()),
+    );
+    let served = serve(Some(&ctx), &more);
+    let runs = |n: usize| {
+        let served = &served;
+        async move {
+            wait_for("sync runs", n, || async {
+                served.sync_outcomes("mirror").await.len()
+            })
+            .await
+        }
+    };
+    // The first run (at start) copies the file: nothing to announce.
+    runs(1).await;
+    let copy = mirror.path().join("a.txt");
+    assert_eq!(std::fs::read(&copy).unwrap(), b"hello");
+
+    // The local copy vanishes: the empty-folder guard aborts the run, which is announced.
+    std::fs::remove_file(&copy).unwrap();
+    assert_eq!(served.post("/api/v1/syncs/mirror/run").await.0, 202);
+    wait_for("webhook deliveries", 1, || async { hook.got().len() }).await;
+    let aborted = hook.got()[0].json();
+    assert_eq!(aborted["kind"], "sync_aborted", "{aborted}");
+    assert_eq!(
+        aborted["subject"],
+        serde_json::json!({"type": "sync_job", "name": "mirror"})
+    );
+
+    // It is back: the next run succeeds and says so; the one after says nothing.
+    std::fs::write(&copy, b"hello").unwrap();
+    for n in [3, 4] {
+        assert_eq!(served.post("/api/v1/syncs/mirror/run").await.0, 202);
+        runs(n).await;
+    }
+    assert_eq!(
+        served.sync_outcomes("mirror").await,
+        ["success", "success", "aborted", "success"]
+    );
+    served
+        .lock_out("mallory", || async {
+            kinds(&hook).contains(&"user_locked".to_string())
+        })
+        .await;
+    assert_eq!(
+        kinds(&hook),
+        ["sync_aborted", "sync_recovered", "user_locked"],
+        "log:\n{}",
+        served.log()
+    );
+    assert_eq!(hook.got()[1].json()["title"], "sync job mirror recovered");
 }

@@ -210,18 +210,8 @@ async fn ready(admin: &str) -> (u16, String) {
 /// How many alerts were raised about connection `sp`, open or cleared since (the admin API's
 /// alert history).
 async fn raised(served: &Served) -> usize {
-    let history: serde_json::Value = reqwest::Client::new()
-        .get(format!(
-            "http://{}/api/v1/alerts/history?source=sp",
-            served.admin
-        ))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("http://{}/api/v1/alerts/history?source=sp", served.admin);
+    let history = common::get_json_with(&url, TOKEN).await;
     history["alerts"].as_array().unwrap().len()
 }
 

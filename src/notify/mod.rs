@@ -6,7 +6,8 @@
 //!
 //! - [`target`]: a target's queue and delivery (tries, pauses) through its [`channel::Channel`]:
 //!   [`webhook`] or [`email`];
-//! - [`message`]: a notice rendered once (JSON, subject, text) with its id;
+//! - [`message`]: a notice rendered once (JSON, subject, text) with its id; [`digest`]: a
+//!   target's daily summary of the alerts;
 //! - [`figures`]: the counts `/metrics` shows; [`error`]: why a delivery failed.
 //!
 //! Each notice is queued once for each target whose `events` take it, so it is delivered at
@@ -15,6 +16,7 @@
 //! queues; a target removed or changed finishes what it had queued.
 
 pub mod channel;
+pub mod digest;
 pub mod email;
 pub mod error;
 pub mod figures;
@@ -32,33 +34,42 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Notify;
 use crate::events::{Event, Events, Notice};
+use crate::state::Store;
 pub use error::{Error, Result};
 use figures::Figures;
 use message::Message;
-use target::Target;
+use target::{Common, Target};
 
 pub struct Notifier {
     targets: Mutex<Vec<Target>>,
-    figures: Arc<Figures>,
-    /// This instance's host, named in every message.
-    host: String,
-    stop: CancellationToken,
-    tracker: TaskTracker,
+    common: Common,
 }
 
 impl Notifier {
-    /// Delivers what `events` announces from now on to `targets`, until `stop`.
-    pub fn start(events: &Events, targets: &[Notify], stop: CancellationToken) -> Arc<Notifier> {
+    /// Delivers what `events` announces from now on to `targets`, until `stop`; digests read
+    /// `store`.
+    pub fn start(
+        events: &Events,
+        targets: &[Notify],
+        store: Option<Arc<Store>>,
+        stop: CancellationToken,
+    ) -> Arc<Notifier> {
         let notifier = Arc::new(Notifier {
             targets: Mutex::default(),
-            figures: Arc::default(),
-            host: message::host(),
-            stop,
-            tracker: TaskTracker::new(),
+            common: Common {
+                figures: Arc::default(),
+                store,
+                host: message::host(),
+                stop,
+                tracker: TaskTracker::new(),
+            },
         });
         notifier.configure(targets);
         let receiver = events.subscribe();
-        notifier.tracker.spawn(notifier.clone().dispatch(receiver));
+        notifier
+            .common
+            .tracker
+            .spawn(notifier.clone().dispatch(receiver));
         notifier
     }
 
@@ -72,13 +83,7 @@ impl Notifier {
                 running.push(old.swap_remove(i));
                 continue;
             }
-            let started = Target::start(
-                config.clone(),
-                self.figures.clone(),
-                self.stop.clone(),
-                &self.tracker,
-            );
-            match started {
+            match Target::start(config.clone(), &self.common) {
                 Ok(target) => running.push(target),
                 Err(e) => {
                     tracing::error!(target = %config.name, error = %e, "notification target not started; it is sent nothing")
@@ -89,20 +94,20 @@ impl Notifier {
 
     /// The counts `/metrics` shows.
     pub fn figures(&self) -> &Figures {
-        &self.figures
+        &self.common.figures
     }
 
     /// Waits until every delivery task has ended (after `stop`).
     pub async fn wait(&self) {
-        self.tracker.close();
-        self.tracker.wait().await;
+        self.common.tracker.close();
+        self.common.tracker.wait().await;
     }
 
     /// Queues each notice `events` brings for the targets that take it, until `stop`.
     async fn dispatch(self: Arc<Self>, mut events: Receiver<Event>) {
         loop {
             let event = tokio::select! {
-                _ = self.stop.cancelled() => return,
+                _ = self.common.stop.cancelled() => return,
                 event = events.recv() => event,
             };
             match event {
@@ -125,7 +130,7 @@ impl Notifier {
         if taken.peek().is_none() {
             return;
         }
-        let message = Message::of(notice, &self.host);
+        let message = Message::of(notice, &self.common.host);
         for target in taken {
             target.offer(message.clone());
         }

@@ -17,6 +17,7 @@ use super::error::{Error, Kind, Result};
 use super::figures::{Figures, Outcome};
 use super::message::Message;
 use crate::config::{Notify, NotifyChannel};
+use crate::state::Store;
 
 /// Notifications a target may hold before new ones are dropped.
 pub const QUEUE: usize = 256;
@@ -31,6 +32,17 @@ pub fn pause(attempt: u32) -> Duration {
     doubled.min(MAX_PAUSE)
 }
 
+/// What the tasks of every target share, owned by the notifier.
+pub struct Common {
+    pub figures: Arc<Figures>,
+    /// Where digests read the alerts and claim their day (none: no digests).
+    pub store: Option<Arc<Store>>,
+    /// This instance's host, named in every message.
+    pub host: String,
+    pub stop: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
 pub struct Target {
     pub config: Notify,
     queue: mpsc::Sender<Message>,
@@ -38,14 +50,9 @@ pub struct Target {
 }
 
 impl Target {
-    /// Starts delivering to `config`'s receiver on `tracker` until `stop` (or until this is
-    /// dropped and the queue is empty).
-    pub fn start(
-        config: Notify,
-        figures: Arc<Figures>,
-        stop: CancellationToken,
-        tracker: &TaskTracker,
-    ) -> Result<Target> {
+    /// Starts delivering to `config`'s receiver (and its daily digest, if it has one) until
+    /// `common.stop`, or until this is dropped and the queue is empty.
+    pub fn start(config: Notify, common: &Common) -> Result<Target> {
         let channel: Box<dyn Channel> = match &config.channel {
             NotifyChannel::Webhook(w) => Box::new(super::webhook::Webhook::new(w, config.timeout)?),
             NotifyChannel::Email(e) => Box::new(super::email::Email::new(e, config.timeout)?),
@@ -56,14 +63,30 @@ impl Target {
             channel,
             attempts: config.attempts,
             timeout: config.timeout,
-            figures: figures.clone(),
-            stop,
+            figures: common.figures.clone(),
+            stop: common.stop.clone(),
         };
-        tracker.spawn(worker.run(receiver));
+        common.tracker.spawn(worker.run(receiver));
+        match (config.digest, &common.store) {
+            (Some(at), Some(store)) => {
+                common.tracker.spawn(super::digest::daily(
+                    config.name.clone(),
+                    at,
+                    store.clone(),
+                    queue.downgrade(),
+                    common.host.clone(),
+                    common.stop.clone(),
+                ));
+            }
+            (Some(_), None) => {
+                tracing::warn!(target = %config.name, "no digest: there is no state store here")
+            }
+            (None, _) => {}
+        }
         Ok(Target {
             config,
             queue,
-            figures,
+            figures: common.figures.clone(),
         })
     }
 

@@ -131,3 +131,16 @@ pub fn file_tail(path: &Path, bytes: usize) -> String {
         .unwrap_or(0);
     text[start..].to_string()
 }
+
+/// `GET url` with `token` as Bearer, answered as JSON (the admin API's reads).
+pub async fn get_json_with(url: &str, token: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
