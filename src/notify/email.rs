@@ -10,9 +10,8 @@ use lettre::message::{Mailbox, Message as Mail};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
-use super::channel::Channel;
 use super::error::{Error, Kind, Result};
-use super::message::Message;
+use super::message::{Channel, Message};
 use crate::config::Smtp;
 
 /// No `Debug`: the transport holds the password.

@@ -1,6 +1,8 @@
 //! What a target is sent, rendered once per notification so that every try sends the same
-//! bytes: a JSON document for webhooks, a subject and a plain-text body for e-mail. A client
-//! chooses some of the text (a user name it tried): control characters are taken out.
+//! bytes: a JSON document for webhooks, a subject and a plain-text body for e-mail; and the
+//! [`Channel`] that carries it to a receiver, whatever kind it is ([`super::webhook`],
+//! [`super::email`]). A client chooses some of the text (a user name it tried): control
+//! characters are taken out.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
@@ -20,6 +22,15 @@ pub struct Message {
     pub text: String,
     /// The webhook's body.
     pub json: Value,
+}
+
+/// How a message reaches a receiver; a target's delivery ([`super::target`]) tries it and
+/// pauses between tries.
+#[async_trait::async_trait]
+pub trait Channel: Send + Sync {
+    /// Sends `message` once; `attempt` counts the tries from 1. An error says whether trying
+    /// again may work ([`super::error::Kind`]).
+    async fn send(&self, message: &Message, attempt: u32) -> super::error::Result<()>;
 }
 
 /// The host this instance runs on, named in every message (several may share a store).

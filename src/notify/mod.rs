@@ -4,8 +4,8 @@
 //! users locked out). Whoever announces knows nothing of targets; the notifier knows nothing of
 //! connections, sync jobs or logins.
 //!
-//! - [`target`]: a target's queue and delivery (tries, pauses) through its [`channel::Channel`]:
-//!   [`webhook`] or [`email`];
+//! - [`target`]: a target's queue and delivery (tries, pauses) through its
+//!   [`message::Channel`]: [`webhook`] or [`email`];
 //! - [`message`]: a notice rendered once (JSON, subject, text) with its id; [`digest`]: a
 //!   target's daily summary of the alerts;
 //! - [`figures`]: the counts `/metrics` shows; [`error`]: why a delivery failed.
@@ -15,7 +15,6 @@
 //! ([`Notifier::configure`]) keeps the targets whose configuration is unchanged, with their
 //! queues; a target removed or changed finishes what it had queued.
 
-pub mod channel;
 pub mod digest;
 pub mod email;
 pub mod error;

@@ -12,10 +12,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::channel::Channel;
 use super::error::{Error, Kind, Result};
 use super::figures::{Figures, Outcome};
-use super::message::Message;
+use super::message::{Channel, Message};
 use crate::config::{Notify, NotifyChannel};
 use crate::state::Store;
 

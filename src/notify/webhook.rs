@@ -11,9 +11,8 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, USER_AGENT};
 use sha2::Sha256;
 
-use super::channel::Channel;
 use super::error::{Error, Kind, Result};
-use super::message::Message;
+use super::message::{Channel, Message};
 use crate::config::{Secret, Webhook as Config};
 
 /// The header naming the notification (its id).
