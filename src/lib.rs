@@ -10,7 +10,10 @@
 //!   validated typed values) from a TOML file plus `SPGATE_...` environment overrides.
 //! - [`connections`]: SharePoint connections: tokens (secret, certificate, device code),
 //!   health with durable alerts, and each connection's Graph client and library.
-//! - [`events`]: what the session layer announces (a file stored) for the sync scheduler.
+//! - [`events`]: what parts of the gateway announce for others: a file stored (for the sync
+//!   scheduler), notices for administrators (for the notifier).
+//! - [`notify`]: alert notifications: the `[[notify]]` targets (webhook, e-mail) and the
+//!   notifier delivering the event bus's notices to them, with retries.
 //! - [`graph`]: spgate's Microsoft Graph client: limits, throttling, retries, paths, uploads,
 //!   SharePoint's naming rules and the look-alike encoding of names it refuses.
 //! - [`state`]: the state store (embedded SQLite or PostgreSQL): records, sealed secrets,
@@ -51,6 +54,7 @@ pub mod ftp;
 pub mod graph;
 pub mod logging;
 pub mod manage;
+pub mod notify;
 pub mod operate;
 pub mod serve;
 pub mod session;

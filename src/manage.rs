@@ -180,7 +180,7 @@ pub async fn show(
 pub async fn save(config: &Config, change: Change, out: &mut impl Write) -> anyhow::Result<bool> {
     with_store(config, async |store| {
         let what = format!("{} {}", change.section.one(), change.name);
-        let done = control::save(store, config, change).await;
+        let done = control::save(store, config, None, change).await;
         report(
             out,
             done.map(|r| format!("{what} saved (revision {})", r.revision)),
@@ -258,7 +258,7 @@ async fn update(
             fields,
             create: false,
         };
-        let saved = control::save(store, config, change).await;
+        let saved = control::save(store, config, None, change).await;
         report(out, saved.map(|_| done.to_string()))
     })
     .await

@@ -59,9 +59,19 @@ pub async fn run_reporting(
     let config = crate::session::control::assemble(&store, &config)
         .await
         .map_err(std::io::Error::other)?;
+    // The notifier listens before the connections open: one enabled again because its
+    // configuration changed is announced as it opens.
+    let events = Arc::new(crate::events::Events::default());
+    let notifier = crate::notify::Notifier::start(
+        &events,
+        &config.notify,
+        Some(store.clone()),
+        shutdown.clone(),
+    );
     let shared = Arc::new(Shared::new(
-        Gateway::new(config, store).await?,
+        Gateway::new(config, store, events).await?,
         path,
+        notifier,
         shutdown.clone(),
     ));
     shared.seen(changes);
@@ -169,6 +179,7 @@ pub async fn run_reporting(
         shutdown.cancelled().await;
     }
     shared.wait_syncs().await;
+    shared.notifier.wait().await;
     let _ = uploads.await;
     let _ = heartbeat.await;
     if shutdown.is_cancelled() {

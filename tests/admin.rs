@@ -4,7 +4,7 @@
 mod common;
 mod sync_support;
 
-use common::{Ctx, KillOnDrop, spawn_serve};
+use common::{Ctx, KillOnDrop};
 use reqwest::StatusCode;
 use sync_support::quote_toml;
 
@@ -38,15 +38,9 @@ async fn serve() -> Served {
         mirror = quote_toml(mirror.to_str().unwrap()),
     );
     ctx.mkdirs("Partner").await;
-    let path = dir.path().join("spgate.toml");
-    std::fs::write(&path, config).unwrap();
-    let log = dir.path().join("spgate.log");
-    let (child, announced) = spawn_serve(&path, &log, &["sftp", "admin"]);
-    let (Some(sftp), Some(admin)) = (&announced[0], &announced[1]) else {
-        panic!("no addresses; log:\n{}", common::file_tail(&log, 4000));
-    };
+    let (child, sftp_port, admin) = common::spawn_sftp_admin(dir.path(), &config);
     Served {
-        sftp_port: sftp.rsplit(':').next().unwrap().parse().unwrap(),
+        sftp_port,
         admin: format!("http://{admin}"),
         ctx,
         dir,

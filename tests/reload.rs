@@ -7,7 +7,7 @@ mod sync_support;
 
 use std::time::{Duration, Instant};
 
-use common::{Ctx, spawn_serve};
+use common::Ctx;
 use sync_support::quote_toml;
 
 const TOKEN: &str = "reload-admin-token";
@@ -59,14 +59,9 @@ async fn reload_adds_a_user_and_refuses_a_broken_file_keeping_the_old_one() {
     ctx.mkdirs("Shared").await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
+    let config_text = config(&ctx, &state, &[("alice", "alice-pw")]);
+    let (mut child, port, admin) = common::spawn_sftp_admin(dir.path(), &config_text);
     let path = dir.path().join("spgate.toml");
-    std::fs::write(&path, config(&ctx, &state, &[("alice", "alice-pw")])).unwrap();
-    let log = dir.path().join("spgate.log");
-    let (mut child, announced) = spawn_serve(&path, &log, &["sftp", "admin"]);
-    let (Some(sftp), Some(admin)) = (announced[0].clone(), announced[1].clone()) else {
-        panic!("no addresses:\n{}", common::file_tail(&log, 4000));
-    };
-    let port: u16 = sftp.rsplit(':').next().unwrap().parse().unwrap();
     assert!(can_log_in(port, "alice", "alice-pw").await);
     assert!(!can_log_in(port, "bob", "bob-pw").await);
 
@@ -188,32 +183,20 @@ async fn serve(ctx: &Ctx) -> Served {
     ctx.mkdirs("Shared").await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let config = dir.path().join("spgate.toml");
-    std::fs::write(&config, self::config(ctx, &state, &[("alice", "alice-pw")])).unwrap();
-    let log = dir.path().join("spgate.log");
-    let (child, announced) = spawn_serve(&config, &log, &["sftp", "admin"]);
-    let (Some(sftp), Some(admin)) = (announced[0].clone(), announced[1].clone()) else {
-        panic!("no addresses:\n{}", common::file_tail(&log, 4000));
-    };
+    let text = self::config(ctx, &state, &[("alice", "alice-pw")]);
+    let (child, port, admin) = common::spawn_sftp_admin(dir.path(), &text);
+    let (config, log) = (
+        dir.path().join("spgate.toml"),
+        dir.path().join("spgate.log"),
+    );
     Served {
         child,
-        port: sftp.rsplit(':').next().unwrap().parse().unwrap(),
+        port,
         admin,
         config,
         log,
         _dir: dir,
     }
-}
-
-/// Revokes the app's credentials in the simulator, or gives them back.
-async fn revoke(ctx: &Ctx, revoked: bool) {
-    let what = if revoked { "revoke" } else { "restore" };
-    ctx.sim
-        .control(&format!("/apps/spgate-demo/{what}"), serde_json::json!({}))
-        .await;
-    ctx.sim
-        .control("/tokens/expire", serde_json::json!({}))
-        .await;
 }
 
 /// `GET /readyz`: 200 when every connection is enabled.
@@ -227,25 +210,15 @@ async fn ready(admin: &str) -> (u16, String) {
 /// How many alerts were raised about connection `sp`, open or cleared since (the admin API's
 /// alert history).
 async fn raised(served: &Served) -> usize {
-    let history: serde_json::Value = reqwest::Client::new()
-        .get(format!(
-            "http://{}/api/v1/alerts/history?source=sp",
-            served.admin
-        ))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("http://{}/api/v1/alerts/history?source=sp", served.admin);
+    let history = common::get_json_with(&url, TOKEN).await;
     history["alerts"].as_array().unwrap().len()
 }
 
 /// Makes the running gateway disable its connection: a login lists the root with the app
 /// revoked.
 async fn disable(served: &Served, ctx: &Ctx) {
-    revoke(ctx, true).await;
+    ctx.revoke_app(true).await;
     assert!(!can_log_in(served.port, "alice", "alice-pw").await);
     let (status, body) = ready(&served.admin).await;
     assert_eq!(status, 503, "{body}");
@@ -273,7 +246,7 @@ async fn a_reload_without_changes_re_enables_a_disabled_connection() {
     assert_eq!(raised(&served).await, 2, "a fresh alert");
 
     // Fixed in the tenant, then the unchanged file saved again (SIGHUP after a touch).
-    revoke(&ctx, false).await;
+    ctx.revoke_app(false).await;
     let file = std::fs::File::options()
         .append(true)
         .open(&served.config)
@@ -296,7 +269,7 @@ async fn connections_enable_reaches_the_running_gateway() {
     let ctx = Ctx::new().await;
     let served = serve(&ctx).await;
     disable(&served, &ctx).await;
-    revoke(&ctx, false).await;
+    ctx.revoke_app(false).await;
     assert!(
         !can_log_in(served.port, "alice", "alice-pw").await,
         "still disabled: nothing was enabled yet"

@@ -134,6 +134,7 @@ pub async fn metrics(
     };
     let gateway = state.gateway();
     live.queue = gateway.queue.stats();
+    live.notifications = state.shared.notifier.figures().snapshot();
     let mut names: Vec<&String> = gateway.connections.keys().collect();
     names.sort();
     for name in names {

@@ -68,6 +68,7 @@ pub struct Live {
     pub syncs: Vec<SyncFigures>,
     pub uptime_seconds: f64,
     pub queue: crate::storage::queue::Stats,
+    pub notifications: crate::notify::figures::Snapshot,
 }
 
 fn family<'a>(
@@ -257,6 +258,7 @@ impl Collector for Live {
                 }
             }
         }
+        self.notifications.encode(&mut encoder)?;
         Ok(())
     }
 }

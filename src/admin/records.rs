@@ -237,7 +237,13 @@ pub async fn save_record(state: &State, change: Change) -> Result<Record, Failur
     let gateway = state.gateway();
     let section = change.section;
     let name = change.name.clone();
-    let record = control::save(&gateway.store, &gateway.config, change).await?;
+    let record = control::save(
+        &gateway.store,
+        &gateway.config,
+        Some(&gateway.events),
+        change,
+    )
+    .await?;
     let saved = match section {
         Section::Connections => vec![name.clone()],
         _ => Vec::new(),

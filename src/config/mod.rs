@@ -4,7 +4,7 @@
 //! 1. `raw.rs`: serde structs that mirror the file and deny unknown keys, filled by the `config`
 //!    crate from the file and then from the environment.
 //! 2. `validate.rs` (the service sections), `connections.rs`, `users.rs` (with
-//!    `permissions.rs`) and `syncs.rs`, sharing the parsers in `values.rs` and `secret.rs`:
+//!    `permissions.rs`), `syncs.rs` and `notify.rs`, sharing the parsers in `values.rs` and `secret.rs`:
 //!    check every value, apply defaults, resolve secrets and produce the typed [`Config`]
 //!    (`types.rs`).
 //!
@@ -17,7 +17,7 @@
 //! `SPGATE_<SECTION>__<KEY>=value` overrides `<section>.<key>`, e.g. `SPGATE_SFTP__LISTEN` sets
 //! `sftp.listen` (names are case-insensitive; `__` separates levels). Only variables with a
 //! `__` after the prefix are read, so unrelated variables such as `SPGATE_LOG` are ignored. The
-//! array sections (`[[connections]]`, `[[users]]`, `[[syncs]]`) cannot be overridden this way;
+//! array sections (`[[connections]]`, `[[users]]`, `[[syncs]]`, `[[notify]]`) cannot be overridden this way;
 //! give their secrets as `env:VAR` instead.
 //!
 //! # Relative paths
@@ -29,6 +29,7 @@
 
 mod connections;
 mod error;
+mod notify;
 mod permissions;
 mod raw;
 mod records;
@@ -56,8 +57,8 @@ pub use records::{Entry, Records, SecretText, Section, Source, culprit, put_secr
 pub use secret::Secret;
 pub use types::{
     Admin, AfterCopy, Audit, AuthorizedKey, CertKey, ClientLimits, Config, Conflict, Connection,
-    Credential, Database, Direction, Ftp, Limits, MaxDelete, Mount, MountTarget, Names, Pem, Sftp,
-    Site, State, SyncJob, TlsRequired, UploadCommit, User,
+    Credential, Database, Direction, Ftp, Limits, MaxDelete, Mount, MountTarget, Names, Notify,
+    NotifyChannel, Pem, Sftp, Site, Smtp, State, SyncJob, TlsRequired, UploadCommit, User, Webhook,
 };
 
 /// Prefix of the environment variables that override file values.
@@ -112,7 +113,7 @@ fn overrides(env: &HashMap<String, String>) -> Result<config::Environment, Error
             .next()
             .unwrap_or_default();
         let section = section.to_ascii_lowercase();
-        if ["connections", "users", "syncs"].contains(&section.as_str()) {
+        if ["connections", "users", "syncs", "notify"].contains(&section.as_str()) {
             return Err(Error::invalid(
                 section,
                 format!(

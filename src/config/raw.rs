@@ -27,6 +27,32 @@ pub(super) struct Config {
     pub users: Vec<User>,
     #[serde(default)]
     pub syncs: Vec<SyncJob>,
+    #[serde(default)]
+    pub notify: Vec<Notify>,
+}
+
+/// A `[[notify]]` target: the keys of every type (stage two refuses those of another type).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Notify {
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub digest: Option<String>,
+    pub attempts: Option<u32>,
+    pub timeout: Option<String>,
+    // webhook
+    pub url: Option<String>,
+    pub secret: Option<String>,
+    // email
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub starttls: Option<bool>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -8,6 +8,7 @@ use super::*;
 
 mod bad_values;
 mod environment;
+mod notify;
 
 const STATE: &str = "[state]\ndir = \"/var/lib/spgate\"\n";
 
@@ -354,4 +355,5 @@ fn example_file_parses() {
     assert_eq!(config.connections.len(), 3);
     assert!(config.users.iter().any(|u| u.mounts.len() >= 2));
     assert_eq!(config.syncs.len(), 1);
+    assert_eq!(config.notify.len(), 2);
 }

@@ -38,6 +38,8 @@ pub struct Config {
     pub users: Vec<User>,
     /// `[[syncs]]`: mirrored-folder jobs, names unique.
     pub syncs: Vec<SyncJob>,
+    /// `[[notify]]`: where administrators are told of alerts, names unique.
+    pub notify: Vec<Notify>,
 }
 
 impl Config {
@@ -534,4 +536,66 @@ pub struct MaxDelete {
     pub percent: u8,
     /// Maximum number of deletions in one run; `None` = no count limit.
     pub count: Option<u64>,
+}
+
+/// `[[notify]]`: one target of alert notifications.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notify {
+    /// Unique; default `TYPE-N` (`webhook-1`, `email-2`: the type and the target's position).
+    pub name: String,
+    /// What it is sent (default: every kind), sorted.
+    pub events: Vec<crate::events::Kind>,
+    /// A daily summary at this time (UTC), if set.
+    pub digest: Option<chrono::NaiveTime>,
+    /// Tries per notification before it is given up (default 8).
+    pub attempts: u32,
+    /// How long one try may take (default 10 s).
+    pub timeout: Duration,
+    pub channel: NotifyChannel,
+}
+
+/// How a [`Notify`] target is reached.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotifyChannel {
+    Webhook(Webhook),
+    Email(Smtp),
+}
+
+/// `type = "webhook"`: an HTTP(S) endpoint that is POSTed JSON.
+#[derive(Clone, PartialEq)]
+pub struct Webhook {
+    pub url: reqwest::Url,
+    /// Signs each body (HMAC-SHA256), if set.
+    pub secret: Option<Secret>,
+}
+
+/// Shows the URL's scheme and host only: its path or query may hold a token.
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field(
+                "url",
+                &format_args!(
+                    "{}://{}/...",
+                    self.url.scheme(),
+                    self.url.host_str().unwrap_or_default()
+                ),
+            )
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+/// `type = "email"`: an SMTP server and the message's addresses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Smtp {
+    pub host: String,
+    /// Default 587 with STARTTLS, 25 without.
+    pub port: u16,
+    /// STARTTLS required (default); false: plain SMTP (a local relay or test sink).
+    pub starttls: bool,
+    /// `username` and `password`, if the server wants a login.
+    pub login: Option<(String, Secret)>,
+    pub from: lettre::message::Mailbox,
+    pub to: Vec<lettre::message::Mailbox>,
 }

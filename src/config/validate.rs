@@ -10,7 +10,7 @@ use super::types::{
     Admin, Audit, CertKey, ClientLimits, Config, Connection, Database, Ftp, Names, Sftp, State,
     TlsRequired, UploadCommit,
 };
-use super::{Error, Secret, connections, raw, secret, syncs, users, values};
+use super::{Error, Secret, connections, notify, raw, secret, syncs, users, values};
 
 const SFTP_LISTEN: &str = "0.0.0.0:2222";
 const LOGIN_GRACE: Duration = Duration::from_secs(120);
@@ -158,6 +158,7 @@ pub(super) fn config(raw: raw::Config, cx: &Context<'_>) -> Result<Config, Error
     let tls_required = ftp.as_ref().map(|f| f.tls_required);
     let users = users::users(raw.users, &connections, tls_required, cx)?;
     let syncs = syncs::syncs(raw.syncs, &connections, cx)?;
+    let notify = notify::targets(raw.notify, cx)?;
     Ok(Config {
         source: super::Source::new(
             "",
@@ -176,6 +177,7 @@ pub(super) fn config(raw: raw::Config, cx: &Context<'_>) -> Result<Config, Error
         connections,
         users,
         syncs,
+        notify,
     })
 }
 

@@ -8,6 +8,10 @@
 //! ([`Health::follow`], within a second). Sync jobs and the upload queue raise and clear alerts
 //! of their own ([`raise`], [`clear`]).
 //!
+//! A connection disabled here (its alert newly raised in the store) or enabled again (its open
+//! alert cleared here) is announced on the event bus as a [`Notice`], by the one process that
+//! changed the store: instances sharing it announce each change once.
+//!
 //! Earlier versions kept this in files under `[state] dir` (`alerts.jsonl`, one
 //! `connections/NAME.json` per connection): [`import`] moves them into the store once and leaves
 //! them as `.imported`.
@@ -20,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
+use crate::events::{Events, Kind, Notice};
 use crate::state::Store;
 use crate::state::alerts::{self as stored, Raise, WhenOpen};
 
@@ -82,6 +87,8 @@ pub struct Health {
     store: Option<Arc<Store>>,
     fingerprint: String,
     disabled: RwLock<Option<Alert>>,
+    /// Where a disable or enable is announced (none: nowhere).
+    events: Option<Arc<Events>>,
 }
 
 impl crate::graph::access::Standing for Health {
@@ -94,10 +101,12 @@ impl crate::graph::access::Standing for Health {
 impl Health {
     /// Loads the connection's state from the store. A connection disabled under a different
     /// configuration (`fingerprint`) starts enabled again: its configuration was changed.
+    /// Disables and enables are announced on `events`.
     pub async fn open(
         name: &str,
         store: Arc<Store>,
         fingerprint: &str,
+        events: Option<Arc<Events>>,
     ) -> crate::state::Result<Health> {
         let open = store.open_alert(name).await?;
         let health = Health {
@@ -105,6 +114,7 @@ impl Health {
             store: Some(store),
             fingerprint: fingerprint.to_string(),
             disabled: RwLock::new(None),
+            events,
         };
         if let Some(open) = open {
             *health.disabled.write() = Some(Alert::from(&open));
@@ -124,6 +134,7 @@ impl Health {
             store: None,
             fingerprint: String::new(),
             disabled: RwLock::new(None),
+            events: None,
         }
     }
 
@@ -191,6 +202,17 @@ impl Health {
         let (open, raised) = store.raise_alert(&raise, WhenOpen::Keep).await?;
         if raised {
             tracing::error!(connection = %self.name, code, message, action, "SharePoint connection disabled");
+            if let Some(events) = &self.events {
+                events.notice(Notice::new(
+                    Kind::ConnectionDisabled,
+                    &self.name,
+                    format!(
+                        "SharePoint connection {} is disabled: {message} ({code})",
+                        self.name
+                    ),
+                    action,
+                ));
+            }
         }
         let alert = Alert::from(&open);
         *self.disabled.write() = Some(alert.clone());
@@ -201,18 +223,41 @@ impl Health {
     /// alert's history. Answers whether it was disabled (here or in the store).
     pub async fn enable(&self, reason: &str) -> crate::state::Result<bool> {
         let cleared = match &self.store {
-            Some(store) => {
-                let why = format!("enabled again: {reason}");
-                store.clear_alert(&self.name, &why, now_ms()).await?
-            }
-            None => None,
+            Some(store) => enable_in(store, &self.name, reason, self.events.as_deref()).await?,
+            None => false,
         };
-        let was = self.disabled.write().take().is_some() || cleared.is_some();
+        let was = self.disabled.write().take().is_some() || cleared;
         if was {
             tracing::info!(connection = %self.name, reason, "SharePoint connection enabled again");
         }
         Ok(was)
     }
+}
+
+/// Enables connection `name` again in `store` (every instance follows), clearing its open alert;
+/// a cleared alert is announced on `events`. Answers whether there was one.
+pub async fn enable_in(
+    store: &Store,
+    name: &str,
+    reason: &str,
+    events: Option<&Events>,
+) -> crate::state::Result<bool> {
+    let why = format!("enabled again: {reason}");
+    let Some(cleared) = store.clear_alert(name, &why, now_ms()).await? else {
+        return Ok(false);
+    };
+    if let Some(events) = events {
+        events.notice(Notice::new(
+            Kind::ConnectionEnabled,
+            name,
+            format!(
+                "SharePoint connection {name} is enabled again ({reason}); it had been disabled: {} ({})",
+                cleared.message, cleared.code
+            ),
+            "none: if its credentials are still refused, the next request disables it again with a new alert",
+        ));
+    }
+    Ok(true)
 }
 
 /// Raises an alert for `source` (a connection name, `sync:JOB`, `queue:ID`) unless the same
@@ -393,7 +438,7 @@ mod tests {
             .store()
             .await
             .unwrap();
-        let health = Health::open("p", store.clone(), "fp1").await.unwrap();
+        let health = Health::open("p", store.clone(), "fp1", None).await.unwrap();
         health
             .disable("invalid_client AADSTS7000222", "secret expired", "renew it")
             .await
@@ -401,14 +446,14 @@ mod tests {
         health.disable("other", "ignored", "ignored").await.unwrap();
         assert_eq!(open_alerts(&store).await.unwrap().len(), 1);
 
-        let same = Health::open("p", store.clone(), "fp1").await.unwrap();
+        let same = Health::open("p", store.clone(), "fp1", None).await.unwrap();
         assert_eq!(same.alert().unwrap().code, "invalid_client AADSTS7000222");
 
-        let changed = Health::open("p", store.clone(), "fp2").await.unwrap();
+        let changed = Health::open("p", store.clone(), "fp2", None).await.unwrap();
         assert!(!changed.is_disabled());
         assert!(open_alerts(&store).await.unwrap().is_empty());
         assert!(
-            !Health::open("p", store.clone(), "fp2")
+            !Health::open("p", store.clone(), "fp2", None)
                 .await
                 .unwrap()
                 .is_disabled()

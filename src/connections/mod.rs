@@ -16,6 +16,7 @@ use sha2::Digest;
 use tokio::sync::OnceCell;
 
 use crate::config::{Connection as ConnectionConfig, Credential};
+use crate::events::Events;
 use crate::graph::{self, Client, Drive};
 use auth::Tokens;
 use health::Health;
@@ -36,9 +37,19 @@ impl Connection {
         config: &ConnectionConfig,
         paths: &Paths,
     ) -> crate::state::Result<Connection> {
-        let health =
-            Arc::new(Health::open(&config.name, paths.store().await?, &fingerprint(config)).await?);
-        Ok(Connection::with_health(config, paths, health))
+        Connection::open_announcing(config, paths, None).await
+    }
+
+    /// [`Connection::open`], announcing on `events` when the connection is disabled or
+    /// enabled again (a server's connections).
+    pub async fn open_announcing(
+        config: &ConnectionConfig,
+        paths: &Paths,
+        events: Option<Arc<Events>>,
+    ) -> crate::state::Result<Connection> {
+        let store = paths.store().await?;
+        let health = Health::open(&config.name, store, &fingerprint(config), events).await?;
+        Ok(Connection::with_health(config, paths, Arc::new(health)))
     }
 
     /// The connection with a [`Health::detached`]: its failures raise no alert and change no

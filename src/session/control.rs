@@ -12,6 +12,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::config::{self, Config, Entry, Records, SecretText, Section, culprit};
+use crate::events::Events;
 use crate::state::records::{By, Record, SecretWrite};
 use crate::state::{self, Store};
 
@@ -228,8 +229,14 @@ pub struct Change {
 
 /// Validates `change` among the records of `store` (with `file`'s service sections), the way
 /// the file's records are validated, and stores it; answers the stored record. The caller puts
-/// it in force.
-pub async fn save(store: &Store, file: &Config, change: Change) -> Result<Record, Refusal> {
+/// it in force. A saved connection is enabled again, which is announced on `events` (a server's
+/// bus; none from the CLI).
+pub async fn save(
+    store: &Store,
+    file: &Config,
+    events: Option<&Events>,
+    change: Change,
+) -> Result<Record, Refusal> {
     let Change {
         section,
         name,
@@ -296,7 +303,7 @@ pub async fn save(store: &Store, file: &Config, change: Change) -> Result<Record
         .await?;
     if section == Section::Connections {
         // Saving a connection re-enables it, changed or not, on every instance.
-        crate::connections::health::clear(store, &name, "its record was saved").await?;
+        crate::connections::health::enable_in(store, &name, "its record was saved", events).await?;
     }
     store
         .get(section, &name)

@@ -13,6 +13,7 @@ use crate::config::{Config, MountTarget};
 use crate::connections::Connection;
 use crate::connections::store::{Paths, ensure_private_dir};
 use crate::events::{Events, Place};
+use crate::notify::Notifier;
 use crate::state::Store;
 use crate::storage::local::Local;
 use crate::storage::queue::{Delivery, OnDelivery, Origin, Queue};
@@ -64,15 +65,21 @@ struct Kept {
 
 impl Gateway {
     /// Opens every connection (nothing is sent yet) and prepares the state directory; `store`
-    /// is the state store `config` names, already open.
-    pub async fn new(config: Config, store: Arc<Store>) -> std::io::Result<Gateway> {
+    /// is the state store `config` names, already open, and `events` the bus the gateway
+    /// announces on (its subscribers already listening, so that nothing announced while the
+    /// connections open is missed).
+    pub async fn new(
+        config: Config,
+        store: Arc<Store>,
+        events: Arc<Events>,
+    ) -> std::io::Result<Gateway> {
         let triggers = Arc::new(Triggers::new(&config));
         ensure_private_dir(&config.state.dir)?;
         let queue = Queue::open(&config.state.dir, store.clone()).await?;
         let kept = Kept {
             metrics: Arc::default(),
             triggers,
-            events: Arc::default(),
+            events,
             lockout: Arc::new(crate::users::lockout::Lockout::shared(store.clone())),
             admission: Arc::default(),
             queue,
@@ -109,7 +116,9 @@ impl Gateway {
             });
             let connection = match same {
                 Some(connection) => connection,
-                None => Arc::new(Connection::open(c, &paths).await?),
+                None => {
+                    Arc::new(Connection::open_announcing(c, &paths, Some(events.clone())).await?)
+                }
             };
             connections.insert(c.name.clone(), connection);
         }
@@ -255,14 +264,22 @@ pub struct Shared {
     applying: tokio::sync::Mutex<()>,
     /// The state store's change counter when its records were last put in force.
     seen: std::sync::atomic::AtomicI64,
+    /// Delivers the gateway's notices to the `[[notify]]` targets in force.
+    pub notifier: Arc<Notifier>,
     shutdown: CancellationToken,
 }
 
 impl Shared {
-    pub fn new(gateway: Gateway, path: Option<PathBuf>, shutdown: CancellationToken) -> Shared {
+    pub fn new(
+        gateway: Gateway,
+        path: Option<PathBuf>,
+        notifier: Arc<Notifier>,
+        shutdown: CancellationToken,
+    ) -> Shared {
         Shared {
             current: parking_lot::RwLock::new(Arc::new(gateway)),
             path,
+            notifier,
             syncs: parking_lot::Mutex::default(),
             retired: parking_lot::Mutex::default(),
             applying: tokio::sync::Mutex::default(),
@@ -490,6 +507,7 @@ impl Shared {
                     .map_err(|e| format!("enabling {name}: {e}"))?;
             }
         }
+        self.notifier.configure(&gateway.config.notify);
         *self.current.write() = Arc::new(gateway);
         for (user, reason) in gone {
             let closed = old.admission.kick_user(&user, reason);

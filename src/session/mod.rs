@@ -43,6 +43,7 @@ use std::sync::Arc;
 
 use russh::keys::ssh_key::PublicKey;
 
+use crate::events::{Kind, Notice};
 use crate::storage;
 use crate::users::{Account, Denied, Refused};
 use crate::vfs::Vfs;
@@ -134,7 +135,11 @@ pub async fn login(
         });
         match &verdict {
             Ok(_) => lockout.succeeded(user, peer).await,
-            Err(_) => lockout.failed(user, peer).await,
+            Err(_) => {
+                if lockout.failed(user, peer).await {
+                    gateway.events.notice(locked_notice(user, peer));
+                }
+            }
         }
         verdict
     };
@@ -171,4 +176,24 @@ pub async fn login(
             Err(Denied)
         }
     }
+}
+
+/// What administrators hear when `user` (as the client sent it) is locked out from `peer`.
+fn locked_notice(user: &str, peer: IpAddr) -> Notice {
+    use crate::users::lockout::{ATTEMPTS, BLOCK, group};
+    let addresses = group(peer);
+    Notice::new(
+        Kind::UserLocked,
+        user,
+        format!(
+            "{ATTEMPTS} failed logins in a row for user {user:?} from {addresses}: logins from \
+             there are refused for {} minutes after the last failure",
+            BLOCK.as_secs() / 60
+        ),
+        format!(
+            "if it is your partner, check their credentials and end the lock with `spgate \
+             lockouts clear {user}`; otherwise someone is guessing passwords from {addresses}: \
+             block the address"
+        ),
+    )
 }

@@ -215,4 +215,17 @@ impl Store {
             .await?;
         Ok(row.try_get("value")?)
     }
+
+    /// Claims the task `key` (e.g. one day's digest of a notification target) for the caller:
+    /// true for the first claim among every instance sharing the store, false for the others.
+    pub async fn claim_once(&self, key: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO spgate_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(format!("claimed:{key}"))
+        .bind(chrono::Utc::now().to_rfc3339())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
 }

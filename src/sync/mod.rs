@@ -11,12 +11,14 @@
 //! [`plan`] turns the three into actions (the decision table, pure and unit-tested);
 //! [`run`] checks the safety guards and has [`apply`] carry the actions out with verification,
 //! recording each path's row as soon as it is done. [`command`] is `spgate sync run|status`;
-//! [`schedule`] runs the jobs inside `spgate serve`.
+//! [`schedule`] runs the jobs inside `spgate serve`, and [`notice`] announces the runs that
+//! start or end a job's failures.
 
 pub mod apply;
 pub mod command;
 pub mod folder;
 pub mod local;
+pub mod notice;
 pub mod plan;
 pub mod remote;
 pub mod run;

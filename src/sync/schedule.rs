@@ -105,7 +105,7 @@ impl Triggers {
             };
             match event {
                 Ok(Event::Stored(Place::Local(file))) => self.stored(&file),
-                Ok(Event::Stored(Place::SharePoint { .. })) => {}
+                Ok(Event::Stored(Place::SharePoint { .. }) | Event::Notice(_)) => {}
                 Err(RecvError::Lagged(missed)) => {
                     tracing::debug!(missed, "sync scheduler: file-stored events missed");
                     self.lagged();
@@ -130,7 +130,7 @@ pub fn start(
     state: &Arc<crate::state::Store>,
     connections: &HashMap<String, Arc<Connection>>,
     triggers: &Arc<Triggers>,
-    events: &Events,
+    events: &Arc<Events>,
     stop: &CancellationToken,
     tracker: &TaskTracker,
 ) -> std::io::Result<()> {
@@ -146,8 +146,14 @@ pub fn start(
             continue;
         };
         let notify = triggers.of(&job.name).unwrap_or_default();
-        let (job, store, paths, stop) = (job.clone(), store.clone(), paths.clone(), stop.clone());
-        tracker.spawn(schedule(job, connection, store, paths, notify, stop));
+        let job = Job {
+            job: job.clone(),
+            connection,
+            store: store.clone(),
+            paths: paths.clone(),
+            events: events.clone(),
+        };
+        tracker.spawn(schedule(job, notify, stop.clone()));
     }
     Ok(())
 }
@@ -181,14 +187,24 @@ async fn run_before_due(
     }
 }
 
-async fn schedule(
+/// A scheduled job and what its runs use.
+struct Job {
     job: SyncJob,
     connection: Arc<Connection>,
     store: Store,
     paths: Paths,
-    notify: Arc<Notify>,
-    shutdown: CancellationToken,
-) {
+    /// Where runs that start or end the job's failures are announced.
+    events: Arc<Events>,
+}
+
+async fn schedule(job: Job, notify: Arc<Notify>, shutdown: CancellationToken) {
+    let Job {
+        job,
+        connection,
+        store,
+        paths,
+        events,
+    } = job;
     tracing::info!(job = %job.name, every = ?job.interval, "sync job scheduled");
     let mut next = Instant::now();
     let mut watch = tokio::time::interval(WATCH);
@@ -242,6 +258,7 @@ async fn schedule(
         .await
         {
             Ok(report) => {
+                super::notice::announce(&job, &store, &report, &events).await;
                 let c = report.counts;
                 let fields = (
                     c.uploaded,

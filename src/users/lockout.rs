@@ -171,8 +171,9 @@ impl Lockout {
         Ok(ended)
     }
 
-    /// Counts a failed login; logs when it locks the pair.
-    pub async fn failed(&self, user: &str, peer: IpAddr) {
+    /// Counts a failed login; logs when it locks the pair and answers whether it did (true for
+    /// one failure only: with a state store, for one instance only).
+    pub async fn failed(&self, user: &str, peer: IpAddr) -> bool {
         if self.failures.len() > PRUNE_AT {
             self.failures.retain(|_, (_, last)| last.elapsed() < BLOCK);
         }
@@ -208,10 +209,12 @@ impl Lockout {
                 tracing::warn!(error = %crate::logging::chain(&e), "login locks: pruning the state store failed");
             }
         }
-        if in_a_row == i64::from(ATTEMPTS) {
+        let locked = in_a_row == i64::from(ATTEMPTS);
+        if locked {
             tracing::warn!(user = ?user, %peer, attempts = ATTEMPTS, block_s = BLOCK.as_secs(),
                 "login locked: too many failed logins for this user from this address");
         }
+        locked
     }
 
     /// Clears the count after a successful login.

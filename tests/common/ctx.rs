@@ -28,6 +28,16 @@ impl Ctx {
         )
     }
 
+    /// Revokes the app's credentials in the simulator (`revoked`), or gives them back; the
+    /// tokens already issued expire either way, so the next request shows the change.
+    pub async fn revoke_app(&self, revoked: bool) {
+        let what = if revoked { "revoke" } else { "restore" };
+        self.sim
+            .control(&format!("/apps/spgate-demo/{what}"), json!({}))
+            .await;
+        self.sim.control("/tokens/expire", json!({})).await;
+    }
+
     pub async fn new() -> Ctx {
         Ctx::from_sim(Sim::start()).await
     }

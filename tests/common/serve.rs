@@ -23,6 +23,21 @@ pub fn spawn_serve(
     spawn_serve_as(serve, log, protocols)
 }
 
+/// Writes `config` to `dir/spgate.toml` and runs it ([`spawn_serve`], logging to
+/// `dir/spgate.log`) for SFTP and the admin endpoint: the process, the SFTP port and the admin
+/// address (`HOST:PORT`); panics with the log's tail when either is not announced.
+pub fn spawn_sftp_admin(dir: &Path, config: &str) -> (Child, u16, String) {
+    let path = dir.join("spgate.toml");
+    std::fs::write(&path, config).expect("write the configuration");
+    let log = dir.join("spgate.log");
+    let (child, announced) = spawn_serve(&path, &log, &["sftp", "admin"]);
+    let (Some(sftp), Some(admin)) = (&announced[0], &announced[1]) else {
+        panic!("no addresses; log:\n{}", file_tail(&log, 4000));
+    };
+    let port = sftp.rsplit(':').next().unwrap().parse().unwrap();
+    (child, port, admin.clone())
+}
+
 /// [`spawn_serve`] with open files limited to `nofile` (`ulimit -n`, through `sh`).
 pub fn spawn_serve_limited(
     config: &Path,
@@ -115,4 +130,17 @@ pub fn file_tail(path: &Path, bytes: usize) -> String {
         .find(|i| text.is_char_boundary(*i))
         .unwrap_or(0);
     text[start..].to_string()
+}
+
+/// `GET url` with `token` as Bearer, answered as JSON (the admin API's reads).
+pub async fn get_json_with(url: &str, token: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
