@@ -317,12 +317,12 @@ mod tests {
     #[test]
     fn csv_quotes_and_defuses_formulas() {
         let events = vec![
-            serde_json::json!({"time": "t", "user": "a,b", "path": "=cmd", "error": "say \"hi\"", "size": 3}),
+            serde_json::json!({"time": "t", "user": "a,b", "path": "=cmd", "reason": "not_found", "error": "say \"hi\"", "size": 3}),
         ];
         let text = csv(&events);
         let row = text.lines().nth(1).unwrap();
         assert!(
-            row.starts_with("t,,\"a,b\",,,'=cmd,,,3,,,,\"say \"\"hi\"\"\""),
+            row.starts_with("t,,\"a,b\",,,'=cmd,,,3,,,,not_found,\"say \"\"hi\"\"\""),
             "{row}"
         );
     }
