@@ -119,6 +119,16 @@ impl Served {
             .collect()
     }
 
+    /// Runs `spgate ARGS --config <the served file>` beside the server.
+    fn spgate(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_spgate"))
+            .args(args)
+            .arg("--config")
+            .arg(self.dir.path().join("spgate.toml"))
+            .output()
+            .expect("run spgate")
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("spgate.log")).unwrap_or_default()
     }
@@ -159,11 +169,12 @@ async fn a_revoke_reaches_each_target_once_and_so_does_the_enable() {
     let notify = format!(
         "[[notify]]\nname = \"ops-hook\"\ntype = \"webhook\"\nurl = {url}\nsecret = {secret}\n\n\
          [[notify]]\nname = \"ops-mail\"\ntype = \"email\"\nhost = \"127.0.0.1\"\nport = {port}\n\
-         starttls = false\nusername = \"{user}\"\npassword = {password_file}\n\
+         ca = {ca}\nusername = \"{user}\"\npassword = {password_file}\n\
          from = \"spgate <spgate@example.com>\"\nto = [\"ops@example.com\", \"oncall@example.com\"]\n",
         url = quote(&hook.url),
         secret = quote(HOOK_SECRET),
         port = sink.port,
+        ca = quote(sink.ca.to_str().unwrap()),
         password_file = quote(&format!("file:{}", password_file.display())),
     );
     let served = serve(Some(&ctx), &notify);
@@ -185,6 +196,18 @@ async fn a_revoke_reaches_each_target_once_and_so_does_the_enable() {
     wait_for("webhook deliveries", 2, || async { hook.got().len() }).await;
     wait_for("e-mails", 2, || async { sink.mails().len() }).await;
 
+    // Revoked again, then enabled by `spgate connections enable` beside the server, a process
+    // with no targets of its own: the server that sees the alert cleared announces it, once.
+    ctx.revoke_app(true).await;
+    assert!(!served.can_log_in("alice", "alice-pw").await);
+    wait_for("webhook deliveries", 3, || async { hook.got().len() }).await;
+    ctx.revoke_app(false).await;
+    let enabled = served.spgate(&["connections", "enable", "sp"]);
+    assert!(enabled.status.success(), "{enabled:?}");
+    wait_for("webhook deliveries", 4, || async { hook.got().len() }).await;
+    wait_for("e-mails", 4, || async { sink.mails().len() }).await;
+    assert!(served.can_log_in("alice", "alice-pw").await);
+
     // A lockout last: each target's queue is delivered in order, so once its notice is in,
     // nothing announced before it is still on its way.
     served
@@ -192,17 +215,23 @@ async fn a_revoke_reaches_each_target_once_and_so_does_the_enable() {
             kinds(&hook).contains(&"user_locked".to_string())
         })
         .await;
-    wait_for("e-mails", 3, || async { sink.mails().len() }).await;
+    wait_for("e-mails", 5, || async { sink.mails().len() }).await;
     assert_eq!(
         kinds(&hook),
-        ["connection_disabled", "connection_enabled", "user_locked"],
+        [
+            "connection_disabled",
+            "connection_enabled",
+            "connection_disabled",
+            "connection_enabled",
+            "user_locked"
+        ],
         "log:\n{}",
         served.log()
     );
 
     let hooks = hook.got();
     let mails = sink.mails();
-    assert_eq!(mails.len(), 3, "{mails:#?}");
+    assert_eq!(mails.len(), 5, "{mails:#?}");
     for (hook, mail) in hooks.iter().zip(&mails) {
         let json = hook.json();
         let id = json["id"].as_str().unwrap();
@@ -216,6 +245,8 @@ async fn a_revoke_reaches_each_target_once_and_so_does_the_enable() {
         // The same notice by e-mail: its id, as an administrator reads it.
         assert_eq!(mail_header(mail, "Message-ID"), format!("<{id}@spgate>"));
         assert_eq!(mail_header(mail, "X-Sink-Login"), user);
+        // STARTTLS (the default), trusting the relay's own CA through `ca`.
+        assert_eq!(mail_header(mail, "X-Sink-TLS"), "yes");
         assert_eq!(
             mail_header(mail, "X-Sink-To"),
             "ops@example.com,oncall@example.com"
@@ -233,11 +264,17 @@ async fn a_revoke_reaches_each_target_once_and_so_does_the_enable() {
         serde_json::json!({"type": "connection", "name": "sp"})
     );
     assert_eq!(disabled["title"], "SharePoint connection sp disabled");
-    assert_eq!(
-        hooks[1].json()["title"],
-        "SharePoint connection sp enabled again"
-    );
-    let locked = hooks[2].json();
+    for (enabled, reason) in [
+        (&hooks[1], "(the configuration was saved again (reload))"),
+        (&hooks[3], "(enabled by `spgate connections enable`)"),
+    ] {
+        let json = enabled.json();
+        assert_eq!(json["title"], "SharePoint connection sp enabled again");
+        let message = json["message"].as_str().unwrap();
+        assert!(message.contains(reason), "{message}");
+        assert!(message.contains("AADSTS"), "{message}");
+    }
+    let locked = hooks[4].json();
     assert_eq!(
         locked["subject"],
         serde_json::json!({"type": "user", "name": "mallory"})
@@ -252,8 +289,8 @@ async fn a_revoke_reaches_each_target_once_and_so_does_the_enable() {
 
     let metrics = served.notification_metrics().await;
     for line in [
-        "spgate_notifications_total{target=\"ops-hook\",outcome=\"delivered\"} 3",
-        "spgate_notifications_total{target=\"ops-mail\",outcome=\"delivered\"} 3",
+        "spgate_notifications_total{target=\"ops-hook\",outcome=\"delivered\"} 5",
+        "spgate_notifications_total{target=\"ops-mail\",outcome=\"delivered\"} 5",
     ] {
         assert!(
             metrics.iter().any(|l| l == line),

@@ -4,12 +4,15 @@ each message it receives to DIR (as NNNN.eml, renamed into place once written, w
 envelope and the login it came with in X-Sink-* lines before the message), and runs until its
 standard input closes.
 
-usage: smtp_sink.py DIR [USER:PASSWORD]   (with USER:PASSWORD, AUTH PLAIN/LOGIN is offered and
-                                           only that login is accepted)
+usage: smtp_sink.py DIR [USER:PASSWORD [CERT KEY]]
+  USER:PASSWORD: AUTH PLAIN/LOGIN is offered and only that login is accepted;
+  CERT KEY: STARTTLS is offered with that certificate and required before AUTH and MAIL.
+Each message says in X-Sink-TLS whether it came over TLS.
 """
 
 import itertools
 import os
+import ssl
 import sys
 
 try:
@@ -31,6 +34,7 @@ class Save:
             f"X-Sink-From: {envelope.mail_from}\r\n"
             f"X-Sink-To: {','.join(envelope.rcpt_tos)}\r\n"
             f"X-Sink-Login: {login}\r\n"
+            f"X-Sink-TLS: {'yes' if session.ssl is not None else 'no'}\r\n"
         ).encode()
         partial = os.path.join(self.directory, f".{number:04}.partial")
         with open(partial, "wb") as out:
@@ -62,6 +66,10 @@ def main():
     if len(sys.argv) > 2:
         user, password = sys.argv[2].split(":", 1)
         options = dict(authenticator=Login(user, password), auth_require_tls=False)
+    if len(sys.argv) > 4:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(sys.argv[3], sys.argv[4])
+        options.update(tls_context=context, require_starttls=True, auth_require_tls=True)
     controller = AnyPort(Save(directory), hostname="127.0.0.1", port=0, **options)
     controller.start()
     print(f"smtp listening on 127.0.0.1:{controller.port}", flush=True)

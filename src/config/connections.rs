@@ -47,6 +47,9 @@ fn certificate(at: &str, raw: raw::CertKey, cx: &Context<'_>) -> Result<Credenti
                 "not a PEM private key (-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----)",
             ));
         }
+        if let Some(why) = Pem::key_problem(text.expose().as_bytes()) {
+            return Err(Error::invalid(key_at, why));
+        }
     }
     Ok(Credential::Certificate { cert, key })
 }

@@ -16,12 +16,13 @@ const MAX_ATTEMPTS: u32 = 50;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The keys only one type takes, with that type.
-const TYPE_KEYS: [(&str, &str); 9] = [
+const TYPE_KEYS: [(&str, &str); 10] = [
     ("url", "webhook"),
     ("secret", "webhook"),
     ("host", "email"),
     ("port", "email"),
     ("starttls", "email"),
+    ("ca", "email"),
     ("username", "email"),
     ("password", "email"),
     ("from", "email"),
@@ -104,6 +105,7 @@ fn refuse_other_keys(
         n.host.is_some(),
         n.port.is_some(),
         n.starttls.is_some(),
+        n.ca.is_some(),
         n.username.is_some(),
         n.password.is_some(),
         n.from.is_some(),
@@ -173,6 +175,9 @@ fn smtp(n: raw::Notify, cx: &Context<'_>, at: &dyn Fn(&str) -> String) -> Result
         None if starttls => 587,
         None => 25,
     };
+    let ca =
+        n.ca.map(|text| ca(&at("ca"), &text, starttls, cx))
+            .transpose()?;
     let login = match (n.username, n.password) {
         (Some(user), Some(password)) => Some((
             values::non_empty(&at("username"), &user)?,
@@ -207,8 +212,38 @@ fn smtp(n: raw::Notify, cx: &Context<'_>, at: &dyn Fn(&str) -> String) -> Result
         host,
         port,
         starttls,
+        ca,
         login,
         from,
         to,
     })
+}
+
+/// `ca = "PATH"`: a PEM file holding at least one certificate, for a server spoken to with
+/// STARTTLS.
+fn ca(
+    key: &str,
+    text: &str,
+    starttls: bool,
+    cx: &Context<'_>,
+) -> Result<std::path::PathBuf, Error> {
+    if !starttls {
+        return Err(Error::invalid(
+            key,
+            "only with starttls = true (plain SMTP checks no certificate)",
+        ));
+    }
+    let path = cx.path(key, text)?;
+    let pem = std::fs::read(&path)
+        .map_err(|e| Error::invalid(key, format!("cannot read {}: {e}", path.display())))?;
+    if x509_parser::pem::Pem::iter_from_buffer(&pem)
+        .filter_map(|block| block.ok())
+        .all(|block| block.label != "CERTIFICATE")
+    {
+        return Err(Error::invalid(
+            key,
+            format!("{} holds no PEM certificate", path.display()),
+        ));
+    }
+    Ok(path)
 }

@@ -49,6 +49,7 @@ pub(super) struct Notify {
     pub host: Option<String>,
     pub port: Option<u16>,
     pub starttls: Option<bool>,
+    pub ca: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
     pub from: Option<String>,

@@ -379,6 +379,31 @@ impl Pem {
             Pem::Text(text) => Ok(text.expose().as_bytes().to_vec()),
         }
     }
+
+    /// Why private key `pem` cannot sign spgate in, if it cannot: the Microsoft identity platform
+    /// verifies client assertions signed RS256 or PS256 only, so an EC or Ed25519 key, however
+    /// valid, would be refused at every sign-in. Never quotes the key.
+    pub fn key_problem(pem: &[u8]) -> Option<String> {
+        use jsonwebtoken::EncodingKey;
+        if EncodingKey::from_rsa_pem(pem).is_ok() {
+            return None;
+        }
+        let kind = if EncodingKey::from_ec_pem(pem).is_ok() {
+            "an EC key"
+        } else if EncodingKey::from_ed_pem(pem).is_ok() {
+            "an Ed25519 key"
+        } else {
+            return Some(
+                "not a PEM private key that can be read (-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----)"
+                    .into(),
+            );
+        };
+        Some(format!(
+            "{kind}: Microsoft Entra ID accepts certificate credentials signed with RSA keys only \
+             (RS256/PS256); make an RSA key (openssl req -x509 -newkey rsa:2048 ...) or generate \
+             one in the console"
+        ))
+    }
 }
 
 /// One `[[users]]` entry.
@@ -594,6 +619,9 @@ pub struct Smtp {
     pub port: u16,
     /// STARTTLS required (default); false: plain SMTP (a local relay or test sink).
     pub starttls: bool,
+    /// A PEM file of certificates trusted for the server besides the public roots (a relay
+    /// with a certificate of the organisation's own CA); checked to hold one when loaded.
+    pub ca: Option<std::path::PathBuf>,
     /// `username` and `password`, if the server wants a login.
     pub login: Option<(String, Secret)>,
     pub from: lettre::message::Mailbox,

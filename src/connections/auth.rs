@@ -563,6 +563,9 @@ fn assertion(client_id: &str, token_url: &str, cert: &Pem, key: &Pem) -> Result<
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
         sha1::Sha1::digest(&pem.contents),
     );
+    if let Some(why) = Pem::key_problem(&key_pem) {
+        return Err(unreadable("private key", &why));
+    }
     let signing_key = jsonwebtoken::EncodingKey::from_rsa_pem(&key_pem)
         .map_err(|e| unreadable("private key", &e))?;
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
@@ -664,6 +667,33 @@ mod tests {
             app_scope(&sim).as_str(),
             "https://graph.microsoft.com/.default"
         );
+    }
+
+    #[test]
+    fn an_ec_key_file_is_refused_with_why_before_any_request() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let (cert, _) = crate::connections::certificate::generate("t").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("ec.key");
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        let cert = Pem::Text(Secret::new(cert));
+        let Err(Failure::Human {
+            code,
+            message,
+            action,
+        }) = assertion("app", "https://t/token", &cert, &Pem::File(key_file))
+        else {
+            panic!("an EC key signed an assertion");
+        };
+        assert_eq!(code, "certificate_unreadable");
+        assert!(
+            message
+                .starts_with("cannot use the private key: an EC key: Microsoft Entra ID accepts"),
+            "{message}"
+        );
+        assert!(message.contains("RSA keys only"), "{message}");
+        assert!(!message.contains("BEGIN"), "{message}");
+        assert!(action.contains("save the connection"), "{action}");
     }
 
     #[test]

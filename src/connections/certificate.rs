@@ -142,6 +142,22 @@ mod config_tests {
     }
 
     #[test]
+    fn an_ec_key_given_as_text_is_refused_with_why() {
+        let (cert, _) = generate("t").unwrap();
+        let ec = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut value = toml::Table::new();
+        value.insert("cert".into(), cert.into());
+        value.insert("key".into(), ec.serialize_pem().into());
+        let err = with_certificate(&value.into()).unwrap_err().to_string();
+        assert!(
+            err.starts_with("connections[0].certificate.key: an EC key: Microsoft Entra ID"),
+            "{err}"
+        );
+        assert!(err.contains("RSA keys only (RS256/PS256)"), "{err}");
+        assert!(!err.contains("BEGIN"), "{err}");
+    }
+
+    #[test]
     fn the_store_seals_a_key_given_as_text_and_keeps_a_key_file_in_the_record() {
         let mut fields = json!({"certificate": {"cert": "-----BEGIN CERTIFICATE-----x", "key": "-----BEGIN PRIVATE KEY-----y"}});
         let fields = fields.as_object_mut().unwrap();

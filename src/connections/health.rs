@@ -8,9 +8,10 @@
 //! ([`Health::follow`], within a second). Sync jobs and the upload queue raise and clear alerts
 //! of their own ([`raise`], [`clear`]).
 //!
-//! A connection disabled here (its alert newly raised in the store) or enabled again (its open
-//! alert cleared here) is announced on the event bus as a [`Notice`], by the one process that
-//! changed the store: instances sharing it announce each change once.
+//! A connection disabled here (its alert newly raised in the store) is announced on the event
+//! bus as a [`Notice`] by the one process that raised it; enabled again, by the first process
+//! with an event bus that cleared the alert or saw it cleared (a claim in the store): instances
+//! sharing it announce each change once, and an enable made by the CLI is announced too.
 //!
 //! Earlier versions kept this in files under `[state] dir` (`alerts.jsonl`, one
 //! `connections/NAME.json` per connection): [`import`] moves them into the store once and leaves
@@ -147,10 +148,13 @@ impl Health {
     }
 
     /// Puts in force the connection's open alert as the store has it (`spgate connections
-    /// enable` or another instance may have changed it): `open` is every open alert.
-    pub fn follow(&self, open: &[stored::Alert]) {
+    /// enable` or another instance may have changed it): `open` is every open alert. Answers
+    /// whether the connection was enabled again elsewhere ([`Health::announce_enabled`] then
+    /// tells the event bus, if no other process has).
+    pub fn follow(&self, open: &[stored::Alert]) -> bool {
         let now = open.iter().find(|a| a.source == self.name).map(Alert::from);
         let mut disabled = self.disabled.write();
+        let enabled = disabled.is_some() && now.is_none();
         match (&*disabled, &now) {
             (Some(_), None) => {
                 tracing::info!(connection = %self.name, "SharePoint connection enabled again elsewhere")
@@ -161,6 +165,21 @@ impl Health {
             _ => {}
         }
         *disabled = now;
+        enabled
+    }
+
+    /// Announces the connection's newest alert as cleared, unless a process sharing the store
+    /// announced it already: a server following an enable made where no event bus is (`spgate
+    /// connections enable`, `spgate connections set`) announces it for them.
+    pub async fn announce_enabled(&self) -> crate::state::Result<()> {
+        let (Some(store), Some(events)) = (&self.store, &self.events) else {
+            return Ok(());
+        };
+        let newest = store.alert_history(Some(&self.name), None, 1).await?;
+        match newest.first() {
+            Some(cleared) if cleared.cleared_ms.is_some() => announce(store, cleared, events).await,
+            _ => Ok(()),
+        }
     }
 
     /// Disables the connection and raises an alert (once, across every instance sharing the
@@ -242,22 +261,41 @@ pub async fn enable_in(
     reason: &str,
     events: Option<&Events>,
 ) -> crate::state::Result<bool> {
-    let why = format!("enabled again: {reason}");
+    let why = format!("{ENABLED}{reason}");
     let Some(cleared) = store.clear_alert(name, &why, now_ms()).await? else {
         return Ok(false);
     };
     if let Some(events) = events {
-        events.notice(Notice::new(
-            Kind::ConnectionEnabled,
-            name,
-            format!(
-                "SharePoint connection {name} is enabled again ({reason}); it had been disabled: {} ({})",
-                cleared.message, cleared.code
-            ),
-            "none: if its credentials are still refused, the next request disables it again with a new alert",
-        ));
+        announce(store, &cleared, events).await?;
     }
     Ok(true)
+}
+
+/// How a connection's cleared alert says why: then the reason.
+const ENABLED: &str = "enabled again: ";
+
+/// Announces connection alert `cleared` as cleared, once across every process sharing `store`:
+/// the process that cleared it, or a server that saw it cleared by one without an event bus.
+async fn announce(
+    store: &Store,
+    cleared: &stored::Alert,
+    events: &Events,
+) -> crate::state::Result<()> {
+    if !store.claim_once(&format!("enabled:{}", cleared.id)).await? {
+        return Ok(());
+    }
+    let why = cleared.cleared_why.as_deref().unwrap_or_default();
+    let reason = why.strip_prefix(ENABLED).unwrap_or(why);
+    events.notice(Notice::new(
+        Kind::ConnectionEnabled,
+        &cleared.source,
+        format!(
+            "SharePoint connection {} is enabled again ({reason}); it had been disabled: {} ({})",
+            cleared.source, cleared.message, cleared.code
+        ),
+        "none: if its credentials are still refused, the next request disables it again with a new alert",
+    ));
+    Ok(())
 }
 
 /// Raises an alert for `source` (a connection name, `sync:JOB`, `queue:ID`) unless the same

@@ -8,11 +8,28 @@ use std::time::Duration;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message as Mail};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::error::{Error, Kind, Result};
 use super::message::{Channel, Message};
 use crate::config::Smtp;
+
+/// TLS for `host` trusting the certificates in PEM file `ca` besides the public roots.
+fn trusting(host: &str, ca: &std::path::Path) -> Result<TlsParameters> {
+    let setting_up = |e: &dyn std::fmt::Display| {
+        Error::new(
+            Kind::Permanent,
+            format!("setting up STARTTLS with the CA file {}: {e}", ca.display()),
+        )
+    };
+    let pem = std::fs::read(ca).map_err(|e| setting_up(&e))?;
+    let certificates = Certificate::from_pem(&pem).map_err(|e| setting_up(&e))?;
+    TlsParameters::builder(host.to_string())
+        .add_root_certificate(certificates)
+        .build_rustls()
+        .map_err(|e| setting_up(&e))
+}
 
 /// No `Debug`: the transport holds the password.
 pub struct Email {
@@ -24,8 +41,12 @@ pub struct Email {
 impl Email {
     pub fn new(config: &Smtp, timeout: Duration) -> Result<Email> {
         let builder = if config.starttls {
-            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&config.host)
-                .map_err(|e| Error::caused(Kind::Permanent, "setting up STARTTLS", e))?
+            let builder = AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&config.host)
+                .map_err(|e| Error::caused(Kind::Permanent, "setting up STARTTLS", e))?;
+            match &config.ca {
+                Some(ca) => builder.tls(Tls::Required(trusting(&config.host, ca)?)),
+                None => builder,
+            }
         } else {
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
         };

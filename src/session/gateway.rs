@@ -428,8 +428,13 @@ impl Shared {
                 }
                 if health != Some(counters.health) {
                     let open = store.open_alerts().await.map_err(|e| e.to_string())?;
-                    for connection in self.current().connections.values() {
-                        connection.health.follow(&open);
+                    let current = self.current();
+                    for connection in current.connections.values() {
+                        if connection.health.follow(&open)
+                            && let Err(e) = connection.health.announce_enabled().await
+                        {
+                            tracing::warn!(connection = %connection.config.name, error = %crate::logging::chain(&e), "could not announce the connection enabled again");
+                        }
                     }
                     health = Some(counters.health);
                 }

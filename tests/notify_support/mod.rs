@@ -97,23 +97,33 @@ async fn record(State(book): State<Arc<Book>>, headers: HeaderMap, body: Bytes) 
     StatusCode::from_u16(status).unwrap()
 }
 
-/// `tests/smtp_sink.py` running: its address, and the messages it received.
+/// `tests/smtp_sink.py` running: its address, the certificate it offers with STARTTLS, and
+/// the messages it received.
 pub struct Sink {
     pub port: u16,
+    /// The sink's self-signed certificate for 127.0.0.1 (PEM file), to trust as its CA.
+    pub ca: PathBuf,
     dir: tempfile::TempDir,
     child: Child,
 }
 
 impl Sink {
-    /// Starts the sink, accepting only `login` (`user:password`). Fails the test, saying how
-    /// to install it, when Python's aiosmtpd is missing.
+    /// Starts the sink, requiring STARTTLS with a certificate of its own and then accepting
+    /// only `login` (`user:password`). Fails the test, saying how to install it, when Python's
+    /// aiosmtpd is missing.
     pub fn start(login: &str) -> Sink {
         let dir = tempfile::tempdir().unwrap();
+        let issued = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let (ca, key) = (dir.path().join("sink.crt"), dir.path().join("sink.key"));
+        std::fs::write(&ca, issued.cert.pem()).unwrap();
+        std::fs::write(&key, issued.signing_key.serialize_pem()).unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_sink.py");
         let mut child = Command::new("python3")
             .arg(script)
             .arg(dir.path())
             .arg(login)
+            .arg(&ca)
+            .arg(&key)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -130,7 +140,12 @@ impl Sink {
             );
         };
         let port = address.rsplit(':').next().unwrap().parse().unwrap();
-        Sink { port, dir, child }
+        Sink {
+            port,
+            ca,
+            dir,
+            child,
+        }
     }
 
     /// The messages received so far, oldest first, as text.

@@ -121,6 +121,18 @@ fn bad_targets_name_their_key_and_hide_the_secret() {
             format!("{mail}to = [\"b@example.com\"]\nport = 0"),
             "notify[0].port: must not be 0",
         ),
+        (
+            format!("{mail}to = [\"b@example.com\"]\nstarttls = false\nca = \"/etc/ca.pem\""),
+            "notify[0].ca: only with starttls = true",
+        ),
+        (
+            format!("{mail}to = [\"b@example.com\"]\nca = \"/nonexistent/ca.pem\""),
+            "notify[0].ca: cannot read /nonexistent/ca.pem",
+        ),
+        (
+            format!("{hook}ca = \"/etc/ca.pem\""),
+            "notify[0].ca: only a target of type = \"email\"",
+        ),
     ];
     for (body, expected) in cases {
         let message = error(&format!("{STATE}{body}\n")).to_string();
@@ -151,4 +163,28 @@ fn notify_cannot_be_overridden_from_the_environment() {
         message.contains("array sections cannot be overridden"),
         "{message}"
     );
+}
+
+#[test]
+fn an_email_target_trusts_the_certificates_of_its_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let issued = rcgen::generate_simple_self_signed(vec!["relay.example".to_string()]).unwrap();
+    let (ca, not_ca) = (dir.path().join("ca.pem"), dir.path().join("key.pem"));
+    std::fs::write(&ca, issued.cert.pem()).unwrap();
+    std::fs::write(&not_ca, issued.signing_key.serialize_pem()).unwrap();
+    let target = |file: &std::path::Path| {
+        format!(
+            "{STATE}[[notify]]\ntype = \"email\"\nhost = \"relay.example\"\nfrom = \"a@example.com\"\n\
+             to = [\"b@example.com\"]\nca = \"{}\"\n",
+            file.display()
+        )
+    };
+    let config = parse_str(&target(&ca)).unwrap();
+    let NotifyChannel::Email(smtp) = &config.notify[0].channel else {
+        panic!("{:?}", config.notify);
+    };
+    assert_eq!(smtp.ca.as_deref(), Some(ca.as_path()));
+    let message = error(&target(&not_ca)).to_string();
+    assert!(message.contains("holds no PEM certificate"), "{message}");
+    assert!(!message.contains("BEGIN"), "{message}");
 }
