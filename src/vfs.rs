@@ -49,6 +49,9 @@ pub struct Vfs {
     /// Longest path first, so the first match is the longest prefix.
     mounts: Vec<MountPoint>,
     failures: Option<Arc<dyn Failures>>,
+    /// When this tree was made (the session's login): the time its virtual folders (a mount
+    /// point listed in its parent, a folder holding only mounts) show, rather than 1970.
+    made: DateTime<Utc>,
 }
 
 /// Told of every operation of a [`Vfs`] that fails, with its action (`download`, `upload`,
@@ -119,17 +122,19 @@ fn read_only_virtual(path: &str) -> Error {
     )
 }
 
-fn folder(name: &str) -> Entry {
-    Entry::new(name.to_string(), 0, true, DateTime::<Utc>::UNIX_EPOCH)
-}
-
 impl Vfs {
     pub fn new(mut mounts: Vec<MountPoint>) -> Vfs {
         mounts.sort_by_key(|m| std::cmp::Reverse(m.path.len()));
         Vfs {
             mounts,
             failures: None,
+            made: Utc::now(),
         }
+    }
+
+    /// A virtual folder's entry.
+    fn folder(&self, name: &str) -> Entry {
+        Entry::new(name.to_string(), 0, true, self.made)
     }
 
     /// This vfs, telling `failures` of every operation that fails.
@@ -234,7 +239,7 @@ impl Vfs {
     pub async fn stat(&self, vpath: &str) -> Result<Entry> {
         let done = async {
             match self.place(vpath)? {
-                Place::Virtual => Ok(folder(vpath.rsplit('/').next().unwrap_or(""))),
+                Place::Virtual => Ok(self.folder(vpath.rsplit('/').next().unwrap_or(""))),
                 Place::Mounted { mount, path } => {
                     let perms = mount.permissions;
                     if !perms.allows(Permission::List) && !perms.allows(Permission::Read) {
@@ -255,7 +260,11 @@ impl Vfs {
     /// The entries of a folder, in pages, with the mounts below it shown as folders.
     pub async fn list(&self, vpath: &str) -> Result<BoxStream<'static, Result<Vec<Entry>>>> {
         let done = async {
-            let nested: Vec<Entry> = self.children_of(vpath).iter().map(|n| folder(n)).collect();
+            let nested: Vec<Entry> = self
+                .children_of(vpath)
+                .iter()
+                .map(|n| self.folder(n))
+                .collect();
             match self.place(vpath)? {
                 Place::Virtual => Ok(futures_util::stream::iter([Ok(nested)]).boxed()),
                 Place::Mounted { mount, path } => {
@@ -559,6 +568,24 @@ mod creation_tests {
                 permissions: all,
             },
         ])
+    }
+
+    #[tokio::test]
+    async fn virtual_folders_show_the_time_of_the_login_not_1970() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = Utc::now();
+        let vfs = tree(dir.path());
+        let mut pages = vfs.list("/").await.unwrap();
+        let mut listed = Vec::new();
+        while let Some(page) = futures_util::StreamExt::next(&mut pages).await {
+            listed.extend(page.unwrap());
+        }
+        let inbox = listed.iter().find(|e| e.name == "Inbox").unwrap();
+        assert!(inbox.is_dir);
+        assert!(
+            inbox.modified >= before && inbox.modified <= Utc::now(),
+            "{inbox:?}"
+        );
     }
 
     #[tokio::test]

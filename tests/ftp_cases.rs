@@ -5,7 +5,8 @@
 //! changes), `..` and absolute paths that try to leave the virtual tree, symlinks leading out of
 //! a local mount, renames over a file and case-only, uploads failing at close (quota: 552) or
 //! upstream (451) that leave nothing and keep the file they were replacing, dropped fragments
-//! and throttling that do not fail an upload, and ten sessions at once.
+//! and throttling that do not fail an upload, ten sessions at once, and `mget *.csv` (NLST and
+//! LIST of wildcards and of files) by tnftp and ftplib.
 
 mod common;
 mod ftp_support;
@@ -412,6 +413,85 @@ async fn a_read_only_user_can_retr_but_change_nothing() {
         assert!(value(&out, label).starts_with("ERR 550"), "{label}: {out}");
     }
     assert_eq!(gw.sim_tree("").await, before, "the library changed");
+}
+
+/// What a script's `mget *.csv` sends (`NLST` of a pattern), by the BSD command-line client
+/// of Debian's `ftp` package (tnftp) and by ftplib: the folder's matching names, bare, compared
+/// as SharePoint compares names; a file lists itself (`NLST`, `LIST`); no match is an empty
+/// listing, a missing file still 550.
+#[tokio::test]
+async fn wildcards_and_files_list_as_legacy_scripts_expect() {
+    let gw = Gateway::start(&[alice()]).await;
+    let files: [(&str, &[u8]); 4] = [
+        ("Export-1.csv", b"one"),
+        ("export-2.CSV", b"two"),
+        ("[draft] a.csv", b"draft"),
+        ("notes.txt", b"notes"),
+    ];
+    for (name, bytes) in files {
+        gw.sim_put(&format!("Outbound/{name}"), bytes).await;
+    }
+    gw.sim_mkdirs("Empty").await;
+
+    let script = gw.client_dir().join("mget.ftp");
+    std::fs::write(
+        &script,
+        "user alice wonderland\ncd Outbound\nmget *.csv\nbye\n",
+    )
+    .unwrap();
+    let mut tnftp = tokio::process::Command::new("sh");
+    tnftp
+        .arg("-c")
+        .arg("exec tnftp -n -i -v -p 127.0.0.1 \"$1\" < \"$2\"")
+        .arg("tnftp")
+        .arg(gw.ftp_port.to_string())
+        .arg(&script);
+    let run = gw.run(tnftp, "tnftp").await;
+    for (name, bytes) in &files[..3] {
+        let got = gw.client_dir().join(name);
+        assert_eq!(
+            std::fs::read(&got).ok().as_deref(),
+            Some(*bytes),
+            "{name}: {run}"
+        );
+    }
+    assert!(!gw.client_dir().join("notes.txt").exists(), "{run}");
+
+    let out = gw
+        .python_ok(
+            "alice",
+            "wonderland",
+            "ftp.cwd('Outbound')\n\
+             print('NLST', sorted(ftp.nlst('*.csv')))\n\
+             print('ABSOLUTE', sorted(ftp.nlst('/Outbound/EXPORT-?.csv')))\n\
+             print('NONE', ftp.nlst('*.pdf'))\n\
+             print('EMPTY', ftp.nlst('/Empty/*'))\n\
+             print('FILE', ftp.nlst('notes.txt'))\n\
+             lines = []\n\
+             ftp.retrlines('LIST notes.txt', lines.append)\n\
+             print('LIST', len(lines), lines[0].split()[4], lines[0].split()[-1])\n\
+             lines = []\n\
+             ftp.retrlines('LIST *.txt', lines.append)\n\
+             print('LIST-PATTERN', len(lines), lines[0].split()[-1])\n\
+             print('MISSING', attempt(ftp.nlst, 'nope.txt'))\n",
+        )
+        .await;
+    assert_eq!(
+        value(&out, "NLST"),
+        "['Export-1.csv', '[draft] a.csv', 'export-2.CSV']",
+        "{out}"
+    );
+    assert_eq!(
+        value(&out, "ABSOLUTE"),
+        "['Export-1.csv', 'export-2.CSV']",
+        "{out}"
+    );
+    assert_eq!(value(&out, "NONE"), "[]", "{out}");
+    assert_eq!(value(&out, "EMPTY"), "[]", "{out}");
+    assert_eq!(value(&out, "FILE"), "['notes.txt']", "{out}");
+    assert_eq!(value(&out, "LIST"), "1 5 notes.txt", "{out}");
+    assert_eq!(value(&out, "LIST-PATTERN"), "1 notes.txt", "{out}");
+    assert!(value(&out, "MISSING").starts_with("ERR 550"), "{out}");
 }
 
 #[tokio::test]

@@ -147,6 +147,42 @@ impl fmt::Debug for Files {
     }
 }
 
+/// Every entry of folder `path`, all pages.
+async fn entries(user: &Session, path: &str) -> ftp::Result<Vec<Entry>> {
+    let mut pages = user.vfs.list(path).await.map_err(reply::error)?;
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        out.extend(page.map_err(reply::error)?);
+    }
+    Ok(out)
+}
+
+/// A listing's path whose last part holds `*` (any characters) or `?` (one): its folder, and
+/// the part as a pattern matching names case-insensitively. Every other character stands for
+/// itself (`[`, `{` are common in SharePoint names).
+fn wildcard(path: &str) -> Option<(&str, globset::GlobMatcher)> {
+    let (folder, name) = path.rsplit_once('/')?;
+    if !name.contains(['*', '?']) {
+        return None;
+    }
+    let pattern: String = name
+        .chars()
+        .map(|c| match c {
+            '*' | '?' => c.to_string(),
+            c => globset::escape(&c.to_string()),
+        })
+        .collect();
+    let glob = globset::GlobBuilder::new(&pattern)
+        .case_insensitive(true)
+        .literal_separator(true)
+        .build()
+        .ok()?;
+    Some((
+        if folder.is_empty() { "/" } else { folder },
+        glob.compile_matcher(),
+    ))
+}
+
 /// An entry as libunftp's metadata.
 #[derive(Debug, Clone)]
 pub struct Meta(pub Entry);
@@ -269,23 +305,40 @@ impl StorageBackend<Session> for Files {
         entry.map(Meta).map_err(reply::error)
     }
 
+    /// `LIST`/`NLST` of a folder: its entries; of a file: the file (RFC 959); of a name with
+    /// `*` or `?` in its last part (`NLST *.csv`, which `mget *.csv` sends): the matching
+    /// entries of its folder, compared as SharePoint compares names (case-insensitively), none
+    /// being an empty listing. Names come back bare, as libunftp lists a folder.
     async fn list<P: AsRef<Path> + Send + fmt::Debug>(
         &self,
         user: &Session,
         path: P,
     ) -> ftp::Result<Vec<Fileinfo<PathBuf, Meta>>> {
         let path = self.vpath(path.as_ref())?;
-        let mut pages = user.vfs.list(&path).await.map_err(reply::error)?;
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            for entry in page.map_err(reply::error)? {
-                out.push(Fileinfo {
-                    path: PathBuf::from(crate::storage::join(&path, &entry.name)),
-                    metadata: Meta(entry),
-                });
-            }
+        let info = |folder: &str, entry: Entry| Fileinfo {
+            path: PathBuf::from(crate::storage::join(folder, &entry.name)),
+            metadata: Meta(entry),
+        };
+        if let Some((folder, pattern)) = wildcard(&path) {
+            let entries = entries(user, folder).await?;
+            return Ok(entries
+                .into_iter()
+                .filter(|e| pattern.is_match(&e.name))
+                .map(|e| info(folder, e))
+                .collect());
         }
-        Ok(out)
+        // A folder's own entry is cached for its listing (SharePoint), so this costs no round
+        // trip more; any failure is left to the listing, which reports and audits it.
+        if let Ok(entry) = user.vfs.stat(&path).await
+            && !entry.is_dir
+        {
+            return Ok(vec![Fileinfo {
+                path: PathBuf::from(&path),
+                metadata: Meta(entry),
+            }]);
+        }
+        let entries = entries(user, &path).await?;
+        Ok(entries.into_iter().map(|e| info(&path, e)).collect())
     }
 
     async fn get<P: AsRef<Path> + Send + fmt::Debug>(
@@ -448,6 +501,27 @@ impl StorageBackend<Session> for Files {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wildcard_in_the_last_part_matches_names_of_its_folder() {
+        let matches = |path: &str, name: &str| {
+            let (_, pattern) = wildcard(path).unwrap();
+            pattern.is_match(name)
+        };
+        assert_eq!(wildcard("/Outbound/*.csv").unwrap().0, "/Outbound");
+        assert_eq!(wildcard("/*.csv").unwrap().0, "/");
+        assert!(matches("/o/*.csv", "Export 2026.CSV"));
+        assert!(matches("/o/inv-??.pdf", "INV-07.pdf"));
+        assert!(!matches("/o/inv-??.pdf", "inv-7.pdf"));
+        assert!(!matches("/o/*.csv", "a.csv.part"));
+        // Only * and ? are wildcards: brackets and braces are part of names.
+        assert!(matches("/o/[draft] *.docx", "[Draft] plan.docx"));
+        assert!(!matches("/o/[draft] *.docx", "d plan.docx"));
+        assert!(matches("/o/{a,b}*", "{a,b}1"));
+        assert!(!matches("/o/{a,b}*", "a1"));
+        assert!(wildcard("/o/plain.csv").is_none());
+        assert!(wildcard("/o*/plain.csv").is_none());
+    }
 
     #[test]
     fn a_put_from_zero_right_after_a_failed_lookup_of_its_path_is_refused() {
