@@ -432,6 +432,8 @@ async fn wildcards_and_files_list_as_legacy_scripts_expect() {
         gw.sim_put(&format!("Outbound/{name}"), bytes).await;
     }
     gw.sim_mkdirs("Empty").await;
+    // A name with a wildcard in it that exists is itself (stored encoded in SharePoint).
+    gw.sim_put("Outbound/what\u{FF1F}.csv", b"asked").await;
 
     let script = gw.client_dir().join("mget.ftp");
     std::fs::write(
@@ -447,7 +449,7 @@ async fn wildcards_and_files_list_as_legacy_scripts_expect() {
         .arg(gw.ftp_port.to_string())
         .arg(&script);
     let run = gw.run(tnftp, "tnftp").await;
-    for (name, bytes) in &files[..3] {
+    for (name, bytes) in files[..3].iter().chain(&[("what?.csv", &b"asked"[..])]) {
         let got = gw.client_dir().join(name);
         assert_eq!(
             std::fs::read(&got).ok().as_deref(),
@@ -473,14 +475,16 @@ async fn wildcards_and_files_list_as_legacy_scripts_expect() {
              lines = []\n\
              ftp.retrlines('LIST *.txt', lines.append)\n\
              print('LIST-PATTERN', len(lines), lines[0].split()[-1])\n\
-             print('MISSING', attempt(ftp.nlst, 'nope.txt'))\n",
+             print('MISSING', attempt(ftp.nlst, 'nope.txt'))\n\
+             print('LITERAL', ftp.nlst('what?.csv'))\n",
         )
         .await;
     assert_eq!(
         value(&out, "NLST"),
-        "['Export-1.csv', '[draft] a.csv', 'export-2.CSV']",
+        "['Export-1.csv', '[draft] a.csv', 'export-2.CSV', 'what?.csv']",
         "{out}"
     );
+    assert_eq!(value(&out, "LITERAL"), "['what?.csv']", "{out}");
     assert_eq!(
         value(&out, "ABSOLUTE"),
         "['Export-1.csv', 'export-2.CSV']",

@@ -305,10 +305,11 @@ impl StorageBackend<Session> for Files {
         entry.map(Meta).map_err(reply::error)
     }
 
-    /// `LIST`/`NLST` of a folder: its entries; of a file: the file (RFC 959); of a name with
-    /// `*` or `?` in its last part (`NLST *.csv`, which `mget *.csv` sends): the matching
-    /// entries of its folder, compared as SharePoint compares names (case-insensitively), none
-    /// being an empty listing. Names come back bare, as libunftp lists a folder.
+    /// `LIST`/`NLST` of a folder: its entries; of a file: the file (RFC 959); of a name that
+    /// does not exist with `*` or `?` in its last part (`NLST *.csv`, which `mget *.csv`
+    /// sends): the matching entries of its folder, compared as SharePoint compares names
+    /// (case-insensitively), none being an empty listing. Names come back bare, as libunftp
+    /// lists a folder.
     async fn list<P: AsRef<Path> + Send + fmt::Debug>(
         &self,
         user: &Session,
@@ -319,23 +320,28 @@ impl StorageBackend<Session> for Files {
             path: PathBuf::from(crate::storage::join(folder, &entry.name)),
             metadata: Meta(entry),
         };
-        if let Some((folder, pattern)) = wildcard(&path) {
-            let entries = entries(user, folder).await?;
-            return Ok(entries
-                .into_iter()
-                .filter(|e| pattern.is_match(&e.name))
-                .map(|e| info(folder, e))
-                .collect());
-        }
         // A folder's own entry is cached for its listing (SharePoint), so this costs no round
-        // trip more; any failure is left to the listing, which reports and audits it.
-        if let Ok(entry) = user.vfs.stat(&path).await
-            && !entry.is_dir
-        {
-            return Ok(vec![Fileinfo {
-                path: PathBuf::from(&path),
-                metadata: Meta(entry),
-            }]);
+        // trip more. A name that exists is listed as itself, even with `*` or `?` in it (names
+        // SharePoint refuses are stored encoded); other failures are left to the listing,
+        // which reports and audits them.
+        match user.vfs.stat(&path).await {
+            Ok(entry) if !entry.is_dir => {
+                return Ok(vec![Fileinfo {
+                    path: PathBuf::from(&path),
+                    metadata: Meta(entry),
+                }]);
+            }
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                if let Some((folder, pattern)) = wildcard(&path) {
+                    let entries = entries(user, folder).await?;
+                    return Ok(entries
+                        .into_iter()
+                        .filter(|e| pattern.is_match(&e.name))
+                        .map(|e| info(folder, e))
+                        .collect());
+                }
+            }
+            _ => {}
         }
         let entries = entries(user, &path).await?;
         Ok(entries.into_iter().map(|e| info(&path, e)).collect())
