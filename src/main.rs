@@ -158,6 +158,14 @@ enum Command {
         #[command(subcommand)]
         action: ClusterAction,
     },
+    /// Alert notifications (`[[notify]]`): send a test notification to every target, or to the
+    /// one named, at once (no retries); exits 1 if one was not delivered.
+    Notify {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: NotifyAction,
+    },
     /// The web console's administrators (kept in the state store): add, passwd, list, remove.
     Admins {
         #[command(flatten)]
@@ -181,6 +189,15 @@ enum Command {
         config: ConfigArg,
         #[command(subcommand)]
         action: SyncAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum NotifyAction {
+    /// Send a test notification to each target (or the one named) and say what became of it.
+    Test {
+        /// Only this target.
+        name: Option<String>,
     },
 }
 
@@ -835,6 +852,17 @@ async fn main() -> anyhow::Result<ExitCode> {
                 }
             };
             if !done {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Notify {
+            config,
+            action: NotifyAction::Test { name },
+        } => {
+            logging::init(cli.log_format, "warn");
+            let config = config.load()?;
+            let out = &mut std::io::stdout();
+            if !spgate::notify::test(&config.notify, name.as_deref(), out).await? {
                 return Ok(ExitCode::FAILURE);
             }
         }

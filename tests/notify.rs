@@ -3,7 +3,8 @@
 //! each with its event id (and, for the webhook, its HMAC signature); a user locked out after
 //! failed logins is announced; a sync job is announced when it aborts and when it recovers, not
 //! at every run; a webhook that fails twice gets the same event three times and counts it
-//! delivered. The receivers run here: an axum webhook receiver and Python's aiosmtpd
+//! delivered; `spgate notify test` sends each target one test notification and says what
+//! became of it. The receivers run here: an axum webhook receiver and Python's aiosmtpd
 //! (`tests/smtp_sink.py`), both on port 0.
 
 mod common;
@@ -305,6 +306,98 @@ async fn a_revoke_reaches_each_target_once_and_so_does_the_enable() {
     assert!(
         !log.contains(password) && !log.contains(HOOK_SECRET),
         "a secret in the log"
+    );
+}
+
+/// `spgate notify test`: one test notification per target, at once, no retries; what became
+/// of each is printed, and exit 1 if one was not delivered. The relay's certificate is checked:
+/// a target without `ca` cannot deliver to it.
+#[tokio::test(flavor = "multi_thread")]
+async fn notify_test_sends_each_target_one_notification_and_says_what_became_of_it() {
+    let hook = Receiver::start(&[200, 404]).await;
+    let (user, password) = SMTP_LOGIN;
+    let sink = Sink::start(&format!("{user}:{password}"));
+    let dir = tempfile::tempdir().unwrap();
+    let mail = |name: &str, ca: &str| {
+        format!(
+            "[[notify]]\nname = \"{name}\"\ntype = \"email\"\nhost = \"127.0.0.1\"\n\
+             port = {port}\n{ca}username = \"{user}\"\npassword = \"{password}\"\n\
+             from = \"spgate@example.com\"\nto = [\"ops@example.com\"]\n",
+            port = sink.port,
+        )
+    };
+    let config = dir.path().join("spgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[state]\ndir = {state}\n\n\
+             [[notify]]\nname = \"ops-hook\"\ntype = \"webhook\"\nurl = {url}\nsecret = {secret}\n\n\
+             {trusted}\n{untrusted}",
+            state = quote(dir.path().join("state").to_str().unwrap()),
+            url = quote(&hook.url),
+            secret = quote(HOOK_SECRET),
+            trusted = mail("ops-mail", &format!("ca = {}\n", quote(sink.ca.to_str().unwrap()))),
+            untrusted = mail("no-ca", ""),
+        ),
+    )
+    .unwrap();
+    let notify_test = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_spgate"))
+            .args(["notify", "test"])
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+
+    let (code, text) = notify_test(&[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("ops-hook: delivered (id "), "{text}");
+    assert!(text.contains("ops-mail: delivered (id "), "{text}");
+    let refused = text
+        .lines()
+        .find(|l| l.starts_with("no-ca: FAILED: "))
+        .unwrap_or_else(|| panic!("no-ca delivered without trusting the relay:\n{text}"));
+    assert!(refused.to_lowercase().contains("certificate"), "{refused}");
+    assert!(
+        !text.contains(password) && !text.contains(HOOK_SECRET),
+        "{text}"
+    );
+    let got = hook.got();
+    assert_eq!(got.len(), 1);
+    let json = got[0].json();
+    assert_eq!(
+        (json["kind"].as_str(), json["target"].as_str()),
+        (Some("test"), Some("ops-hook"))
+    );
+    assert!(got[0].signed_with(HOOK_SECRET));
+    assert!(text.contains(json["id"].as_str().unwrap()), "{text}");
+    let mails = sink.mails();
+    assert_eq!(mails.len(), 1, "{mails:#?}");
+    assert_eq!(
+        mail_header(&mails[0], "Subject"),
+        "[spgate] test notification"
+    );
+    assert_eq!(mail_header(&mails[0], "X-Sink-TLS"), "yes");
+
+    // One target; the receiver refuses it: said, exit 1, and not tried again.
+    let (code, text) = notify_test(&["ops-hook"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(
+        text.trim(),
+        "ops-hook: FAILED: the webhook answered 404 Not Found"
+    );
+    assert_eq!(hook.got().len(), 2);
+    let (code, text) = notify_test(&["ops-mail"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = notify_test(&["nope"]);
+    assert_eq!(
+        (code, text.trim()),
+        (Some(1), "no [[notify]] target named 'nope'")
     );
 }
 

@@ -104,6 +104,30 @@ impl Message {
         }
     }
 
+    /// A test notification for target `target`, sent by `spgate notify test` from `host`.
+    pub fn test(target: &str, host: &str) -> Message {
+        let id = uuid::Uuid::new_v4().to_string();
+        let title = "test notification".to_string();
+        let time = rfc3339(Utc::now());
+        let message = format!(
+            "spgate on {host} sent this to target {target} (spgate notify test): alerts will \
+             reach you here"
+        );
+        let text =
+            format!("{title}\n\n{message}.\n\ntime: {time}\nhost: {host}\nevent: test, id {id}\n");
+        let json = json!({
+            "id": id, "kind": "test", "time": time, "title": title, "message": message,
+            "target": target, "problem": false, "host": host,
+        });
+        Message {
+            id,
+            kind: "test",
+            title,
+            text,
+            json,
+        }
+    }
+
     /// The e-mail subject line.
     pub fn subject_line(&self) -> String {
         let mut line = format!("[spgate] {}", self.title);

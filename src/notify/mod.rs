@@ -135,3 +135,52 @@ impl Notifier {
         }
     }
 }
+
+/// `spgate notify test [NAME]`: sends a test notification to each of `targets` (or the one
+/// named `only`), once each (no retries: the answer is for an administrator waiting), and
+/// writes what became of each to `out`. Answers whether every one was delivered.
+pub async fn test(
+    targets: &[Notify],
+    only: Option<&str>,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<bool> {
+    let chosen: Vec<&Notify> = targets
+        .iter()
+        .filter(|t| only.is_none_or(|name| t.name == name))
+        .collect();
+    if chosen.is_empty() {
+        match only {
+            Some(name) => writeln!(out, "no [[notify]] target named '{name}'")?,
+            None => writeln!(out, "no [[notify]] targets are configured")?,
+        }
+        return Ok(false);
+    }
+    let host = message::host();
+    let mut all = true;
+    for config in chosen {
+        let message = Message::test(&config.name, &host);
+        let sent = async {
+            let channel = target::channel(config)?;
+            match tokio::time::timeout(config.timeout, channel.send(&message, 1)).await {
+                Ok(sent) => sent,
+                Err(_) => Err(Error::new(
+                    error::Kind::Transient,
+                    format!("no answer within {:?}", config.timeout),
+                )),
+            }
+        };
+        match sent.await {
+            Ok(()) => writeln!(out, "{}: delivered (id {})", config.name, message.id)?,
+            Err(e) => {
+                all = false;
+                writeln!(
+                    out,
+                    "{}: FAILED: {}",
+                    config.name,
+                    crate::logging::chain(&e)
+                )?;
+            }
+        }
+    }
+    Ok(all)
+}

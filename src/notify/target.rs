@@ -52,10 +52,7 @@ impl Target {
     /// Starts delivering to `config`'s receiver (and its daily digest, if it has one) until
     /// `common.stop`, or until this is dropped and the queue is empty.
     pub fn start(config: Notify, common: &Common) -> Result<Target> {
-        let channel: Box<dyn Channel> = match &config.channel {
-            NotifyChannel::Webhook(w) => Box::new(super::webhook::Webhook::new(w, config.timeout)?),
-            NotifyChannel::Email(e) => Box::new(super::email::Email::new(e, config.timeout)?),
-        };
+        let channel = channel(&config)?;
         let (queue, receiver) = mpsc::channel(QUEUE);
         let worker = Worker {
             name: config.name.clone(),
@@ -105,6 +102,14 @@ impl Target {
             self.figures.add(&self.config.name, Outcome::Dropped);
         }
     }
+}
+
+/// How `config`'s messages reach its receiver.
+pub fn channel(config: &Notify) -> Result<Box<dyn Channel>> {
+    Ok(match &config.channel {
+        NotifyChannel::Webhook(w) => Box::new(super::webhook::Webhook::new(w, config.timeout)?),
+        NotifyChannel::Email(e) => Box::new(super::email::Email::new(e, config.timeout)?),
+    })
 }
 
 struct Worker {
