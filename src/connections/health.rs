@@ -265,8 +265,11 @@ pub async fn enable_in(
     let Some(cleared) = store.clear_alert(name, &why, now_ms()).await? else {
         return Ok(false);
     };
-    if let Some(events) = events {
-        announce(store, &cleared, events).await?;
+    // Enabled whatever becomes of the announcement: a store failing now is only logged.
+    if let Some(events) = events
+        && let Err(e) = announce(store, &cleared, events).await
+    {
+        tracing::warn!(connection = name, error = %crate::logging::chain(&e), "could not announce the connection enabled again");
     }
     Ok(true)
 }
