@@ -237,24 +237,28 @@ impl Vfs {
     }
 
     pub async fn stat(&self, vpath: &str) -> Result<Entry> {
-        let done = async {
-            match self.place(vpath)? {
-                Place::Virtual => Ok(self.folder(vpath.rsplit('/').next().unwrap_or(""))),
-                Place::Mounted { mount, path } => {
-                    let perms = mount.permissions;
-                    if !perms.allows(Permission::List) && !perms.allows(Permission::Read) {
-                        return Err(denied(Permission::Read, vpath));
-                    }
-                    let mut entry = mount.backend.stat(&path).await?;
-                    if path == "/" {
-                        entry.name = vpath.rsplit('/').next().unwrap_or("").to_string();
-                    }
-                    Ok(entry)
+        let done = self.lookup(vpath).await;
+        self.noted("stat", vpath, None, done)
+    }
+
+    /// What [`Vfs::stat`] answers, without telling the observer of a failure: for a front-end
+    /// that only chooses what to do (an FTP `LIST` of a file or of a pattern); the operation it
+    /// then does tells its own failure, once.
+    pub async fn lookup(&self, vpath: &str) -> Result<Entry> {
+        match self.place(vpath)? {
+            Place::Virtual => Ok(self.folder(vpath.rsplit('/').next().unwrap_or(""))),
+            Place::Mounted { mount, path } => {
+                let perms = mount.permissions;
+                if !perms.allows(Permission::List) && !perms.allows(Permission::Read) {
+                    return Err(denied(Permission::Read, vpath));
                 }
+                let mut entry = mount.backend.stat(&path).await?;
+                if path == "/" {
+                    entry.name = vpath.rsplit('/').next().unwrap_or("").to_string();
+                }
+                Ok(entry)
             }
         }
-        .await;
-        self.noted("stat", vpath, None, done)
     }
 
     /// The entries of a folder, in pages, with the mounts below it shown as folders.

@@ -323,8 +323,8 @@ impl StorageBackend<Session> for Files {
         // A folder's own entry is cached for its listing (SharePoint), so this costs no round
         // trip more. A name that exists is listed as itself, even with `*` or `?` in it (names
         // SharePoint refuses are stored encoded); other failures are left to the listing,
-        // which reports and audits them.
-        match user.vfs.stat(&path).await {
+        // which reports and audits them (a lookup is not audited: one LIST, one audit line).
+        match user.vfs.lookup(&path).await {
             Ok(entry) if !entry.is_dir => {
                 return Ok(vec![Fileinfo {
                     path: PathBuf::from(&path),
