@@ -161,13 +161,7 @@ pub async fn test(
         let message = Message::test(&config.name, &host);
         let sent = async {
             let channel = target::channel(config)?;
-            match tokio::time::timeout(config.timeout, channel.send(&message, 1)).await {
-                Ok(sent) => sent,
-                Err(_) => Err(Error::new(
-                    error::Kind::Transient,
-                    format!("no answer within {:?}", config.timeout),
-                )),
-            }
+            target::send_once(&*channel, &message, 1, config.timeout).await
         };
         match sent.await {
             Ok(()) => writeln!(out, "{}: delivered (id {})", config.name, message.id)?,

@@ -112,6 +112,23 @@ pub fn channel(config: &Notify) -> Result<Box<dyn Channel>> {
     })
 }
 
+/// Sends `message` through `channel` once (try number `attempt`); no answer within `timeout`
+/// is a failure that may pass.
+pub async fn send_once(
+    channel: &dyn Channel,
+    message: &Message,
+    attempt: u32,
+    timeout: Duration,
+) -> Result<()> {
+    match tokio::time::timeout(timeout, channel.send(message, attempt)).await {
+        Ok(sent) => sent,
+        Err(_) => Err(Error::new(
+            Kind::Transient,
+            format!("no answer within {timeout:?}"),
+        )),
+    }
+}
+
 struct Worker {
     name: String,
     channel: Box<dyn Channel>,
@@ -151,20 +168,16 @@ impl Worker {
                         "notification not delivered: shutting down");
                     return;
                 }
-                tried = tokio::time::timeout(self.timeout, self.channel.send(message, attempt)) => tried,
+                tried = send_once(&*self.channel, message, attempt, self.timeout) => tried,
             };
             let error = match tried {
-                Ok(Ok(())) => {
+                Ok(()) => {
                     tracing::info!(target = %name, kind = message.kind, id = %message.id, attempt,
                         "notification delivered");
                     self.figures.add(name, Outcome::Delivered);
                     return;
                 }
-                Ok(Err(e)) => e,
-                Err(_) => Error::new(
-                    Kind::Transient,
-                    format!("no answer within {:?}", self.timeout),
-                ),
+                Err(e) => e,
             };
             if !error.is_transient() || attempt == self.attempts {
                 tracing::warn!(target = %name, kind = message.kind, id = %message.id,
