@@ -121,15 +121,11 @@ impl Console {
 
     /// The admin API's record of connection `name`.
     async fn record(&self, name: &str) -> Value {
-        reqwest::Client::new()
-            .get(format!("{}/api/v1/connections/{name}", self.base))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        get_json_with(
+            &format!("{}/api/v1/connections/{name}", self.base),
+            ADMIN_TOKEN,
+        )
+        .await
     }
 
     /// The simulator's request counts by kind since the last reset.

@@ -97,13 +97,7 @@ impl Served {
     }
 
     async fn post(&self, path: &str) -> (u16, String) {
-        let response = reqwest::Client::new()
-            .post(format!("{}{path}", self.admin))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
-        (response.status().as_u16(), response.text().await.unwrap())
+        common::post_with(&format!("{}{path}", self.admin), TOKEN).await
     }
 
     /// The `spgate_notification*` samples of `/metrics`.
@@ -122,12 +116,7 @@ impl Served {
 
     /// Runs `spgate ARGS --config <the served file>` beside the server.
     fn spgate(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_spgate"))
-            .args(args)
-            .arg("--config")
-            .arg(self.dir.path().join("spgate.toml"))
-            .output()
-            .expect("run spgate")
+        common::spgate_with(&self.dir.path().join("spgate.toml"), args)
     }
 
     fn log(&self) -> String {
@@ -342,13 +331,7 @@ async fn notify_test_sends_each_target_one_notification_and_says_what_became_of_
     )
     .unwrap();
     let notify_test = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_spgate"))
-            .args(["notify", "test"])
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
+        let out = common::spgate_with(&config, &[&["notify", "test"], args].concat());
         let text = String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr);
         (out.status.code(), text)

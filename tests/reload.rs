@@ -44,13 +44,7 @@ async fn can_log_in(port: u16, user: &str, password: &str) -> bool {
 }
 
 async fn reload(admin: &str) -> (u16, String) {
-    let response = reqwest::Client::new()
-        .post(format!("http://{admin}/api/v1/reload"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
+    common::post_with(&format!("http://{admin}/api/v1/reload"), TOKEN).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -275,13 +269,7 @@ async fn connections_enable_reaches_the_running_gateway() {
         "still disabled: nothing was enabled yet"
     );
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spgate"))
-        .arg("connections")
-        .arg("--config")
-        .arg(&served.config)
-        .args(["enable", "sp"])
-        .output()
-        .unwrap();
+    let out = common::spgate_with(&served.config, &["connections", "enable", "sp"]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("enabled"));
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -425,12 +425,7 @@ impl Gateway {
 
     /// Runs `spgate ARGS --config <this gateway's file>` and answers its output.
     pub fn spgate(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_spgate"))
-            .args(args)
-            .arg("--config")
-            .arg(self.dir.path().join("spgate.toml"))
-            .output()
-            .expect("run spgate")
+        super::spgate_with(&self.dir.path().join("spgate.toml"), args)
     }
 
     /// The state directory's file `name` (e.g. `audit.jsonl`), empty if missing.

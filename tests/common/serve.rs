@@ -144,3 +144,25 @@ pub async fn get_json_with(url: &str, token: &str) -> serde_json::Value {
         .await
         .unwrap()
 }
+
+/// `POST url` with `token` as Bearer and no body: the status and the answer's text (the admin
+/// API's actions: reload, run a sync job).
+pub async fn post_with(url: &str, token: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// Runs `spgate ARGS --config CONFIG` to completion (an operator's command beside a server).
+pub fn spgate_with(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_spgate"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run spgate")
+}
