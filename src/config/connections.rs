@@ -47,7 +47,7 @@ fn certificate(at: &str, raw: raw::CertKey, cx: &Context<'_>) -> Result<Credenti
                 "not a PEM private key (-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----)",
             ));
         }
-        if let Some(why) = Pem::key_problem(text.expose().as_bytes()) {
+        if let Err(why) = Pem::signing_key(text.expose().as_bytes()) {
             return Err(Error::invalid(key_at, why));
         }
     }

@@ -380,25 +380,26 @@ impl Pem {
         }
     }
 
-    /// Why private key `pem` cannot sign spgate in, if it cannot: the Microsoft identity platform
-    /// verifies client assertions signed RS256 or PS256 only, so an EC or Ed25519 key, however
-    /// valid, would be refused at every sign-in. Never quotes the key.
-    pub fn key_problem(pem: &[u8]) -> Option<String> {
+    /// The key that signs spgate's client assertions, read from private key `pem`, or why it
+    /// cannot: the Microsoft identity platform verifies client assertions signed RS256 or PS256
+    /// only, so an EC or Ed25519 key, however valid, would be refused at every sign-in. Never
+    /// quotes the key.
+    pub fn signing_key(pem: &[u8]) -> Result<jsonwebtoken::EncodingKey, String> {
         use jsonwebtoken::EncodingKey;
-        if EncodingKey::from_rsa_pem(pem).is_ok() {
-            return None;
+        if let Ok(key) = EncodingKey::from_rsa_pem(pem) {
+            return Ok(key);
         }
         let kind = if EncodingKey::from_ec_pem(pem).is_ok() {
             "an EC key"
         } else if EncodingKey::from_ed_pem(pem).is_ok() {
             "an Ed25519 key"
         } else {
-            return Some(
+            return Err(
                 "not a PEM private key that can be read (-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----)"
                     .into(),
             );
         };
-        Some(format!(
+        Err(format!(
             "{kind}: Microsoft Entra ID accepts certificate credentials signed with RSA keys only \
              (RS256/PS256); make an RSA key (openssl req -x509 -newkey rsa:2048 ...) or generate \
              one in the console"

@@ -563,11 +563,7 @@ fn assertion(client_id: &str, token_url: &str, cert: &Pem, key: &Pem) -> Result<
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
         sha1::Sha1::digest(&pem.contents),
     );
-    if let Some(why) = Pem::key_problem(&key_pem) {
-        return Err(unreadable("private key", &why));
-    }
-    let signing_key = jsonwebtoken::EncodingKey::from_rsa_pem(&key_pem)
-        .map_err(|e| unreadable("private key", &e))?;
+    let signing_key = Pem::signing_key(&key_pem).map_err(|why| unreadable("private key", &why))?;
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.x5t = Some(x5t);
     let now = chrono::Utc::now().timestamp();
